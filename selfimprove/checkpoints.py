@@ -1,0 +1,103 @@
+"""Checkpoint bytes: safetensors only (never pickle), with a sha256 and atomic, fsynced writes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from selfimprove.errors import CheckpointError
+
+__all__ = [
+    "atomic_write",
+    "atomic_write_json",
+    "checkpoint_bytes",
+    "read_verified",
+    "sha256_hex",
+    "state_from_bytes",
+    "state_to_bytes",
+]
+
+
+def state_to_bytes(module: nn.Module) -> bytes:
+    """The module's state dict as safetensors bytes (tensors made contiguous and unshared)."""
+    state = {k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}
+    return st_save(state)
+
+
+def checkpoint_bytes(module: nn.Module) -> int:
+    """Size of the module's checkpoint in bytes, as it would be written."""
+    return len(state_to_bytes(module))
+
+
+def state_from_bytes(data: bytes, *, source: str) -> dict[str, torch.Tensor]:
+    """Parse safetensors bytes; a malformed file raises :class:`CheckpointError`."""
+    try:
+        return st_load(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {source} is not a valid safetensors file: {exc}"
+        ) from None
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename, fsync
+    the folder. A crash leaves either the old file or the new one, never a partial one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_verified(path: Path, expected_sha256: str, *, what: str) -> bytes:
+    """Read a checkpoint and check its sha256; nothing is returned unless it matches.
+
+    Raises:
+        CheckpointError: The file is missing, truncated or altered.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"checkpoint of {what} is missing at {path}; restore it or roll back "
+            "(`selfimprove rollback MODEL`)."
+        ) from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint of {what} at {path}: {exc}") from None
+    actual = sha256_hex(data)
+    if actual != expected_sha256:
+        raise CheckpointError(
+            f"checkpoint of {what} at {path} is corrupted or truncated (sha256 {actual[:12]}… "
+            f"≠ recorded {expected_sha256[:12]}…, {len(data)} bytes); it was not loaded — "
+            "roll back with `selfimprove rollback MODEL`."
+        )
+    return data

@@ -1,0 +1,349 @@
+"""The ``selfimprove`` command line (typer + rich). Only this module prints.
+
+Every error the user can cause ends as one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from selfimprove.config import SelfImprovementConfig
+from selfimprove.errors import SelfImproveError
+from selfimprove.improver import EXPORT_FORMATS, SelfImprover
+from selfimprove.loop import ExperimentOutcome
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="selfimprove",
+    help="Keep a population of PyTorch models getting better on their own, with proof.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Piped output gets a wide table instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option("--home", help="Home folder (default $SELFIMPROVE_HOME or ./.selfimprove)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what the library does.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _handle_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SelfImproveError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False)],
+        force=True,
+    )
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{value:.{digits}g}"
+
+
+def _arrow(before: float | None, after: float | None) -> str:
+    return f"{_fmt(before)} → {_fmt(after)}"
+
+
+def _why(reason: str) -> str:
+    """The part of a judge's reason after the figures it repeats (``"…: error −31%, p=0.02"``)."""
+    return reason.split(": ", 1)[-1] if " on validation: " in reason else reason
+
+
+def _outcome_table(outcomes: list[ExperimentOutcome]) -> Table:
+    table = Table(title="Improvement results (validation decides; test is only reported)")
+    table.add_column("cycle", justify="right")
+    table.add_column("model", no_wrap=True)
+    table.add_column("objective", no_wrap=True)
+    table.add_column("validation", no_wrap=True)
+    table.add_column("test", no_wrap=True)
+    table.add_column("p", justify="right", no_wrap=True)
+    table.add_column("decision", overflow="fold", min_width=16)
+    for o in outcomes:
+        if o.promoted:
+            decision = f"[green]promoted[/] {_why(o.reason)}"
+        elif o.decision is not None:
+            decision = f"[yellow]rejected[/] {_why(o.reason)}"
+        else:
+            decision = f"[dim]{o.status}[/] {o.reason}"
+        has_after = o.status == "completed"
+        table.add_row(
+            str(o.cycle),
+            o.model,
+            o.objective,
+            _arrow(o.before, o.after) if has_after else _fmt(o.before),
+            _arrow(o.test_before, o.test_after) if has_after else _fmt(o.test_before),
+            _fmt(o.p_value, 2),
+            decision,
+        )
+    return table
+
+
+@app.command()
+@_handle_errors
+def run(
+    cycles: Annotated[int, typer.Option("--cycles", "-n", min=1, help="Cycles to run.")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="Base seed of every experiment.")] = 0,
+    epochs: Annotated[
+        int, typer.Option("--epochs", min=1, help="Epoch budget of each experiment.")
+    ] = 100,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Only these models (repeatable).")
+    ] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run improvement cycles; registers the built-in models if the store has none.
+
+    Example: selfimprove run --cycles 3 --seed 0 --home ./.selfimprove
+    """
+    _logging(verbose)
+    config = SelfImprovementConfig(train_epochs=epochs)
+    with SelfImprover(home, config=config, seed=seed) as si:
+        if not si.store.list_models():
+            with err.status("registering the built-in models (weak first incumbents)…"):
+                added = si.ensure_builtin_models()
+            err.print(f"registered {', '.join(added)}")
+        names = model or [m.name for m in si.store.list_models()]
+        for name in names:
+            si.store.get_model(name)
+        total = cycles * len(names)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            job = bar.add_task("improving", total=total)
+
+            def progress(kind: str, info: dict[str, Any]) -> None:
+                if kind == "start":
+                    bar.update(job, description=f"cycle {info['cycle']} · {info['model']}")
+                else:
+                    bar.advance(job)
+
+            outcomes = si.run(cycles, models=names, progress=progress)
+    if as_json:
+        out.print_json(json.dumps([_outcome_dict(o) for o in outcomes]))
+        return
+    out.print(_outcome_table(outcomes))
+    promoted = sum(o.promoted for o in outcomes)
+    rejected = sum(o.decision is not None and not o.promoted for o in outcomes)
+    failed = sum(o.status == "failed" for o in outcomes)
+    out.print(f"{promoted} promoted, {rejected} rejected, {failed} failed.")
+
+
+def _outcome_dict(o: ExperimentOutcome) -> dict[str, Any]:
+    d = {k: getattr(o, k) for k in o.__dataclass_fields__}
+    d["decision"] = o.decision.value if o.decision else None
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+@app.command()
+@_handle_errors
+def status(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Summary of the store: models, experiments, promotions.
+
+    Example: selfimprove status --json
+    """
+    with SelfImprover(home) as si:
+        info = si.status()
+    if as_json:
+        out.print_json(json.dumps(info, default=str))
+        return
+    out.print(f"home    {info['home']}\nstore   {info['store']} (schema {info['schema_version']})")
+    by = ", ".join(f"{k} {v}" for k, v in sorted(info["experiments_by_status"].items())) or "none"
+    out.print(
+        f"models  {info['models']}   experiments {info['experiments']} ({by})   "
+        f"promotions {info['promotions']}   last cycle {info['last_cycle']}"
+    )
+    if info["incumbents"]:
+        out.print(_models_table(info["incumbents"]))
+
+
+def _models_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="Models")
+    for col in (
+        "model",
+        "task",
+        "incumbent",
+        "versions",
+        "made by",
+        "validation",
+        "test",
+        "sha256",
+    ):
+        table.add_column(col)
+    for r in rows:
+        m = r["metrics"]
+        key = next((k[len("validation_") :] for k in m if k.startswith("validation_")), None)
+        table.add_row(
+            r["name"],
+            r["task"],
+            f"v{r['incumbent']}" if r["incumbent"] else "—",
+            str(r["versions"]),
+            r["strategy"] or "—",
+            f"{key} {_fmt(m.get(f'validation_{key}'))}" if key else "—",
+            f"{key} {_fmt(m.get(f'test_{key}'))}" if key else "—",
+            (r["sha256"] or "")[:12],
+        )
+    return table
+
+
+@app.command()
+@_handle_errors
+def models(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """List the registered models and their incumbents.
+
+    Example: selfimprove models --home ./.selfimprove
+    """
+    with SelfImprover(home) as si:
+        rows = si.models()
+    if as_json:
+        out.print_json(json.dumps(rows, default=str))
+        return
+    if not rows:
+        out.print("no models yet: run `selfimprove run` to register the built-in ones.")
+        return
+    out.print(_models_table(rows))
+
+
+@app.command()
+@_handle_errors
+def history(
+    model: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N experiments.")] = 50,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Experiments, newest first, with decisions, statistics and reasons.
+
+    Example: selfimprove history pattern_recognition --limit 10
+    """
+    with SelfImprover(home) as si:
+        records = si.history(model, limit)
+        names = {m.id: m.name for m in si.store.list_models()}
+    if as_json:
+        rows = [
+            {
+                **{k: getattr(e, k) for k in e.__dataclass_fields__},
+                "model": names.get(e.model_id or -1),
+            }
+            for e in records
+        ]
+        out.print_json(json.dumps(rows, default=lambda v: getattr(v, "value", str(v))))
+        return
+    table = Table(title="History")
+    for col in ("id", "cycle", "model", "strategy", "status", "validation", "test", "p-value"):
+        table.add_column(col)
+    table.add_column("reason", overflow="fold")
+    for e in records:
+        st = e.statistics
+        state = e.decision.value if e.decision else e.status.value
+        table.add_row(
+            str(e.id),
+            str(e.cycle or ""),
+            names.get(e.model_id or -1, ""),
+            e.strategy,
+            state,
+            _arrow(st.get("before"), st.get("after")) if st else "—",
+            _arrow(st.get("test_before"), st.get("test_after")) if st else "—",
+            _fmt(st.get("p_value"), 2),
+            e.reason,
+        )
+    out.print(table)
+
+
+@app.command()
+@_handle_errors
+def rollback(
+    model: Annotated[str, typer.Argument(help="The model to roll back.")],
+    to: Annotated[
+        int | None, typer.Option("--to", min=1, help="Version number (default: previous).")
+    ] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Restore the previous incumbent (or --to VERSION), after checking its checksum.
+
+    Example: selfimprove rollback pattern_recognition --to 2
+    """
+    with SelfImprover(home) as si:
+        before = si.registry.incumbent(model)
+        after = si.rollback(model, to)
+    out.print(f"{model}: v{before.number} → v{after.number} (sha256 {after.sha256[:12]})")
+
+
+@app.command()
+@_handle_errors
+def export(
+    fmt: Annotated[str, typer.Option("--format", "-f", help="json or csv.")] = "json",
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="File to write (default: stdout).")
+    ] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Export the ledger: everything as JSON, or the experiments as CSV.
+
+    Example: selfimprove export --format csv --out experiments.csv
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise SelfImproveError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}.")
+    with SelfImprover(home) as si:
+        text = si.export(fmt)
+    if out_path is None:
+        sys.stdout.write(text)
+        return
+    try:
+        out_path.write_text(text)
+    except OSError as exc:
+        raise SelfImproveError(f"cannot write {out_path}: {exc.strerror}") from None
+    err.print(f"wrote {out_path}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

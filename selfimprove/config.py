@@ -1,0 +1,167 @@
+"""Configuration: the seed-000 ``SelfImprovementConfig``, the judge's rules, and the home folder.
+
+The home folder holds the store (``selfimprove.db``) and the checkpoints (``models/``). It is
+``./.selfimprove`` unless ``--home`` or ``SELFIMPROVE_HOME`` says otherwise; ``SELFIMPROVE_DB``
+points the store at any SQLAlchemy URL (PostgreSQL included) instead of the SQLite file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from selfimprove.errors import ConfigError
+
+__all__ = [
+    "CONFIG_VERSION",
+    "DEFAULT_HOME",
+    "JudgeConfig",
+    "SelfImprovementConfig",
+    "resolve_home",
+]
+
+CONFIG_VERSION = 1
+DEFAULT_HOME = ".selfimprove"
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """The promotion rule. Brain signals never change it; only these numbers do.
+
+    Attributes:
+        performance_threshold: Minimum relative reduction of the targeted objective's error-like
+            form (0.1 = the error shrinks by at least 10 %).
+        alpha: Significance level of the one-sided paired test on validation.
+        bootstrap_resamples: Resamples of the paired bootstrap (continuous metrics).
+        latency_repeats: Timed repeats per batch size when latency is measured.
+        serving_batch: The batch size a served model would see, timed beside batch 1.
+    """
+
+    performance_threshold: float = 0.1
+    alpha: float = 0.05
+    bootstrap_resamples: int = 2000
+    latency_repeats: int = 30
+    serving_batch: int = 64
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.performance_threshold < 1:
+            raise ConfigError(
+                f"performance_threshold must be in [0, 1), but got {self.performance_threshold=}."
+            )
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"alpha must be in (0, 1), but got {self.alpha=}.")
+        if self.bootstrap_resamples < 100:
+            raise ConfigError(
+                f"bootstrap_resamples must be >= 100, but got {self.bootstrap_resamples=}."
+            )
+        if self.latency_repeats < 3:
+            raise ConfigError(f"latency_repeats must be >= 3, but got {self.latency_repeats=}.")
+        if self.serving_batch < 1:
+            raise ConfigError(f"serving_batch must be >= 1, but got {self.serving_batch=}.")
+
+
+@dataclass(frozen=True)
+class SelfImprovementConfig:
+    """Settings of the improvement loop (field names follow seed 000).
+
+    Attributes:
+        enabled: Master switch of the loop.
+        auto_start: Start the background loop when the integration initialises.
+        improvement_interval: Seconds between background cycles.
+        max_concurrent_improvements: Experiments that may run at once.
+        performance_threshold: See :class:`JudgeConfig`.
+        alpha: See :class:`JudgeConfig`.
+        hormone_driven: Let hormone levels steer priorities (never the promotion rule).
+        genetic_enhanced: Let genetic triggers steer priorities.
+        cross_model_distillation: Allow teachers from other models of the same task family.
+        model_backup_enabled: Keep replaced incumbents as backups for rollback.
+        backups_kept: How many replaced incumbents (and rejected candidates) keep their weights.
+        improvement_history_size: Experiments kept in memory summaries.
+        train_epochs: Epoch budget of one ``train`` experiment.
+        train_seconds: Wall-clock budget of one experiment, in seconds.
+    """
+
+    enabled: bool = True
+    auto_start: bool = True
+    improvement_interval: float = 300.0
+    max_concurrent_improvements: int = 3
+    performance_threshold: float = 0.1
+    alpha: float = 0.05
+    hormone_driven: bool = True
+    genetic_enhanced: bool = True
+    cross_model_distillation: bool = True
+    model_backup_enabled: bool = True
+    backups_kept: int = 5
+    improvement_history_size: int = 1000
+    train_epochs: int = 30
+    train_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.improvement_interval <= 0:
+            raise ConfigError(
+                f"improvement_interval must be > 0 seconds, but got {self.improvement_interval=}."
+            )
+        if self.max_concurrent_improvements < 1:
+            raise ConfigError(
+                "max_concurrent_improvements must be >= 1, "
+                f"but got {self.max_concurrent_improvements=}."
+            )
+        if self.backups_kept < 1:
+            raise ConfigError(f"backups_kept must be >= 1, but got {self.backups_kept=}.")
+        if self.train_epochs < 1:
+            raise ConfigError(f"train_epochs must be >= 1, but got {self.train_epochs=}.")
+        if self.train_seconds <= 0:
+            raise ConfigError(f"train_seconds must be > 0, but got {self.train_seconds=}.")
+        self.judge()  # validates performance_threshold and alpha
+
+    def judge(self) -> JudgeConfig:
+        """The judge's part of this config."""
+        return JudgeConfig(performance_threshold=self.performance_threshold, alpha=self.alpha)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form with a version number (round-trips through :meth:`from_dict`)."""
+        return {"version": CONFIG_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SelfImprovementConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error, not silently dropped."""
+        data = dict(data)
+        version = data.pop("version", CONFIG_VERSION)
+        if version > CONFIG_VERSION:
+            raise ConfigError(
+                f"config version {version} is newer than this selfimprove understands "
+                f"({CONFIG_VERSION}); upgrade selfimprove."
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; known keys are {sorted(known)}.")
+        return cls(**data)
+
+
+def resolve_home(home: str | os.PathLike[str] | None = None, *, create: bool = True) -> Path:
+    """The home folder: ``home`` if given, else ``$SELFIMPROVE_HOME``, else ``./.selfimprove``.
+
+    Raises:
+        ConfigError: The folder cannot be created or written to.
+    """
+    raw = home if home is not None else os.environ.get("SELFIMPROVE_HOME") or DEFAULT_HOME
+    path = Path(raw).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"home {path} is a file, not a folder; pass --home with a folder path.")
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create home folder {path} ({exc.strerror}); "
+                "pass --home or set SELFIMPROVE_HOME to a writable folder."
+            ) from None
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"home folder {path} is not writable; "
+                "pass --home or set SELFIMPROVE_HOME to a writable folder."
+            )
+    return path

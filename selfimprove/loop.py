@@ -1,0 +1,297 @@
+"""The improvement loop: observe → plan → execute → judge → commit → record, per model.
+
+This is the first, plain form of the cycle of ``docs/architecture.md``: every model below its
+target gets one experiment per cycle with the ``train`` strategy (later parts add the other
+strategies, the brain signals that rank them, and concurrent execution). Each experiment's seed
+comes from (base seed, cycle, model, strategy), so the same seed gives the same decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from selfimprove.config import SelfImprovementConfig
+from selfimprove.errors import CheckpointError, NotFoundError, TaskError
+from selfimprove.evaluation import Evaluation, Evaluator
+from selfimprove.judge import Judge
+from selfimprove.registry import LoadedModel, Registry
+from selfimprove.seeding import derive_seed
+from selfimprove.store import Decision, ExperimentStatus, ModelRecord, Store
+from selfimprove.strategies import Budget, StrategyContext, get_strategy
+
+__all__ = ["ExperimentOutcome", "ImprovementLoop", "ProgressCallback"]
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class ExperimentOutcome:
+    """What happened to one model in one cycle (an experiment, or why there was none).
+
+    ``status`` is an :class:`ExperimentStatus` value, or ``"skipped"`` when no experiment ran
+    (target met, strategy not applicable, checkpoint unusable).
+    """
+
+    model: str
+    cycle: int
+    strategy: str
+    objective: str
+    status: str
+    decision: Decision | None
+    reason: str
+    experiment_id: int | None = None
+    before: float = math.nan
+    after: float = math.nan
+    test_before: float = math.nan
+    test_after: float = math.nan
+    p_value: float | None = None
+    version_before: int | None = None
+    version_after: int | None = None
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision is Decision.PROMOTE
+
+
+class ImprovementLoop:
+    """Runs improvement cycles over every registered model.
+
+    Args:
+        store: The ledger.
+        registry: Models and checkpoints.
+        config: Budgets and the promotion rule.
+        seed: Base seed of every experiment.
+        evaluator: Measures models (default: one built from ``config``).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        config: SelfImprovementConfig | None = None,
+        *,
+        seed: int = 0,
+        evaluator: Evaluator | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.config = config or SelfImprovementConfig()
+        self.seed = seed
+        self.evaluator = evaluator or Evaluator(self.config.judge())
+
+    # ------------------------------------------------------------------ cycles
+    def run(
+        self,
+        cycles: int = 1,
+        *,
+        models: list[str] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> list[ExperimentOutcome]:
+        """Run ``cycles`` cycles over ``models`` (default: all registered).
+
+        Experiments a crashed process left unfinished are marked stale first.
+        """
+        if cycles < 1:
+            raise TaskError(f"cycles must be >= 1, but got {cycles=}.")
+        for stale in self.store.mark_stale_experiments():
+            logger.warning("experiment %d was cut short by a crash: marked stale", stale.id)
+        names = models if models is not None else [m.name for m in self.store.list_models()]
+        for name in names:
+            self.store.get_model(name)  # unknown names fail before anything runs
+        first = self.store.max_cycle() + 1
+        outcomes: list[ExperimentOutcome] = []
+        for cycle in range(first, first + cycles):
+            for name in names:
+                if progress:
+                    progress("start", {"cycle": cycle, "model": name})
+                outcome = self.improve(name, cycle=cycle)
+                outcomes.append(outcome)
+                if progress:
+                    progress("done", {"cycle": cycle, "model": name, "outcome": outcome})
+        return outcomes
+
+    # ------------------------------------------------------------------ one experiment
+    def improve(
+        self,
+        name: str,
+        *,
+        cycle: int,
+        strategy: str = "train",
+        objective: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> ExperimentOutcome:
+        """One experiment on model ``name``: plan, run the strategy on a copy, judge, commit."""
+        model = self.store.get_model(name)
+        strat = get_strategy(strategy)
+        try:
+            inc = self.registry.load(name)
+        except (CheckpointError, NotFoundError) as exc:
+            self.store.add_event("checkpoint_error", str(exc), model_id=model.id)
+            logger.error("%s left alone: %s", name, exc)
+            return ExperimentOutcome(
+                name, cycle, strat.name, objective or "", "skipped", None, str(exc)
+            )
+        task = inc.task
+        target = task.objective(objective) if objective else task.primary
+
+        inc_eval = self._observe(model, inc)
+        current = inc_eval.value(target.name)
+        base = ExperimentOutcome(
+            model=name,
+            cycle=cycle,
+            strategy=strat.name,
+            objective=target.name,
+            status="skipped",
+            decision=None,
+            reason="",
+            before=current,
+            test_before=inc_eval.value(target.name, "test"),
+            version_before=inc.version.number,
+        )
+        if objective is None and target.meets_target(current):
+            return replace(
+                base, reason=f"{target.name} {current:.4g} meets its target {target.target}"
+            )
+        seed = derive_seed(self.seed, cycle, name, strat.name)
+        ctx = StrategyContext(
+            task=task,
+            objective=target.name,
+            budget=Budget(self.config.train_epochs, self.config.train_seconds),
+            seed=seed,
+            params=dict(params or {}),
+        )
+        why_not = strat.applicable(inc, ctx)
+        if why_not is not None:
+            return replace(base, reason=why_not)
+
+        cap = self.store.get_capability(f"{name}/{target.name}")
+        exp = self.store.add_experiment(
+            model_id=model.id,
+            capability_id=cap.id,
+            strategy=strat.name,
+            objective=target.name,
+            params={"budget": vars(ctx.budget), **ctx.params},
+            hypothesis=(
+                f"{strat.name} reduces the {target.name} error of {name} "
+                f"by at least {self.config.performance_threshold:.0%}"
+            ),
+            cycle=cycle,
+            seed=seed,
+            incumbent_version_id=inc.version.id,
+            status=ExperimentStatus.RUNNING,
+        )
+        t0 = time.perf_counter()
+        try:
+            cand = strat.apply(inc, ctx)
+        except Exception as exc:  # any strategy failure is a failed experiment; the loop goes on
+            reason = f"{type(exc).__name__}: {exc}"
+            logger.warning("experiment %d (%s on %s) failed: %s", exp.id, strat.name, name, reason)
+            self.store.update_experiment(
+                exp.id,
+                status=ExperimentStatus.FAILED,
+                reason=reason,
+                durations={"strategy_s": time.perf_counter() - t0},
+            )
+            self.store.add_event(
+                "experiment_failed", reason, model_id=model.id, payload={"experiment": exp.id}
+            )
+            return replace(
+                base, status=ExperimentStatus.FAILED.value, reason=reason, experiment_id=exp.id
+            )
+        t1 = time.perf_counter()
+        inc_eval, cand_eval = self.evaluator.evaluate([inc.module, cand.module], task)
+        judgement = Judge(self.config.judge(), seed=seed).judge(
+            task, inc_eval, cand_eval, target.name
+        )
+        t2 = time.perf_counter()
+        version = self.registry.save_version(
+            model,
+            cand.module,
+            cand.params,
+            parent=inc.version,
+            strategy=cand.strategy,
+            origin=cand.origin,
+            metrics=cand_eval.summary(),
+        )
+        if judgement.promoted:
+            self.registry.promote(name, version.number)
+            self._record(model, cand_eval, version.id, cycle, "promoted")
+        else:
+            self.registry.reject(name, version.number)
+        t3 = time.perf_counter()
+        self.store.update_experiment(
+            exp.id,
+            status=ExperimentStatus.COMPLETED,
+            decision=judgement.decision,
+            reason=judgement.reason,
+            statistics={**judgement.statistics, "strategy_details": cand.details},
+            candidate_version_id=version.id,
+            compute={"epochs": cand.cost.epochs, "seconds": cand.cost.seconds},
+            durations={
+                "strategy_s": t1 - t0,
+                "evaluate_s": t2 - t1,
+                "commit_s": t3 - t2,
+                "total_s": t3 - t0,
+            },
+        )
+        self.store.add_event(
+            judgement.decision.value,
+            f"{name} v{version.number}: {judgement.reason}",
+            model_id=model.id,
+            payload={"experiment": exp.id, "version": version.number},
+        )
+        logger.info("%s cycle %d: %s (%s)", name, cycle, judgement.decision.value, judgement.reason)
+        st = judgement.statistics
+        return replace(
+            base,
+            before=st["before"],
+            test_before=st["test_before"],
+            status=ExperimentStatus.COMPLETED.value,
+            decision=judgement.decision,
+            reason=judgement.reason,
+            experiment_id=exp.id,
+            after=st["after"],
+            test_after=st["test_after"],
+            p_value=st.get("p_value"),
+            version_after=version.number if judgement.promoted else inc.version.number,
+        )
+
+    # ------------------------------------------------------------------ measurements
+    def _observe(self, model: ModelRecord, inc: LoadedModel) -> Evaluation:
+        """Evaluate the incumbent (data objectives only) and record the measurements."""
+        (evaluation,) = self.evaluator.evaluate([inc.module], inc.task, with_latency=False)
+        self._record(model, evaluation, inc.version.id, None, "incumbent")
+        return evaluation
+
+    def _record(
+        self,
+        model: ModelRecord,
+        evaluation: Evaluation,
+        version_id: int,
+        cycle: int | None,
+        role: str,
+    ) -> None:
+        for cap in self.store.list_capabilities(model.id):
+            if cap.objective is None:
+                continue
+            if cap.objective in ("latency_ms", "size_bytes"):
+                values = {"global": evaluation.value(cap.objective)}
+            else:
+                values = {
+                    "validation": evaluation.value(cap.objective),
+                    "test": evaluation.value(cap.objective, "test"),
+                }
+            if not math.isfinite(next(iter(values.values()))):
+                continue
+            if cap.baseline is None and "validation" in values:
+                self.store.set_capability_baseline(cap.id, values["validation"])
+            self.store.add_measurements(
+                cap.id, values, version_id=version_id, context={"role": role, "cycle": cycle}
+            )

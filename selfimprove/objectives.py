@@ -1,0 +1,143 @@
+"""Objectives: what a model is judged on, with a direction, a target and an error-like form.
+
+Every comparison between two metric values goes through an :class:`Objective`, never a bare
+``>``: accuracy is better higher, latency better lower, and the judge works on the *error-like*
+form of both (``1 - accuracy``, the latency itself) so that "a 10 % improvement" means the same
+thing for every objective: a 10 % relative reduction of the error-like form.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from selfimprove.errors import TaskError
+
+__all__ = ["Direction", "Objective"]
+
+
+class Direction(str, enum.Enum):
+    """Which way is better for an objective."""
+
+    MINIMIZE = "minimize"
+    MAXIMIZE = "maximize"
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One measurable goal of a model.
+
+    Attributes:
+        name: Metric name, e.g. ``"accuracy"``, ``"mse"``, ``"latency_ms"``.
+        direction: Whether lower or higher values are better.
+        target: The value at which the objective counts as met (``None``: no target).
+        unit: Display unit (``""``, ``"ms"``, ``"bytes"``).
+        ideal: The best value the metric can reach (``1.0`` for accuracy, ``0.0`` for a loss);
+            the error-like form is the distance to it. Required for ``MAXIMIZE``.
+        tolerance: When this objective is a *guard*, the relative regression of its error-like
+            form that is still accepted (``0.05`` = 5 % worse is fine).
+    """
+
+    name: str
+    direction: Direction
+    target: float | None = None
+    unit: str = ""
+    ideal: float | None = None
+    tolerance: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("_", "").isalnum():
+            raise TaskError(
+                f"Objective name must be a non-empty identifier, but got {self.name!r}."
+            )
+        if not isinstance(self.direction, Direction):
+            try:
+                object.__setattr__(self, "direction", Direction(self.direction))
+            except ValueError:
+                raise TaskError(
+                    f"Objective {self.name!r}: direction must be 'minimize' or 'maximize', "
+                    f"but got {self.direction!r}."
+                ) from None
+        if self.direction is Direction.MAXIMIZE and self.ideal is None:
+            raise TaskError(
+                f"Objective {self.name!r} is maximized, so it needs an ideal value "
+                "(e.g. ideal=1.0 for accuracy) to define its error-like form."
+            )
+        if self.tolerance < 0:
+            raise TaskError(
+                f"Objective {self.name!r}: tolerance must be >= 0, but got {self.tolerance=}."
+            )
+
+    @property
+    def ideal_value(self) -> float:
+        """The best reachable value (0 for a minimized objective unless set)."""
+        return 0.0 if self.ideal is None else float(self.ideal)
+
+    def error(self, value: float) -> float:
+        """Error-like form of ``value``: its distance to the ideal, lower is better."""
+        if self.direction is Direction.MAXIMIZE:
+            return self.ideal_value - value
+        return value - self.ideal_value
+
+    def is_better(self, a: float, b: float) -> bool:
+        """Whether ``a`` is strictly better than ``b`` for this objective."""
+        return self.error(a) < self.error(b)
+
+    def relative_improvement(self, before: float, after: float) -> float:
+        """Relative reduction of the error-like form from ``before`` to ``after``.
+
+        ``0.1`` means the error shrank by 10 %; negative values are regressions. NaN in either
+        value gives NaN (a diverged model is never an improvement).
+        """
+        if not (math.isfinite(before) and math.isfinite(after)):
+            return math.nan
+        e_before, e_after = self.error(before), self.error(after)
+        if e_before <= 0:
+            # Already ideal: any further change is either no gain or a regression.
+            return 0.0 if e_after <= 0 else -math.inf
+        return (e_before - e_after) / e_before
+
+    def meets_target(self, value: float) -> bool:
+        """Whether ``value`` is at or beyond the target (always false without a target)."""
+        if self.target is None or not math.isfinite(value):
+            return False
+        return self.error(value) <= self.error(self.target)
+
+    def gap(self, value: float) -> float:
+        """Direction-aware relative shortfall from the target: 0 when met.
+
+        ``(target - value) / |target|`` for a maximized objective and
+        ``(value - target) / |target|`` for a minimized one, so a 10 s latency against a 2 s
+        target is a gap of 4.0 (400 %) and an accuracy of 0.7 against 0.95 a gap of 0.26.
+        """
+        if self.target is None or self.meets_target(value):
+            return 0.0
+        if not math.isfinite(value):
+            return math.inf
+        shortfall = abs(self.error(value) - self.error(self.target))
+        return shortfall / abs(self.target) if self.target != 0 else math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (for manifests and the store)."""
+        return {
+            "name": self.name,
+            "direction": self.direction.value,
+            "target": self.target,
+            "unit": self.unit,
+            "ideal": self.ideal,
+            "tolerance": self.tolerance,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Objective:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            name=data["name"],
+            direction=Direction(data["direction"]),
+            target=data.get("target"),
+            unit=data.get("unit", ""),
+            ideal=data.get("ideal"),
+            tolerance=data.get("tolerance", 0.05),
+        )

@@ -1,0 +1,351 @@
+"""The model registry: models, their versions, safetensors checkpoints, promote and rollback.
+
+A version is ``models/<model>/v<N>/model.safetensors`` plus ``manifest.json`` (architecture
+params, task, parent, strategy, origin, metrics, sha256, time). Files are written atomically
+(temp file, fsync, rename) *before* the one database transaction that records the version and,
+for a promotion, moves the incumbent pointer; a crash at any moment leaves the previous
+incumbent loadable. Loading verifies the sha256 recorded in the store before parsing anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from selfimprove._faults import crash_point
+from selfimprove.checkpoints import (
+    atomic_write,
+    atomic_write_json,
+    read_verified,
+    sha256_hex,
+    state_from_bytes,
+    state_to_bytes,
+)
+from selfimprove.errors import CheckpointError, ConfigError, NotFoundError
+from selfimprove.store import ModelRecord, Store, VersionRecord, VersionStatus, clean_json, utcnow
+from selfimprove.tasks import BUILTIN_TASKS, Task, register_task, resolve_task
+
+__all__ = ["MANIFEST_FORMAT", "LoadedModel", "Registry"]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_FORMAT = "selfimprove-manifest/1"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A version loaded from disk, checksum verified."""
+
+    model: ModelRecord
+    version: VersionRecord
+    task: Task
+    module: nn.Module
+
+
+class Registry:
+    """Models and versions over a :class:`Store` and a home folder.
+
+    Args:
+        store: The ledger.
+        home: Folder that holds ``models/``.
+        backups_kept: Replaced incumbents (and, separately, rejected candidates) whose weights
+            are kept; older ones are pruned (their records stay).
+    """
+
+    def __init__(self, store: Store, home: str | Path, *, backups_kept: int = 5) -> None:
+        if backups_kept < 1:
+            raise ConfigError(f"backups_kept must be >= 1, but got {backups_kept=}.")
+        self.store = store
+        self.home = Path(home)
+        self.backups_kept = backups_kept
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    # ------------------------------------------------------------------ registration
+    def register(
+        self,
+        name: str,
+        task: Task | str,
+        module: nn.Module,
+        params: dict[str, Any],
+        *,
+        description: str = "",
+        strategy: str = "initial",
+        origin: str = "user",
+        metrics: dict[str, Any] | None = None,
+    ) -> VersionRecord:
+        """Register a model with its first version, which becomes the incumbent.
+
+        Args:
+            name: Unique model name (letters, digits, ``_ . -``).
+            task: A :class:`Task` (user tasks are registered in this process) or a task name.
+            module: The model; it must match ``task.build(params)`` (checked by reloading).
+            params: Architecture params that rebuild ``module`` through the task.
+            description: Free text.
+            strategy: What made this version (recorded in its lineage).
+            origin: Where its weights came from (``user``, ``fresh_init``, ...).
+            metrics: Metrics to keep in the manifest.
+
+        Raises:
+            ConfigError: Bad name, name taken, or ``module`` does not match ``params``.
+        """
+        if not _NAME_RE.match(name):
+            raise ConfigError(
+                f"model name must be 1-128 letters, digits, '_', '.' or '-', but got {name!r}."
+            )
+        if isinstance(task, Task):
+            if task.name not in BUILTIN_TASKS:
+                register_task(task)
+            task_obj, task_name = task, task.name
+        else:
+            task_obj, task_name = resolve_task(task), task
+        self._check_rebuild(task_obj, module, params)
+        model = self.store.add_model(name, task_name, task_obj.family, description)
+        for obj in task_obj.objectives:
+            self.store.upsert_capability(
+                f"{name}/{obj.name}",
+                type="model_objective",
+                direction=obj.direction.value,
+                target=obj.target,
+                unit=obj.unit,
+                description=f"{obj.name} of model {name} on task {task_name}",
+                model_id=model.id,
+                objective=obj.name,
+            )
+        version = self.save_version(
+            model,
+            module,
+            params,
+            parent=None,
+            strategy=strategy,
+            origin=origin,
+            metrics=metrics or {},
+            status=VersionStatus.INCUMBENT,
+        )
+        self.store.add_event("register", f"registered {name} (task {task_name})", model_id=model.id)
+        return version
+
+    @staticmethod
+    def _check_rebuild(task: Task, module: nn.Module, params: dict[str, Any]) -> None:
+        rebuilt = task.build(params)
+        want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+        got = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
+        if want != got:
+            raise ConfigError(
+                f"task {task.name!r} cannot rebuild this module from params {params}: "
+                "the state dict keys or shapes differ; pass the params your builder needs."
+            )
+
+    # ------------------------------------------------------------------ writing
+    def save_version(
+        self,
+        model: ModelRecord,
+        module: nn.Module,
+        params: dict[str, Any],
+        *,
+        parent: VersionRecord | None,
+        strategy: str,
+        origin: str,
+        metrics: dict[str, Any],
+        status: VersionStatus = VersionStatus.CANDIDATE,
+    ) -> VersionRecord:
+        """Write a version's files atomically, then record it in one transaction.
+
+        With ``status=INCUMBENT`` the same transaction moves the incumbent pointer.
+        """
+        number = self.store.next_version_number(model.id)
+        folder = self.models_dir / model.name / f"v{number}"
+        data = state_to_bytes(module)
+        sha = sha256_hex(data)
+        ckpt, manifest_path = folder / "model.safetensors", folder / "manifest.json"
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "model": model.name,
+            "version": number,
+            "task": model.task,
+            "family": model.family,
+            "params": params,
+            "parent_version": parent.number if parent else None,
+            "strategy": strategy,
+            "origin": origin,
+            "metrics": metrics,
+            "sha256": sha,
+            "size_bytes": len(data),
+            "created_at": utcnow().isoformat() + "Z",
+        }
+        atomic_write(ckpt, data)
+        atomic_write_json(manifest_path, clean_json(manifest))
+        crash_point("after_checkpoint_write")
+        version = self.store.add_version(
+            model_id=model.id,
+            number=number,
+            parent_id=parent.id if parent else None,
+            status=status,
+            strategy=strategy,
+            origin=origin,
+            params=params,
+            metrics=metrics,
+            checkpoint_path=str(ckpt.relative_to(self.home)),
+            manifest_path=str(manifest_path.relative_to(self.home)),
+            sha256=sha,
+            size_bytes=len(data),
+        )
+        logger.info("saved %s v%d (%s, %s)", model.name, number, strategy, status.value)
+        return version
+
+    # ------------------------------------------------------------------ reading
+    def incumbent(self, name: str) -> VersionRecord:
+        """The incumbent version of model ``name``."""
+        model = self.store.get_model(name)
+        if model.incumbent_version_id is None:
+            raise NotFoundError(f"model {name!r} has no incumbent version.")
+        return self.store.version_by_id(model.incumbent_version_id)
+
+    def version(self, name: str, number: int | None = None) -> VersionRecord:
+        """Version ``number`` of ``name`` (the incumbent when ``None``)."""
+        if number is None:
+            return self.incumbent(name)
+        return self.store.get_version(self.store.get_model(name), number)
+
+    def load(self, name: str, number: int | None = None) -> LoadedModel:
+        """Load a version (the incumbent by default), verifying its checksum.
+
+        Raises:
+            NotFoundError: Unknown model or version, or its task cannot be resolved.
+            CheckpointError: The checkpoint is missing, truncated, altered or does not fit.
+        """
+        model = self.store.get_model(name)
+        version = self.version(name, number)
+        task = resolve_task(model.task)
+        return LoadedModel(model, version, task, self.load_module(model, version, task))
+
+    def load_module(self, model: ModelRecord, version: VersionRecord, task: Task) -> nn.Module:
+        """Rebuild and fill the module of ``version`` (checksum verified first)."""
+        what = f"{model.name} v{version.number}"
+        if version.checkpoint_path is None:
+            raise CheckpointError(
+                f"the weights of {what} were pruned by the retention policy; pick a newer version."
+            )
+        data = read_verified(self.home / version.checkpoint_path, version.sha256, what=what)
+        state = state_from_bytes(data, source=what)
+        module = task.build(version.params)
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"checkpoint of {what} does not fit its architecture params: "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
+        module.eval()
+        return module
+
+    def verify(self, name: str, number: int | None = None) -> VersionRecord:
+        """Check a version's checksum without loading it; returns the version."""
+        version = self.version(name, number)
+        if version.checkpoint_path is None:
+            raise CheckpointError(f"the weights of {name} v{version.number} were pruned.")
+        read_verified(
+            self.home / version.checkpoint_path, version.sha256, what=f"{name} v{version.number}"
+        )
+        return version
+
+    # ------------------------------------------------------------------ decisions
+    def promote(self, name: str, number: int) -> VersionRecord:
+        """Make version ``number`` the incumbent (checksum verified first); the replaced
+        incumbent is kept as a backup."""
+        model = self.store.get_model(name)
+        version = self.verify(name, number)
+        crash_point("before_promote")
+        self.store.set_incumbent(model.id, version.id, old_status=VersionStatus.BACKUP)
+        self.store.add_event(
+            "promote",
+            f"{name} v{number} is the incumbent",
+            model_id=model.id,
+            payload={"version": number},
+        )
+        self.apply_retention(model)
+        return self.store.version_by_id(version.id)
+
+    def reject(self, name: str, number: int) -> None:
+        """Mark a candidate rejected (its weights are kept under the retention policy)."""
+        model = self.store.get_model(name)
+        version = self.store.get_version(model, number)
+        self.store.set_version_status(version.id, VersionStatus.REJECTED)
+        self.apply_retention(model)
+
+    def rollback(self, name: str, to: int | None = None) -> VersionRecord:
+        """Restore a previous version as the incumbent.
+
+        Args:
+            name: The model.
+            to: Version number; default: the most recently replaced incumbent.
+
+        Returns:
+            The version that is now the incumbent.
+
+        Raises:
+            NotFoundError: Nothing to roll back to, or an unknown version.
+            CheckpointError: The target's checkpoint is missing or corrupted (nothing changes).
+        """
+        model = self.store.get_model(name)
+        current = self.incumbent(name)
+        if to is None:
+            backups = [
+                v
+                for v in self.store.list_versions(model.id)
+                if v.status is VersionStatus.BACKUP and v.retired_at is not None
+            ]
+            if not backups:
+                raise NotFoundError(
+                    f"model {name!r} has no previous incumbent to roll back to; "
+                    "name a version with --to (see `selfimprove history`)."
+                )
+            target = max(backups, key=lambda v: (v.retired_at, v.id))
+        else:
+            target = self.store.get_version(model, to)
+            if target.id == current.id:
+                raise ConfigError(f"{name} v{to} is already the incumbent; nothing to roll back.")
+        self.verify(name, target.number)
+        self.store.set_incumbent(model.id, target.id, old_status=VersionStatus.ROLLED_BACK)
+        self.store.add_event(
+            "rollback",
+            f"{name}: v{current.number} → v{target.number}",
+            model_id=model.id,
+            payload={"from": current.number, "to": target.number},
+        )
+        logger.info("rolled back %s from v%d to v%d", name, current.number, target.number)
+        return self.store.version_by_id(target.id)
+
+    def apply_retention(self, model: ModelRecord) -> list[int]:
+        """Delete the weights of backups and rejected candidates beyond ``backups_kept`` each.
+
+        Returns:
+            The version numbers pruned.
+        """
+        pruned: list[int] = []
+        versions = self.store.list_versions(model.id)
+        for status in (VersionStatus.BACKUP, VersionStatus.REJECTED):
+            group = sorted(
+                (v for v in versions if v.status is status),
+                key=lambda v: (v.retired_at or v.created_at, v.id),
+                reverse=True,
+            )
+            for v in group[self.backups_kept :]:
+                self.store.set_version_status(v.id, VersionStatus.PRUNED)
+                if v.checkpoint_path:  # the manifest stays beside the record: only weights go
+                    (self.home / v.checkpoint_path).unlink(missing_ok=True)
+                pruned.append(v.number)
+        if pruned:
+            logger.info("pruned weights of %s versions %s", model.name, pruned)
+        return pruned
+
+    def versions(self, name: str) -> list[VersionRecord]:
+        return self.store.list_versions(self.store.get_model(name).id)

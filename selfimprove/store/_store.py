@@ -1,0 +1,686 @@
+"""`Store`: the one place that talks SQL.
+
+SQLite file in the home folder by default (WAL journal, busy timeout, foreign keys on); any
+SQLAlchemy URL by ``SELFIMPROVE_DB``. Every write goes through :meth:`Store.transaction`, which
+commits, rolls back on error, and re-raises database failures as :class:`StoreError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import logging
+import math
+import os
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event, func, insert, inspect, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from selfimprove.config import resolve_home
+from selfimprove.errors import (
+    ConfigError,
+    NotFoundError,
+    SchemaVersionError,
+    SelfImproveError,
+    StoreError,
+)
+from selfimprove.store._schema import (
+    SCHEMA_VERSION,
+    Base,
+    CapabilityRow,
+    EventRow,
+    ExperimentRow,
+    MeasurementRow,
+    MetaRow,
+    ModelRow,
+    VersionRow,
+)
+from selfimprove.store.records import (
+    CapabilityRecord,
+    Decision,
+    EventRecord,
+    ExperimentRecord,
+    ExperimentStatus,
+    MeasurementRecord,
+    ModelRecord,
+    VersionRecord,
+    VersionStatus,
+)
+
+__all__ = ["Store", "clean_json", "utcnow"]
+
+logger = logging.getLogger(__name__)
+
+DB_FILENAME = "selfimprove.db"
+_R = TypeVar("_R")
+
+
+def utcnow() -> datetime:
+    """Naive UTC now (SQLite stores naive datetimes; every time in the store is UTC)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def clean_json(value: Any) -> Any:
+    """A JSON-safe copy: NaN and infinities become ``None``, enums their value, tuples lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, enum.Enum):
+        return clean_json(value.value)
+    if isinstance(value, Mapping):
+        return {str(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_json(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return clean_json(value.item())
+    return value
+
+
+def _to_record(cls: type[_R], row: Any) -> _R:
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        values[f.name] = getattr(row, f.name)
+    if cls is VersionRecord:
+        values["status"] = VersionStatus(values["status"])
+    elif cls is ExperimentRecord:
+        values["status"] = ExperimentStatus(values["status"])
+        values["decision"] = Decision(values["decision"]) if values["decision"] else None
+    return cls(**values)
+
+
+def _normalise_url(url: str) -> str:
+    """Pick the psycopg 3 driver for a bare ``postgresql://`` URL (psycopg2 is not a dependency)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"malformed database URL {url!r}; use e.g. sqlite:///path/to.db or "
+            "postgresql://user:pass@host/dbname in SELFIMPROVE_DB."
+        ) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+class Store:
+    """The ledger: models, versions, capabilities, measurements, experiments, events.
+
+    Args:
+        url: A SQLAlchemy URL. ``None``: ``$SELFIMPROVE_DB`` if set, else a SQLite file
+            ``selfimprove.db`` in ``home``.
+        home: Home folder for the default SQLite file (see :func:`resolve_home`).
+        busy_timeout_s: How long a SQLite writer waits for a lock before failing.
+
+    Raises:
+        ConfigError: Malformed URL or unusable home folder.
+        SchemaVersionError: The store was written by a newer schema.
+        StoreError: The database cannot be opened.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        home: str | os.PathLike[str] | None = None,
+        busy_timeout_s: float = 30.0,
+    ) -> None:
+        if url is None:
+            url = os.environ.get("SELFIMPROVE_DB") or None
+        if url is None:
+            home_path = resolve_home(home)
+            url = f"sqlite:///{home_path / DB_FILENAME}"
+        url = _normalise_url(url)
+        self._display_url = make_url(url).render_as_string(hide_password=True)
+        self._engine = self._create_engine(url, busy_timeout_s)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._init_schema()
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def url(self) -> str:
+        """The database URL, password hidden."""
+        return self._display_url
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def _create_engine(self, url: str, busy_timeout_s: float) -> Engine:
+        try:
+            parsed = make_url(url)
+            if parsed.get_backend_name() == "sqlite":
+                if parsed.database and parsed.database != ":memory:":
+                    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
+                timeout_ms = int(busy_timeout_s * 1000)
+
+                @event.listens_for(engine, "connect")
+                def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+                    cur = dbapi_conn.cursor()
+                    cur.execute("PRAGMA journal_mode=WAL")
+                    cur.execute(f"PRAGMA busy_timeout={timeout_ms}")
+                    cur.execute("PRAGMA foreign_keys=ON")
+                    cur.close()
+
+                return engine
+            return create_engine(url, pool_pre_ping=True)
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise ConfigError(
+                f"cannot use database URL {self._display_url!r}: {exc}; check SELFIMPROVE_DB "
+                "(install the driver, e.g. pip install 'selfimprove[postgres]')."
+            ) from None
+        except (OSError, SQLAlchemyError) as exc:
+            raise StoreError(f"cannot open database {self._display_url}: {exc}") from None
+
+    def _init_schema(self) -> None:
+        try:
+            with self._engine.begin() as conn:
+                if inspect(conn).has_table(MetaRow.__tablename__):
+                    row = conn.execute(
+                        select(MetaRow.value).where(MetaRow.key == "schema_version")
+                    ).scalar_one_or_none()
+                    found = int(row) if row is not None else None
+                    if found is not None and found > SCHEMA_VERSION:
+                        raise SchemaVersionError(
+                            f"the store at {self._display_url} was written by schema version "
+                            f"{found}, newer than this selfimprove understands "
+                            f"({SCHEMA_VERSION}); upgrade selfimprove or use another --home."
+                        )
+                else:
+                    found = None
+                Base.metadata.create_all(conn)
+                if found is None:
+                    conn.execute(
+                        insert(MetaRow).values(key="schema_version", value=str(SCHEMA_VERSION))
+                    )
+                elif found < SCHEMA_VERSION:
+                    conn.execute(
+                        update(MetaRow)
+                        .where(MetaRow.key == "schema_version")
+                        .values(value=str(SCHEMA_VERSION))
+                    )
+        except SelfImproveError:
+            self._engine.dispose()
+            raise
+        except SQLAlchemyError as exc:
+            self._engine.dispose()
+            raise StoreError(
+                f"cannot open database {self._display_url}: {exc.__class__.__name__}: "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
+
+    def schema_version(self) -> int:
+        """The schema version recorded in the store."""
+        with self.read() as s:
+            return int(s.get_one(MetaRow, "schema_version").value)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on any error.
+
+        Database errors are re-raised as :class:`StoreError`; the package's own errors pass
+        through unchanged (after the rollback).
+        """
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except SQLAlchemyError as exc:
+            session.rollback()
+            raise StoreError(
+                f"database write failed and was rolled back ({exc.__class__.__name__}: "
+                f"{str(exc).splitlines()[0]})"
+            ) from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only session (never commits)."""
+        session = self._sessions()
+        try:
+            yield session
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"database read failed ({exc.__class__.__name__}: {str(exc).splitlines()[0]})"
+            ) from exc
+        finally:
+            session.rollback()
+            session.close()
+
+    def close(self) -> None:
+        """Release every connection."""
+        self._engine.dispose()
+
+    # ------------------------------------------------------------------ models
+    def add_model(self, name: str, task: str, family: str, description: str = "") -> ModelRecord:
+        """Insert a model (no versions yet)."""
+        with self.transaction() as s:
+            if s.scalar(select(ModelRow).where(ModelRow.name == name)) is not None:
+                raise ConfigError(
+                    f"a model named {name!r} is already registered; pick another name."
+                )
+            row = ModelRow(
+                name=name, task=task, family=family, description=description, created_at=utcnow()
+            )
+            s.add(row)
+            s.flush()
+            return _to_record(ModelRecord, row)
+
+    def find_model(self, name: str) -> ModelRecord | None:
+        """The model called ``name``, or ``None``."""
+        with self.read() as s:
+            row = s.scalar(select(ModelRow).where(ModelRow.name == name))
+            return _to_record(ModelRecord, row) if row is not None else None
+
+    def get_model(self, name: str) -> ModelRecord:
+        """The model called ``name``.
+
+        Raises:
+            NotFoundError: No such model.
+        """
+        record = self.find_model(name)
+        if record is None:
+            known = [m.name for m in self.list_models()]
+            raise NotFoundError(
+                f"unknown model {name!r}; registered models: {', '.join(known) or 'none'} "
+                "(see `selfimprove models`)."
+            )
+        return record
+
+    def model_by_id(self, model_id: int) -> ModelRecord:
+        with self.read() as s:
+            row = s.get(ModelRow, model_id)
+            if row is None:
+                raise NotFoundError(f"unknown model id {model_id}.")
+            return _to_record(ModelRecord, row)
+
+    def list_models(self) -> list[ModelRecord]:
+        with self.read() as s:
+            rows = s.scalars(select(ModelRow).order_by(ModelRow.id))
+            return [_to_record(ModelRecord, r) for r in rows]
+
+    # ------------------------------------------------------------------ capabilities
+    def upsert_capability(
+        self,
+        name: str,
+        *,
+        type: str,
+        direction: str,
+        target: float | None,
+        unit: str = "",
+        description: str = "",
+        baseline: float | None = None,
+        model_id: int | None = None,
+        objective: str | None = None,
+    ) -> CapabilityRecord:
+        """Register a capability, or update its description, direction and target.
+
+        Idempotent: measurements are never dropped, and an existing baseline is kept unless
+        one was never set.
+        """
+        now = utcnow()
+        with self.transaction() as s:
+            row = s.scalar(select(CapabilityRow).where(CapabilityRow.name == name))
+            if row is None:
+                row = CapabilityRow(
+                    name=name,
+                    type=type,
+                    description=description,
+                    direction=direction,
+                    baseline=baseline,
+                    target=target,
+                    unit=unit,
+                    model_id=model_id,
+                    objective=objective,
+                    created_at=now,
+                    updated_at=now,
+                )
+                s.add(row)
+            else:
+                row.type, row.description, row.direction = type, description, direction
+                row.target, row.unit, row.updated_at = target, unit, now
+                if row.baseline is None:
+                    row.baseline = baseline
+                if model_id is not None:
+                    row.model_id, row.objective = model_id, objective
+            s.flush()
+            return _to_record(CapabilityRecord, row)
+
+    def set_capability_baseline(self, capability_id: int, baseline: float) -> None:
+        with self.transaction() as s:
+            row = s.get_one(CapabilityRow, capability_id)
+            row.baseline = baseline
+
+    def get_capability(self, name: str) -> CapabilityRecord:
+        with self.read() as s:
+            row = s.scalar(select(CapabilityRow).where(CapabilityRow.name == name))
+            if row is None:
+                raise NotFoundError(f"unknown capability {name!r}.")
+            return _to_record(CapabilityRecord, row)
+
+    def list_capabilities(self, model_id: int | None = None) -> list[CapabilityRecord]:
+        with self.read() as s:
+            q = select(CapabilityRow).order_by(CapabilityRow.id)
+            if model_id is not None:
+                q = q.where(CapabilityRow.model_id == model_id)
+            return [_to_record(CapabilityRecord, r) for r in s.scalars(q)]
+
+    # ------------------------------------------------------------------ versions
+    def add_version(
+        self,
+        *,
+        model_id: int,
+        number: int,
+        parent_id: int | None,
+        status: VersionStatus,
+        strategy: str,
+        origin: str,
+        params: dict[str, Any],
+        metrics: dict[str, Any],
+        checkpoint_path: str,
+        manifest_path: str,
+        sha256: str,
+        size_bytes: int,
+    ) -> VersionRecord:
+        """Insert a version row; with ``status=INCUMBENT`` the pointer moves in the same
+        transaction (the previous incumbent becomes a backup)."""
+        now = utcnow()
+        with self.transaction() as s:
+            row = VersionRow(
+                model_id=model_id,
+                number=number,
+                parent_id=parent_id,
+                status=VersionStatus.CANDIDATE.value,
+                strategy=strategy,
+                origin=origin,
+                params=clean_json(params),
+                metrics=clean_json(metrics),
+                checkpoint_path=checkpoint_path,
+                manifest_path=manifest_path,
+                sha256=sha256,
+                size_bytes=size_bytes,
+                created_at=now,
+            )
+            s.add(row)
+            s.flush()
+            if status is VersionStatus.INCUMBENT:
+                self._flip_incumbent(s, model_id, row.id, VersionStatus.BACKUP)
+            else:
+                row.status = status.value
+            s.flush()
+            return _to_record(VersionRecord, row)
+
+    def next_version_number(self, model_id: int) -> int:
+        with self.read() as s:
+            rows = s.scalars(select(VersionRow.number).where(VersionRow.model_id == model_id))
+            return max(rows, default=0) + 1
+
+    @staticmethod
+    def _flip_incumbent(
+        s: Session, model_id: int, version_id: int, old_status: VersionStatus
+    ) -> None:
+        model = s.get_one(ModelRow, model_id)
+        now = utcnow()
+        if model.incumbent_version_id is not None and model.incumbent_version_id != version_id:
+            old = s.get_one(VersionRow, model.incumbent_version_id)
+            old.status, old.retired_at = old_status.value, now
+        new = s.get_one(VersionRow, version_id)
+        if new.model_id != model_id:
+            raise NotFoundError(f"version id {version_id} does not belong to model {model.name!r}.")
+        new.status, new.retired_at = VersionStatus.INCUMBENT.value, None
+        model.incumbent_version_id = version_id
+
+    def set_incumbent(
+        self, model_id: int, version_id: int, *, old_status: VersionStatus = VersionStatus.BACKUP
+    ) -> None:
+        """Move the incumbent pointer to ``version_id`` in one transaction."""
+        with self.transaction() as s:
+            self._flip_incumbent(s, model_id, version_id, old_status)
+
+    def set_version_status(self, version_id: int, status: VersionStatus) -> None:
+        with self.transaction() as s:
+            row = s.get_one(VersionRow, version_id)
+            if (
+                row.status == VersionStatus.INCUMBENT.value
+                and status is not VersionStatus.INCUMBENT
+            ):
+                raise StoreError(
+                    f"version id {version_id} is the incumbent; promote another version first."
+                )
+            row.status = status.value
+            if status is VersionStatus.PRUNED:
+                row.checkpoint_path = None
+
+    def version_by_id(self, version_id: int) -> VersionRecord:
+        with self.read() as s:
+            row = s.get(VersionRow, version_id)
+            if row is None:
+                raise NotFoundError(f"unknown version id {version_id}.")
+            return _to_record(VersionRecord, row)
+
+    def get_version(self, model: ModelRecord, number: int) -> VersionRecord:
+        """Version ``number`` of ``model``.
+
+        Raises:
+            NotFoundError: No such version.
+        """
+        with self.read() as s:
+            row = s.scalar(
+                select(VersionRow).where(
+                    VersionRow.model_id == model.id, VersionRow.number == number
+                )
+            )
+            if row is None:
+                numbers = s.scalars(
+                    select(VersionRow.number).where(VersionRow.model_id == model.id)
+                ).all()
+                raise NotFoundError(
+                    f"model {model.name!r} has no version {number}; versions: "
+                    f"{', '.join(map(str, sorted(numbers))) or 'none'} "
+                    f"(see `selfimprove history {model.name}`)."
+                )
+            return _to_record(VersionRecord, row)
+
+    def list_versions(self, model_id: int) -> list[VersionRecord]:
+        with self.read() as s:
+            rows = s.scalars(
+                select(VersionRow)
+                .where(VersionRow.model_id == model_id)
+                .order_by(VersionRow.number)
+            )
+            return [_to_record(VersionRecord, r) for r in rows]
+
+    # ------------------------------------------------------------------ measurements
+    def add_measurements(
+        self,
+        capability_id: int,
+        values: Mapping[str, float],
+        *,
+        version_id: int | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> None:
+        """Record one value per split (``{"validation": 0.91, "test": 0.9}``) at one time."""
+        now = utcnow()
+        with self.transaction() as s:
+            for split, value in values.items():
+                s.add(
+                    MeasurementRow(
+                        capability_id=capability_id,
+                        version_id=version_id,
+                        split=split,
+                        value=float(value) if math.isfinite(value) else math.nan,
+                        context=clean_json(context or {}),
+                        measured_at=now,
+                    )
+                )
+
+    def list_measurements(
+        self, capability_id: int | None = None, *, split: str | None = None
+    ) -> list[MeasurementRecord]:
+        with self.read() as s:
+            q = select(MeasurementRow).order_by(MeasurementRow.id)
+            if capability_id is not None:
+                q = q.where(MeasurementRow.capability_id == capability_id)
+            if split is not None:
+                q = q.where(MeasurementRow.split == split)
+            return [_to_record(MeasurementRecord, r) for r in s.scalars(q)]
+
+    # ------------------------------------------------------------------ experiments
+    def add_experiment(
+        self,
+        *,
+        model_id: int | None,
+        strategy: str,
+        objective: str | None = None,
+        capability_id: int | None = None,
+        params: dict[str, Any] | None = None,
+        hypothesis: str = "",
+        cycle: int | None = None,
+        seed: int | None = None,
+        incumbent_version_id: int | None = None,
+        status: ExperimentStatus = ExperimentStatus.PLANNED,
+    ) -> ExperimentRecord:
+        now = utcnow()
+        with self.transaction() as s:
+            row = ExperimentRow(
+                model_id=model_id,
+                capability_id=capability_id,
+                strategy=strategy,
+                objective=objective,
+                params=clean_json(params or {}),
+                hypothesis=hypothesis,
+                cycle=cycle,
+                seed=seed,
+                status=status.value,
+                decision=None,
+                reason="",
+                statistics={},
+                incumbent_version_id=incumbent_version_id,
+                candidate_version_id=None,
+                compute={},
+                durations={},
+                created_at=now,
+                started_at=now if status is ExperimentStatus.RUNNING else None,
+            )
+            s.add(row)
+            s.flush()
+            return _to_record(ExperimentRecord, row)
+
+    def update_experiment(self, experiment_id: int, **changes: Any) -> ExperimentRecord:
+        """Change fields of an experiment (enums and NaN are converted for storage).
+
+        Finishing states set ``finished_at``; ``RUNNING`` sets ``started_at``.
+        """
+        with self.transaction() as s:
+            row = s.get(ExperimentRow, experiment_id)
+            if row is None:
+                raise NotFoundError(f"unknown experiment id {experiment_id}.")
+            for key, value in changes.items():
+                if not hasattr(ExperimentRow, key):
+                    raise StoreError(f"experiments have no field {key!r}.")
+                setattr(row, key, clean_json(value))
+            status = changes.get("status")
+            if status is not None:
+                status = ExperimentStatus(status)
+                if status is ExperimentStatus.RUNNING and row.started_at is None:
+                    row.started_at = utcnow()
+                if status.is_finished():
+                    row.finished_at = utcnow()
+            s.flush()
+            return _to_record(ExperimentRecord, row)
+
+    def get_experiment(self, experiment_id: int) -> ExperimentRecord:
+        with self.read() as s:
+            row = s.get(ExperimentRow, experiment_id)
+            if row is None:
+                raise NotFoundError(f"unknown experiment id {experiment_id}.")
+            return _to_record(ExperimentRecord, row)
+
+    def list_experiments(
+        self,
+        *,
+        model_id: int | None = None,
+        status: ExperimentStatus | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[ExperimentRecord]:
+        with self.read() as s:
+            order = ExperimentRow.id.desc() if newest_first else ExperimentRow.id
+            q = select(ExperimentRow).order_by(order)
+            if model_id is not None:
+                q = q.where(ExperimentRow.model_id == model_id)
+            if status is not None:
+                q = q.where(ExperimentRow.status == status.value)
+            if limit is not None:
+                q = q.limit(limit)
+            return [_to_record(ExperimentRecord, r) for r in s.scalars(q)]
+
+    def max_cycle(self) -> int:
+        """The highest cycle number recorded (0 when none)."""
+        with self.read() as s:
+            value = s.scalar(select(func.max(ExperimentRow.cycle)))
+            return int(value or 0)
+
+    def mark_stale_experiments(self) -> list[ExperimentRecord]:
+        """Mark experiments left ``running``/``planned`` by a crashed process as ``stale``."""
+        with self.transaction() as s:
+            rows = list(
+                s.scalars(
+                    select(ExperimentRow).where(
+                        ExperimentRow.status.in_(
+                            [ExperimentStatus.RUNNING.value, ExperimentStatus.PLANNED.value]
+                        )
+                    )
+                )
+            )
+            now = utcnow()
+            for row in rows:
+                row.status = ExperimentStatus.STALE.value
+                row.reason = "cut short: the process stopped before the experiment finished"
+                row.finished_at = now
+            s.flush()
+            return [_to_record(ExperimentRecord, r) for r in rows]
+
+    # ------------------------------------------------------------------ events
+    def add_event(
+        self,
+        kind: str,
+        message: str = "",
+        *,
+        model_id: int | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> EventRecord:
+        with self.transaction() as s:
+            row = EventRow(
+                kind=kind,
+                model_id=model_id,
+                message=message,
+                payload=clean_json(payload or {}),
+                created_at=utcnow(),
+            )
+            s.add(row)
+            s.flush()
+            return _to_record(EventRecord, row)
+
+    def list_events(
+        self, *, kind: str | None = None, model_id: int | None = None, limit: int | None = None
+    ) -> list[EventRecord]:
+        with self.read() as s:
+            q = select(EventRow).order_by(EventRow.id.desc())
+            if kind is not None:
+                q = q.where(EventRow.kind == kind)
+            if model_id is not None:
+                q = q.where(EventRow.model_id == model_id)
+            if limit is not None:
+                q = q.limit(limit)
+            return [_to_record(EventRecord, r) for r in s.scalars(q)]

@@ -1,0 +1,34 @@
+"""Improvement strategies, found through one explicit name -> class table."""
+
+from __future__ import annotations
+
+from selfimprove.errors import NotFoundError
+from selfimprove.strategies._base import Budget, Candidate, Cost, Strategy, StrategyContext
+from selfimprove.strategies._train import TrainStrategy
+
+__all__ = [
+    "STRATEGIES",
+    "Budget",
+    "Candidate",
+    "Cost",
+    "Strategy",
+    "StrategyContext",
+    "TrainStrategy",
+    "get_strategy",
+]
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    TrainStrategy.name: TrainStrategy,
+}
+
+
+def get_strategy(name: str | Strategy) -> Strategy:
+    """A strategy instance from its name (or the instance itself)."""
+    if isinstance(name, Strategy):
+        return name
+    try:
+        return STRATEGIES[name]()
+    except KeyError:
+        raise NotFoundError(
+            f"unknown strategy {name!r}; available: {', '.join(sorted(STRATEGIES))}."
+        ) from None

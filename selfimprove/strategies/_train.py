@@ -1,0 +1,65 @@
+"""``train``: continue training a copy of the incumbent (warm start) with the honest loop."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+from selfimprove.registry import LoadedModel
+from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
+from selfimprove.training import TrainConfig, train_
+
+__all__ = ["TrainStrategy"]
+
+DATA_OBJECTIVES_ONLY = "train improves data objectives (accuracy, loss), not {objective}"
+
+
+class TrainStrategy(Strategy):
+    """Warm-started training of a copy of the incumbent.
+
+    Settings in ``context.params`` override :class:`TrainConfig` fields (``lr``,
+    ``weight_decay``, ``batch_size``, ``optimizer``, ``schedule``, ``patience``); epochs and
+    seconds come from the budget, the seed from the context.
+    """
+
+    name = "train"
+    family = "training"
+
+    def applicable(self, incumbent: LoadedModel, context: StrategyContext) -> str | None:
+        if context.objective in ("latency_ms", "size_bytes", "parameters"):
+            return DATA_OBJECTIVES_ONLY.format(objective=context.objective)
+        return None
+
+    def config(self, context: StrategyContext) -> TrainConfig:
+        base = TrainConfig(
+            epochs=context.budget.epochs, max_seconds=context.budget.seconds, seed=context.seed
+        )
+        allowed = {
+            "lr",
+            "weight_decay",
+            "batch_size",
+            "optimizer",
+            "schedule",
+            "patience",
+            "clip_norm",
+        }
+        return replace(base, **{k: v for k, v in context.params.items() if k in allowed})
+
+    def apply(self, incumbent: LoadedModel, context: StrategyContext) -> Candidate:
+        module = copy.deepcopy(incumbent.module)
+        cfg = self.config(context)
+        result = train_(module, context.task, cfg)
+        return Candidate(
+            module=module,
+            params=dict(incumbent.version.params),
+            strategy=self.name,
+            origin="warm_start",
+            details={
+                "config": cfg.to_dict(),
+                "epochs_run": result.epochs_run,
+                "best_epoch": result.best_epoch,
+                "stopped": result.stopped,
+                "best_holdout_loss": result.best_holdout_loss,
+            },
+            cost=Cost(epochs=result.epochs_run, seconds=result.seconds),
+        )

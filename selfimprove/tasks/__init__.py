@@ -1,0 +1,90 @@
+"""Tasks: what models are for. Built-in ones by name, user ones by registration or import path.
+
+A task is found by :func:`resolve_task` in this order: the built-in table, tasks registered in
+this process with :func:`register_task`, then an import path ``"package.module:attr"`` where
+``attr`` is a :class:`Task` or a zero-argument callable returning one (so a task of your own
+also works from the CLI, in a new process).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from selfimprove.errors import NotFoundError, TaskError
+from selfimprove.tasks._base import (
+    SPLITS,
+    DataSplits,
+    Split,
+    SupervisedTask,
+    Task,
+    latency_objective,
+    size_objective,
+    split_arrays,
+)
+from selfimprove.tasks._mlp import ACTIVATIONS, build_mlp
+from selfimprove.tasks.builtin import neural_sort, pattern_recognition
+
+__all__ = [
+    "ACTIVATIONS",
+    "BUILTIN_TASKS",
+    "SPLITS",
+    "DataSplits",
+    "Split",
+    "SupervisedTask",
+    "Task",
+    "build_mlp",
+    "latency_objective",
+    "register_task",
+    "resolve_task",
+    "size_objective",
+    "split_arrays",
+]
+
+BUILTIN_TASKS: dict[str, Callable[[], Task]] = {
+    "pattern_recognition": pattern_recognition,
+    "neural_sort": neural_sort,
+}
+
+_registered: dict[str, Task] = {}
+_cache: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    """Make ``task`` resolvable by its name in this process; returns it."""
+    if not isinstance(task, Task):
+        raise TaskError(f"register_task needs a Task, but got {type(task).__name__}.")
+    if task.name in BUILTIN_TASKS:
+        raise TaskError(f"{task.name!r} is a built-in task name; give your task another name.")
+    _registered[task.name] = task
+    return task
+
+
+def resolve_task(name: str) -> Task:
+    """The task called ``name`` (built-in, registered, or ``"module:attr"``).
+
+    Raises:
+        NotFoundError: Nothing of that name can be found.
+    """
+    if name in _registered:
+        return _registered[name]
+    if name in _cache:
+        return _cache[name]
+    if name in BUILTIN_TASKS:
+        task = BUILTIN_TASKS[name]()
+    elif ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            obj = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise NotFoundError(f"cannot import task {name!r}: {exc}") from None
+        task = obj() if callable(obj) and not isinstance(obj, Task) else obj
+        if not isinstance(task, Task):
+            raise TaskError(f"{name!r} does not give a Task (got {type(task).__name__}).")
+    else:
+        raise NotFoundError(
+            f"unknown task {name!r}; built-in tasks are {sorted(BUILTIN_TASKS)}. Register your "
+            "own with selfimprove.register_task(task) or refer to it as 'package.module:attr'."
+        )
+    _cache[name] = task
+    return task

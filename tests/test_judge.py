@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from selfimprove.config import JudgeConfig
+from selfimprove.evaluation import Evaluator
+from selfimprove.judge import Judge, paired_test
+from selfimprove.objectives import Direction, Objective
+from selfimprove.store import Decision
+from selfimprove.training import TrainConfig, train_
+from tests.conftest import wine_task
+
+CFG = JudgeConfig(latency_repeats=5, serving_batch=8)
+
+
+def _trained(task, seed: int, epochs: int):  # type: ignore[no-untyped-def]
+    torch.manual_seed(seed)
+    m = task.build(task.default_params())
+    train_(m, task, TrainConfig(epochs=epochs, seed=seed, lr=3e-3, patience=0))
+    return m
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_aa_candidate_is_never_promoted(seed: int) -> None:
+    task = wine_task()
+    inc = _trained(task, seed, epochs=3)
+    cand = copy.deepcopy(inc)  # identical weights
+    ev_inc, ev_cand = Evaluator(CFG).evaluate([inc, cand], task)
+    j = Judge(CFG, seed=seed).judge(task, ev_inc, ev_cand)
+    assert j.decision is Decision.REJECT
+    assert j.statistics["relative_improvement"] == 0
+    assert j.statistics["p_value"] == 1.0
+
+
+def test_diverged_candidate_is_rejected_with_that_reason() -> None:
+    task = wine_task()
+    inc = _trained(task, 0, epochs=2)
+    cand = copy.deepcopy(inc)
+    with torch.no_grad():
+        cand[0].weight.fill_(float("nan"))
+    ev_inc, ev_cand = Evaluator(CFG).evaluate([inc, cand], task)
+    j = Judge(CFG).judge(task, ev_inc, ev_cand)
+    assert j.decision is Decision.REJECT
+    assert j.reason.startswith("diverged")
+
+
+def test_real_improvement_is_promoted_and_test_is_reported() -> None:
+    task = wine_task()
+    weak = _trained(task, 0, epochs=1)
+    strong = copy.deepcopy(weak)
+    train_(strong, task, TrainConfig(epochs=60, seed=1, lr=3e-3))
+    ev_w, ev_s = Evaluator(CFG).evaluate([weak, strong], task)
+    j = Judge(CFG).judge(task, ev_w, ev_s)
+    assert j.decision is Decision.PROMOTE, j.reason
+    st = j.statistics
+    assert st["test"] == "mcnemar_exact" and st["p_value"] < 0.05
+    assert st["relative_improvement"] >= 0.1
+    assert st["test_after"] == pytest.approx(ev_s.value("accuracy", "test"))
+
+
+def test_gain_below_threshold_is_rejected_even_if_significant() -> None:
+    obj = Objective("mse", Direction.MINIMIZE, ideal=0.0)
+    before = np.full(500, 1.0)
+    after = before * 0.95  # 5 % better on every example: significant, but under 10 %
+    name, p = paired_test(obj, before, after)
+    assert name == "paired_bootstrap" and p < 0.01
+    assert obj.relative_improvement(before.mean(), after.mean()) < 0.1
+
+
+def test_mcnemar_matches_the_exact_binomial() -> None:
+    acc = Objective("accuracy", Direction.MAXIMIZE, ideal=1.0)
+    before = np.array([0] * 10 + [1] * 90, dtype=float)
+    after = np.array([1] * 8 + [0] * 2 + [1] * 88 + [0] * 2, dtype=float)
+    name, p = paired_test(acc, before, after)
+    assert name == "mcnemar_exact"
+    # 8 gained, 2 lost
+    assert p == pytest.approx(stats.binomtest(8, 10, 0.5, alternative="greater").pvalue)
+
+
+def test_paired_bootstrap_is_seeded() -> None:
+    obj = Objective("mse", Direction.MINIMIZE, ideal=0.0)
+    rng = np.random.default_rng(0)
+    before = rng.random(200)
+    after = before - rng.normal(0.01, 0.1, 200)
+    assert paired_test(obj, before, after, seed=3) == paired_test(obj, before, after, seed=3)
+
+
+def test_size_guard_blocks_a_bigger_candidate() -> None:
+    task = wine_task()
+    weak = _trained(task, 0, epochs=1)
+    torch.manual_seed(0)
+    big = task.build({"width": 256, "depth": 2})
+    train_(big, task, TrainConfig(epochs=60, seed=1, lr=3e-3))
+    ev_w, ev_b = Evaluator(CFG).evaluate([weak, big], task)
+    j = Judge(CFG).judge(task, ev_w, ev_b)
+    assert j.decision is Decision.REJECT
+    assert "guard" in j.reason
+    assert j.statistics["guards"]["size_bytes"]["passed"] is False

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from selfimprove.errors import ConfigError, NotFoundError, SchemaVersionError, StoreError
+from selfimprove.store import SCHEMA_VERSION, ExperimentStatus, Store
+
+
+def test_default_store_is_sqlite_in_home_with_wal(home: Path) -> None:
+    store = Store(home=home)
+    assert (home / "selfimprove.db").exists()
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+    assert store.schema_version() == SCHEMA_VERSION
+
+
+def test_selfimprove_db_env_overrides_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "elsewhere.db"
+    monkeypatch.setenv("SELFIMPROVE_DB", f"sqlite:///{db}")
+    Store(home=tmp_path / "home")
+    assert db.exists()
+
+
+def test_newer_schema_is_refused_and_left_untouched(home: Path) -> None:
+    Store(home=home).close()
+    db = home / "selfimprove.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),)
+        )
+    before = db.read_bytes()
+    with pytest.raises(SchemaVersionError, match="newer than this selfimprove understands"):
+        Store(home=home)
+    assert db.read_bytes() == before
+
+
+@pytest.mark.parametrize("url", ["not a url", "nosuchdialect://x/y"])
+def test_malformed_url_is_a_config_error(url: str, home: Path) -> None:
+    with pytest.raises(ConfigError, match="database URL"):
+        Store(url, home=home)
+
+
+def test_unreachable_postgres_is_a_store_error(home: Path) -> None:
+    with pytest.raises(StoreError, match="cannot open database"):
+        Store("postgresql://nobody:secret@127.0.0.1:1/none", home=home)
+
+
+def test_failed_transaction_changes_nothing(home: Path) -> None:
+    store = Store(home=home)
+    store.add_model("a", "task", "fam")
+    with pytest.raises(ConfigError):
+        store.add_model("a", "task", "fam")  # duplicate name: refused inside the transaction
+    assert [m.name for m in store.list_models()] == ["a"]
+
+
+def test_database_errors_become_store_errors(home: Path) -> None:
+    from selfimprove.store._schema import ModelRow
+
+    store = Store(home=home)
+    with pytest.raises(StoreError, match="rolled back"), store.transaction() as s:
+        s.add(ModelRow(name="x"))  # missing required columns
+    assert store.list_models() == []
+
+
+def test_unknown_model_lists_known_ones(home: Path) -> None:
+    store = Store(home=home)
+    store.add_model("digits", "t", "f")
+    with pytest.raises(NotFoundError, match="registered models: digits"):
+        store.get_model("nope")
+
+
+def test_running_experiments_become_stale_at_next_start(home: Path) -> None:
+    store = Store(home=home)
+    m = store.add_model("a", "t", "f")
+    running = store.add_experiment(model_id=m.id, strategy="train", status=ExperimentStatus.RUNNING)
+    done = store.add_experiment(model_id=m.id, strategy="train")
+    store.update_experiment(done.id, status=ExperimentStatus.COMPLETED)
+    stale = Store(home=home).mark_stale_experiments()
+    assert [e.id for e in stale] == [running.id]
+    assert store.get_experiment(running.id).status is ExperimentStatus.STALE
+    assert store.get_experiment(done.id).status is ExperimentStatus.COMPLETED
+
+
+def test_records_are_frozen(home: Path) -> None:
+    store = Store(home=home)
+    m = store.add_model("a", "t", "f")
+    with pytest.raises(AttributeError):
+        m.name = "b"  # type: ignore[misc]
+
+
+def test_capability_registration_is_idempotent(home: Path) -> None:
+    store = Store(home=home)
+    cap = store.upsert_capability("a/acc", type="t", direction="maximize", target=0.9)
+    store.add_measurements(cap.id, {"validation": 0.5})
+    again = store.upsert_capability(
+        "a/acc", type="t", direction="maximize", target=0.95, description="new"
+    )
+    assert again.id == cap.id and again.target == 0.95 and again.description == "new"
+    assert len(store.list_measurements(cap.id)) == 1
+
+
+def test_nan_statistics_are_stored_as_null(home: Path) -> None:
+    store = Store(home=home)
+    e = store.add_experiment(model_id=None, strategy="train")
+    store.update_experiment(e.id, statistics={"p_value": float("nan"), "after": 1.0})
+    assert store.get_experiment(e.id).statistics == {"p_value": None, "after": 1.0}
