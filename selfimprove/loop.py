@@ -22,7 +22,7 @@ from selfimprove.judge import Judge
 from selfimprove.registry import LoadedModel, Registry
 from selfimprove.seeding import derive_seed
 from selfimprove.store import Decision, ExperimentStatus, ModelRecord, Store
-from selfimprove.strategies import Budget, StrategyContext, get_strategy
+from selfimprove.strategies import Budget, Strategy, StrategyContext, get_strategy
 
 __all__ = ["ExperimentOutcome", "ImprovementLoop", "ProgressCallback"]
 
@@ -123,7 +123,7 @@ class ImprovementLoop:
         name: str,
         *,
         cycle: int,
-        strategy: str = "train",
+        strategy: str | Strategy = "train",
         objective: str | None = None,
         params: dict[str, Any] | None = None,
     ) -> ExperimentOutcome:

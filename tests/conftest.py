@@ -15,7 +15,7 @@ from selfimprove.tasks import SupervisedTask, build_mlp
 torch.set_num_threads(1)
 
 
-def wine_task(name: str = "wine_test") -> SupervisedTask:
+def wine_task(name: str = "wine_test", target: float = 0.99) -> SupervisedTask:
     """A small real classification task (scikit-learn's bundled wine data, standardised)."""
     from sklearn.datasets import load_wine
 
@@ -27,7 +27,7 @@ def wine_task(name: str = "wine_test") -> SupervisedTask:
         y,
         build=lambda p: build_mlp(13, 3, p),
         default_params={"width": 16, "depth": 1},
-        target=0.99,
+        target=target,
     )
 
 

@@ -1,0 +1,27 @@
+"""The README's Python example runs as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_python_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks, "README has no python example"
+    monkeypatch.chdir(tmp_path)
+    exec(compile(blocks[0], "README.md", "exec"), {"__name__": "readme"})
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 2 and "Decision." in printed[0]
+    assert (tmp_path / ".selfimprove-wine" / "selfimprove.db").exists()
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    head = README.read_text().split("\n## ")[0]
+    assert "make run" in head and "make test" in head
