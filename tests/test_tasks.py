@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from selfimprove.errors import NotFoundError, TaskError
+from selfimprove.tasks import BUILTIN_TASKS, SupervisedTask, build_mlp, resolve_task
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_TASKS))
+def test_builtin_tasks_split_disjointly_and_build(name: str) -> None:
+    task = resolve_task(name)
+    s = task.splits()
+    n = len(s.train) + len(s.validation) + len(s.test)
+    rows = torch.cat([s.train.x, s.validation.x, s.test.x])
+    assert len(torch.unique(rows, dim=0)) == n  # no example in two splits
+    assert abs(len(s.train) / n - 0.6) < 0.01
+    out = task.build(task.initial_params())(s.validation.x[:4])
+    assert out.shape[0] == 4
+    assert resolve_task(name) is task  # same object, same splits
+
+
+def test_neural_sort_labels_come_from_the_algorithm() -> None:
+    s = resolve_task("neural_sort").splits().test
+    assert torch.equal(s.y, torch.sort(s.x, dim=1).values)
+
+
+def test_classification_split_is_stratified_and_seeded() -> None:
+    x = np.arange(200, dtype=float)[:, None]
+    y = np.array([0] * 150 + [1] * 50)
+    t1 = SupervisedTask.classification(
+        "t", x, y, build=lambda p: build_mlp(1, 2, p), default_params={"width": 4}
+    )
+    t2 = SupervisedTask.classification(
+        "t", x, y, build=lambda p: build_mlp(1, 2, p), default_params={"width": 4}
+    )
+    assert torch.equal(t1.splits().test.x, t2.splits().test.x)
+    assert float(t1.splits().validation.y.float().mean()) == pytest.approx(0.25, abs=0.03)
+
+
+def test_unknown_task_explains_how_to_register() -> None:
+    with pytest.raises(NotFoundError, match="register_task"):
+        resolve_task("nope")
+    with pytest.raises(NotFoundError, match="cannot import"):
+        resolve_task("no.such.module:task")
+
+
+def test_task_by_import_path() -> None:
+    task = resolve_task("tests._tasks:wine")
+    assert task.name == "wine_test" and task.primary.name == "accuracy"
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"width": 0}, "width"),
+        ({"activation": "swish"}, "activation"),
+        ({"dropout": 1.0}, "dropout"),
+    ],
+)
+def test_mlp_params_are_checked(params: dict[str, object], needle: str) -> None:
+    with pytest.raises(TaskError, match=needle):
+        build_mlp(3, 2, params)
+
+
+def test_uneven_widths_build() -> None:
+    m = build_mlp(3, 2, {"widths": [8, 4]})
+    assert [layer.out_features for layer in m if isinstance(layer, torch.nn.Linear)] == [8, 4, 2]
+
+
+def test_nan_outputs_count_as_wrong() -> None:
+    task = resolve_task("pattern_recognition")
+    out = torch.full((3, 10), float("nan"))
+    assert task.per_example(out, torch.tensor([0, 1, 2]))["accuracy"].sum() == 0
