@@ -209,62 +209,30 @@ class SupervisedTask(Task):
 
     # ---------------------------------------------------------------- constructors
     @classmethod
-    def classification(
-        cls,
-        name: str,
-        x: Any,
-        y: Any,
-        *,
-        build: _Builder,
-        default_params: Mapping[str, Any],
-        target: float | None = None,
-        data_seed: int = 0,
-        **kwargs: Any,
-    ) -> SupervisedTask:
-        """A classification task from arrays; labels must be integers ``0..C-1``."""
-        xs = torch.as_tensor(np.asarray(x), dtype=torch.float32)
-        ys = torch.as_tensor(np.asarray(y), dtype=torch.long)
-        splits = split_arrays(xs, ys, seed=data_seed, stratify=True)
-        return cls(
-            name,
-            kind="classification",
-            splits=splits,
-            build=build,
-            default_params=default_params,
-            target=target,
-            data_seed=data_seed,
-            **kwargs,
-        )
+    def classification(cls, name: str, x: Any, y: Any, **kwargs: Any) -> SupervisedTask:
+        """A classification task from arrays; labels must be integers ``0..C-1``.
+
+        Keyword arguments are those of the constructor (``build``, ``default_params``,
+        ``target``, ...) except ``kind`` and ``splits``.
+        """
+        return cls._from_arrays(name, "classification", x, y, **kwargs)
 
     @classmethod
-    def regression(
-        cls,
-        name: str,
-        x: Any,
-        y: Any,
-        *,
-        build: _Builder,
-        default_params: Mapping[str, Any],
-        target: float | None = None,
-        data_seed: int = 0,
-        **kwargs: Any,
-    ) -> SupervisedTask:
+    def regression(cls, name: str, x: Any, y: Any, **kwargs: Any) -> SupervisedTask:
         """A regression task from arrays (targets of shape ``(N,)`` or ``(N, K)``)."""
+        return cls._from_arrays(name, "regression", x, y, **kwargs)
+
+    @classmethod
+    def _from_arrays(
+        cls, name: str, kind: str, x: Any, y: Any, *, data_seed: int = 0, **kwargs: Any
+    ) -> SupervisedTask:
+        classify = kind == "classification"
         xs = torch.as_tensor(np.asarray(x), dtype=torch.float32)
-        ys = torch.as_tensor(np.asarray(y), dtype=torch.float32)
-        if ys.dim() == 1:
+        ys = torch.as_tensor(np.asarray(y), dtype=torch.long if classify else torch.float32)
+        if not classify and ys.dim() == 1:
             ys = ys[:, None]
-        splits = split_arrays(xs, ys, seed=data_seed, stratify=False)
-        return cls(
-            name,
-            kind="regression",
-            splits=splits,
-            build=build,
-            default_params=default_params,
-            target=target,
-            data_seed=data_seed,
-            **kwargs,
-        )
+        splits = split_arrays(xs, ys, seed=data_seed, stratify=classify)
+        return cls(name, kind=kind, splits=splits, data_seed=data_seed, **kwargs)
 
     # ---------------------------------------------------------------- contract
     def splits(self) -> DataSplits:
