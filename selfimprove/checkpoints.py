@@ -29,9 +29,10 @@ __all__ = [
 
 
 def state_to_bytes(module: nn.Module) -> bytes:
-    """The module's state dict as safetensors bytes (tensors made contiguous and unshared)."""
-    state = {k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}
-    return st_save(state)
+    """The module's weights as safetensors bytes (quantized layers as plain int8 tensors)."""
+    from selfimprove.modules import module_state
+
+    return st_save(module_state(module))
 
 
 def checkpoint_bytes(module: nn.Module) -> int:

@@ -84,7 +84,8 @@ def _arrow(before: float | None, after: float | None) -> str:
 
 def _why(reason: str) -> str:
     """The part of a judge's reason after the figures it repeats (``"…: error −31%, p=0.02"``)."""
-    return reason.split(": ", 1)[-1] if " on validation: " in reason else reason
+    head, sep, tail = reason.partition(": ")
+    return tail if sep and "→" in head else reason
 
 
 def _outcome_table(outcomes: list[ExperimentOutcome]) -> Table:

@@ -8,8 +8,11 @@ A candidate is promoted only if, on the **validation** split,
     for per-example correctness (accuracy), a paired bootstrap of the mean difference for
     continuous per-example errors, Mann-Whitney U over interleaved timing repeats for latency,
     and
-(c) no guard objective regresses beyond its tolerance (for latency: beyond its tolerance *and*
-    significantly, since timings are noisy).
+(c) no guard objective regresses beyond its tolerance (accuracy: by more than its tolerance in
+    points; latency: beyond its tolerance *and* significantly, since timings are noisy).
+
+Deterministic objectives (checkpoint size, parameter count) need no test: a smaller checkpoint
+is smaller every time it is measured, so their p-value is 0 when they improve and 1 otherwise.
 
 The test split is reported with every decision and never decides. Brain signals (hormones,
 triggers, bandits) do not reach this module.
@@ -30,7 +33,10 @@ from selfimprove.seeding import numpy_rng
 from selfimprove.store.records import Decision
 from selfimprove.tasks import Task
 
-__all__ = ["Judge", "Judgement", "paired_test"]
+__all__ = ["DETERMINISTIC", "Judge", "Judgement", "paired_test"]
+
+#: Objectives whose measurement has no noise: the same model always gives the same value.
+DETERMINISTIC = frozenset({"size_bytes", "parameters"})
 
 
 @dataclass(frozen=True)
@@ -159,7 +165,10 @@ class Judge:
                 st,
             )
         b_samples, a_samples = incumbent.samples(target.name), candidate.samples(target.name)
-        if b_samples is None or a_samples is None:
+        if target.name in DETERMINISTIC:
+            p = 0.0 if target.is_better(after, before) else 1.0
+            st.update(test="deterministic", p_value=p)
+        elif b_samples is None or a_samples is None:
             st.update(test=None, p_value=None)
             p = math.nan
         else:
@@ -170,7 +179,10 @@ class Judge:
         guards = self._guards(task, target, incumbent, candidate)
         st["guards"] = guards
 
-        shown = f"{target.name} {before:.4g} → {after:.4g} on validation"
+        where = (
+            "" if target.name in ("latency_ms", "size_bytes", "parameters") else " on validation"
+        )
+        shown = f"{target.name} {before:.4g} → {after:.4g}{where}"
         if not rel >= cfg.performance_threshold:
             return Judgement(
                 Decision.REJECT,
@@ -185,11 +197,12 @@ class Judge:
             )
         failed = [g for g, info in guards.items() if not info["passed"]]
         if failed:
-            g = failed[0]
+            g = task.objective(failed[0])
+            info = guards[g.name]
             return Judgement(
                 Decision.REJECT,
-                f"{shown}, but guard {g} regressed {guards[g]['regression']:+.1%} "
-                f"(tolerance {guards[g]['tolerance']:.0%})",
+                f"{shown}, but guard {g.name} regressed {g.format_regression(info['regression'])}"
+                f" (tolerance {g.format_regression(info['tolerance']).lstrip('+')})",
                 st,
             )
         return Judgement(
@@ -208,15 +221,15 @@ class Judge:
             before, after = incumbent.value(g.name), candidate.value(g.name)
             if not (math.isfinite(before) and math.isfinite(after)):
                 continue  # not measured for this pair
-            regression = -g.relative_improvement(before, after)
             info: dict[str, Any] = {
                 "before": before,
                 "after": after,
-                "regression": regression,
+                "regression": g.regression(before, after),
                 "tolerance": g.tolerance,
+                "absolute": g.absolute_tolerance,
                 "passed": True,
             }
-            if regression > g.tolerance:
+            if not g.within_tolerance(before, after):
                 b_s, a_s = incumbent.samples(g.name), candidate.samples(g.name)
                 if g.name == "latency_ms" and b_s is not None and a_s is not None:
                     # Timings are noisy: a guard fails only on a significant slowdown.

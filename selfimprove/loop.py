@@ -16,12 +16,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from selfimprove.config import SelfImprovementConfig
-from selfimprove.errors import CheckpointError, NotFoundError, TaskError
+from selfimprove.errors import BudgetExceededError, CheckpointError, NotFoundError, TaskError
 from selfimprove.evaluation import Evaluation, Evaluator
 from selfimprove.judge import Judge
 from selfimprove.registry import LoadedModel, Registry
 from selfimprove.seeding import derive_seed
-from selfimprove.store import Decision, ExperimentStatus, ModelRecord, Store
+from selfimprove.store import Decision, ExperimentStatus, ModelRecord, Store, VersionStatus
 from selfimprove.strategies import Budget, Strategy, StrategyContext, get_strategy
 
 __all__ = ["ExperimentOutcome", "ImprovementLoop", "ProgressCallback"]
@@ -35,8 +35,8 @@ ProgressCallback = Callable[[str, dict[str, Any]], None]
 class ExperimentOutcome:
     """What happened to one model in one cycle (an experiment, or why there was none).
 
-    ``status`` is an :class:`ExperimentStatus` value, or ``"skipped"`` when no experiment ran
-    (target met, strategy not applicable, checkpoint unusable).
+    ``status`` is an :class:`ExperimentStatus` value, ``"skipped"`` when no experiment ran
+    (target met, checkpoint unusable) or ``"not_applicable"`` (the strategy said why not).
     """
 
     model: str
@@ -126,8 +126,23 @@ class ImprovementLoop:
         strategy: str | Strategy = "train",
         objective: str | None = None,
         params: dict[str, Any] | None = None,
+        budget: Budget | None = None,
+        only_below_target: bool = True,
     ) -> ExperimentOutcome:
-        """One experiment on model ``name``: plan, run the strategy on a copy, judge, commit."""
+        """One experiment on model ``name``: plan, run the strategy on a copy, judge, commit.
+
+        Args:
+            name: The model.
+            cycle: Cycle number (part of the experiment's seed).
+            strategy: Strategy name or instance.
+            objective: Objective to improve (default: the strategy's, else the task's primary).
+            params: Strategy settings.
+            budget: Epochs and seconds (default: from the config).
+            only_below_target: Skip a model whose targeted objective already meets its target.
+
+        Returns:
+            The outcome; ``status`` is ``skipped`` or ``not_applicable`` when nothing ran.
+        """
         model = self.store.get_model(name)
         strat = get_strategy(strategy)
         try:
@@ -139,7 +154,7 @@ class ImprovementLoop:
                 name, cycle, strat.name, objective or "", "skipped", None, str(exc)
             )
         task = inc.task
-        target = task.objective(objective) if objective else task.primary
+        target = task.objective(objective or strat.default_objective or task.primary.name)
 
         inc_eval = self._observe(model, inc)
         current = inc_eval.value(target.name)
@@ -155,7 +170,7 @@ class ImprovementLoop:
             test_before=inc_eval.value(target.name, "test"),
             version_before=inc.version.number,
         )
-        if objective is None and target.meets_target(current):
+        if only_below_target and target.meets_target(current):
             return replace(
                 base, reason=f"{target.name} {current:.4g} meets its target {target.target}"
             )
@@ -163,13 +178,14 @@ class ImprovementLoop:
         ctx = StrategyContext(
             task=task,
             objective=target.name,
-            budget=Budget(self.config.train_epochs, self.config.train_seconds),
+            budget=budget or Budget(self.config.train_epochs, self.config.train_seconds),
             seed=seed,
+            teachers=self._teachers(model, inc) if strat.needs_teachers else (),
             params=dict(params or {}),
         )
         why_not = strat.applicable(inc, ctx)
         if why_not is not None:
-            return replace(base, reason=why_not)
+            return replace(base, status="not_applicable", reason=why_not)
 
         cap = self.store.get_capability(f"{name}/{target.name}")
         exp = self.store.add_experiment(
@@ -190,6 +206,15 @@ class ImprovementLoop:
         t0 = time.perf_counter()
         try:
             cand = strat.apply(inc, ctx)
+            wall = time.perf_counter() - t0
+            if wall > ctx.budget.hard_limit_s:
+                raise BudgetExceededError(
+                    f"ran {wall:.1f} s, over its budget of {ctx.budget.seconds:g} s"
+                )
+            if cand.cost.epochs > ctx.budget.epochs:
+                raise BudgetExceededError(
+                    f"ran {cand.cost.epochs} epochs, over its budget of {ctx.budget.epochs}"
+                )
         except Exception as exc:  # any strategy failure is a failed experiment; the loop goes on
             reason = f"{type(exc).__name__}: {exc}"
             logger.warning("experiment %d (%s on %s) failed: %s", exp.id, strat.name, name, reason)
@@ -262,6 +287,31 @@ class ImprovementLoop:
             p_value=st.get("p_value"),
             version_after=version.number if judgement.promoted else inc.version.number,
         )
+
+    def _teachers(self, model: ModelRecord, inc: LoadedModel) -> tuple[LoadedModel, ...]:
+        """Models that may teach ``model``: incumbents of other models of the same task (when
+        cross-model distillation is on) and this model's earlier versions that kept weights.
+
+        A teacher whose checkpoint fails its checksum is skipped (and logged), never used.
+        """
+        found: list[LoadedModel] = []
+        if self.config.cross_model_distillation:
+            for other in self.store.list_models():
+                if other.id == model.id or other.task != model.task:
+                    continue
+                try:
+                    found.append(self.registry.load(other.name))
+                except (CheckpointError, NotFoundError) as exc:
+                    logger.warning("teacher %s skipped: %s", other.name, exc)
+        for v in self.store.list_versions(model.id):
+            if v.status in (VersionStatus.BACKUP, VersionStatus.ROLLED_BACK):
+                try:
+                    module = self.registry.load_module(model, v, inc.task)
+                except CheckpointError as exc:
+                    logger.warning("teacher %s v%d skipped: %s", model.name, v.number, exc)
+                    continue
+                found.append(LoadedModel(model, v, inc.task, module))
+        return tuple(found)
 
     # ------------------------------------------------------------------ measurements
     def _observe(self, model: ModelRecord, inc: LoadedModel) -> Evaluation:

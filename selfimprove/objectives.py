@@ -36,8 +36,10 @@ class Objective:
         unit: Display unit (``""``, ``"ms"``, ``"bytes"``).
         ideal: The best value the metric can reach (``1.0`` for accuracy, ``0.0`` for a loss);
             the error-like form is the distance to it. Required for ``MAXIMIZE``.
-        tolerance: When this objective is a *guard*, the relative regression of its error-like
-            form that is still accepted (``0.05`` = 5 % worse is fine).
+        tolerance: When this objective is a *guard*, the regression still accepted: relative to
+            the error-like form (``0.05`` = 5 % worse) or, with ``absolute_tolerance``, in the
+            metric's own units (``0.01`` = one accuracy point).
+        absolute_tolerance: Whether ``tolerance`` is in the metric's units.
     """
 
     name: str
@@ -46,6 +48,7 @@ class Objective:
     unit: str = ""
     ideal: float | None = None
     tolerance: float = 0.05
+    absolute_tolerance: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum():
@@ -99,6 +102,23 @@ class Objective:
             return 0.0 if e_after <= 0 else -math.inf
         return (e_before - e_after) / e_before
 
+    def regression(self, before: float, after: float) -> float:
+        """How much worse ``after`` is, in the units ``tolerance`` uses (negative: better)."""
+        if self.absolute_tolerance:
+            return self.error(after) - self.error(before)
+        return -self.relative_improvement(before, after)
+
+    def within_tolerance(self, before: float, after: float) -> bool:
+        """Whether ``after`` regresses from ``before`` by no more than ``tolerance``."""
+        reg = self.regression(before, after)
+        return math.isfinite(reg) and reg <= self.tolerance + 1e-12
+
+    def format_regression(self, value: float) -> str:
+        """``value`` (from :meth:`regression`) as text: points or percent."""
+        return (
+            f"{value:+.4g} {self.unit or 'units'}" if self.absolute_tolerance else f"{value:+.1%}"
+        )
+
     def meets_target(self, value: float) -> bool:
         """Whether ``value`` is at or beyond the target (always false without a target)."""
         if self.target is None or not math.isfinite(value):
@@ -128,6 +148,7 @@ class Objective:
             "unit": self.unit,
             "ideal": self.ideal,
             "tolerance": self.tolerance,
+            "absolute_tolerance": self.absolute_tolerance,
         }
 
     @classmethod
@@ -140,4 +161,5 @@ class Objective:
             unit=data.get("unit", ""),
             ideal=data.get("ideal"),
             tolerance=data.get("tolerance", 0.05),
+            absolute_tolerance=data.get("absolute_tolerance", False),
         )

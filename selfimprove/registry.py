@@ -27,6 +27,7 @@ from selfimprove.checkpoints import (
     state_to_bytes,
 )
 from selfimprove.errors import CheckpointError, ConfigError, NotFoundError
+from selfimprove.modules import build_module, load_state_, module_state
 from selfimprove.store import ModelRecord, Store, VersionRecord, VersionStatus, clean_json, utcnow
 from selfimprove.tasks import BUILTIN_TASKS, Task, register_task, resolve_task
 
@@ -135,9 +136,9 @@ class Registry:
 
     @staticmethod
     def _check_rebuild(task: Task, module: nn.Module, params: dict[str, Any]) -> None:
-        rebuilt = task.build(params)
-        want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-        got = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
+        rebuilt = build_module(task, params)
+        want = {k: tuple(v.shape) for k, v in module_state(module).items()}
+        got = {k: tuple(v.shape) for k, v in module_state(rebuilt).items()}
         if want != got:
             raise ConfigError(
                 f"task {task.name!r} cannot rebuild this module from params {params}: "
@@ -236,14 +237,8 @@ class Registry:
             )
         data = read_verified(self.home / version.checkpoint_path, version.sha256, what=what)
         state = state_from_bytes(data, source=what)
-        module = task.build(version.params)
-        try:
-            module.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(
-                f"checkpoint of {what} does not fit its architecture params: "
-                f"{str(exc).splitlines()[0]}"
-            ) from None
+        module = build_module(task, version.params)
+        load_state_(module, state, what=what)
         module.eval()
         return module
 

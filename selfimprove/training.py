@@ -136,6 +136,8 @@ def train_(
     config: TrainConfig,
     *,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    check: Callable[[], None] | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train ``module`` in place on ``task``'s training split; keeps the best holdout weights.
 
@@ -144,6 +146,10 @@ def train_(
         task: Supplies the training split and the loss.
         config: How to train.
         on_epoch: Called after each epoch with that epoch's history row.
+        check: Called before every step; may raise to stop training (budget enforcement).
+        loss_fn: Training loss ``(outputs, inputs, targets) -> scalar`` replacing the task's
+            (e.g. a distillation loss that also asks a teacher about ``inputs``). Early stopping
+            still watches the task's own loss on the holdout.
 
     Returns:
         What was done, including the epochs actually run.
@@ -182,10 +188,13 @@ def train_(
             order = torch.randperm(len(fit), generator=gen)
             running, seen = 0.0, 0
             for i in range(0, len(fit), config.batch_size):
+                if check is not None:
+                    check()
                 idx = order[i : i + config.batch_size]
                 xb, yb = fit.x[idx], fit.y[idx]
                 opt.zero_grad(set_to_none=True)
-                loss = task.loss(module(xb), yb)
+                out = module(xb)
+                loss = task.loss(out, yb) if loss_fn is None else loss_fn(out, xb, yb)
                 if not torch.isfinite(loss):
                     raise DivergedError(
                         f"training diverged at epoch {epoch}: the loss became "

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from torch import nn
 
-from selfimprove.errors import ConfigError
+from selfimprove.errors import BudgetExceededError, ConfigError
 from selfimprove.registry import LoadedModel
 from selfimprove.tasks import Task
 
-__all__ = ["Budget", "Candidate", "Cost", "Strategy", "StrategyContext"]
+__all__ = ["HARD_STOP_FACTOR", "Budget", "Candidate", "Cost", "Strategy", "StrategyContext"]
+
+#: A strategy still running at this multiple of its seconds budget (plus one second of grace)
+#: is stopped by :meth:`StrategyContext.check_budget` and its experiment fails.
+HARD_STOP_FACTOR = 1.25
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,11 @@ class Budget:
             raise ConfigError(f"budget epochs must be >= 1, but got {self.epochs=}.")
         if self.seconds <= 0:
             raise ConfigError(f"budget seconds must be > 0, but got {self.seconds=}.")
+
+    @property
+    def hard_limit_s(self) -> float:
+        """Seconds after which a strategy is stopped and its experiment fails."""
+        return self.seconds * HARD_STOP_FACTOR + 1.0
 
 
 @dataclass(frozen=True)
@@ -46,8 +56,10 @@ class StrategyContext:
         objective: Name of the objective to improve.
         budget: Epochs and seconds allowed.
         seed: Seed of this experiment, derived from (cycle, model, strategy).
-        teachers: Loaded models that may teach (distillation).
+        teachers: Loaded models that may teach (distillation): incumbents of other models of
+            the same task, and earlier versions of this model.
         params: Strategy-specific settings (e.g. ``{"lr": 3e-4}``).
+        started: ``time.monotonic()`` when the experiment started (budget clock).
     """
 
     task: Task
@@ -56,6 +68,27 @@ class StrategyContext:
     seed: int
     teachers: tuple[LoadedModel, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    def elapsed(self) -> float:
+        """Seconds since the experiment started."""
+        return time.monotonic() - self.started
+
+    def remaining(self) -> float:
+        """Seconds left of the budget (may be negative)."""
+        return self.budget.seconds - self.elapsed()
+
+    def check_budget(self) -> None:
+        """Stop a strategy that has run past its budget.
+
+        Raises:
+            BudgetExceededError: More than :attr:`Budget.hard_limit_s` seconds have passed.
+        """
+        elapsed = self.elapsed()
+        if elapsed > self.budget.hard_limit_s:
+            raise BudgetExceededError(
+                f"stopped after {elapsed:.1f} s: over its budget of {self.budget.seconds:g} s"
+            )
 
 
 @dataclass(frozen=True)
@@ -84,10 +117,18 @@ class Strategy(abc.ABC):
 
     Subclasses set ``name`` and ``family`` (``training``, ``optimisation``, ``architecture`` or
     ``distillation``), implement :meth:`apply`, and may narrow :meth:`applicable`.
+
+    Attributes:
+        name: Key in the strategy table.
+        family: Kind of improvement (seed 000's four kinds).
+        default_objective: Objective targeted when none is named (``None``: the task's primary).
+        needs_teachers: Whether the loop should load teachers into the context.
     """
 
     name: ClassVar[str]
     family: ClassVar[str]
+    default_objective: ClassVar[str | None] = None
+    needs_teachers: ClassVar[bool] = False
 
     def applicable(self, incumbent: LoadedModel, context: StrategyContext) -> str | None:
         """``None`` if the strategy can run here, else the reason it cannot."""
@@ -97,8 +138,9 @@ class Strategy(abc.ABC):
     def apply(self, incumbent: LoadedModel, context: StrategyContext) -> Candidate:
         """Build a candidate from a **copy** of ``incumbent.module``.
 
-        Must never change ``incumbent.module``; must respect ``context.budget``; must be
-        deterministic given ``context.seed``.
+        Must never change ``incumbent.module``; must respect ``context.budget`` (plan with
+        :meth:`StrategyContext.remaining`, call :meth:`StrategyContext.check_budget` in long
+        loops); must be deterministic given ``context.seed``.
 
         Raises:
             StrategyError: No candidate could be produced (``DivergedError`` for NaN training).

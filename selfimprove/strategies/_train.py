@@ -32,7 +32,9 @@ class TrainStrategy(Strategy):
 
     def config(self, context: StrategyContext) -> TrainConfig:
         base = TrainConfig(
-            epochs=context.budget.epochs, max_seconds=context.budget.seconds, seed=context.seed
+            epochs=context.budget.epochs,
+            max_seconds=max(context.remaining(), 0.01),
+            seed=context.seed,
         )
         allowed = {
             "lr",
@@ -48,7 +50,7 @@ class TrainStrategy(Strategy):
     def apply(self, incumbent: LoadedModel, context: StrategyContext) -> Candidate:
         module = copy.deepcopy(incumbent.module)
         cfg = self.config(context)
-        result = train_(module, context.task, cfg)
+        result = train_(module, context.task, cfg, check=context.check_budget)
         return Candidate(
             module=module,
             params=dict(incumbent.version.params),

@@ -23,13 +23,27 @@ from selfimprove.tasks._base import (
     split_arrays,
 )
 from selfimprove.tasks._mlp import ACTIVATIONS, build_mlp
+from selfimprove.tasks._space import (
+    MLP_SPACE,
+    CategoricalParam,
+    FloatParam,
+    IntParam,
+    Param,
+    SearchSpace,
+)
 from selfimprove.tasks.builtin import neural_sort, pattern_recognition
 
 __all__ = [
     "ACTIVATIONS",
     "BUILTIN_TASKS",
+    "MLP_SPACE",
     "SPLITS",
+    "CategoricalParam",
     "DataSplits",
+    "FloatParam",
+    "IntParam",
+    "Param",
+    "SearchSpace",
     "Split",
     "SupervisedTask",
     "Task",

@@ -19,6 +19,7 @@ from torch import nn
 
 from selfimprove.errors import TaskError
 from selfimprove.objectives import Direction, Objective
+from selfimprove.tasks._space import SearchSpace
 
 __all__ = [
     "SPLITS",
@@ -140,6 +141,11 @@ class Task(abc.ABC):
         """Params of the deliberately weak first incumbent (defaults to :meth:`default_params`)."""
         return self.default_params()
 
+    def search_space(self) -> SearchSpace | None:
+        """The architecture params worth searching (``None``: this task offers no space, so
+        architecture search does not apply)."""
+        return None
+
     def initial_training(self) -> dict[str, Any]:
         """Training config overrides for the first incumbent (brief by default)."""
         return {"epochs": 1}
@@ -169,7 +175,9 @@ class SupervisedTask(Task):
         target: Target of the primary objective (accuracy or mse).
         family: Task family (defaults to ``name``).
         initial_params: Params of a deliberately weak first model (defaults to ``default_params``).
-        latency_tolerance: Guard tolerance on batch-1 latency.
+        latency_tolerance: Guard tolerance on batch-1 latency (relative).
+        accuracy_tolerance: Guard tolerance on accuracy, in points (0.01 = one point).
+        search_space: Architecture params worth searching (see :mod:`selfimprove.tasks._space`).
     """
 
     def __init__(
@@ -185,6 +193,8 @@ class SupervisedTask(Task):
         initial_params: Mapping[str, Any] | None = None,
         initial_training: Mapping[str, Any] | None = None,
         latency_tolerance: float = 0.25,
+        accuracy_tolerance: float = 0.01,
+        search_space: SearchSpace | None = None,
         data_seed: int = 0,
     ) -> None:
         if kind not in ("classification", "regression"):
@@ -200,10 +210,21 @@ class SupervisedTask(Task):
         self._initial_params = dict(initial_params) if initial_params else None
         self._initial_training = dict(initial_training) if initial_training else None
         self.data_seed = data_seed
+        self._search_space = dict(search_space) if search_space else None
+        # As a guard (when a strategy targets latency or size), accuracy may drop by at most
+        # one point and a mean squared error may grow by at most 10 %.
         primary = (
-            Objective("accuracy", Direction.MAXIMIZE, target=target, ideal=1.0)
+            Objective(
+                "accuracy",
+                Direction.MAXIMIZE,
+                target=target,
+                ideal=1.0,
+                unit="points",
+                tolerance=accuracy_tolerance,
+                absolute_tolerance=True,
+            )
             if kind == "classification"
-            else Objective("mse", Direction.MINIMIZE, target=target, ideal=0.0)
+            else Objective("mse", Direction.MINIMIZE, target=target, ideal=0.0, tolerance=0.1)
         )
         self.objectives = (primary, latency_objective(latency_tolerance), size_objective())
 
@@ -251,6 +272,9 @@ class SupervisedTask(Task):
 
     def initial_params(self) -> dict[str, Any]:
         return dict(self._initial_params or self._default_params)
+
+    def search_space(self) -> SearchSpace | None:
+        return dict(self._search_space) if self._search_space else None
 
     def initial_training(self) -> dict[str, Any]:
         return (

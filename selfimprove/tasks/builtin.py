@@ -15,6 +15,7 @@ import numpy as np
 from selfimprove.seeding import numpy_rng
 from selfimprove.tasks._base import SupervisedTask
 from selfimprove.tasks._mlp import build_mlp
+from selfimprove.tasks._space import MLP_SPACE
 
 __all__ = ["neural_sort", "pattern_recognition"]
 
@@ -41,6 +42,7 @@ def pattern_recognition() -> SupervisedTask:
         initial_training={"epochs": 2, "lr": 3e-3},
         target=0.97,
         family="image_classification",
+        search_space=MLP_SPACE,
     )
 
 
@@ -63,4 +65,5 @@ def neural_sort(n_examples: int = 5000) -> SupervisedTask:
         initial_training={"epochs": 2, "lr": 3e-3},
         target=5e-4,
         family="neural_alternative",
+        search_space=MLP_SPACE,
     )
