@@ -24,6 +24,7 @@ from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import SelfImproveError
 from selfimprove.improver import EXPORT_FORMATS, SelfImprover
 from selfimprove.loop import ExperimentOutcome
+from selfimprove.strategies import STRATEGIES, Budget
 
 __all__ = ["app", "main"]
 
@@ -178,6 +179,67 @@ def _outcome_dict(o: ExperimentOutcome) -> dict[str, Any]:
     d = {k: getattr(o, k) for k in o.__dataclass_fields__}
     d["decision"] = o.decision.value if o.decision else None
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def _parse_param(raw: str) -> tuple[str, Any]:
+    key, sep, value = raw.partition("=")
+    if not sep or not key:
+        raise SelfImproveError(f"--param must look like KEY=VALUE (e.g. lr=0.001), not {raw!r}.")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value  # a bare string such as schedule=cosine
+
+
+@app.command()
+@_handle_errors
+def improve(
+    model: Annotated[str, typer.Argument(help="The model to improve.")],
+    strategy: Annotated[
+        str, typer.Option("--strategy", "-s", help=f"One of: {', '.join(STRATEGIES)}.")
+    ] = "train",
+    objective: Annotated[
+        str | None,
+        typer.Option("--objective", help="Objective to target (default: the strategy's own)."),
+    ] = None,
+    budget_epochs: Annotated[
+        int, typer.Option("--budget-epochs", min=1, help="Training epochs allowed.")
+    ] = 30,
+    budget_seconds: Annotated[
+        float, typer.Option("--budget-seconds", min=0.1, help="Wall-clock seconds allowed.")
+    ] = 60.0,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Strategy setting KEY=VALUE (repeatable)."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Base seed.")] = 0,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run one judged experiment with a chosen strategy and print the decision.
+
+    Exit code 0 when the experiment ran (promoted or rejected), 1 when it failed.
+    Exit code 2 when the strategy is unknown or does not apply (the reason is printed).
+
+    Example: selfimprove improve pattern_recognition --strategy train --budget-epochs 40
+    """
+    _logging(verbose)
+    params = dict(_parse_param(p) for p in param or [])
+    budget = Budget(epochs=budget_epochs, seconds=budget_seconds)
+    with SelfImprover(home, seed=seed) as si:
+        si.store.get_model(model)
+        with err.status(f"{strategy} on {model}…"):
+            outcome = si.improve(model, strategy, objective=objective, budget=budget, params=params)
+    if outcome.status in ("not_applicable", "skipped"):
+        what = "does not apply to" if outcome.status == "not_applicable" else "skipped"
+        raise SelfImproveError(f"{outcome.strategy} {what} {model}: {outcome.reason}")
+    if as_json:
+        out.print_json(json.dumps(_outcome_dict(outcome)))
+    else:
+        out.print(_outcome_table([outcome]))
+    if outcome.status == "failed":
+        raise typer.Exit(1)
 
 
 @app.command()

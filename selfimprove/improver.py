@@ -32,6 +32,7 @@ from selfimprove.store import (
     clean_json,
     utcnow,
 )
+from selfimprove.strategies import Budget
 from selfimprove.tasks import BUILTIN_TASKS, Task, resolve_task
 from selfimprove.training import TrainConfig, train_
 
@@ -147,6 +148,31 @@ class SelfImprover:
     ) -> list[ExperimentOutcome]:
         """Run improvement cycles (see :class:`ImprovementLoop`)."""
         return self.loop.run(cycles, models=models, progress=progress)
+
+    def improve(
+        self,
+        name: str,
+        strategy: str = "train",
+        *,
+        objective: str | None = None,
+        budget: Budget | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> ExperimentOutcome:
+        """One judged experiment with a chosen strategy, whether or not the model is at target.
+
+        Returns:
+            The outcome; ``status`` ``not_applicable`` carries the strategy's reason.
+        """
+        self.loop.recover()
+        return self.loop.improve(
+            name,
+            cycle=self.store.max_cycle() + 1,
+            strategy=strategy,
+            objective=objective,
+            params=params,
+            budget=budget,
+            only_below_target=False,
+        )
 
     # ------------------------------------------------------------------ reports
     def status(self) -> dict[str, Any]:

@@ -100,8 +100,7 @@ class ImprovementLoop:
         """
         if cycles < 1:
             raise TaskError(f"cycles must be >= 1, but got {cycles=}.")
-        for stale in self.store.mark_stale_experiments():
-            logger.warning("experiment %d was cut short by a crash: marked stale", stale.id)
+        self.recover()
         names = models if models is not None else [m.name for m in self.store.list_models()]
         for name in names:
             self.store.get_model(name)  # unknown names fail before anything runs
@@ -116,6 +115,13 @@ class ImprovementLoop:
                 if progress:
                     progress("done", {"cycle": cycle, "model": name, "outcome": outcome})
         return outcomes
+
+    def recover(self) -> list[int]:
+        """Mark experiments that a crashed process left unfinished as stale; returns their ids."""
+        stale = self.store.mark_stale_experiments()
+        for exp in stale:
+            logger.warning("experiment %d was cut short by a crash: marked stale", exp.id)
+        return [e.id for e in stale]
 
     # ------------------------------------------------------------------ one experiment
     def improve(
@@ -156,8 +162,6 @@ class ImprovementLoop:
         task = inc.task
         target = task.objective(objective or strat.default_objective or task.primary.name)
 
-        inc_eval = self._observe(model, inc)
-        current = inc_eval.value(target.name)
         base = ExperimentOutcome(
             model=name,
             cycle=cycle,
@@ -166,14 +170,8 @@ class ImprovementLoop:
             status="skipped",
             decision=None,
             reason="",
-            before=current,
-            test_before=inc_eval.value(target.name, "test"),
             version_before=inc.version.number,
         )
-        if only_below_target and target.meets_target(current):
-            return replace(
-                base, reason=f"{target.name} {current:.4g} meets its target {target.target}"
-            )
         seed = derive_seed(self.seed, cycle, name, strat.name)
         ctx = StrategyContext(
             task=task,
@@ -183,9 +181,18 @@ class ImprovementLoop:
             teachers=self._teachers(model, inc) if strat.needs_teachers else (),
             params=dict(params or {}),
         )
+        # Refusals come before any measurement is recorded: a refused request changes nothing.
         why_not = strat.applicable(inc, ctx)
         if why_not is not None:
             return replace(base, status="not_applicable", reason=why_not)
+
+        inc_eval = self._observe(model, inc)
+        current = inc_eval.value(target.name)
+        base = replace(base, before=current, test_before=inc_eval.value(target.name, "test"))
+        if only_below_target and target.meets_target(current):
+            return replace(
+                base, reason=f"{target.name} {current:.4g} meets its target {target.target}"
+            )
 
         cap = self.store.get_capability(f"{name}/{target.name}")
         exp = self.store.add_experiment(

@@ -160,7 +160,9 @@ def test_corrupted_checkpoint_is_reported_and_model_left_alone(
     )
 
 
-@pytest.mark.parametrize("command", ["run", "status", "models", "history", "rollback", "export"])
+@pytest.mark.parametrize(
+    "command", ["run", "improve", "status", "models", "history", "rollback", "export"]
+)
 def test_every_command_has_help_with_an_example(command: str) -> None:
     proc = cli(command, "--help")
     assert proc.returncode == 0 and "Example: selfimprove" in proc.stdout
@@ -168,3 +170,40 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
 
 def test_usage_error_exits_2() -> None:
     assert cli("run", "--cycles", "0").returncode == 2
+
+
+def test_improve_runs_one_judged_experiment(tmp_path: Path, ran_home: Path) -> None:
+    home = tmp_path / "improve"
+    shutil.copytree(ran_home, home)
+    proc = cli(
+        "improve",
+        "neural_sort",
+        "-s",
+        "retrain",
+        "--budget-epochs",
+        "10",
+        "--home",
+        str(home),
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["strategy"] == "retrain" and out["status"] == "completed"
+    assert out["decision"] in ("promote", "reject") and out["test_after"] is not None
+
+
+def test_improve_with_unknown_or_inapplicable_strategy(ran_home: Path) -> None:
+    before = _snapshot(ran_home)
+    assert_clean_error(
+        cli("improve", "neural_sort", "-s", "nope", "--home", str(ran_home)),
+        "unknown strategy 'nope'",
+    )
+    assert_clean_error(
+        cli("improve", "neural_sort", "--objective", "size_bytes", "--home", str(ran_home)),
+        "train does not apply to neural_sort",
+        "size_bytes",
+    )
+    assert_clean_error(
+        cli("improve", "neural_sort", "-p", "lr", "--home", str(ran_home)), "KEY=VALUE"
+    )
+    assert _snapshot(ran_home) == before

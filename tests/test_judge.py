@@ -101,3 +101,30 @@ def test_size_guard_blocks_a_bigger_candidate() -> None:
     assert j.decision is Decision.REJECT
     assert "guard" in j.reason
     assert j.statistics["guards"]["size_bytes"]["passed"] is False
+
+
+def test_size_target_is_judged_deterministically_with_accuracy_as_guard() -> None:
+    task = wine_task()
+    big = _trained(task, 0, epochs=30)
+    torch.manual_seed(1)
+    small = task.build({"width": 4, "depth": 1})
+    train_(small, task, TrainConfig(epochs=60, seed=1, lr=3e-3))
+    ev_big, ev_small = Evaluator(CFG).evaluate([big, small], task)
+    j = Judge(CFG).judge(task, ev_big, ev_small, objective="size_bytes")
+    st = j.statistics
+    assert st["test"] == "deterministic" and st["p_value"] == 0.0
+    acc = st["guards"]["accuracy"]
+    assert acc["absolute"] is True and acc["tolerance"] == 0.01
+    # promoted exactly when accuracy did not drop by more than one point
+    assert j.promoted == (acc["before"] - acc["after"] <= 0.01 + 1e-12)
+
+
+def test_accuracy_guard_blocks_a_smaller_but_worse_model() -> None:
+    task = wine_task()
+    big = _trained(task, 0, epochs=30)
+    torch.manual_seed(1)
+    untrained = task.build({"width": 4, "depth": 1})
+    ev_big, ev_small = Evaluator(CFG).evaluate([big, untrained], task)
+    j = Judge(CFG).judge(task, ev_big, ev_small, objective="size_bytes")
+    assert j.decision is Decision.REJECT and "guard accuracy regressed" in j.reason
+    assert "points" in j.reason

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from selfimprove.errors import NotFoundError
 from selfimprove.strategies._base import Budget, Candidate, Cost, Strategy, StrategyContext
+from selfimprove.strategies._retrain import RetrainStrategy
 from selfimprove.strategies._train import TrainStrategy
 
 __all__ = [
@@ -13,12 +14,14 @@ __all__ = [
     "Cost",
     "Strategy",
     "StrategyContext",
+    "RetrainStrategy",
     "TrainStrategy",
     "get_strategy",
 ]
 
 STRATEGIES: dict[str, type[Strategy]] = {
     TrainStrategy.name: TrainStrategy,
+    RetrainStrategy.name: RetrainStrategy,
 }
 
 

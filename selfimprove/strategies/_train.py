@@ -28,6 +28,8 @@ class TrainStrategy(Strategy):
     def applicable(self, incumbent: LoadedModel, context: StrategyContext) -> str | None:
         if context.objective in ("latency_ms", "size_bytes", "parameters"):
             return DATA_OBJECTIVES_ONLY.format(objective=context.objective)
+        if "quantization" in incumbent.version.params:
+            return f"{self.name} needs a float model; this version is quantized"
         return None
 
     def config(self, context: StrategyContext) -> TrainConfig:
