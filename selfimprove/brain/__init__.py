@@ -1,0 +1,1 @@
+"""Brain-inspired signals: hormones, genetic triggers, and the aggregated brain state."""

@@ -1,0 +1,1 @@
+"""Meta-learning: the strategy bandit, the gain-prediction model, insights."""

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from selfimprove.errors import ConfigError
+from selfimprove.meta.bandit import StrategyBandit
+
+CTX = ("capability_gap", "image_classification")
+ARMS = ["train", "tune", "retrain"]
+
+
+def _simulate(bandit: StrategyBandit, rounds: int, means: dict[str, float]) -> list[str]:
+    rng = np.random.default_rng(0)
+    picks = []
+    for _ in range(rounds):
+        arm, _ = bandit.choose(CTX, ARMS)
+        picks.append(arm)
+        bandit.update(CTX, arm, means[arm] + 0.01 * rng.standard_normal())
+    return picks
+
+
+def test_choices_concentrate_on_the_dominant_strategy() -> None:
+    picks = _simulate(StrategyBandit(seed=1), 60, {"train": 0.01, "tune": 0.08, "retrain": 0.0})
+    assert picks[-20:].count("tune") >= 17
+    assert set(picks[:15]) != {"tune"}  # it did explore
+
+
+def test_same_seed_same_choices() -> None:
+    means = {"train": 0.02, "tune": 0.03, "retrain": 0.01}
+    assert _simulate(StrategyBandit(seed=3), 30, means) == _simulate(
+        StrategyBandit(seed=3), 30, means
+    )
+
+
+def test_contexts_are_independent_and_estimates_reported() -> None:
+    b = StrategyBandit()
+    b.update(CTX, "tune", 0.1)
+    b.update(("efficiency", "x"), "prune", 0.2)
+    assert set(b.estimates(CTX)) == {"tune"}
+    assert b.estimates(CTX)["tune"]["n"] == 1
+    assert 0 < b.estimates(CTX)["tune"]["mean"] < 0.1  # shrunk toward the prior mean 0
+
+
+def test_round_trip_preserves_future_draws() -> None:
+    b = StrategyBandit(seed=7)
+    _simulate(b, 10, {"train": 0.01, "tune": 0.02, "retrain": 0.03})
+    again = StrategyBandit.from_dict(b.to_dict())
+    assert again.choose(CTX, ARMS) == b.choose(CTX, ARMS)
+
+
+def test_bad_input() -> None:
+    with pytest.raises(ConfigError, match="at least one strategy"):
+        StrategyBandit().choose(CTX, [])
+    with pytest.raises(ConfigError, match="weakness kind, family"):
+        StrategyBandit().update(("a",), "train", 1.0)
