@@ -3,7 +3,8 @@
 A version's params are the task's architecture params plus, optionally, reserved transform
 keys that the task's builder never sees:
 
-- ``"quantization"``: e.g. ``{"scheme": "dynamic_int8", "engine": "torch.ao"}``; the float
+- ``"quantization"``: e.g. ``{"scheme": "dynamic_int8", "engine": "torch.ao"}`` (or
+  ``"torchao"``); the float
   module is built, then quantized, then filled from the checkpoint.
 
 Structural changes (pruned widths, evolved depth) need no transform: they are ordinary

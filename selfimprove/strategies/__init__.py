@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from selfimprove.errors import NotFoundError
 from selfimprove.strategies._base import Budget, Candidate, Cost, Strategy, StrategyContext
+from selfimprove.strategies._quantize import QuantizeStrategy
 from selfimprove.strategies._retrain import RetrainStrategy
 from selfimprove.strategies._train import TrainStrategy
 
@@ -12,9 +13,10 @@ __all__ = [
     "Budget",
     "Candidate",
     "Cost",
+    "QuantizeStrategy",
+    "RetrainStrategy",
     "Strategy",
     "StrategyContext",
-    "RetrainStrategy",
     "TrainStrategy",
     "get_strategy",
 ]
@@ -22,6 +24,7 @@ __all__ = [
 STRATEGIES: dict[str, type[Strategy]] = {
     TrainStrategy.name: TrainStrategy,
     RetrainStrategy.name: RetrainStrategy,
+    QuantizeStrategy.name: QuantizeStrategy,
 }
 
 
