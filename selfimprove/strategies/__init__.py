@@ -4,26 +4,32 @@ from __future__ import annotations
 
 from selfimprove.errors import NotFoundError
 from selfimprove.strategies._base import Budget, Candidate, Cost, Strategy, StrategyContext
+from selfimprove.strategies._evolve import EvolveStrategy
 from selfimprove.strategies._quantize import QuantizeStrategy
 from selfimprove.strategies._retrain import RetrainStrategy
 from selfimprove.strategies._train import TrainStrategy
+from selfimprove.strategies._tune import TuneStrategy
 
 __all__ = [
     "STRATEGIES",
     "Budget",
     "Candidate",
     "Cost",
+    "EvolveStrategy",
     "QuantizeStrategy",
     "RetrainStrategy",
     "Strategy",
     "StrategyContext",
     "TrainStrategy",
+    "TuneStrategy",
     "get_strategy",
 ]
 
 STRATEGIES: dict[str, type[Strategy]] = {
     TrainStrategy.name: TrainStrategy,
     RetrainStrategy.name: RetrainStrategy,
+    TuneStrategy.name: TuneStrategy,
+    EvolveStrategy.name: EvolveStrategy,
     QuantizeStrategy.name: QuantizeStrategy,
 }
 

@@ -1,0 +1,480 @@
+"""``evolve``: genetic architecture search (Optuna NSGA-II) on error and cost, driven by ask/tell.
+
+Each trial draws architecture params from the task's search space (NSGA-II: a seeded random
+first generation, then crossover and mutation of the non-dominated parents), trains a freshly
+initialised model (seeded per trial) for at most ``trial_epochs``, and is told two values to
+minimise:
+
+1. its *holdout error*: the error-like form of the task's primary objective (``1 - accuracy``,
+   the MSE) on the selection holdout carved from the training split (see
+   :mod:`selfimprove.strategies._search`);
+2. its *cost*: measured batch-1 latency in milliseconds by default, or the checkpoint size /
+   parameter count when one of those is targeted (or named by the ``cost`` setting).
+
+Latency is timed on one thread after a warm-up, each trial interleaved with the incumbent, and
+the trial's median is rescaled by the incumbent's (``trial / incumbent-now x incumbent-first``)
+so that load on the shared machine between trials cancels out. From the Pareto front the
+strategy picks what the targeted objective calls for: the lowest holdout error for the primary
+objective; for ``latency_ms``, ``size_bytes`` or ``parameters``, the fastest / smallest point
+whose holdout error is no worse than the incumbent's on the same holdout (re-timing the
+qualifying points side by side before choosing the fastest). The incumbent may have trained on
+some of the holdout's examples, so its holdout error is if anything optimistic: the bar is
+stricter than it looks, never looser.
+
+Reproducibility: trials' params in the first generation and every trial's training are seeded
+by ``context.seed``; later generations depend on the cost values, so a latency-cost search can
+differ between runs as timings do. ``cost="parameters"`` or ``"size_bytes"`` makes the whole
+search repeatable.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from selfimprove.checkpoints import checkpoint_bytes
+from selfimprove.errors import ConfigError, StrategyError
+from selfimprove.evaluation import single_thread
+from selfimprove.modules import arch_params
+from selfimprove.registry import LoadedModel
+from selfimprove.seeding import derive_seed, torch_seeded
+from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
+from selfimprove.strategies._search import (
+    EpochLedger,
+    carve_selection_holdout,
+    check_settings,
+    float_setting,
+    holdout_error,
+    int_setting,
+    optuna_missing,
+    quiet_optuna,
+    sampler_seed,
+    space_summary,
+    train_trial,
+)
+from selfimprove.training import OPTIMIZERS, TrainConfig
+
+__all__ = ["COSTS", "EvolveStrategy", "time_batch1"]
+
+logger = logging.getLogger(__name__)
+
+#: Second objectives evolve can minimise beside the holdout error.
+COSTS = ("latency_ms", "size_bytes", "parameters")
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """``evolve``'s settings, from ``context.params`` (see :class:`EvolveStrategy`)."""
+
+    population_size: int
+    trial_epochs: int
+    holdout_fraction: float
+    max_trials: int
+    lr: float
+    batch_size: int
+    optimizer: str
+    patience: int
+    cost: str
+    latency_repeats: int
+    error_tolerance: float
+
+
+@dataclass
+class _Point:
+    """One complete trial: its model and its measurements."""
+
+    number: int
+    params: dict[str, Any]
+    module: nn.Module
+    error: float
+    latency_ms: float
+    size_bytes: int
+    parameters: int
+    epochs: int
+
+    def cost(self, name: str) -> float:
+        """This point's value of cost objective ``name`` (one of :data:`COSTS`)."""
+        return float(getattr(self, name))
+
+    def row(self) -> dict[str, Any]:
+        """This point as plain data, for the record."""
+        return {
+            "trial": self.number,
+            "params": self.params,
+            "holdout_error": self.error,
+            "latency_ms": self.latency_ms,
+            "size_bytes": self.size_bytes,
+            "parameters": self.parameters,
+            "epochs": self.epochs,
+        }
+
+
+@torch.inference_mode()
+def time_batch1(modules: Sequence[nn.Module], x: torch.Tensor, repeats: int) -> list[np.ndarray]:
+    """Batch-1 forward times of ``modules`` in milliseconds, timed side by side.
+
+    One thread, three warm-up calls each, then ``repeats`` rounds that call every module once in
+    turn (a burst of load hits all of them alike). Train/eval flags are restored afterwards.
+
+    Args:
+        modules: The models to time.
+        x: One input example, shape ``(1, ...)``.
+        repeats: Timed rounds.
+
+    Returns:
+        One array of ``repeats`` timings per module.
+    """
+    flags = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    times: list[list[float]] = [[] for _ in modules]
+    try:
+        with single_thread():
+            for m in modules:
+                for _ in range(3):
+                    m(x)
+            for _ in range(repeats):
+                for i, m in enumerate(modules):
+                    t0 = time.perf_counter()
+                    m(x)
+                    times[i].append((time.perf_counter() - t0) * 1e3)
+    finally:
+        for m, flag in zip(modules, flags, strict=True):
+            m.train(flag)
+    return [np.asarray(t) for t in times]
+
+
+class EvolveStrategy(Strategy):
+    """Two-objective architecture search with NSGA-II over the task's search space.
+
+    Settings (``context.params``):
+
+    - ``population_size``: NSGA-II population (default 6);
+    - ``trial_epochs``: epoch cap of one trial (default: budget / (2 x population), 1 to 20);
+    - ``holdout_fraction``: share of the training split held out to score trials (0.15);
+    - ``max_trials``: stop after this many trials even with budget left (default: no limit);
+    - ``lr``, ``batch_size``, ``optimizer``, ``patience``: training of each trial (defaults
+      3e-3, 64, ``"adam"``, 5: short trials need a brisk learning rate);
+    - ``cost``: the second objective, one of :data:`COSTS` (default: the targeted objective
+      when it is one of them, else ``latency_ms``);
+    - ``latency_repeats``: timed rounds per latency measurement (default 15);
+    - ``error_tolerance``: for latency / size targets, how much higher than the incumbent's
+      holdout error a point's may be (default 0: no worse).
+    """
+
+    name = "evolve"
+    family = "architecture"
+
+    SETTINGS = frozenset(
+        {
+            "population_size",
+            "trial_epochs",
+            "holdout_fraction",
+            "max_trials",
+            "lr",
+            "batch_size",
+            "optimizer",
+            "patience",
+            "cost",
+            "latency_repeats",
+            "error_tolerance",
+        }
+    )
+
+    def applicable(self, incumbent: LoadedModel, context: StrategyContext) -> str | None:
+        """``None`` when the task has a search space, the target is its primary objective or a
+        cost, and Optuna is installed; else the reason."""
+        task = context.task
+        if task.search_space() is None:
+            return (
+                f"task {task.name!r} offers no architecture search space "
+                "(Task.search_space() is None); give it one (e.g. search_space=MLP_SPACE) "
+                "to evolve its architecture"
+            )
+        allowed = (task.primary.name, *COSTS)
+        if context.objective not in allowed:
+            return f"evolve targets one of {allowed}, not {context.objective}"
+        missing = optuna_missing()
+        return f"evolve {missing}" if missing else None
+
+    # ------------------------------------------------------------------ settings
+    def settings(self, context: StrategyContext) -> _Settings:
+        """Read and check ``context.params``.
+
+        Raises:
+            ConfigError: An unknown setting or a value out of range (the message names it).
+        """
+        p = context.params
+        check_settings(p, set(self.SETTINGS), self.name)
+        epochs = context.budget.epochs
+        pop = int_setting(p, "population_size", 6, 2, 1000)
+        default_cost = context.objective if context.objective in COSTS else "latency_ms"
+        cost = p.get("cost", default_cost)
+        if cost not in COSTS:
+            raise ConfigError(f"setting 'cost' must be one of {COSTS}, but got {cost!r}.")
+        optimizer = p.get("optimizer", "adam")
+        if optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"setting 'optimizer' must be one of {OPTIMIZERS}, but got {optimizer!r}."
+            )
+        tol = p.get("error_tolerance", 0.0)
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+            raise ConfigError(
+                f"setting 'error_tolerance' must be a number >= 0, but got {tol!r}; "
+                "pass e.g. params={'error_tolerance': 0.01}."
+            )
+        default_trial = min(20, max(1, epochs // (2 * pop)))
+        return _Settings(
+            population_size=pop,
+            trial_epochs=int_setting(p, "trial_epochs", default_trial, 1, epochs),
+            holdout_fraction=float_setting(p, "holdout_fraction", 0.15, 0.0, 0.5),
+            max_trials=int_setting(p, "max_trials", 0, 0, 1_000_000),
+            lr=float_setting(p, "lr", 3e-3, 0.0, 10.0),
+            batch_size=int_setting(p, "batch_size", 64, 1, 1_000_000),
+            optimizer=optimizer,
+            patience=int_setting(p, "patience", 5, 0, 1000),
+            cost=cost,
+            latency_repeats=int_setting(p, "latency_repeats", 15, 3, 10_000),
+            error_tolerance=float(tol),
+        )
+
+    # ------------------------------------------------------------------ apply
+    def apply(self, incumbent: LoadedModel, context: StrategyContext) -> Candidate:
+        """Run the NSGA-II study and return the Pareto point the target calls for.
+
+        Raises:
+            ConfigError: A bad setting in ``context.params``.
+            StrategyError: The task has no search space, no trial completed, or (latency /
+                size targets) no Pareto point reached the incumbent's holdout error.
+            BudgetExceededError: The seconds budget's hard limit was crossed.
+        """
+        t0 = time.perf_counter()
+        task = context.task
+        space = task.search_space()
+        if space is None:
+            raise StrategyError(
+                f"task {task.name!r} has no search space; evolve needs Task.search_space()."
+            )
+        s = self.settings(context)
+        primary = task.primary
+        fit_task, holdout = carve_selection_holdout(
+            task, s.holdout_fraction, derive_seed(context.seed, self.name, "selection_holdout")
+        )
+        x1 = holdout.x[:1]
+        inc = incumbent.module
+        inc_error = holdout_error(inc, task, holdout, primary)
+        (inc_times,) = time_batch1([inc], x1, 2 * s.latency_repeats)
+        inc_latency = float(np.median(inc_times))
+        base = arch_params(task.default_params())
+        ledger = EpochLedger(context.budget.epochs, s.trial_epochs)
+        points: dict[int, _Point] = {}
+        rows: list[dict[str, Any]] = []
+        stopped = "epoch_budget"
+
+        with quiet_optuna() as optuna:
+            sampler = optuna.samplers.NSGAIISampler(
+                seed=sampler_seed(context.seed, self.name, "nsga2"),
+                population_size=s.population_size,
+            )
+            study = optuna.create_study(
+                directions=["minimize", "minimize"],
+                sampler=sampler,
+                study_name=f"selfimprove-evolve-{context.seed}",
+            )
+            while True:
+                cap = ledger.next_cap()
+                if cap == 0:
+                    stopped = "epoch_budget"
+                    break
+                if context.remaining() <= 0:
+                    stopped = "time_budget"
+                    break
+                if s.max_trials and len(rows) >= s.max_trials:
+                    stopped = "max_trials"
+                    break
+                trial = study.ask()
+                suggested = {name: param.suggest(trial, name) for name, param in space.items()}
+                params = {**base, **suggested}
+                trial_seed = derive_seed(context.seed, self.name, "trial", trial.number)
+                with torch_seeded(trial_seed):
+                    module = task.build(params)
+                config = TrainConfig(
+                    epochs=cap,
+                    lr=s.lr,
+                    batch_size=s.batch_size,
+                    optimizer=s.optimizer,
+                    patience=s.patience,
+                    max_seconds=max(context.remaining(), 0.01),
+                    seed=trial_seed,
+                )
+                run = train_trial(module, fit_task, config, check=context.check_budget)
+                ledger.charge(run.epochs)
+                row: dict[str, Any] = {
+                    "trial": trial.number,
+                    "params": params,
+                    "epochs": run.epochs,
+                    "state": run.state,
+                }
+                error = holdout_error(module, task, holdout, primary)
+                if run.state == "complete" and math.isfinite(error):
+                    t_trial, t_inc = time_batch1([module, inc], x1, s.latency_repeats)
+                    # Rescaled by the incumbent timed in the same rounds: drift cancels.
+                    latency = float(np.median(t_trial) / np.median(t_inc) * inc_latency)
+                    point = _Point(
+                        number=trial.number,
+                        params=params,
+                        module=module,
+                        error=error,
+                        latency_ms=latency,
+                        size_bytes=checkpoint_bytes(module),
+                        parameters=sum(p.numel() for p in module.parameters()),
+                        epochs=run.epochs,
+                    )
+                    points[trial.number] = point
+                    study.tell(trial, [error, point.cost(s.cost)])
+                    row.update(point.row())
+                else:
+                    row["reason"] = run.reason or "holdout error not finite"
+                    row["state"] = "failed"
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                rows.append(row)
+                logger.debug(
+                    "evolve trial %d: %s, %d epochs, error %s, %s %s",
+                    trial.number,
+                    row["state"],
+                    run.epochs,
+                    row.get("holdout_error"),
+                    s.cost,
+                    row.get(s.cost),
+                )
+            front_numbers = sorted(t.number for t in study.best_trials)
+
+        if not front_numbers:
+            raise StrategyError(
+                f"evolve: no trial completed ({len(rows)} run, {ledger.spent} epochs, stopped "
+                f"by {stopped}); raise the budget (epochs={context.budget.epochs}, "
+                f"seconds={context.budget.seconds:g})."
+            )
+        front = sorted((points[n] for n in front_numbers), key=lambda p: (p.error, p.cost(s.cost)))
+        chosen, choice = self._choose(context.objective, front, inc, x1, s, inc_error, inc_latency)
+        # Only the chosen trial's module leaves this function; drop the rest now.
+        points.clear()
+        logger.info(
+            "evolve on %s: %d trials, %d/%d epochs, Pareto front of %d; chose trial %d (%s)",
+            task.name,
+            len(rows),
+            ledger.spent,
+            ledger.total,
+            len(front),
+            chosen.number,
+            choice["rule"],
+        )
+        details: dict[str, Any] = {
+            "objectives": [f"holdout_error({primary.name})", s.cost],
+            "target": context.objective,
+            "choice": choice,
+            "chosen_trial": chosen.number,
+            "chosen_params": chosen.params,
+            "incumbent": {
+                "holdout_error": inc_error,
+                "latency_ms": inc_latency,
+                "size_bytes": checkpoint_bytes(inc),
+                "parameters": sum(p.numel() for p in inc.parameters()),
+            },
+            "pareto_front": [p.row() for p in front],
+            "n_trials": len(rows),
+            "n_failed": sum(r["state"] == "failed" for r in rows),
+            "epochs_used": ledger.spent,
+            "epoch_budget": ledger.total,
+            "trial_epochs": s.trial_epochs,
+            "population_size": s.population_size,
+            "generations": -(-len(rows) // s.population_size),
+            "stopped": stopped,
+            "training": {
+                "lr": s.lr,
+                "batch_size": s.batch_size,
+                "optimizer": s.optimizer,
+                "patience": s.patience,
+            },
+            "holdout": {"fraction": s.holdout_fraction, "examples": len(holdout)},
+            "sampler": f"NSGAIISampler(population_size={s.population_size}, seeded)",
+            "space": space_summary(space),
+            "trials": rows,
+        }
+        return Candidate(
+            module=chosen.module,
+            params=chosen.params,
+            strategy=self.name,
+            origin="fresh_init",
+            details=details,
+            cost=Cost(epochs=ledger.spent, seconds=time.perf_counter() - t0),
+        )
+
+    # ------------------------------------------------------------------ choice
+    def _choose(
+        self,
+        target: str,
+        front: list[_Point],
+        incumbent: nn.Module,
+        x1: torch.Tensor,
+        s: _Settings,
+        inc_error: float,
+        inc_latency: float,
+    ) -> tuple[_Point, dict[str, Any]]:
+        """The Pareto point ``target`` calls for, and how it was chosen (as data).
+
+        Raises:
+            StrategyError: Latency / size target and no point reaches the incumbent's error.
+        """
+        if target not in COSTS:
+            best = front[0]  # sorted by (error, cost)
+            return best, {
+                "rule": f"lowest holdout error on the Pareto front (ties: lowest {s.cost})",
+                "holdout_error": best.error,
+            }
+        bar = inc_error + s.error_tolerance
+        qualifying = [p for p in front if p.error <= bar]
+        if not qualifying:
+            raise StrategyError(
+                f"evolve for {target}: no point on the Pareto front reached the incumbent's "
+                f"holdout error {inc_error:.4g} (+ tolerance {s.error_tolerance:g}); the best "
+                f"reached {front[0].error:.4g}. Give trials more epochs (trial_epochs="
+                f"{s.trial_epochs}) or a larger budget, or allow error_tolerance."
+            )
+        rule = (
+            f"among Pareto points with holdout error <= {bar:.4g} (the incumbent's "
+            f"{inc_error:.4g} + tolerance {s.error_tolerance:g}), the "
+        )
+        if target == "latency_ms":
+            # Re-time the qualifying points side by side (with the incumbent) and take the
+            # fastest: the per-trial timings were taken at different moments.
+            timings = time_batch1(
+                [incumbent] + [p.module for p in qualifying], x1, 2 * s.latency_repeats
+            )
+            inc_now = float(np.median(timings[0]))
+            medians = [float(np.median(t)) / inc_now * inc_latency for t in timings[1:]]
+            k = int(np.argmin(medians))
+            return qualifying[k], {
+                "rule": rule + "fastest, re-timed side by side",
+                "qualifying": [
+                    {"trial": p.number, "holdout_error": p.error, "latency_ms": m}
+                    for p, m in zip(qualifying, medians, strict=True)
+                ],
+                "incumbent_latency_ms": inc_latency,
+            }
+        best = min(qualifying, key=lambda p: (p.cost(target), p.error))
+        return best, {
+            "rule": rule + f"smallest {target}",
+            "qualifying": [
+                {"trial": p.number, "holdout_error": p.error, target: p.cost(target)}
+                for p in qualifying
+            ],
+        }

@@ -1,0 +1,188 @@
+"""``evolve``: NSGA-II over the task's architecture space, two objectives, ask/tell."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from selfimprove.checkpoints import checkpoint_bytes
+from selfimprove.errors import StrategyError
+from selfimprove.improver import SelfImprover
+from selfimprove.registry import LoadedModel
+from selfimprove.store import Decision
+from selfimprove.strategies import Budget, Candidate, StrategyContext
+from selfimprove.strategies._evolve import EvolveStrategy
+from selfimprove.tasks import SupervisedTask, build_mlp, resolve_task
+from selfimprove.training import TrainConfig, train_
+
+#: A large, briefly trained incumbent: smaller architectures can match it.
+BIG = {"width": 256, "depth": 2, "activation": "relu", "dropout": 0.0}
+
+
+def _register_digits(
+    si: SelfImprover, params: dict[str, Any] = BIG, epochs: int = 2, name: str = "digits"
+) -> None:
+    task = resolve_task("pattern_recognition")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        module = task.build(params)
+    train_(module, task, TrainConfig(epochs=epochs, lr=1e-3, seed=0))
+    si.register_model(name, task, module, dict(params))
+
+
+def _apply(
+    inc: LoadedModel, objective: str, *, epochs: int = 60, seed: int = 1, **params: Any
+) -> Candidate:
+    ctx = StrategyContext(
+        task=inc.task,
+        objective=objective,
+        budget=Budget(epochs=epochs, seconds=60),
+        seed=seed,
+        params=params,
+    )
+    return EvolveStrategy().apply(inc, ctx)
+
+
+def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] <= b[0] and a[1] <= b[1] and a != b
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def _unchanged(module: torch.nn.Module, before: dict[str, torch.Tensor]) -> bool:
+    after = module.state_dict()
+    return before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in after)
+
+
+def test_evolve_front_is_non_dominated_and_the_candidate_reloads(improver: SelfImprover) -> None:
+    _register_digits(improver)
+    inc = improver.load("digits")
+    before = _snapshot(inc.module)
+    cand = _apply(inc, "accuracy", epochs=60)
+    d = cand.details
+    assert _unchanged(inc.module, before)
+
+    # Budget: the sum of the trials' epochs, each within its cap.
+    trials = d["trials"]
+    assert cand.cost.epochs == d["epochs_used"] == sum(t["epochs"] for t in trials) <= 60
+    assert all(t["epochs"] <= d["trial_epochs"] for t in trials)
+    assert d["n_trials"] > d["population_size"]  # more than the random first generation
+
+    # The front: at least two distinct points, none dominating another (checked here) ...
+    front = d["pareto_front"]
+    pts = [(p["holdout_error"], p["latency_ms"]) for p in front]
+    assert len(set(pts)) >= 2
+    assert not any(_dominates(a, b) for a in pts for b in pts)
+    # ... and exactly the non-dominated set of all complete trials.
+    done = [t for t in trials if t["state"] == "complete"]
+    all_pts = {t["trial"]: (t["holdout_error"], t["latency_ms"]) for t in done}
+    nd = {n for n, a in all_pts.items() if not any(_dominates(b, a) for b in all_pts.values())}
+    assert {p["trial"] for p in front} == nd
+
+    # Primary objective: the lowest holdout error on the front.
+    assert d["chosen_trial"] == min(front, key=lambda p: p["holdout_error"])["trial"]
+    assert cand.origin == "fresh_init" and cand.params == d["chosen_params"]
+
+    # The candidate rebuilds from its params, and reloads to identical outputs once saved.
+    task = inc.task
+    rebuilt = task.build(cand.params)
+    rebuilt.load_state_dict(cand.module.state_dict(), strict=True)
+    model = improver.store.get_model("digits")
+    v = improver.registry.save_version(
+        model, cand.module, cand.params, parent=inc.version, strategy="evolve",
+        origin=cand.origin, metrics={},
+    )  # fmt: skip
+    loaded = improver.load("digits", v.number)
+    x = task.splits().test.x
+    with torch.no_grad():
+        assert torch.equal(loaded.module(x), cand.module.eval()(x))
+        assert torch.equal(rebuilt.eval()(x), cand.module(x))
+    assert _unchanged(inc.module, before)
+
+
+def test_evolve_for_latency_picks_the_fastest_point_with_acceptable_error(
+    improver: SelfImprover,
+) -> None:
+    _register_digits(improver)
+    inc = improver.load("digits")
+    before = _snapshot(inc.module)
+    cand = _apply(inc, "latency_ms", epochs=60)
+    d = cand.details
+    assert _unchanged(inc.module, before)
+    inc_error = d["incumbent"]["holdout_error"]
+    qualifying = d["choice"]["qualifying"]
+    # Every front point that is no worse than the incumbent was considered, and only those.
+    want = {p["trial"] for p in d["pareto_front"] if p["holdout_error"] <= inc_error}
+    assert {q["trial"] for q in qualifying} == want and want
+    chosen = next(q for q in qualifying if q["trial"] == d["chosen_trial"])
+    assert chosen["holdout_error"] <= inc_error
+    # No slower than any other acceptable point (timed side by side before choosing).
+    assert all(chosen["latency_ms"] <= q["latency_ms"] for q in qualifying)
+
+
+def test_evolve_for_size_picks_the_smallest_acceptable_point_and_the_judge_promotes(
+    improver: SelfImprover,
+) -> None:
+    _register_digits(improver)
+    out = improver.loop.improve(
+        "digits", cycle=1, strategy=EvolveStrategy(), objective="size_bytes",
+        budget=Budget(60, 60),
+    )  # fmt: skip
+    exp = improver.store.get_experiment(out.experiment_id)  # type: ignore[arg-type]
+    d = exp.statistics["strategy_details"]
+    assert d["objectives"][1] == "size_bytes"  # the cost follows the target
+    inc_error = d["incumbent"]["holdout_error"]
+    task = resolve_task("pattern_recognition")
+    # Sizes measured independently, from the params alone.
+    sizes = {p["trial"]: checkpoint_bytes(task.build(p["params"])) for p in d["pareto_front"]}
+    assert sizes == {p["trial"]: p["size_bytes"] for p in d["pareto_front"]}
+    ok = [p for p in d["pareto_front"] if p["holdout_error"] <= inc_error]
+    chosen = next(p for p in ok if p["trial"] == d["chosen_trial"])
+    assert sizes[chosen["trial"]] == min(sizes[p["trial"]] for p in ok)
+    assert out.decision is Decision.PROMOTE, out.reason
+    assert out.after < 0.5 * out.before  # bytes
+    assert exp.compute["epochs"] == sum(t["epochs"] for t in d["trials"]) <= 60
+    v = improver.registry.incumbent("digits")
+    assert (v.strategy, v.origin, v.params) == ("evolve", "fresh_init", d["chosen_params"])
+
+
+def test_evolve_fails_with_a_reason_when_no_point_reaches_the_incumbent(
+    improver: SelfImprover,
+) -> None:
+    # A well-trained incumbent, and trials of one epoch each: none can match it.
+    _register_digits(improver, {"width": 64, "depth": 1, "activation": "relu"}, epochs=30)
+    with pytest.raises(StrategyError, match="no point on the Pareto front reached"):
+        _apply(improver.load("digits"), "size_bytes", epochs=6, trial_epochs=1)
+
+
+def test_evolve_spends_exactly_its_epoch_budget(improver: SelfImprover) -> None:
+    _register_digits(improver)
+    cand = _apply(improver.load("digits"), "accuracy", epochs=5, trial_epochs=2, seed=3)
+    assert [t["epochs"] for t in cand.details["trials"]] == [2, 2, 1]
+    assert cand.cost.epochs == 5 and cand.details["stopped"] == "epoch_budget"
+
+
+def test_evolve_is_not_applicable_without_a_search_space(improver: SelfImprover) -> None:
+    from sklearn.datasets import load_wine
+
+    x, y = load_wine(return_X_y=True)
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    task = SupervisedTask.classification(
+        "wine_no_space",
+        x.astype(np.float32),
+        y,
+        build=lambda p: build_mlp(13, 3, p),
+        default_params={"width": 16, "depth": 1},
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        module = task.build({"width": 16, "depth": 1})
+    improver.register_model("wine", task, module, {"width": 16, "depth": 1})
+    out = improver.loop.improve("wine", cycle=1, strategy=EvolveStrategy())
+    assert out.status == "not_applicable" and "search space" in out.reason
+    assert improver.store.list_experiments() == []
