@@ -66,7 +66,8 @@ class SelfImprover:
         self.config = config or SelfImprovementConfig()
         self.seed = seed
         self.store = Store(db_url, home=self.home)
-        self.registry = Registry(self.store, self.home, backups_kept=self.config.backups_kept)
+        kept = self.config.backups_kept if self.config.model_backup_enabled else 0
+        self.registry = Registry(self.store, self.home, backups_kept=kept)
         self.evaluator = Evaluator(self.config.judge())
         self.loop = ImprovementLoop(
             self.store, self.registry, self.config, seed=seed, evaluator=self.evaluator

@@ -134,6 +134,7 @@ class ImprovementLoop:
         params: dict[str, Any] | None = None,
         budget: Budget | None = None,
         only_below_target: bool = True,
+        observation: Evaluation | None = None,
     ) -> ExperimentOutcome:
         """One experiment on model ``name``: plan, run the strategy on a copy, judge, commit.
 
@@ -145,6 +146,8 @@ class ImprovementLoop:
             params: Strategy settings.
             budget: Epochs and seconds (default: from the config).
             only_below_target: Skip a model whose targeted objective already meets its target.
+            observation: The incumbent's evaluation made earlier this cycle (by :meth:`observe`);
+                when given, the incumbent is not evaluated and recorded a second time.
 
         Returns:
             The outcome; ``status`` is ``skipped`` or ``not_applicable`` when nothing ran.
@@ -186,7 +189,7 @@ class ImprovementLoop:
         if why_not is not None:
             return replace(base, status="not_applicable", reason=why_not)
 
-        inc_eval = self._observe(model, inc)
+        inc_eval = observation if observation is not None else self._observe(model, inc)
         current = inc_eval.value(target.name)
         base = replace(base, before=current, test_before=inc_eval.value(target.name, "test"))
         if only_below_target and target.meets_target(current):
@@ -321,9 +324,18 @@ class ImprovementLoop:
         return tuple(found)
 
     # ------------------------------------------------------------------ measurements
+    def observe(self, name: str) -> tuple[LoadedModel, Evaluation]:
+        """Load the incumbent of ``name``, evaluate it (latency included), record measurements.
+
+        Raises:
+            CheckpointError: The incumbent's checkpoint is unusable.
+        """
+        inc = self.registry.load(name)
+        return inc, self._observe(inc.model, inc)
+
     def _observe(self, model: ModelRecord, inc: LoadedModel) -> Evaluation:
-        """Evaluate the incumbent (data objectives only) and record the measurements."""
-        (evaluation,) = self.evaluator.evaluate([inc.module], inc.task, with_latency=False)
+        """Evaluate the incumbent and record the measurements."""
+        (evaluation,) = self.evaluator.evaluate([inc.module], inc.task)
         self._record(model, evaluation, inc.version.id, None, "incumbent")
         return evaluation
 
@@ -340,6 +352,8 @@ class ImprovementLoop:
                 continue
             if cap.objective in ("latency_ms", "size_bytes"):
                 values = {"global": evaluation.value(cap.objective)}
+                if cap.objective == "latency_ms" and evaluation.latency is not None:
+                    values["serving"] = evaluation.latency.serving_median_ms
             else:
                 values = {
                     "validation": evaluation.value(cap.objective),

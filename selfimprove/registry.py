@@ -56,12 +56,12 @@ class Registry:
         store: The ledger.
         home: Folder that holds ``models/``.
         backups_kept: Replaced incumbents (and, separately, rejected candidates) whose weights
-            are kept; older ones are pruned (their records stay).
+            are kept; older ones are pruned (their records stay). 0 keeps none: no rollback.
     """
 
     def __init__(self, store: Store, home: str | Path, *, backups_kept: int = 5) -> None:
-        if backups_kept < 1:
-            raise ConfigError(f"backups_kept must be >= 1, but got {backups_kept=}.")
+        if backups_kept < 0:
+            raise ConfigError(f"backups_kept must be >= 0, but got {backups_kept=}.")
         self.store = store
         self.home = Path(home)
         self.backups_kept = backups_kept

@@ -33,6 +33,10 @@ __all__ = [
 ]
 
 
+REWARD_SEEKING = frozenset({"training", "architecture", "distillation"})
+STRESS_RELATED = frozenset({"optimisation"})
+
+
 @dataclass(frozen=True)
 class HormoneSpec:
     """A hormone: its resting level and how fast it returns there.
@@ -138,12 +142,18 @@ class HormoneSystemController:
             self.release("adrenaline", 0.1)
 
     # ------------------------------------------------------------------ what they steer
-    def priority_multiplier(self) -> float:
-        """Seed 000's rule: dopamine > 0.7 → ×1.5; cortisol > 0.6 → ×1.3 (both can apply)."""
+    def priority_multiplier(self, kind: str | None = None) -> float:
+        """Seed 000's rule: dopamine > 0.7 → ×1.5 for reward-seeking improvements; cortisol
+        > 0.6 → ×1.3 for stress-related ones.
+
+        Reward-seeking kinds chase quality (``training``, ``architecture``, ``distillation``);
+        the stress-related kind relieves pressure on resources (``optimisation``). With
+        ``kind=None`` both multipliers apply, as in the seed's snippet.
+        """
         m = 1.0
-        if self._levels.get("dopamine", 0.5) > 0.7:
+        if self._levels.get("dopamine", 0.5) > 0.7 and (kind is None or kind in REWARD_SEEKING):
             m *= 1.5
-        if self._levels.get("cortisol", 0.3) > 0.6:
+        if self._levels.get("cortisol", 0.3) > 0.6 and (kind is None or kind in STRESS_RELATED):
             m *= 1.3
         return m
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: state, cycle_metrics
 
 
 class Base(DeclarativeBase):
@@ -120,3 +120,29 @@ class EventRow(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class StateRow(Base):
+    """Named JSON state of long-lived components (hormones, triggers, bandit)."""
+
+    __tablename__ = "state"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class CycleMetricsRow(Base):
+    """Seed 000's ``SelfImprovementMetrics``, one row per improvement cycle."""
+
+    __tablename__ = "cycle_metrics"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    iteration: Mapped[int] = mapped_column(Integer, index=True)
+    models_improved: Mapped[int] = mapped_column(Integer)
+    total_improvement: Mapped[float] = mapped_column(Float)
+    best_performance_gain: Mapped[float] = mapped_column(Float)
+    average_training_time: Mapped[float] = mapped_column(Float)
+    hormone_levels: Mapped[dict[str, Any]] = mapped_column(JSON)
+    genetic_activations: Mapped[int] = mapped_column(Integer)
+    memory_usage: Mapped[float] = mapped_column(Float)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON)
+    timestamp: Mapped[datetime] = mapped_column(DateTime)

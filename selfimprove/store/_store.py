@@ -35,11 +35,13 @@ from selfimprove.store._schema import (
     SCHEMA_VERSION,
     Base,
     CapabilityRow,
+    CycleMetricsRow,
     EventRow,
     ExperimentRow,
     MeasurementRow,
     MetaRow,
     ModelRow,
+    StateRow,
     VersionRow,
 )
 from selfimprove.store.records import (
@@ -684,3 +686,35 @@ class Store:
             if limit is not None:
                 q = q.limit(limit)
             return [_to_record(EventRecord, r) for r in s.scalars(q)]
+
+    # ------------------------------------------------------------------ component state
+    def save_state(self, key: str, value: dict[str, Any]) -> None:
+        """Store a component's JSON state under ``key`` (replacing the previous one)."""
+        with self.transaction() as s:
+            row = s.get(StateRow, key)
+            if row is None:
+                s.add(StateRow(key=key, value=clean_json(value), updated_at=utcnow()))
+            else:
+                row.value, row.updated_at = clean_json(value), utcnow()
+
+    def load_state(self, key: str) -> dict[str, Any] | None:
+        """The JSON state stored under ``key``, or ``None``."""
+        with self.read() as s:
+            row = s.get(StateRow, key)
+            return dict(row.value) if row is not None else None
+
+    # ------------------------------------------------------------------ cycle metrics
+    def add_cycle_metrics(self, **values: Any) -> None:
+        """Record one ``SelfImprovementMetrics`` row (see the schema for the fields)."""
+        with self.transaction() as s:
+            s.add(CycleMetricsRow(**clean_json(values)))
+
+    def list_cycle_metrics(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Cycle metrics, oldest first (the newest ``limit`` when given)."""
+        with self.read() as s:
+            q = select(CycleMetricsRow).order_by(CycleMetricsRow.id.desc())
+            if limit is not None:
+                q = q.limit(limit)
+            rows = list(s.scalars(q))
+            cols = [c.name for c in CycleMetricsRow.__table__.columns if c.name != "id"]
+            return [{c: getattr(r, c) for c in cols} for r in reversed(rows)]

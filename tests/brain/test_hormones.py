@@ -66,3 +66,11 @@ def test_round_trip_and_bad_names() -> None:
         h.release("oxytocin", 0.1)
     with pytest.raises(ValueError):
         h.on_event("party")
+
+
+def test_priority_multiplier_by_kind() -> None:
+    h = HormoneSystemController()
+    h.set_level("dopamine", 0.8)
+    h.set_level("cortisol", 0.8)
+    assert h.priority_multiplier("training") == pytest.approx(1.5)
+    assert h.priority_multiplier("optimisation") == pytest.approx(1.3)

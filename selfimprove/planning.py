@@ -1,0 +1,226 @@
+"""Planning: which model to improve, how, and how urgently. Pure functions, no side effects.
+
+Weakness → task, by seed 000's rules (thresholds configurable in :class:`TaskRules`),
+direction-aware:
+
+- a classifier below ``training_below`` accuracy (0.75) → **training**;
+- a classifier in [``training_below``, ``architecture_below``) (0.75–0.85) → **architecture**;
+- any other primary objective short of its target → **training**, or **architecture** when
+  its relative gap exceeds ``architecture_gap`` (1.0: the error is more than double the
+  target, so capacity rather than training is the likely limit);
+- batch-1 latency above ``latency_above_ms`` (200 ms) → **optimisation** (targets latency);
+- a stronger incumbent of the same task exists → **distillation**.
+
+Priority = severity × impact × hormone multiplier × genetic-trigger boost × expected gain.
+Severity is the relative gap to the target (capped at 1); impact follows seed 002's levels
+(gap > 50 %: 0.9, > 30 %: 0.7, > 20 %: 0.5, else 0.3); the expected-gain factor is
+``1 + 10 × max(0, bandit mean reward)`` so that a strategy that has paid moves up, and an
+unknown one is not zeroed out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from selfimprove.errors import ConfigError
+from selfimprove.objectives import Direction, Objective
+
+__all__ = [
+    "KINDS",
+    "ModelImprovementTask",
+    "Observation",
+    "TaskRules",
+    "Weakness",
+    "find_weaknesses",
+    "severity_level",
+]
+
+KINDS = ("training", "optimisation", "architecture", "distillation")
+
+
+@dataclass(frozen=True)
+class TaskRules:
+    """Seed 000's thresholds, and which strategies serve each kind of task.
+
+    Attributes:
+        training_below: Accuracy under which a classifier gets a training task.
+        architecture_below: Accuracy under which (and above ``training_below``) a classifier
+            gets an architecture task.
+        latency_above_ms: Batch-1 latency above which a model gets an optimisation task.
+        architecture_gap: Relative gap to target above which a non-accuracy objective gets an
+            architecture task instead of a training one.
+        strategies: Kind → strategies the bandit chooses among (unknown names are ignored).
+    """
+
+    training_below: float = 0.75
+    architecture_below: float = 0.85
+    latency_above_ms: float = 200.0
+    architecture_gap: float = 1.0
+    strategies: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: {
+            "training": ("train", "retrain", "tune"),
+            "architecture": ("evolve", "tune"),
+            "optimisation": ("quantize", "prune", "distill"),
+            "distillation": ("distill",),
+        }
+    )
+
+    def __post_init__(self) -> None:
+        if not 0 < self.training_below <= self.architecture_below <= 1:
+            raise ConfigError(
+                "need 0 < training_below <= architecture_below <= 1, but got "
+                f"{self.training_below=}, {self.architecture_below=}."
+            )
+        if self.latency_above_ms <= 0:
+            raise ConfigError(f"latency_above_ms must be > 0, but got {self.latency_above_ms=}.")
+        unknown = set(self.strategies) - set(KINDS)
+        if unknown:
+            raise ConfigError(f"unknown task kinds {sorted(unknown)}; kinds are {KINDS}.")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What was measured about one incumbent this cycle."""
+
+    model: str
+    task: str
+    family: str
+    primary: Objective
+    value: float  # validation value of the primary objective
+    latency_ms: float
+    version: int
+
+
+@dataclass(frozen=True)
+class Weakness:
+    """A shortfall that calls for a kind of task."""
+
+    model: str
+    kind: str
+    objective: str
+    gap: float
+    reason: str
+    teacher: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelImprovementTask:
+    """A planned experiment (seed 000's name).
+
+    Attributes:
+        model_id: The model's name.
+        kind: ``training``, ``optimisation``, ``architecture`` or ``distillation``.
+        strategy: The strategy chosen for it.
+        objective: The objective it targets.
+        priority: severity × impact × hormone × trigger boost × expected gain (or the user's).
+        reason: Why this task exists, in words.
+    """
+
+    model_id: str
+    kind: str
+    strategy: str
+    objective: str
+    priority: float
+    reason: str
+    severity: float = 0.0
+    impact: float = 0.0
+    hormone_multiplier: float = 1.0
+    trigger_boost: float = 1.0
+    trigger_ids: tuple[str, ...] = ()
+    expected_gain: float = 1.0
+    custom: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def severity_level(gap: float) -> tuple[str, float]:
+    """Seed 002's level and impact for a relative gap."""
+    if gap > 0.5:
+        return "critical", 0.9
+    if gap > 0.3:
+        return "high", 0.7
+    if gap > 0.2:
+        return "medium", 0.5
+    return "low", 0.3
+
+
+def _is_accuracy_like(obj: Objective) -> bool:
+    return obj.direction is Direction.MAXIMIZE and obj.ideal_value == 1.0
+
+
+def find_weaknesses(
+    obs: Observation, peers: Sequence[Observation], rules: TaskRules, *, distill: bool = True
+) -> list[Weakness]:
+    """The weaknesses of one model, by the seed's rules (see the module docstring).
+
+    Args:
+        obs: This model's observation.
+        peers: Observations of every model (the model itself is ignored among them).
+        rules: Thresholds.
+        distill: Whether cross-model distillation may be proposed.
+    """
+    out: list[Weakness] = []
+    p, v = obs.primary, obs.value
+    if _is_accuracy_like(p) and v < rules.training_below:
+        out.append(
+            Weakness(
+                obs.model,
+                "training",
+                p.name,
+                max(p.gap(v), rules.training_below - v),
+                f"{p.name} {v:.3f} < {rules.training_below}",
+            )
+        )
+    elif _is_accuracy_like(p) and v < rules.architecture_below:
+        out.append(
+            Weakness(
+                obs.model,
+                "architecture",
+                p.name,
+                max(p.gap(v), rules.architecture_below - v),
+                f"{p.name} {v:.3f} in [{rules.training_below}, {rules.architecture_below})",
+            )
+        )
+    elif p.target is not None and not p.meets_target(v):
+        gap = p.gap(v)
+        kind = "architecture" if gap > rules.architecture_gap else "training"
+        out.append(
+            Weakness(
+                obs.model, kind, p.name, gap, f"{p.name} {v:.4g} short of its target {p.target:g}"
+            )
+        )
+    if obs.latency_ms > rules.latency_above_ms:
+        gap = (obs.latency_ms - rules.latency_above_ms) / rules.latency_above_ms
+        out.append(
+            Weakness(
+                obs.model,
+                "optimisation",
+                "latency_ms",
+                gap,
+                f"latency {obs.latency_ms:.0f} ms > {rules.latency_above_ms:g} ms",
+            )
+        )
+    if distill:
+        stronger = [
+            q
+            for q in peers
+            if q.model != obs.model and q.task == obs.task and p.is_better(q.value, v)
+        ]
+        if stronger:
+            best = min(stronger, key=lambda q: p.error(q.value))
+            gap = p.relative_improvement(v, best.value)
+            out.append(
+                Weakness(
+                    obs.model,
+                    "distillation",
+                    p.name,
+                    gap,
+                    f"{best.model} is stronger ({best.value:.4g} vs {v:.4g})",
+                    teacher=best.model,
+                )
+            )
+    return out

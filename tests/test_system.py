@@ -1,0 +1,277 @@
+"""The seed-000 system: planning, brain signals, the async loop, and every config field."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from selfimprove.config import SelfImprovementConfig
+from selfimprove.errors import ConfigError, NotFoundError
+from selfimprove.objectives import Direction, Objective
+from selfimprove.planning import Observation, TaskRules
+from selfimprove.store import Decision, VersionStatus
+from selfimprove.system import SelfImprovingNeuralSystem
+from selfimprove.training import TrainConfig, train_
+from tests.conftest import wine_task
+
+FAST = dict(train_epochs=15, train_seconds=20.0)
+
+
+def _system(home: Path, **cfg: object) -> SelfImprovingNeuralSystem:
+    config = SelfImprovementConfig(**{**FAST, **cfg})  # type: ignore[arg-type]
+    return SelfImprovingNeuralSystem(home=home, config=config, seed=0)
+
+
+def _add_wine(sys_: SelfImprovingNeuralSystem, name: str, epochs: int, width: int = 16) -> None:
+    task = wine_task()
+    torch.manual_seed(0)
+    module = task.build({"width": width, "depth": 1})
+    train_(module, task, TrainConfig(epochs=epochs, lr=1e-3, seed=0))
+    sys_.improver.register_model(name, task, module, {"width": width, "depth": 1})
+
+
+def test_cycles_improve_the_builtin_models(tmp_path: Path) -> None:
+    s = _system(tmp_path)
+    s.improver.ensure_builtin_models()
+    first = s.improver.registry.incumbent("pattern_recognition").metrics["validation_accuracy"]
+    metrics = [s.run_cycle_sync() for _ in range(2)]
+    assert [m.iteration for m in metrics if m] == [1, 2]
+    assert sum(m.models_improved for m in metrics if m) >= 1
+    now = s.improver.registry.incumbent("pattern_recognition").metrics["validation_accuracy"]
+    assert now > first
+    rows = s.store.list_cycle_metrics()
+    assert len(rows) == 2 and rows[0]["hormone_levels"]["dopamine"] > 0.5
+    assert all(
+        e.decision is not None or e.status.value == "failed" for e in s.store.list_experiments()
+    )
+    s.close()
+
+
+def _obs(model: str, value: float, latency: float) -> Observation:
+    acc = Objective("accuracy", Direction.MAXIMIZE, target=0.97, ideal=1.0)
+    return Observation(model, f"task_{model}", "fam", acc, value, latency, 1)
+
+
+def test_hormones_change_the_order_of_tasks(tmp_path: Path) -> None:
+    s = _system(tmp_path, genetic_enhanced=False)
+    # inaccurate: training task, priority 0.237 x 0.5; slow: optimisation task, 0.21 x 0.5
+    obs = {"inaccurate": _obs("inaccurate", 0.74, 1.0), "slow": _obs("slow", 0.99, 242.0)}
+    order = lambda: [t.model_id for t in s.plan(obs, {})]  # noqa: E731
+    assert order() == ["inaccurate", "slow"]
+    s.hormone_system.set_level("cortisol", 0.8)  # stress: optimisation first
+    assert order() == ["slow", "inaccurate"]
+    s.hormone_system.set_level("dopamine", 0.9)  # reward-seeking wins back
+    assert order() == ["inaccurate", "slow"]
+    s.close()
+
+
+def test_judge_decisions_do_not_depend_on_hormones(tmp_path: Path) -> None:
+    results = []
+    for i, (dopamine, cortisol) in enumerate([(0.5, 0.3), (0.7, 0.7)]):  # same budget scale
+        s = _system(tmp_path / str(i))
+        _add_wine(s, "wine", epochs=1)
+        s.hormone_system.set_level("dopamine", dopamine)
+        s.hormone_system.set_level("cortisol", cortisol)
+        s.hormone_system.set_level("adrenaline", 0.9)  # wider exploration
+        task = asyncio.run(s.add_custom_improvement_task("wine", "train", priority=2.0))
+        out = asyncio.run(s.execute_improvement_task(task, cycle=1))
+        results.append((out.decision, out.before, out.after, out.p_value))
+        s.close()
+    assert results[0] == results[1]
+
+
+def test_custom_task_goes_first_with_the_users_priority(tmp_path: Path) -> None:
+    s = _system(tmp_path)
+    _add_wine(s, "wine", epochs=1)
+    task = asyncio.run(s.add_custom_improvement_task("wine", "retrain", priority=5.0))
+    assert (task.strategy, task.kind, task.custom) == ("retrain", "training", True)
+    planned = s.generate_tasks_sync()
+    assert planned[0] == task
+    s.run_cycle_sync()
+    assert s.improvement_history[-1]["strategy"] == "retrain"
+    assert s._custom == []  # consumed
+    with pytest.raises(NotFoundError):
+        asyncio.run(s.add_custom_improvement_task("nope", "training"))
+    with pytest.raises(ConfigError, match="improvement_type"):
+        asyncio.run(s.add_custom_improvement_task("wine", "magic"))
+    s.close()
+
+
+def test_distillation_task_when_a_stronger_peer_exists(tmp_path: Path) -> None:
+    s = _system(tmp_path)
+    rules = TaskRules()
+    peers = [_obs("weak", 0.9, 1.0), _obs("strong", 0.99, 1.0)]
+    peers = [
+        Observation(o.model, "same", o.family, o.primary, o.value, o.latency_ms, 1) for o in peers
+    ]
+    from selfimprove.planning import find_weaknesses
+
+    kinds = {w.kind for w in find_weaknesses(peers[0], peers, rules)}
+    assert "distillation" in kinds
+    assert "distillation" not in {
+        w.kind for w in find_weaknesses(peers[0], peers, rules, distill=False)
+    }
+    s.close()
+
+
+def test_async_loop_starts_forces_and_stops_cleanly(tmp_path: Path) -> None:
+    s = _system(tmp_path, improvement_interval=3600.0, auto_start=True)
+    _add_wine(s, "wine", epochs=1)
+
+    async def scenario() -> tuple[int, int]:
+        await s.initialize()  # auto_start: the loop runs its first cycle, then sleeps
+        for _ in range(600):
+            if s.iteration >= 1 and not s._cycle_lock.locked():  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.05)
+        first = s.iteration
+        await s.force_improvement_cycle()  # while the loop sleeps
+        forced = s.iteration
+        await s.stop_self_improvement_loop()
+        assert not s.running
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert pending == []
+        return first, forced
+
+    first, forced = asyncio.run(scenario())
+    assert (first, forced) == (1, 2)
+    assert not [t for t in threading.enumerate() if t.name.startswith("selfimprove")]
+    s.close()
+
+
+# ---------------------------------------------------------------- each config field
+
+
+def test_enabled_false_runs_nothing(tmp_path: Path) -> None:
+    s = _system(tmp_path, enabled=False)
+    _add_wine(s, "wine", epochs=1)
+    assert s.run_cycle_sync() is None
+    with pytest.raises(ConfigError, match="disabled"):
+        asyncio.run(s.start_self_improvement_loop())
+    assert s.store.list_experiments() == []
+    s.close()
+
+
+def test_auto_start_false_does_not_start_the_loop(tmp_path: Path) -> None:
+    s = _system(tmp_path, auto_start=False)
+    _add_wine(s, "wine", epochs=1)
+
+    async def go() -> bool:
+        await s.initialize()
+        return s.running
+
+    assert asyncio.run(go()) is False
+    s.close()
+
+
+def test_improvement_interval_paces_the_loop(tmp_path: Path) -> None:
+    s = _system(tmp_path, improvement_interval=0.2, train_epochs=2)
+    _add_wine(s, "wine", epochs=1)
+
+    async def go() -> int:
+        await s.start_self_improvement_loop()
+        for _ in range(400):
+            if s.iteration >= 3:
+                break
+            await asyncio.sleep(0.05)
+        await s.stop_self_improvement_loop()
+        return s.iteration
+
+    assert asyncio.run(go()) >= 3
+    s.close()
+
+
+def test_max_concurrent_improvements_bounds_tasks_per_cycle(tmp_path: Path) -> None:
+    s = _system(tmp_path, max_concurrent_improvements=1)
+    _add_wine(s, "a", epochs=1)
+    _add_wine(s, "b", epochs=1)
+    s.run_cycle_sync()
+    assert len(s.store.list_experiments()) == 1
+    assert s.executor.max_workers == 1
+    s.close()
+
+
+def test_performance_threshold_is_the_judges(tmp_path: Path) -> None:
+    s = _system(tmp_path, performance_threshold=0.99)
+    _add_wine(s, "wine", epochs=1)
+    s.run_cycle_sync()
+    (exp,) = s.store.list_experiments()
+    assert exp.decision is Decision.REJECT and "required −99%" in exp.reason
+    s.close()
+
+
+def test_hormone_driven_false_ignores_hormones(tmp_path: Path) -> None:
+    s = _system(tmp_path, hormone_driven=False, genetic_enhanced=False)
+    s.hormone_system.set_level("dopamine", 0.95)
+    tasks = s.plan({"m": _obs("m", 0.5, 1.0)}, {})
+    assert tasks[0].hormone_multiplier == 1.0
+    assert s._budget().epochs == FAST["train_epochs"]
+    s.close()
+
+
+def test_genetic_enhanced_false_ignores_triggers(tmp_path: Path) -> None:
+    from selfimprove.brain.triggers import Trigger
+
+    for enhanced, expected in ((True, 2.0), (False, 1.0)):
+        s = _system(tmp_path / str(enhanced), genetic_enhanced=enhanced)
+        s.genetic_system.population = [
+            Trigger("always", (), f, 2.0)
+            for f in ("training", "architecture", "optimisation", "distillation")
+        ]
+        (task,) = s.plan({"m": _obs("m", 0.5, 1.0)}, {})
+        assert task.trigger_boost == expected
+        s.close()
+
+
+def test_cross_model_distillation_false_proposes_no_teacher(tmp_path: Path) -> None:
+    peers = {"weak": _obs("weak", 0.99, 1.0), "strong": _obs("strong", 0.999, 1.0)}
+    peers = {
+        k: Observation(o.model, "same", o.family, o.primary, o.value, o.latency_ms, 1)
+        for k, o in peers.items()
+    }
+    on = _system(tmp_path / "on")
+    off = _system(tmp_path / "off", cross_model_distillation=False)
+    assert [t.kind for t in on.plan(peers, {})] == ["distillation"]
+    assert off.plan(peers, {}) == []
+    on.close()
+    off.close()
+
+
+def test_model_backup_disabled_prunes_replaced_incumbents(tmp_path: Path) -> None:
+    s = _system(tmp_path, model_backup_enabled=False)
+    _add_wine(s, "wine", epochs=1)
+    asyncio.run(s.add_custom_improvement_task("wine", "train"))
+    s.run_cycle_sync()
+    assert s.improver.registry.incumbent("wine").number == 2, "expected a promotion"
+    assert s.improver.registry.version("wine", 1).status is VersionStatus.PRUNED
+    with pytest.raises(NotFoundError, match="no previous incumbent"):
+        s.improver.rollback("wine")
+    s.close()
+
+
+def test_improvement_history_size_caps_history(tmp_path: Path) -> None:
+    s = _system(tmp_path, improvement_history_size=2, train_epochs=2)
+    for name in ("a", "b", "c"):
+        _add_wine(s, name, epochs=1)
+    s.run_cycle_sync()
+    assert len(s.improvement_history) == 2
+    s.close()
+
+
+def test_brain_state_survives_a_restart(tmp_path: Path) -> None:
+    s = _system(tmp_path)
+    _add_wine(s, "wine", epochs=1)
+    s.run_cycle_sync()
+    levels, pop = s.hormone_system.get_hormone_levels(), s.genetic_system.population
+    s.close()
+    again = _system(tmp_path)
+    assert again.hormone_system.get_hormone_levels() == levels
+    assert again.genetic_system.population == pop
+    assert again.bandit.contexts() == s.bandit.contexts()
+    status = again.status_sync()
+    assert status["iteration"] == 1 and "hormones" in status and "triggers" in status
+    again.close()
