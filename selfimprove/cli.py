@@ -93,6 +93,7 @@ def _outcome_table(outcomes: list[ExperimentOutcome]) -> Table:
     table = Table(title="Improvement results (validation decides; test is only reported)")
     table.add_column("cycle", justify="right")
     table.add_column("model", no_wrap=True)
+    table.add_column("strategy", no_wrap=True)
     table.add_column("objective", no_wrap=True)
     table.add_column("validation", no_wrap=True)
     table.add_column("test", no_wrap=True)
@@ -109,6 +110,7 @@ def _outcome_table(outcomes: list[ExperimentOutcome]) -> Table:
         table.add_row(
             str(o.cycle),
             o.model,
+            o.strategy,
             o.objective,
             _arrow(o.before, o.after) if has_after else _fmt(o.before),
             _arrow(o.test_before, o.test_after) if has_after else _fmt(o.test_before),
@@ -125,7 +127,10 @@ def run(
     seed: Annotated[int, typer.Option("--seed", help="Base seed of every experiment.")] = 0,
     epochs: Annotated[
         int, typer.Option("--epochs", min=1, help="Epoch budget of each experiment.")
-    ] = 100,
+    ] = 60,
+    concurrent: Annotated[
+        int, typer.Option("--concurrent", min=1, help="Experiments run at once per cycle.")
+    ] = 2,
     model: Annotated[
         list[str] | None, typer.Option("--model", "-m", help="Only these models (repeatable).")
     ] = None,
@@ -133,21 +138,27 @@ def run(
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Run improvement cycles; registers the built-in models if the store has none.
+    """Run the self-improving system; registers the built-in models if the store has none.
+
+    Each cycle observes every model, plans one task per model (seed rules, bandit, hormones,
+    genetic triggers), runs the top ones concurrently, and judges each candidate.
 
     Example: selfimprove run --cycles 3 --seed 0 --home ./.selfimprove
     """
+    from selfimprove.system import SelfImprovingNeuralSystem
+
     _logging(verbose)
-    config = SelfImprovementConfig(train_epochs=epochs)
-    with SelfImprover(home, config=config, seed=seed) as si:
-        if not si.store.list_models():
+    config = SelfImprovementConfig(
+        train_epochs=epochs, max_concurrent_improvements=concurrent, auto_start=False
+    )
+    outcomes: list[ExperimentOutcome] = []
+    with SelfImprovingNeuralSystem(home=home, config=config, seed=seed) as system:
+        if not system.store.list_models():
             with err.status("registering the built-in models (weak first incumbents)…"):
-                added = si.ensure_builtin_models()
+                added = system.improver.ensure_builtin_models()
             err.print(f"registered {', '.join(added)}")
-        names = model or [m.name for m in si.store.list_models()]
-        for name in names:
-            si.store.get_model(name)
-        total = cycles * len(names)
+        for name in model or []:
+            system.store.get_model(name)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -156,15 +167,24 @@ def run(
             console=err,
             transient=True,
         ) as bar:
-            job = bar.add_task("improving", total=total)
-
-            def progress(kind: str, info: dict[str, Any]) -> None:
-                if kind == "start":
-                    bar.update(job, description=f"cycle {info['cycle']} · {info['model']}")
-                else:
-                    bar.advance(job)
-
-            outcomes = si.run(cycles, models=names, progress=progress)
+            job = bar.add_task("cycle 1", total=cycles)
+            for i in range(cycles):
+                h = system.hormone_system.get_hormone_levels()
+                env = system.brain_state.environment()
+                active = len(system.genetic_system.get_active_triggers(env))
+                bar.update(
+                    job,
+                    description=(
+                        f"cycle {i + 1}/{cycles} · dopamine {h['dopamine']:.2f} "
+                        f"cortisol {h['cortisol']:.2f} serotonin {h['serotonin']:.2f} "
+                        f"adrenaline {h['adrenaline']:.2f} · {active} trigger(s) active"
+                    ),
+                )
+                system.run_cycle_sync(model)
+                outcomes += system.last_outcomes
+                bar.advance(job)
+        hormones = system.hormone_system.get_hormone_levels()
+        health = system.health_report()
     if as_json:
         out.print_json(json.dumps([_outcome_dict(o) for o in outcomes]))
         return
@@ -173,6 +193,11 @@ def run(
     rejected = sum(o.decision is not None and not o.promoted for o in outcomes)
     failed = sum(o.status == "failed" for o in outcomes)
     out.print(f"{promoted} promoted, {rejected} rejected, {failed} failed.")
+    out.print(
+        "hormones: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in hormones.items())
+        + f" · health {health['overall_health']:.2f}"
+    )
 
 
 def _outcome_dict(o: ExperimentOutcome) -> dict[str, Any]:

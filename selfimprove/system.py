@@ -149,6 +149,8 @@ class SelfImprovingNeuralSystem:
             maxlen=self.config.improvement_history_size
         )
         self._custom: list[ModelImprovementTask] = []
+        self.last_tasks: list[ModelImprovementTask] = []
+        self.last_outcomes: list[ExperimentOutcome] = []
         self._api_calls: collections.deque[float] = collections.deque(maxlen=10_000)
         self._cycle_lock: asyncio.Lock | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -168,10 +170,15 @@ class SelfImprovingNeuralSystem:
         return self._loop_task is not None and not self._loop_task.done()
 
     # ------------------------------------------------------------------ planning
-    def _observe_all(self) -> tuple[dict[str, Observation], dict[str, Evaluation]]:
+    def _observe_all(
+        self, models: list[str] | None = None
+    ) -> tuple[dict[str, Observation], dict[str, Evaluation]]:
         obs: dict[str, Observation] = {}
         evals: dict[str, Evaluation] = {}
-        for m in self.store.list_models():
+        records = self.store.list_models()
+        if models is not None:
+            records = [self.store.get_model(name) for name in models]
+        for m in records:
             try:
                 inc, ev = self.improver.loop.observe(m.name)
             except (CheckpointError, NotFoundError) as exc:
@@ -348,8 +355,14 @@ class SelfImprovingNeuralSystem:
         self._save_brain()
         return outcome
 
-    async def run_improvement_cycle(self) -> SelfImprovementMetrics | None:
-        """One full cycle (see the module docstring); ``None`` when the system is disabled."""
+    async def run_improvement_cycle(
+        self, models: list[str] | None = None
+    ) -> SelfImprovementMetrics | None:
+        """One full cycle (see the module docstring); ``None`` when the system is disabled.
+
+        Args:
+            models: Only these models (default: all). Outcomes are in :attr:`last_outcomes`.
+        """
         self._touch()
         if not self.config.enabled:
             logger.info("self-improvement is disabled (config.enabled=False): no cycle run")
@@ -357,13 +370,13 @@ class SelfImprovingNeuralSystem:
         if self._cycle_lock is None:
             self._cycle_lock = asyncio.Lock()
         async with self._cycle_lock:
-            return await self._cycle()
+            return await self._cycle(models)
 
-    async def _cycle(self) -> SelfImprovementMetrics:
+    async def _cycle(self, models: list[str] | None) -> SelfImprovementMetrics:
         await asyncio.to_thread(self.improver.loop.recover)
         cycle = self.store.max_cycle() + 1
         self.iteration = cycle
-        observations, evals = await asyncio.to_thread(self._observe_all)
+        observations, evals = await asyncio.to_thread(self._observe_all, models)
         for obs in observations.values():
             if obs.latency_ms > self.rules.latency_above_ms:
                 self.hormone_system.on_event(HormoneEvent.LATENCY_MISSED)
@@ -382,6 +395,7 @@ class SelfImprovingNeuralSystem:
         outcomes = await self.executor.map(
             lambda t: self._execute(t, cycle, evals.get(t.model_id)), tasks
         )
+        self.last_tasks, self.last_outcomes = tasks, list(outcomes)
         gains, seconds = [], []
         for task, outcome in zip(tasks, outcomes, strict=True):  # fixed order: deterministic
             gain, secs = self._learn(task, outcome)
@@ -594,9 +608,9 @@ class SelfImprovingNeuralSystem:
         }
 
     # ------------------------------------------------------------------ sync wrappers
-    def run_cycle_sync(self) -> SelfImprovementMetrics | None:
+    def run_cycle_sync(self, models: list[str] | None = None) -> SelfImprovementMetrics | None:
         """:meth:`run_improvement_cycle` for scripts and notebooks (no running event loop)."""
-        return _run_sync(self.run_improvement_cycle)
+        return _run_sync(lambda: self.run_improvement_cycle(models))
 
     def generate_tasks_sync(self) -> list[ModelImprovementTask]:
         """:meth:`generate_improvement_tasks` for scripts."""
@@ -610,6 +624,12 @@ class SelfImprovingNeuralSystem:
         """Release the workers and the store."""
         self.executor.close()
         self.improver.close()
+
+    def __enter__(self) -> SelfImprovingNeuralSystem:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _run_sync(fn: Callable[[], Any]) -> Any:

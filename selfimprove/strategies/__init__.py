@@ -5,6 +5,7 @@ from __future__ import annotations
 from selfimprove.errors import NotFoundError
 from selfimprove.strategies._base import Budget, Candidate, Cost, Strategy, StrategyContext
 from selfimprove.strategies._evolve import EvolveStrategy
+from selfimprove.strategies._prune import PruneStrategy
 from selfimprove.strategies._quantize import QuantizeStrategy
 from selfimprove.strategies._retrain import RetrainStrategy
 from selfimprove.strategies._train import TrainStrategy
@@ -16,6 +17,7 @@ __all__ = [
     "Candidate",
     "Cost",
     "EvolveStrategy",
+    "PruneStrategy",
     "QuantizeStrategy",
     "RetrainStrategy",
     "Strategy",
@@ -31,6 +33,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     TuneStrategy.name: TuneStrategy,
     EvolveStrategy.name: EvolveStrategy,
     QuantizeStrategy.name: QuantizeStrategy,
+    PruneStrategy.name: PruneStrategy,
 }
 
 
