@@ -64,3 +64,15 @@ def test_improvement_sign_agrees_with_is_better(a: float, b: float) -> None:
         assert rel < 0
     else:
         assert rel == 0
+
+
+def test_guard_tolerance_relative_absolute_and_floor() -> None:
+    lat = Objective("latency_ms", Direction.MINIMIZE, tolerance=0.25, min_change=0.05)
+    assert lat.within_tolerance(0.03, 0.07)  # +133 % but only 0.04 ms
+    assert not lat.within_tolerance(1.0, 1.3)  # +30 % and 0.3 ms
+    assert lat.within_tolerance(1.0, 1.2)
+    acc = Objective(
+        "accuracy", Direction.MAXIMIZE, ideal=1.0, tolerance=0.01, absolute_tolerance=True
+    )
+    assert acc.within_tolerance(0.95, 0.941) and not acc.within_tolerance(0.95, 0.935)
+    assert not acc.within_tolerance(0.95, float("nan"))

@@ -69,9 +69,12 @@ class DataSplits:
         return split
 
 
-def latency_objective(tolerance: float = 0.25) -> Objective:
-    """Median batch-1 latency in milliseconds (a guard by default)."""
-    return Objective("latency_ms", Direction.MINIMIZE, unit="ms", tolerance=tolerance)
+def latency_objective(tolerance: float = 0.25, min_change_ms: float = 0.05) -> Objective:
+    """Median batch-1 latency in milliseconds (a guard by default: at most 25 % slower, or at
+    most 0.05 ms slower, whichever allows more)."""
+    return Objective(
+        "latency_ms", Direction.MINIMIZE, unit="ms", tolerance=tolerance, min_change=min_change_ms
+    )
 
 
 def size_objective(tolerance: float = 0.05) -> Objective:
