@@ -151,6 +151,7 @@ class SelfImprovingNeuralSystem:
         self._custom: list[ModelImprovementTask] = []
         self.last_tasks: list[ModelImprovementTask] = []
         self.last_outcomes: list[ExperimentOutcome] = []
+        self._unusable: dict[str, str] = {}
         self._api_calls: collections.deque[float] = collections.deque(maxlen=10_000)
         self._cycle_lock: asyncio.Lock | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -175,6 +176,7 @@ class SelfImprovingNeuralSystem:
     ) -> tuple[dict[str, Observation], dict[str, Evaluation]]:
         obs: dict[str, Observation] = {}
         evals: dict[str, Evaluation] = {}
+        self._unusable = {}
         records = self.store.list_models()
         if models is not None:
             records = [self.store.get_model(name) for name in models]
@@ -184,6 +186,7 @@ class SelfImprovingNeuralSystem:
             except (CheckpointError, NotFoundError) as exc:
                 self.store.add_event("checkpoint_error", str(exc), model_id=m.id)
                 logger.error("%s left alone: %s", m.name, exc)
+                self._unusable[m.name] = str(exc)
                 continue
             p = inc.task.primary
             obs[m.name] = Observation(
@@ -395,7 +398,11 @@ class SelfImprovingNeuralSystem:
         outcomes = await self.executor.map(
             lambda t: self._execute(t, cycle, evals.get(t.model_id)), tasks
         )
-        self.last_tasks, self.last_outcomes = tasks, list(outcomes)
+        self.last_tasks = tasks
+        self.last_outcomes = list(outcomes) + [
+            ExperimentOutcome(name, cycle, "", "", "skipped", None, reason)
+            for name, reason in sorted(self._unusable.items())
+        ]
         gains, seconds = [], []
         for task, outcome in zip(tasks, outcomes, strict=True):  # fixed order: deterministic
             gain, secs = self._learn(task, outcome)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from selfimprove.errors import NotFoundError
 from selfimprove.strategies._base import Budget, Candidate, Cost, Strategy, StrategyContext
+from selfimprove.strategies._distill import DistillStrategy
 from selfimprove.strategies._evolve import EvolveStrategy
 from selfimprove.strategies._prune import PruneStrategy
 from selfimprove.strategies._quantize import QuantizeStrategy
@@ -16,6 +17,7 @@ __all__ = [
     "Budget",
     "Candidate",
     "Cost",
+    "DistillStrategy",
     "EvolveStrategy",
     "PruneStrategy",
     "QuantizeStrategy",
@@ -34,6 +36,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     EvolveStrategy.name: EvolveStrategy,
     QuantizeStrategy.name: QuantizeStrategy,
     PruneStrategy.name: PruneStrategy,
+    DistillStrategy.name: DistillStrategy,
 }
 
 

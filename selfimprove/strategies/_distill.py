@@ -1,0 +1,645 @@
+"""``distill``: knowledge distillation from a better teacher (Hinton, Vinyals & Dean, 2015).
+
+A student learns from the teacher's outputs as well as from the labels. For classification,
+with student logits ``z_s``, teacher logits ``z_t``, labels ``y``, temperature ``T`` and weight
+``alpha``::
+
+    L = alpha * T**2 * KL(softmax(z_t / T) || softmax(z_s / T)) + (1 - alpha) * CE(y, z_s)
+
+The ``T**2`` keeps the soft term's gradients on the scale of the hard term's as ``T`` grows
+(the gradient of the softened KL shrinks as ``1 / T**2``). For regression::
+
+    L = alpha * MSE(student, teacher) + (1 - alpha) * MSE(student, y)
+
+An ensemble teacher contributes the mean of its members' softened probabilities (classification)
+or the mean of their outputs (regression).
+
+Which teacher: every teacher in the context (other models of the task, earlier versions of this
+one), and ensembles of the best ``k`` of them, are scored on a holdout carved (seeded) out of the
+**training** split, the same holdout the student's early stopping watches; the validation and
+test splits are left to the judge. A teacher is used only if it beats the incumbent there.
+
+Which student: a warm-started copy of the incumbent; or, when the objective is latency, size or
+parameter count (or ``student_params`` is given), a smaller architecture trained from a fresh
+seeded initialisation (half the width of ``build_mlp``-style params by default).
+
+Teacher outputs are computed once over the training inputs before training, then looked up for
+each batch by the bytes of its input rows (see :class:`_TeacherTargets`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from selfimprove import quantization
+from selfimprove.errors import ConfigError, StrategyError, TaskError
+from selfimprove.modules import TRANSFORM_KEYS, arch_params
+from selfimprove.registry import LoadedModel
+from selfimprove.seeding import torch_seeded
+from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
+from selfimprove.tasks import Split, Task
+from selfimprove.training import TrainConfig, _holdout_split, train_
+
+__all__ = [
+    "DistillSettings",
+    "DistillStrategy",
+    "TeacherChoice",
+    "choose_teacher",
+    "distillation_loss",
+    "smaller_params",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Objectives for which the student is a smaller architecture, not a copy of the incumbent.
+COMPRESSION_OBJECTIVES = ("latency_ms", "size_bytes", "parameters")
+
+#: ``context.params`` keys passed on to :class:`TrainConfig`.
+TRAIN_KEYS = ("lr", "weight_decay", "batch_size", "optimizer", "schedule", "patience", "clip_norm")
+
+NO_TEACHER = (
+    "no teacher: register another model of the same task, or keep earlier versions "
+    "(model_backup_enabled) so that they can teach"
+)
+
+_KINDS = ("classification", "regression")
+_BATCH = 1024  # rows per teacher forward when scoring or precomputing
+
+
+# ---------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class DistillSettings:
+    """Distillation settings, read from ``context.params`` and checked at once.
+
+    Attributes:
+        temperature: Softmax temperature ``T`` of the soft term (classification only).
+        alpha: Weight of the soft (teacher) term; ``1 - alpha`` weighs the hard labels.
+        student_params: Architecture params of a fresh student (``None``: warm-start a copy of
+            the incumbent, or halve its width when the objective is latency or size).
+        train: Overrides of :class:`TrainConfig` fields (``lr``, ``batch_size``, ...).
+    """
+
+    temperature: float = 4.0
+    alpha: float = 0.7
+    student_params: dict[str, Any] | None = None
+    train: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0:
+            raise ConfigError(
+                f"distill temperature must be a finite number > 0, but got {t!r}; "
+                "pass e.g. params={'temperature': 4.0}."
+            )
+        a = self.alpha
+        if isinstance(a, bool) or not isinstance(a, int | float) or not 0.0 <= a <= 1.0:
+            raise ConfigError(
+                f"distill alpha must be a number in [0, 1], but got {a!r}; "
+                "pass e.g. params={'alpha': 0.7} (1: teacher only, 0: labels only)."
+            )
+        sp = self.student_params
+        if sp is not None:
+            if not isinstance(sp, Mapping) or not all(isinstance(k, str) for k in sp):
+                raise ConfigError(
+                    f"distill student_params must be a dict of architecture params, but got "
+                    f"{sp!r}; pass e.g. params={{'student_params': {{'width': 32, 'depth': 1}}}}."
+                )
+            transforms = sorted(set(sp) & set(TRANSFORM_KEYS))
+            if transforms:
+                raise ConfigError(
+                    f"distill student_params must be architecture params only, but got "
+                    f"{transforms} in {dict(sp)}; train the student first, then quantize it "
+                    "with its own strategy."
+                )
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> DistillSettings:
+        """Settings from a strategy's ``params``.
+
+        Args:
+            params: ``temperature``, ``alpha``, ``student_params`` and :data:`TRAIN_KEYS`.
+
+        Returns:
+            The checked settings.
+
+        Raises:
+            ConfigError: An unknown key or a bad value.
+        """
+        known = {"temperature", "alpha", "student_params", *TRAIN_KEYS}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ConfigError(
+                f"distill does not understand params {unknown}; use any of {sorted(known)}."
+            )
+        sp = params.get("student_params")
+        return cls(
+            temperature=params.get("temperature", cls.temperature),
+            alpha=params.get("alpha", cls.alpha),
+            student_params=dict(sp) if isinstance(sp, Mapping) else sp,
+            train={k: params[k] for k in TRAIN_KEYS if k in params},
+        )
+
+
+# ---------------------------------------------------------------------- the loss
+def distillation_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    kind: str,
+    temperature: float,
+    alpha: float,
+) -> torch.Tensor:
+    """The distillation loss of one batch (see the module docstring for the formulas).
+
+    Args:
+        student: Student outputs, ``(B, C)`` logits or ``(B, K)`` regression outputs.
+        teacher: For classification the teacher's probabilities **at temperature**
+            ``temperature``, ``(B, C)`` (an ensemble's mean); for regression its outputs.
+        targets: Labels ``(B,)`` (int) or regression targets ``(B, K)``.
+        kind: ``"classification"`` or ``"regression"``.
+        temperature: ``T`` (ignored for regression).
+        alpha: Weight of the soft term.
+
+    Returns:
+        The scalar loss (with a gradient through ``student``).
+
+    Raises:
+        ConfigError: ``kind`` is neither classification nor regression.
+    """
+    if kind == "classification":
+        hard = F.cross_entropy(student, targets)
+        if alpha == 0.0:  # labels only: exactly the hard-label loss, no teacher term at all
+            return hard
+        log_q = F.log_softmax(student / temperature, dim=-1)  # (B, C)
+        # kl_div(log q, p) = sum_c p_c (log p_c - log q_c), averaged over the batch.
+        soft = F.kl_div(log_q, teacher, reduction="batchmean") * temperature**2
+    elif kind == "regression":
+        hard = F.mse_loss(student, targets)
+        if alpha == 0.0:
+            return hard
+        soft = F.mse_loss(student, teacher)
+    else:
+        raise ConfigError(f"distillation needs kind in {_KINDS}, but got {kind!r}.")
+    return alpha * soft + (1.0 - alpha) * hard
+
+
+# ---------------------------------------------------------------------- choosing a teacher
+@dataclass(frozen=True)
+class TeacherChoice:
+    """The teacher (one, or an ensemble) chosen on the training holdout.
+
+    Attributes:
+        members: Indices of the chosen teachers (best single first).
+        score: Holdout score of the choice: ``{"accuracy", "nll"}`` or ``{"mse"}``.
+        incumbent: The incumbent's holdout score (same keys).
+        considered: Every option scored, as ``{"members": [...], **score}``.
+    """
+
+    members: tuple[int, ...]
+    score: dict[str, float]
+    incumbent: dict[str, float]
+    considered: list[dict[str, Any]]
+
+    @property
+    def ensemble(self) -> bool:
+        return len(self.members) > 1
+
+
+def _holdout_score(kind: str, outputs: Sequence[torch.Tensor], y: torch.Tensor) -> dict[str, float]:
+    """Score of the mean prediction of ``outputs`` (one or more models) against ``y``."""
+    if kind == "classification":
+        probs = torch.stack([o.softmax(dim=-1) for o in outputs]).mean(dim=0)  # (N, C)
+        acc = float((probs.argmax(dim=-1) == y).double().mean())
+        p_true = probs.gather(1, y[:, None]).squeeze(1)  # (N,)
+        nll = float(-p_true.clamp_min(1e-12).log().double().mean())
+        return {"accuracy": acc, "nll": nll}
+    mean = torch.stack(list(outputs)).mean(dim=0)  # (N, K)
+    return {"mse": float(((mean.double() - y.double()) ** 2).mean())}
+
+
+def _key(kind: str, score: Mapping[str, float]) -> tuple[float, ...]:
+    """Sort key, higher is better: accuracy then lower NLL; or lower MSE."""
+    if kind == "classification":
+        return (score["accuracy"], -score["nll"])
+    return (-score["mse"],)
+
+
+def choose_teacher(
+    kind: str,
+    targets: torch.Tensor,
+    incumbent: torch.Tensor,
+    teachers: Sequence[torch.Tensor],
+    names: Sequence[str],
+) -> tuple[TeacherChoice | None, str]:
+    """Pick the best teacher, or ensemble, on a holdout; a pure decision with its reason.
+
+    Each teacher alone is scored, then the ensembles of the best ``k`` (``k >= 2``, ranked by
+    their single scores); an ensemble is chosen only if it scores strictly better than the best
+    single teacher. Classification ranks by accuracy, then by the NLL of the (mean)
+    probabilities; regression by MSE of the (mean) outputs.
+
+    Args:
+        kind: ``"classification"`` or ``"regression"``.
+        targets: Holdout labels ``(N,)`` or targets ``(N, K)``.
+        incumbent: The incumbent's holdout outputs ``(N, C)`` / ``(N, K)``.
+        teachers: Each teacher's holdout outputs, same shape as ``incumbent``.
+        names: A readable name per teacher (for the reason).
+
+    Returns:
+        ``(choice, reason)``; ``choice`` is ``None`` when no option beats the incumbent.
+
+    Raises:
+        ConfigError: ``teachers`` and ``names`` differ in length.
+    """
+    if len(teachers) != len(names):
+        raise ConfigError(f"need one name per teacher, but got {len(teachers)} and {len(names)}.")
+    inc = _holdout_score(kind, [incumbent], targets)
+    if not teachers:
+        return None, NO_TEACHER
+    singles = [_holdout_score(kind, [t], targets) for t in teachers]
+    ranked = sorted(range(len(teachers)), key=lambda i: _key(kind, singles[i]), reverse=True)
+    options: list[tuple[tuple[int, ...], dict[str, float]]] = [((i,), singles[i]) for i in ranked]
+    for k in range(2, len(ranked) + 1):
+        members = tuple(ranked[:k])
+        options.append((members, _holdout_score(kind, [teachers[i] for i in members], targets)))
+    best_members, best = options[0]
+    for members, score in options[1:]:
+        if _key(kind, score) > _key(kind, best):  # strictly better: ties keep the simpler one
+            best_members, best = members, score
+    considered = [{"members": [names[i] for i in m], **s} for m, s in options]
+
+    def shown(s: Mapping[str, float]) -> str:
+        return ", ".join(f"{k} {v:.4g}" for k, v in s.items())
+
+    label = " + ".join(names[i] for i in best_members)
+    if _key(kind, best) <= _key(kind, inc):
+        return None, (
+            f"no teacher beats the incumbent on the training holdout: best {label} "
+            f"({shown(best)}) vs incumbent ({shown(inc)})"
+        )
+    choice = TeacherChoice(best_members, best, inc, considered)
+    return choice, f"{'ensemble' if choice.ensemble else 'teacher'} {label} ({shown(best)})"
+
+
+# ---------------------------------------------------------------------- students
+def smaller_params(params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Half the width of ``build_mlp``-style params (``width`` or ``widths``).
+
+    Args:
+        params: A version's params (transform keys such as ``quantization`` are dropped).
+
+    Returns:
+        The smaller params, or ``None`` when they are not ``build_mlp``-style or already
+        width 1 everywhere.
+    """
+    out = arch_params(params)
+    if "widths" in out and out["widths"] is not None:
+        widths = [int(w) for w in out["widths"]]
+        out["widths"] = [max(1, w // 2) for w in widths]
+        return out if out["widths"] != widths else None
+    if "width" in out:
+        width = int(out["width"])
+        out["width"] = max(1, width // 2)
+        return out if out["width"] != width else None
+    return None
+
+
+# ---------------------------------------------------------------------- teacher outputs
+@contextlib.contextmanager
+def _eval_mode(modules: Sequence[nn.Module]) -> Iterator[None]:
+    """Put ``modules`` in eval mode for a block, then restore every submodule's own flag."""
+    flags = [(m, m.training) for module in modules for m in module.modules()]
+    for module in modules:
+        module.eval()
+    try:
+        yield
+    finally:
+        for m, training in flags:
+            m.training = training
+
+
+@torch.no_grad()
+def _outputs(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` in batches; the caller holds eval mode. ``no_grad`` rather than
+    ``inference_mode``: these tensors later enter the student's autograd graph as targets."""
+    return torch.cat([module(x[i : i + _BATCH]) for i in range(0, len(x), _BATCH)])
+
+
+def _row_keys(x: torch.Tensor) -> list[bytes]:
+    """One exact key per input row: its bytes."""
+    rows = x.detach().cpu().contiguous().reshape(len(x), -1).numpy()  # (B, D)
+    return [r.tobytes() for r in rows]
+
+
+class _TeacherTargets:
+    """Teacher targets precomputed once over the training inputs, looked up by input bytes.
+
+    Why precompute rather than run the teacher on each batch: the teacher (or every member of an
+    ensemble) then runs once over the ``N`` training rows instead of once per epoch, and never
+    in the student's training loop. ``train_`` shuffles with its own generator and hands
+    ``loss_fn`` only the batch's inputs, so the batch is matched back by content: a teacher in
+    eval mode is a function of its input, so two identical rows (even with different labels)
+    rightly share one target. A row not seen here (a task whose training inputs change between
+    calls) is computed directly and counted as a miss.
+
+    Args:
+        x: The training inputs ``(N, ...)``.
+        compute: Inputs ``(B, ...)`` -> targets ``(B, C)`` (probabilities at ``T``) or ``(B, K)``.
+    """
+
+    def __init__(self, x: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self._compute = compute
+        self._table = compute(x)  # (N, C) or (N, K)
+        self._index = {key: i for i, key in enumerate(_row_keys(x))}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __call__(self, xb: torch.Tensor) -> torch.Tensor:
+        keys = _row_keys(xb)
+        idx = [self._index.get(k, -1) for k in keys]
+        missing = [j for j, i in enumerate(idx) if i < 0]
+        self.hits += len(idx) - len(missing)
+        self.misses += len(missing)
+        if not missing:
+            return self._table[torch.tensor(idx)]  # (B, C)
+        out = self._table.new_empty((len(xb), *self._table.shape[1:]))
+        found = [j for j, i in enumerate(idx) if i >= 0]
+        if found:
+            out[found] = self._table[torch.tensor([idx[j] for j in found])]
+        out[missing] = self._compute(xb[missing])
+        return out
+
+
+# ---------------------------------------------------------------------- the strategy
+@dataclass(frozen=True)
+class _Plan:
+    """Everything decided before training."""
+
+    settings: DistillSettings
+    config: TrainConfig
+    kind: str
+    fit: Split
+    choice: TeacherChoice
+    teachers: tuple[LoadedModel, ...]
+    student_params: dict[str, Any]
+    fresh: bool
+    skipped: list[dict[str, str]]
+
+
+def _unbuildable(task: Task, params: Mapping[str, Any]) -> str | None:
+    """Why ``task`` cannot build ``params`` (``None``: it can)."""
+    try:
+        with torch_seeded(0):  # a throwaway build must not draw from the caller's RNG
+            task.build(params)
+    except TaskError as exc:
+        return str(exc)
+    return None
+
+
+def _name(t: LoadedModel) -> str:
+    return f"{t.model.name} v{t.version.number}"
+
+
+class DistillStrategy(Strategy):
+    """Knowledge distillation from the best teacher (or ensemble) found on the training holdout.
+
+    Settings in ``context.params``: ``temperature`` (default 4), ``alpha`` (default 0.7),
+    ``student_params`` (a fresh, usually smaller, student) and the :class:`TrainConfig` fields
+    of :data:`TRAIN_KEYS`; epochs and seconds come from the budget, the seed from the context.
+    """
+
+    name = "distill"
+    family = "distillation"
+    needs_teachers = True
+
+    def config(self, context: StrategyContext, settings: DistillSettings) -> TrainConfig:
+        """The training config: budget epochs and seconds, context seed, user overrides.
+
+        Raises:
+            ConfigError: An override is out of range or of the wrong type.
+        """
+        base = TrainConfig(
+            epochs=context.budget.epochs,
+            max_seconds=max(context.remaining(), 0.01),
+            seed=context.seed,
+        )
+        try:
+            return replace(base, **settings.train)
+        except TypeError as exc:
+            raise ConfigError(f"bad distill training setting in {settings.train}: {exc}") from None
+
+    def applicable(self, incumbent: LoadedModel, context: StrategyContext) -> str | None:
+        """``None`` if a teacher beats the incumbent on the training holdout, else why not.
+
+        Raises:
+            ConfigError: ``context.params`` holds an unknown key or a bad value.
+        """
+        plan = self._plan(incumbent, context)
+        return plan if isinstance(plan, str) else None
+
+    def apply(self, incumbent: LoadedModel, context: StrategyContext) -> Candidate:
+        """Distil the chosen teacher(s) into a student; incumbent and teachers stay unchanged.
+
+        Args:
+            incumbent: The model to improve.
+            context: Task, objective, budget, seed, teachers and settings.
+
+        Returns:
+            The trained student, with ``origin`` ``teacher:<name> v<n>`` or
+            ``ensemble:<name> v<n>+...``.
+
+        Raises:
+            StrategyError: Not applicable (no teacher, none better, ...).
+            ConfigError: Bad settings.
+            DivergedError: Training produced NaN or infinite values.
+        """
+        t0 = time.perf_counter()
+        plan = self._plan(incumbent, context)
+        if isinstance(plan, str):
+            raise StrategyError(f"distill cannot run on {incumbent.model.name}: {plan}")
+        task, s = context.task, plan.settings
+        teachers = [t.module for t in plan.teachers]
+        temperature = float(s.temperature)
+
+        def teacher_targets(x: torch.Tensor) -> torch.Tensor:
+            with _eval_mode(teachers):
+                outs = [_outputs(m, x) for m in teachers]  # each (B, C) or (B, K)
+            if plan.kind == "classification":
+                return torch.stack([(o / temperature).softmax(dim=-1) for o in outs]).mean(dim=0)
+            return torch.stack(outs).mean(dim=0)
+
+        cache = _TeacherTargets(plan.fit.x, teacher_targets)
+
+        def loss_fn(out: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            return distillation_loss(
+                out, cache(xb), yb, kind=plan.kind, temperature=temperature, alpha=float(s.alpha)
+            )
+
+        if plan.fresh:
+            with torch_seeded(context.seed):
+                student = task.build(plan.student_params)
+        else:
+            student = copy.deepcopy(incumbent.module)
+        cfg = replace(plan.config, max_seconds=max(context.remaining(), 0.01))
+        result = train_(student, task, cfg, check=context.check_budget, loss_fn=loss_fn)
+        prefix = "ensemble" if plan.choice.ensemble else "teacher"
+        origin = f"{prefix}:{'+'.join(_name(t) for t in plan.teachers)}"
+        logger.info(
+            "distilled %s from %s: %d epochs, T=%g, alpha=%g",
+            incumbent.model.name,
+            origin,
+            result.epochs_run,
+            temperature,
+            s.alpha,
+        )
+        singles = {c["members"][0]: c for c in plan.choice.considered if len(c["members"]) == 1}
+        return Candidate(
+            module=student,
+            params=plan.student_params,
+            strategy=self.name,
+            origin=origin,
+            details={
+                "teachers": [
+                    {
+                        "model": t.model.name,
+                        "version": t.version.number,
+                        "holdout": {k: v for k, v in singles[_name(t)].items() if k != "members"},
+                    }
+                    for t in plan.teachers
+                ],
+                "ensemble": plan.choice.ensemble,
+                "teacher_holdout": plan.choice.score,
+                "incumbent_holdout": plan.choice.incumbent,
+                "considered": plan.choice.considered,
+                "skipped_teachers": plan.skipped,
+                "kind": plan.kind,
+                "loss": (
+                    "alpha*T^2*KL(softmax(z_t/T)||softmax(z_s/T)) + (1-alpha)*CE(y,z_s)"
+                    if plan.kind == "classification"
+                    else "alpha*MSE(student,teacher) + (1-alpha)*MSE(student,y)"
+                ),
+                "temperature": temperature if plan.kind == "classification" else None,
+                "alpha": float(s.alpha),
+                "student": "fresh_init" if plan.fresh else "warm_start",
+                "student_params": plan.student_params,
+                "teacher_cache": {
+                    "precomputed_rows": len(cache),
+                    "hits": cache.hits,
+                    "misses": cache.misses,
+                },
+                "config": cfg.to_dict(),
+                "epochs_run": result.epochs_run,
+                "best_epoch": result.best_epoch,
+                "stopped": result.stopped,
+                "best_holdout_loss": result.best_holdout_loss,
+            },
+            cost=Cost(epochs=result.epochs_run, seconds=time.perf_counter() - t0),
+        )
+
+    # ------------------------------------------------------------------ planning
+    def _plan(self, incumbent: LoadedModel, context: StrategyContext) -> _Plan | str:
+        """Settings, student and teacher, or the reason distillation cannot run."""
+        settings = DistillSettings.from_params(context.params)
+        cfg = self.config(context, settings)
+        task = context.task
+        kind = getattr(task, "kind", None)
+        if kind not in _KINDS:
+            return (
+                f"distill needs a classification or regression task, but task {task.name!r} "
+                f"has kind {kind!r}; build it with SupervisedTask.classification or .regression"
+            )
+        if not context.teachers:
+            return NO_TEACHER
+
+        student = self._student(incumbent, context, settings)
+        if isinstance(student, str):
+            return student
+        student_params, fresh = student
+
+        # The same seeded draw as train_'s first one: the student never fits these rows, and
+        # validation and test stay the judge's alone.
+        with torch_seeded(cfg.seed) as gen:
+            fit, holdout = _holdout_split(task.splits().train, cfg.holdout_fraction, gen)
+        with _eval_mode([incumbent.module]):
+            inc_out = _outputs(incumbent.module, holdout.x)  # (H, C) or (H, K)
+        usable: list[LoadedModel] = []
+        outs: list[torch.Tensor] = []
+        skipped: list[dict[str, str]] = []
+        for t in context.teachers:
+            why = self._unusable(t, task)
+            if why is None:
+                with _eval_mode([t.module]):
+                    out = _outputs(t.module, holdout.x)
+                if out.shape != inc_out.shape:
+                    why = f"outputs {tuple(out.shape)}, the incumbent {tuple(inc_out.shape)}"
+                elif not bool(torch.isfinite(out).all()):
+                    why = "NaN or infinite outputs on the holdout"
+            if why is not None:
+                logger.warning("teacher %s skipped: %s", _name(t), why)
+                skipped.append({"teacher": _name(t), "reason": why})
+                continue
+            usable.append(t)
+            outs.append(out)
+        if not usable:
+            listed = "; ".join(f"{s['teacher']}: {s['reason']}" for s in skipped)
+            return f"no usable teacher ({listed})"
+        choice, reason = choose_teacher(kind, holdout.y, inc_out, outs, [_name(t) for t in usable])
+        if choice is None:
+            return reason
+        logger.debug("distill %s: %s", incumbent.model.name, reason)
+        return _Plan(
+            settings=settings,
+            config=cfg,
+            kind=kind,
+            fit=fit,
+            choice=choice,
+            teachers=tuple(usable[i] for i in choice.members),
+            student_params=student_params,
+            fresh=fresh,
+            skipped=skipped,
+        )
+
+    @staticmethod
+    def _unusable(teacher: LoadedModel, task: Task) -> str | None:
+        if teacher.task.name != task.name:
+            return f"it belongs to task {teacher.task.name!r}, not {task.name!r}"
+        return None
+
+    @staticmethod
+    def _student(
+        incumbent: LoadedModel, context: StrategyContext, settings: DistillSettings
+    ) -> tuple[dict[str, Any], bool] | str:
+        """``(params, fresh)`` of the student, or why none can be made."""
+        if settings.student_params is not None:
+            return dict(settings.student_params), True
+        if context.objective in COMPRESSION_OBJECTIVES:
+            small = smaller_params(incumbent.version.params)
+            why = None if small is None else _unbuildable(context.task, small)
+            if small is None or why is not None:
+                return (
+                    f"cannot derive a smaller student from params {incumbent.version.params} "
+                    f"for {context.objective}{f' ({why})' if why else ''}; pass "
+                    "params={'student_params': {...}}"
+                )
+            return small, True
+        if quantization.is_quantized(incumbent.module):
+            return (
+                "the incumbent is quantized and cannot be trained; target latency_ms or "
+                "size_bytes (a smaller float student) or pass student_params"
+            )
+        return dict(incumbent.version.params), False
