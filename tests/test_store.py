@@ -108,3 +108,26 @@ def test_nan_statistics_are_stored_as_null(home: Path) -> None:
     e = store.add_experiment(model_id=None, strategy="train")
     store.update_experiment(e.id, statistics={"p_value": float("nan"), "after": 1.0})
     assert store.get_experiment(e.id).statistics == {"p_value": None, "after": 1.0}
+
+
+def test_older_schema_is_upgraded_in_place(home: Path) -> None:
+    Store(home=home).close()
+    db = home / "selfimprove.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE meta_learnings")
+        conn.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    store = Store(home=home)
+    assert store.schema_version() == SCHEMA_VERSION
+    store.upsert_meta_learning("k", "s", statement="x", count=1, successes=1, confidence=0.5)
+    again = store.upsert_meta_learning(
+        "k", "s", statement="y", count=2, successes=1, confidence=0.4
+    )
+    assert [m.statement for m in store.list_meta_learnings()] == ["y"] and again.count == 2
+
+
+def test_component_state_round_trips(home: Path) -> None:
+    store = Store(home=home)
+    assert store.load_state("hormones") is None
+    store.save_state("hormones", {"levels": {"dopamine": 0.7}})
+    store.save_state("hormones", {"levels": {"dopamine": 0.8}})
+    assert store.load_state("hormones") == {"levels": {"dopamine": 0.8}}

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 2  # 2: state, cycle_metrics
+SCHEMA_VERSION = 3  # 2: state, cycle_metrics; 3: meta_learnings
 
 
 class Base(DeclarativeBase):
@@ -146,3 +146,24 @@ class CycleMetricsRow(Base):
     memory_usage: Mapped[float] = mapped_column(Float)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON)
     timestamp: Mapped[datetime] = mapped_column(DateTime)
+
+
+class MetaLearningRow(Base):
+    """What the system has learnt about its own learning (seed 002's meta-learnings).
+
+    One row per (kind, subject): e.g. kind ``strategy_effect``, subject ``prune|optimisation|
+    image_classification``; the statement is readable, the counts and confidence are measured.
+    """
+
+    __tablename__ = "meta_learnings"
+    __table_args__ = (Index("ix_meta_learnings_kind_subject", "kind", "subject", unique=True),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(256))
+    statement: Mapped[str] = mapped_column(Text)
+    count: Mapped[int] = mapped_column(Integer)
+    successes: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[float] = mapped_column(Float)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)

@@ -39,6 +39,7 @@ from selfimprove.store._schema import (
     EventRow,
     ExperimentRow,
     MeasurementRow,
+    MetaLearningRow,
     MetaRow,
     ModelRow,
     StateRow,
@@ -51,6 +52,7 @@ from selfimprove.store.records import (
     ExperimentRecord,
     ExperimentStatus,
     MeasurementRecord,
+    MetaLearningRecord,
     ModelRecord,
     VersionRecord,
     VersionStatus,
@@ -718,3 +720,42 @@ class Store:
             rows = list(s.scalars(q))
             cols = [c.name for c in CycleMetricsRow.__table__.columns if c.name != "id"]
             return [{c: getattr(r, c) for c in cols} for r in reversed(rows)]
+
+    # ------------------------------------------------------------------ meta-learnings
+    def upsert_meta_learning(
+        self,
+        kind: str,
+        subject: str,
+        *,
+        statement: str,
+        count: int,
+        successes: int,
+        confidence: float,
+        evidence: dict[str, Any] | None = None,
+    ) -> MetaLearningRecord:
+        """Create or refresh the meta-learning for (``kind``, ``subject``)."""
+        now = utcnow()
+        with self.transaction() as s:
+            row = s.scalar(
+                select(MetaLearningRow).where(
+                    MetaLearningRow.kind == kind, MetaLearningRow.subject == subject
+                )
+            )
+            if row is None:
+                row = MetaLearningRow(kind=kind, subject=subject, created_at=now)
+                s.add(row)
+            row.statement, row.count, row.successes = statement, count, successes
+            row.confidence, row.evidence, row.updated_at = (
+                float(confidence),
+                clean_json(evidence or {}),
+                now,
+            )
+            s.flush()
+            return _to_record(MetaLearningRecord, row)
+
+    def list_meta_learnings(self, kind: str | None = None) -> list[MetaLearningRecord]:
+        with self.read() as s:
+            q = select(MetaLearningRow).order_by(MetaLearningRow.id)
+            if kind is not None:
+                q = q.where(MetaLearningRow.kind == kind)
+            return [_to_record(MetaLearningRecord, r) for r in s.scalars(q)]

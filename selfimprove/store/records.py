@@ -14,6 +14,7 @@ __all__ = [
     "ExperimentRecord",
     "ExperimentStatus",
     "MeasurementRecord",
+    "MetaLearningRecord",
     "ModelRecord",
     "VersionRecord",
     "VersionStatus",
@@ -145,3 +146,17 @@ class EventRecord:
     message: str
     payload: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class MetaLearningRecord:
+    id: int
+    kind: str
+    subject: str
+    statement: str
+    count: int
+    successes: int
+    confidence: float
+    evidence: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
