@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import logging
 import sys
 import warnings
 from collections.abc import Mapping
@@ -99,13 +100,22 @@ def _import_torchao() -> Any:
     Raises:
         StrategyError: torchao is not installed or fails to import (the exact error is kept).
     """
+    # torchao's import logs notices through torch's loggers (a pytree deprecation, missing
+    # optional kernels); they say nothing about our use, so they are held back to errors.
+    noisy = [logging.getLogger(n) for n in ("torch.utils._pytree", "torchao")]
+    levels = [lg.level for lg in noisy]
     try:
+        for lg in noisy:
+            lg.setLevel(logging.ERROR)
         return importlib.import_module(_TORCHAO_MODULE)
     except Exception as exc:  # ImportError, or anything torchao raises while importing
         raise StrategyError(
             f"engine 'torchao' is unavailable: {type(exc).__name__}: {exc}; install the "
             "optional extra (pip install 'selfimprove[quant]') or use engine 'torch.ao'."
         ) from None
+    finally:
+        for lg, level in zip(noisy, levels, strict=True):
+            lg.setLevel(level)
 
 
 def _loaded_int8_tensor_type() -> type | None:

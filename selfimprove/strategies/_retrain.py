@@ -6,11 +6,11 @@ candidate has the incumbent's architecture params and none of its weights.
 
 from __future__ import annotations
 
-from selfimprove.modules import build_module
+from selfimprove.modules import arch_params, build_module
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, StrategyContext
-from selfimprove.strategies._train import TrainStrategy
+from selfimprove.strategies._train import DATA_OBJECTIVES_ONLY, TrainStrategy
 from selfimprove.training import train_
 
 __all__ = ["RetrainStrategy"]
@@ -25,14 +25,22 @@ class RetrainStrategy(TrainStrategy):
     name = "retrain"
     family = "training"
 
+    def applicable(self, incumbent: LoadedModel, context: StrategyContext) -> str | None:
+        # Unlike ``train``, a quantized incumbent is fine: the candidate is a fresh float model
+        # of the same architecture (the way back from int8 when accuracy matters again).
+        if context.objective in ("latency_ms", "size_bytes", "parameters"):
+            return DATA_OBJECTIVES_ONLY.format(objective=context.objective)
+        return None
+
     def apply(self, incumbent: LoadedModel, context: StrategyContext) -> Candidate:
+        params = arch_params(incumbent.version.params)
         with torch_seeded(context.seed):
-            module = build_module(context.task, incumbent.version.params)
+            module = build_module(context.task, params)
         cfg = self.config(context)
         result = train_(module, context.task, cfg, check=context.check_budget)
         return Candidate(
             module=module,
-            params=dict(incumbent.version.params),
+            params=params,
             strategy=self.name,
             origin="fresh_init",
             details={

@@ -124,3 +124,19 @@ def test_epoch_overrun_is_a_failed_experiment(improver: SelfImprover) -> None:
     _register(improver)
     out = improver.loop.improve("wine", cycle=1, strategy=_EpochHog(), budget=Budget(3, 10))
     assert out.status == "failed" and "4 epochs, over its budget of 3" in out.reason
+
+
+def test_retrain_leads_back_from_a_quantized_incumbent(improver: SelfImprover) -> None:
+    from selfimprove.strategies import QuantizeStrategy
+
+    _register(improver, lr=1e-3, epochs=30)
+    q = improver.improve("wine", "quantize", objective="size_bytes")
+    if q.decision is not Decision.PROMOTE:
+        pytest.skip(f"quantize was not promoted here: {q.reason}")
+    assert "quantization" in improver.registry.incumbent("wine").params
+    assert improver.improve("wine", "train").status == "not_applicable"
+    out = improver.improve("wine", "retrain", budget=Budget(epochs=60, seconds=30))
+    assert out.status == "completed"
+    v = improver.registry.version("wine", improver.registry.versions("wine")[-1].number)
+    assert "quantization" not in v.params and v.origin == "fresh_init"
+    assert isinstance(get_strategy("quantize"), QuantizeStrategy)
