@@ -405,6 +405,10 @@ def rollback(
 @_handle_errors
 def export(
     fmt: Annotated[str, typer.Option("--format", "-f", help="json or csv.")] = "json",
+    table: Annotated[
+        str,
+        typer.Option("--table", help="For csv: experiments, measurements or cycle_metrics."),
+    ] = "experiments",
     out_path: Annotated[
         Path | None, typer.Option("--out", "-o", help="File to write (default: stdout).")
     ] = None,
@@ -417,7 +421,7 @@ def export(
     if fmt not in EXPORT_FORMATS:
         raise SelfImproveError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}.")
     with SelfImprover(home) as si:
-        text = si.export(fmt)
+        text = si.export(fmt, table=table)
     if out_path is None:
         sys.stdout.write(text)
         return

@@ -36,7 +36,7 @@ from selfimprove.strategies import Budget
 from selfimprove.tasks import BUILTIN_TASKS, Task, resolve_task
 from selfimprove.training import TrainConfig, train_
 
-__all__ = ["EXPORT_FORMATS", "SelfImprover"]
+__all__ = ["CSV_TABLES", "EXPORT_FORMATS", "SelfImprover"]
 
 logger = logging.getLogger(__name__)
 
@@ -225,14 +225,28 @@ class SelfImprover:
         model_id = self.store.get_model(model).id if model else None
         return self.store.list_experiments(model_id=model_id, limit=limit, newest_first=True)
 
-    def export(self, fmt: str = "json") -> str:
-        """Everything in the ledger as JSON, or the experiments as CSV."""
+    def export(self, fmt: str = "json", *, table: str = "experiments") -> str:
+        """Everything in the ledger as JSON, or one table as CSV.
+
+        Args:
+            fmt: ``"json"`` (everything) or ``"csv"`` (one table).
+            table: For CSV: ``experiments``, ``measurements`` or ``cycle_metrics``.
+        """
         if fmt not in EXPORT_FORMATS:
             raise ConfigError(f"export format must be one of {EXPORT_FORMATS}, but got {fmt!r}.")
+        if table not in CSV_TABLES:
+            raise ConfigError(f"export table must be one of {CSV_TABLES}, but got {table!r}.")
         names = {m.id: m.name for m in self.store.list_models()}
         experiments = self.store.list_experiments()
         if fmt == "csv":
-            return _experiments_csv(experiments, names)
+            if table == "experiments":
+                return _experiments_csv(experiments, names)
+            rows = (
+                [_plain(x) for x in self.store.list_measurements()]
+                if table == "measurements"
+                else [_plain_row(r) for r in self.store.list_cycle_metrics()]
+            )
+            return _rows_csv(rows)
         data = {
             "format": "selfimprove-export/1",
             "schema_version": SCHEMA_VERSION,
@@ -250,8 +264,35 @@ class SelfImprover:
                 {**_plain(e), "model": names.get(e.model_id or -1)} for e in experiments
             ],
             "events": [_plain(e) for e in reversed(self.store.list_events())],
+            "cycle_metrics": [
+                _plain_row(r)
+                for r in self.store.list_cycle_metrics(limit=self.config.improvement_history_size)
+            ],
+            "meta_learnings": [_plain(m) for m in self.store.list_meta_learnings()],
+            "brain_state": {
+                key: self.store.load_state(key) for key in ("hormones", "triggers", "bandit")
+            },
         }
         return json.dumps(clean_json(data), indent=2, default=str)
+
+
+CSV_TABLES = ("experiments", "measurements", "cycle_metrics")
+
+
+def _plain_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() + "Z" if hasattr(v, "isoformat") else v for k, v in row.items()}
+
+
+def _rows_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()}
+            )
+    return buf.getvalue()
 
 
 def _plain(record: Any) -> dict[str, Any]:

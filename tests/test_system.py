@@ -275,3 +275,23 @@ def test_brain_state_survives_a_restart(tmp_path: Path) -> None:
     status = again.status_sync()
     assert status["iteration"] == 1 and "hormones" in status and "triggers" in status
     again.close()
+
+
+def test_export_has_everything_and_caps_history(tmp_path: Path) -> None:
+    import csv
+    import io
+    import json
+
+    s = _system(tmp_path, improvement_history_size=1, train_epochs=2)
+    _add_wine(s, "wine", epochs=1)
+    s.run_cycle_sync()
+    s.run_cycle_sync()
+    data = json.loads(s.improver.export("json"))
+    assert len(data["cycle_metrics"]) == 1 and data["cycle_metrics"][0]["iteration"] == 2
+    assert set(data["brain_state"]) == {"hormones", "triggers", "bandit"}
+    rows = list(csv.DictReader(io.StringIO(s.improver.export("csv", table="cycle_metrics"))))
+    assert [int(r["iteration"]) for r in rows] == [1, 2]
+    assert json.loads(rows[0]["hormone_levels"])["dopamine"] >= 0
+    with pytest.raises(ConfigError, match="export table"):
+        s.improver.export("csv", table="nope")
+    s.close()
