@@ -432,6 +432,96 @@ def export(
     err.print(f"wrote {out_path}")
 
 
+@app.command()
+@_handle_errors
+def dashboard(
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path(
+        "selfimprove-dashboard.html"
+    ),
+    home: HomeOpt = None,
+) -> None:
+    """Write the dashboard: one self-contained HTML page (no network needed to view it).
+
+    Example: selfimprove dashboard --out dashboard.html
+    """
+    from selfimprove.report.dashboard import render_dashboard
+
+    with SelfImprover(home) as si, err.status("rendering the dashboard…"):
+        page = render_dashboard(si)
+    try:
+        out_file.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise SelfImproveError(f"cannot write {out_file}: {exc.strerror}") from None
+    err.print(f"wrote {out_file} ({len(page) / 2**20:.1f} MiB)")
+
+
+@app.command()
+@_handle_errors
+def serve(
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8765,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    home: HomeOpt = None,
+) -> None:
+    """Serve the dashboard live and read-only (rendered afresh on every request).
+
+    Example: selfimprove serve --port 8765
+    """
+    from selfimprove.report.server import serve_dashboard
+
+    err.print(f"serving the dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
+    try:
+        serve_dashboard(home, host=host, port=port)
+    except OSError as exc:
+        raise SelfImproveError(
+            f"cannot serve on {host}:{port} ({exc.strerror}); pick another --port."
+        ) from None
+
+
+@app.command()
+@_handle_errors
+def mcp(
+    transport: Annotated[
+        str, typer.Option("--transport", help="stdio or streamable-http.")
+    ] = "stdio",
+    port: Annotated[int, typer.Option("--port", help="Port for streamable-http.")] = 8766,
+    host: Annotated[str, typer.Option("--host", help="Interface for streamable-http.")] = (
+        "127.0.0.1"
+    ),
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Serve only the tools that read.")
+    ] = False,
+    allow_code_approval: Annotated[
+        bool,
+        typer.Option("--allow-code-approval", help="Also serve code-improvement approval tools."),
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Base seed.")] = 0,
+    home: HomeOpt = None,
+) -> None:
+    """Serve the system to an AI assistant over MCP (stdio by default).
+
+    Example: selfimprove mcp --home ./.selfimprove --read-only
+    """
+    from selfimprove.integration import SelfImprovementIntegration
+    from selfimprove.mcp_server import build_server
+
+    if transport not in ("stdio", "streamable-http"):
+        raise SelfImproveError(
+            f"--transport must be 'stdio' or 'streamable-http', not {transport!r}."
+        )
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, force=True)
+    integration = SelfImprovementIntegration(
+        config=SelfImprovementConfig(auto_start=False),
+        home=home,
+        seed=seed,
+        read_only=read_only,
+    )
+    server = build_server(integration, read_only=read_only, allow_code_approval=allow_code_approval)
+    if transport == "stdio":
+        server.run("stdio")
+    else:
+        server.run("streamable-http", host=host, port=port)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -52,10 +52,10 @@ from selfimprove.planning import (
     find_weaknesses,
     severity_level,
 )
-from selfimprove.store import Decision, ExperimentStatus, VersionRecord, utcnow
+from selfimprove.store import Decision, ExperimentStatus, Store, VersionRecord, utcnow
 from selfimprove.strategies import STRATEGIES, Budget
 
-__all__ = ["SelfImprovementMetrics", "SelfImprovingNeuralSystem"]
+__all__ = ["SelfImprovementMetrics", "SelfImprovingNeuralSystem", "health_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -268,6 +268,47 @@ class SelfImprovingNeuralSystem:
         env = await asyncio.to_thread(self.brain_state.environment)
         return self.plan(observations, env)
 
+    def custom_task(
+        self,
+        model_id: str,
+        improvement_type: str = "training",
+        priority: float = 1.0,
+        *,
+        strategy: str | None = None,
+        objective: str | None = None,
+    ) -> ModelImprovementTask:
+        """A user's task, validated but not queued (see :meth:`add_custom_improvement_task`)."""
+        model = self.store.get_model(model_id)
+        if not priority > 0:
+            raise ConfigError(f"priority must be > 0, but got {priority=}.")
+        if improvement_type in STRATEGIES and strategy is None:
+            strategy, kind = improvement_type, STRATEGIES[improvement_type].family
+        elif improvement_type in KINDS:
+            kind = improvement_type
+        else:
+            raise ConfigError(
+                f"unknown improvement_type {improvement_type!r}; use one of {KINDS} "
+                f"or a strategy ({', '.join(STRATEGIES)})."
+            )
+        if strategy is None:
+            arms = self._strategies_for(kind)
+            strategy, _ = self.bandit.choose((kind, model.family), arms)
+        elif strategy not in STRATEGIES:
+            raise NotFoundError(
+                f"unknown strategy {strategy!r}; available: {', '.join(sorted(STRATEGIES))}."
+            )
+        if objective is None:
+            objective = STRATEGIES[strategy].default_objective or ""
+        return ModelImprovementTask(
+            model_id=model_id,
+            kind=kind,
+            strategy=strategy,
+            objective=objective,
+            priority=float(priority),
+            reason="added by the user",
+            custom=True,
+        )
+
     async def add_custom_improvement_task(
         self,
         model_id: str,
@@ -292,35 +333,8 @@ class SelfImprovingNeuralSystem:
             ConfigError: Unknown kind, or a non-positive priority.
         """
         self._touch()
-        model = self.store.get_model(model_id)
-        if not priority > 0:
-            raise ConfigError(f"priority must be > 0, but got {priority=}.")
-        if improvement_type in STRATEGIES and strategy is None:
-            strategy, kind = improvement_type, STRATEGIES[improvement_type].family
-        elif improvement_type in KINDS:
-            kind = improvement_type
-        else:
-            raise ConfigError(
-                f"unknown improvement_type {improvement_type!r}; use one of {KINDS} "
-                f"or a strategy ({', '.join(STRATEGIES)})."
-            )
-        if strategy is None:
-            arms = self._strategies_for(kind)
-            strategy, _ = self.bandit.choose((kind, model.family), arms)
-        elif strategy not in STRATEGIES:
-            raise NotFoundError(
-                f"unknown strategy {strategy!r}; available: {', '.join(sorted(STRATEGIES))}."
-            )
-        if objective is None:
-            objective = STRATEGIES[strategy].default_objective or ""
-        task = ModelImprovementTask(
-            model_id=model_id,
-            kind=kind,
-            strategy=strategy,
-            objective=objective,
-            priority=float(priority),
-            reason="added by the user",
-            custom=True,
+        task = self.custom_task(
+            model_id, improvement_type, priority, strategy=strategy, objective=objective
         )
         self._custom = [t for t in self._custom if t.model_id != model_id] + [task]
         return task
@@ -563,32 +577,8 @@ class SelfImprovingNeuralSystem:
 
     # ------------------------------------------------------------------ reports
     def health_report(self) -> dict[str, Any]:
-        """Health from measured records (formulas in ``docs/architecture.md``)."""
-        recent = [
-            e
-            for e in self.store.list_experiments(newest_first=True, limit=HEALTH_WINDOW)
-            if e.status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED)
-        ]
-        gains = []
-        for e in recent:
-            rel = e.statistics.get("relative_improvement") if e.decision is Decision.PROMOTE else 0
-            gains.append(float(rel) if rel is not None and math.isfinite(rel) else 0.0)
-        efficiency = sum(gains) / len(gains) if gains else 0.0
-        failed = sum(e.status is ExperimentStatus.FAILED for e in recent)
-        stability = 1.0 - failed / len(recent) if recent else 1.0
-        metrics = self.store.list_cycle_metrics(limit=HEALTH_WINDOW)
-        learning = sum(m["total_improvement"] for m in metrics) / len(metrics) if metrics else 0.0
-        overall = (
-            0.4 * min(1.0, efficiency / 0.1) + 0.4 * stability + 0.2 * min(1.0, learning / 0.1)
-        )
-        return {
-            "overall_health": overall,
-            "improvement_efficiency": efficiency,
-            "system_stability": stability,
-            "learning_rate": learning,
-            "window": len(recent),
-            "cycles_considered": len(metrics),
-        }
+        """Health from measured records (see :func:`health_report`)."""
+        return health_report(self.store)
 
     def _health_safe(self) -> dict[str, Any]:
         return self.health_report()
@@ -637,6 +627,38 @@ class SelfImprovingNeuralSystem:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def health_report(store: Store) -> dict[str, Any]:
+    """Health from measured records (formulas in ``docs/architecture.md``).
+
+    Over the last ``HEALTH_WINDOW`` finished experiments and cycles: efficiency = mean realised
+    gain per experiment; stability = 1 - failed/finished; learning rate = mean total gain per
+    cycle; overall = 0.4 min(1, efficiency/0.1) + 0.4 stability + 0.2 min(1, learning/0.1).
+    """
+    recent = [
+        e
+        for e in store.list_experiments(newest_first=True, limit=HEALTH_WINDOW)
+        if e.status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED)
+    ]
+    gains = []
+    for e in recent:
+        rel = e.statistics.get("relative_improvement") if e.decision is Decision.PROMOTE else 0
+        gains.append(float(rel) if rel is not None and math.isfinite(rel) else 0.0)
+    efficiency = sum(gains) / len(gains) if gains else 0.0
+    failed = sum(e.status is ExperimentStatus.FAILED for e in recent)
+    stability = 1.0 - failed / len(recent) if recent else 1.0
+    metrics = store.list_cycle_metrics(limit=HEALTH_WINDOW)
+    learning = sum(m["total_improvement"] for m in metrics) / len(metrics) if metrics else 0.0
+    overall = 0.4 * min(1.0, efficiency / 0.1) + 0.4 * stability + 0.2 * min(1.0, learning / 0.1)
+    return {
+        "overall_health": overall,
+        "improvement_efficiency": efficiency,
+        "system_stability": stability,
+        "learning_rate": learning,
+        "window": len(recent),
+        "cycles_considered": len(metrics),
+    }
 
 
 def _run_sync(fn: Callable[[], Any]) -> Any:
