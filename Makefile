@@ -7,6 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.stamp-run
 DEV_STAMP := $(VENV)/.stamp-dev
+CHROMIUM_STAMP := $(VENV)/.stamp-chromium
 ARGS ?=
 
 .PHONY: run test lint clean-venv
@@ -24,10 +25,23 @@ $(DEV_STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[all,dev]"
 	touch $@
 
+# Browser tests need Debian's chromium; install it where we can (root + apt-get), else the
+# tests that need it are skipped with a visible reason.
+$(CHROMIUM_STAMP): | $(BIN)/python
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	      || echo "chromium could not be installed: browser tests will be skipped"; \
+	  else \
+	    echo "chromium is not installed (needs root and apt-get): browser tests will be skipped"; \
+	  fi; \
+	fi
+	touch $@
+
 run: $(RUN_STAMP)
 	$(BIN)/selfimprove run $(ARGS)
 
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) $(CHROMIUM_STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
 
 lint: $(DEV_STAMP)

@@ -1,0 +1,108 @@
+"""The dashboard page: content from the store, and a real headless chromium rendering it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from selfimprove.config import SelfImprovementConfig
+from selfimprove.improver import SelfImprover
+from selfimprove.report.dashboard import render_dashboard
+from selfimprove.report.server import make_server
+from selfimprove.system import SelfImprovingNeuralSystem
+from selfimprove.training import TrainConfig, train_
+from tests.conftest import wine_task
+from tests.surfaces.browser import chromium, png_colour_count, serve_and_render
+
+
+@pytest.fixture(scope="module")
+def busy_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with two system cycles, a promotion and a rollback."""
+    home = tmp_path_factory.mktemp("dash")
+    cfg = SelfImprovementConfig(train_epochs=10, train_seconds=20.0, auto_start=False)
+    with SelfImprovingNeuralSystem(home=home, config=cfg, seed=0) as s:
+        task = wine_task()
+        torch.manual_seed(0)
+        m = task.build({"width": 16, "depth": 1})
+        train_(m, task, TrainConfig(epochs=1, lr=1e-3, seed=0))
+        s.improver.register_model("wine", task, m, {"width": 16, "depth": 1})
+        asyncio.run(s.add_custom_improvement_task("wine", "train"))
+        s.run_cycle_sync()
+        s.run_cycle_sync()
+        if s.improver.registry.incumbent("wine").number > 1:
+            s.improver.rollback("wine")
+    return home
+
+
+def test_page_is_self_contained_and_has_every_section(busy_home: Path) -> None:
+    with SelfImprover(busy_home) as si:
+        page = render_dashboard(si)
+    assert page.startswith("<!DOCTYPE html>")
+    head, _, rest = page.partition("</script></head>")  # plotly.js is inlined in the head
+    assert "<script src" not in head and "<link rel=stylesheet" not in head
+    assert "http://" not in rest and "https://" not in rest  # the body references nothing
+    for heading in (
+        "Health",
+        "Metric trajectories",
+        "Hormones",
+        "Genetic triggers",
+        "Strategy effectiveness",
+        "Experiments",
+        "Engine",
+    ):
+        assert f"<h2>{heading}" in page
+    assert "wine \\u2014 accuracy" in rest and "accuracy (validation)" in rest
+
+
+@pytest.mark.skipif(
+    chromium() is None,
+    reason="Debian chromium is not installed "
+    "(make test installs it where it can: root and apt-get)",
+)
+def test_dashboard_renders_in_headless_chromium(busy_home: Path, tmp_path: Path) -> None:
+    with SelfImprover(busy_home) as si:
+        page = render_dashboard(si).encode()
+    run = serve_and_render(lambda: page, tmp_path)
+    page_requests = run.page_requests()
+    assert page_requests and all(r.endswith("/") and "127.0.0.1" in r for r in page_requests), (
+        page_requests  # the page itself and nothing else: no network
+    )
+    errors = [c for c in run.console if "error" in c.lower() or "uncaught" in c.lower()]
+    assert errors == []
+    assert run.dom.count('class="main-svg"') >= 4  # plotly drew the charts
+    assert run.screenshot is not None and png_colour_count(run.screenshot) > 20
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_live_server_serves_the_page_read_only(busy_home: Path) -> None:
+    port = _free_port()
+    server = make_server(busy_home, port=port)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).read()
+        assert b"selfimprove dashboard" in body
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(
+                urllib.request.Request(f"http://127.0.0.1:{port}/", data=b"x", method="POST"),
+                timeout=10,
+            )
+        assert e.value.code == 405
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/secret", timeout=10)
+        assert e.value.code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
