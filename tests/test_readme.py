@@ -25,3 +25,14 @@ def test_readme_python_example_runs(
 def test_readme_starts_with_the_two_commands() -> None:
     head = README.read_text().split("\n## ")[0]
     assert "make run" in head and "make test" in head
+
+
+def test_readme_async_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) >= 2
+    monkeypatch.chdir(tmp_path)
+    exec(compile(blocks[1], "README.md", "exec"), {"__name__": "readme"})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[0] in ("promote", "reject") and 0 <= float(out[1]) <= 1
