@@ -46,9 +46,21 @@ def assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) ->
 def ran_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home after a short real run of the built-in default."""
     home = tmp_path_factory.mktemp("cli") / "home"
-    proc = cli("run", "--home", str(home), "--cycles", "2", "--epochs", "15")
+    proc = cli(
+        "run",
+        "--home",
+        str(home),
+        "--cycles",
+        "2",
+        "--epochs",
+        "15",
+        "-m",
+        "pattern_recognition",
+        "-m",
+        "neural_sort",
+    )
     assert proc.returncode == 0, proc.stderr
-    assert "registered pattern_recognition, neural_sort" in proc.stderr
+    assert "registered pattern_recognition, neural_sort, hormone_response" in proc.stderr
     for word in ("pattern_recognition", "neural_sort", "validation", "test", "promoted"):
         assert word in proc.stdout
     return home
@@ -64,9 +76,15 @@ def _snapshot(home: Path) -> str:
 
 def test_status_models_history_export(ran_home: Path) -> None:
     status = json.loads(cli("status", "--home", str(ran_home), "--json").stdout)
-    assert status["models"] == 2 and status["experiments"] == 4 and status["last_cycle"] == 2
+    assert status["models"] == 5 and status["experiments"] == 4 and status["last_cycle"] == 2
     models = json.loads(cli("models", "--home", str(ran_home), "--json").stdout)
-    assert {m["name"] for m in models} == {"pattern_recognition", "neural_sort"}
+    assert {m["name"] for m in models} == {
+        "pattern_recognition",
+        "neural_sort",
+        "hormone_response",
+        "trigger_activation",
+        "memory_consolidation",
+    }
     hist = json.loads(
         cli("history", "pattern_recognition", "--home", str(ran_home), "--json").stdout
     )
@@ -146,7 +164,20 @@ def test_corrupted_checkpoint_is_reported_and_model_left_alone(
     inc = models["neural_sort"]["incumbent"]
     ckpt = home / "models" / "neural_sort" / f"v{inc}" / "model.safetensors"
     ckpt.write_bytes(ckpt.read_bytes()[: len(ckpt.read_bytes()) // 2])
-    proc = cli("run", "--home", str(home), "--cycles", "1", "--epochs", "5", "--json")
+    proc = cli(
+        "run",
+        "--home",
+        str(home),
+        "--cycles",
+        "1",
+        "--epochs",
+        "5",
+        "--json",
+        "-m",
+        "pattern_recognition",
+        "-m",
+        "neural_sort",
+    )
     assert proc.returncode == 0, proc.stderr
     outcomes = {o["model"]: o for o in json.loads(proc.stdout)}
     assert outcomes["neural_sort"]["status"] == "skipped"

@@ -31,6 +31,7 @@ from selfimprove.tasks._space import (
     Param,
     SearchSpace,
 )
+from selfimprove.tasks.alternatives import ALTERNATIVE_TASKS
 from selfimprove.tasks.builtin import neural_sort, pattern_recognition
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
 BUILTIN_TASKS: dict[str, Callable[[], Task]] = {
     "pattern_recognition": pattern_recognition,
     "neural_sort": neural_sort,
+    **ALTERNATIVE_TASKS,  # hormone_response, trigger_activation, memory_consolidation
 }
 
 _registered: dict[str, Task] = {}
