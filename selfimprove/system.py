@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import psutil
 from torch import nn
 
@@ -37,12 +38,26 @@ from selfimprove.brain.hormones import HormoneEvent, HormoneSystemController
 from selfimprove.brain.state import BrainStateAggregator
 from selfimprove.brain.triggers import GeneticTriggerSystem
 from selfimprove.config import SelfImprovementConfig
-from selfimprove.errors import CheckpointError, ConfigError, NotFoundError
+from selfimprove.errors import (
+    CheckpointError,
+    ConfigError,
+    NotFoundError,
+    SelfImproveError,
+    TaskError,
+)
 from selfimprove.evaluation import Evaluation
 from selfimprove.executors import Executor, LocalExecutor
 from selfimprove.improver import SelfImprover
 from selfimprove.loop import ExperimentOutcome
 from selfimprove.meta.bandit import StrategyBandit
+from selfimprove.meta.gain_model import (
+    GAIN_MODEL_NAME,
+    GainPredictor,
+    compare_with_bandit,
+    encode_features,
+    register_gain_model,
+)
+from selfimprove.meta.insights import record_comparison, update_insights
 from selfimprove.planning import (
     KINDS,
     ModelImprovementTask,
@@ -148,6 +163,12 @@ class SelfImprovingNeuralSystem:
         self.improvement_history: collections.deque[dict[str, Any]] = collections.deque(
             maxlen=self.config.improvement_history_size
         )
+        self.priority_source = "bandit"
+        self.gain_comparison: dict[str, Any] | None = None
+        self._gain_predictor: GainPredictor | None = None
+        self._strategy_seconds: dict[str, float] = {}
+        if self.store.find_model(GAIN_MODEL_NAME) is not None:
+            self._refresh_gain_model(register=True)
         self._custom: list[ModelImprovementTask] = []
         self.last_tasks: list[ModelImprovementTask] = []
         self.last_outcomes: list[ExperimentOutcome] = []
@@ -224,6 +245,8 @@ class SelfImprovingNeuralSystem:
             self.genetic_system.boost(family, env) if self.config.genetic_enhanced else (1.0, [])
         )
         est = self.bandit.estimates(context).get(strategy, {}).get("mean", 0.0)
+        if self.priority_source == "gain_model" and self._gain_predictor is not None:
+            est = self._predicted_reward(w, obs, strategy)
         expected = 1.0 + 10.0 * max(0.0, est)
         return ModelImprovementTask(
             model_id=obs.model,
@@ -446,8 +469,70 @@ class SelfImprovingNeuralSystem:
                 ],
             },
         )
+        self._learn_about_learning(cycle)
+        if self.hormone_integration is not None and any(
+            o.promoted and o.model == "hormone_response" for o in outcomes
+        ):
+            refresh = getattr(
+                getattr(self.hormone_integration, "alternative", None), "refresh", None
+            )
+            if callable(refresh):
+                await asyncio.to_thread(refresh)
         self._save_brain()
         return metrics
+
+    # ------------------------------------------------------------------ meta-learning
+    def _learn_about_learning(self, cycle: int) -> None:
+        """Insights every cycle; the gain model rebuilt every ``EVOLVE_EVERY`` cycles and
+        compared with the bandit on held-out experiments (it decides priority only when it is
+        significantly better)."""
+        try:
+            update_insights(self.store)
+            if cycle % EVOLVE_EVERY == 0:
+                self._refresh_gain_model(register=True)
+            elif self._gain_predictor is not None:
+                self._refresh_gain_model(register=False)
+        except SelfImproveError as exc:  # learning about learning must never stop the loop
+            logger.warning("meta-learning skipped this cycle: %s", exc)
+
+    def _refresh_gain_model(self, *, register: bool) -> None:
+        if register:
+            try:
+                register_gain_model(self.improver, self.store, seed=self.seed)
+            except TaskError as exc:  # too little history yet
+                logger.debug("gain model not (re)built: %s", exc)
+                return
+        self._gain_predictor = GainPredictor.from_registry(self.improver.registry)
+        secs: dict[str, list[float]] = collections.defaultdict(list)
+        for e in self.store.list_experiments(status=ExperimentStatus.COMPLETED):
+            if e.compute.get("seconds") is not None:
+                secs[e.strategy].append(float(e.compute["seconds"]))
+        self._strategy_seconds = {k: float(np.median(v)) for k, v in secs.items()}
+        result = compare_with_bandit(
+            self.store, self._gain_predictor, self.bandit, alpha=self.config.alpha
+        )
+        record_comparison(self.store, result)
+        self.gain_comparison = result
+        self.priority_source = str(result["decides"])
+
+    def _predicted_reward(self, w: Weakness, obs: Observation, strategy: str) -> float:
+        """The gain model's expected reward (gain per compute second) for a planned task."""
+        assert self._gain_predictor is not None
+        inc = self.improver.registry.incumbent(obs.model)
+        gap = obs.primary.gap(obs.value) if obs.primary.target is not None else math.nan
+        features = encode_features(
+            strategy=strategy,
+            kind=w.kind,
+            family=obs.family,
+            parameters=float(inc.metrics.get("parameters") or math.nan),
+            gap=gap,
+            epochs=float(self._budget().epochs),
+            objective=w.objective,
+        )
+        gain = self._gain_predictor.predict(features)
+        # Seconds it will take: the median of this strategy's past experiments.
+        seconds = self._strategy_seconds.get(strategy, self.config.train_seconds)
+        return gain / max(seconds, MIN_REWARD_SECONDS)
 
     def _learn(
         self, task: ModelImprovementTask, outcome: ExperimentOutcome
@@ -592,10 +677,15 @@ class SelfImprovingNeuralSystem:
             "enabled": self.config.enabled,
             "iteration": self.iteration,
             "total_improvements": self.total_improvements,
-            "priority_source": "bandit",
-            "hormone_integration": type(self.hormone_integration).__name__
-            if self.hormone_integration is not None
-            else None,
+            "priority_source": self.priority_source,
+            "gain_model_vs_bandit": self.gain_comparison,
+            "hormone_integration": (
+                self.hormone_integration.summary()
+                if hasattr(self.hormone_integration, "summary")
+                else type(self.hormone_integration).__name__
+                if self.hormone_integration is not None
+                else None
+            ),
             "bandit": {
                 f"{k}/{f}": self.bandit.estimates((k, f)) for k, f in self.bandit.contexts()
             },

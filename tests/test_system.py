@@ -295,3 +295,36 @@ def test_export_has_everything_and_caps_history(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="export table"):
         s.improver.export("csv", table="nope")
     s.close()
+
+
+def test_gain_model_takes_over_priority_when_it_beats_the_bandit(tmp_path: Path) -> None:
+    from selfimprove.meta.gain_model import register_gain_model
+    from selfimprove.strategies import Budget
+    from tests.meta.test_gain_model import _synthetic_history
+
+    s = _system(tmp_path)
+    assert s.priority_source == "bandit" and s.status_sync()["priority_source"] == "bandit"
+    _synthetic_history(s.store, 60, seed=0, by="size")
+    name = register_gain_model(s.improver, s.store, seed=0)
+    out = s.improver.improve(
+        name,
+        "train",
+        budget=Budget(epochs=300, seconds=30.0),
+        params={"lr": 1e-2, "patience": 0, "schedule": "constant"},
+    )
+    assert out.decision is Decision.PROMOTE, out.reason
+    s.close()
+    again = _system(tmp_path)  # a new process: the task is rebuilt from the history
+    assert again.priority_source == "gain_model", again.gain_comparison
+    assert again.gain_comparison["p_value"] < 0.05  # type: ignore[index]
+    acc = Objective("accuracy", Direction.MAXIMIZE, target=0.95, ideal=1.0)
+    big = Observation("large", "synthetic_task", "tabular", acc, 0.8, 1.0, 1)
+    small = Observation("small", "synthetic_task", "tabular", acc, 0.8, 1.0, 1)
+    tasks = {t.model_id: t for t in again.plan({"large": big, "small": small}, {})}
+    assert tasks["large"].expected_gain > tasks["small"].expected_gain  # the size it learnt
+    assert again.status_sync()["priority_source"] == "gain_model"
+    assert (
+        again.store.list_meta_learnings(kind="gain_model_vs_bandit")
+        or again.store.list_meta_learnings()
+    )
+    again.close()
