@@ -38,7 +38,7 @@ def test_cycles_improve_the_builtin_models(tmp_path: Path) -> None:
     s = _system(tmp_path)
     s.improver.ensure_builtin_models()
     first = s.improver.registry.incumbent("pattern_recognition").metrics["validation_accuracy"]
-    metrics = [s.run_cycle_sync() for _ in range(2)]
+    metrics = [s.run_cycle_sync(["pattern_recognition", "neural_sort"]) for _ in range(2)]
     assert [m.iteration for m in metrics if m] == [1, 2]
     assert sum(m.models_improved for m in metrics if m) >= 1
     now = s.improver.registry.incumbent("pattern_recognition").metrics["validation_accuracy"]
@@ -137,9 +137,10 @@ def test_async_loop_starts_forces_and_stops_cleanly(tmp_path: Path) -> None:
         assert pending == []
         return first, forced
 
+    before = set(threading.enumerate())
     first, forced = asyncio.run(scenario())
     assert (first, forced) == (1, 2)
-    assert not [t for t in threading.enumerate() if t.name.startswith("selfimprove")]
+    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("selfimprove")]
     s.close()
 
 
