@@ -236,6 +236,10 @@ def _health(si: SelfImprover) -> str:
     return f"<div class=cards>{cards}</div>"
 
 
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
 def _engine(si: SelfImprover) -> str:
     """The engine's weaknesses and grade, if the engine is installed and has data."""
     try:
@@ -244,18 +248,20 @@ def _engine(si: SelfImprover) -> str:
         return "<p class=muted>The self-improvement engine is not available.</p>"
     try:
         engine: Any = SelfImprovementEngine(home=si.home)
-        weaknesses = engine.analyze_weaknesses(0.0)
+        weaknesses = list(engine.analyze_weaknesses(0.0))
         assessment = engine.get_self_assessment()
     except Exception as exc:  # the dashboard shows what it can; the rest says why not
         return f"<p class=muted>Engine data unavailable: {html.escape(str(exc))}</p>"
     rows = "".join(
-        f"<tr><td>{html.escape(str(w.get('capability', w.get('name', ''))))}</td>"
-        f"<td>{html.escape(str(w.get('severity', '')))}</td>"
-        f"<td>{html.escape(str(w.get('status', '')))}</td>"
-        f"<td>{html.escape(str(w.get('description', '')))}</td></tr>"
-        for w in (weaknesses if isinstance(weaknesses, list) else [])
+        "<tr>"
+        + "".join(
+            f"<td>{_fmt(_field(w, k))}</td>"
+            for k in ("capability", "severity", "status", "description")
+        )
+        + "</tr>"
+        for w in weaknesses
     )
-    grade = assessment.get("grade", "—") if isinstance(assessment, dict) else "—"
+    grade = _field(assessment, "grade") or "—"
     return (
         f"<p>Grade <b>{html.escape(str(grade))}</b></p><table><tr><th>capability</th>"
         f"<th>severity</th><th>status</th><th>description</th></tr>{rows}</table>"
@@ -283,6 +289,7 @@ def render_dashboard(si: SelfImprover) -> str:
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width, initial-scale=1'>"
         "<title>selfimprove dashboard</title>"
+        '<link rel=icon href="data:,">'
         f"<style>{_CSS}</style><script>{get_plotlyjs()}</script></head><body>"
         f"<h1>selfimprove</h1><p class=muted>{html.escape(str(si.home))} · generated "
         f"{utcnow().isoformat(timespec='seconds')}Z</p>{body}</body></html>"
