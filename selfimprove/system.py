@@ -612,11 +612,21 @@ class SelfImprovingNeuralSystem:
 
     # ------------------------------------------------------------------ the background loop
     async def initialize(self) -> None:
-        """Register the built-in models into an empty store, and start the background loop
-        when ``config.auto_start`` (and ``config.enabled``) say so."""
+        """Register the built-in models into an empty store, serve the hormone response through
+        its neural alternative (``HormoneNeuralIntegration``) when that model exists, and start
+        the background loop when ``config.auto_start`` (and ``config.enabled``) say so."""
         self._touch()
         if not self.store.list_models():
             await asyncio.to_thread(self.improver.ensure_builtin_models)
+        if self.hormone_integration is None and self.store.find_model("hormone_response"):
+            from selfimprove.tasks.alternatives import HormoneNeuralIntegration
+
+            self.hormone_integration = await asyncio.to_thread(
+                HormoneNeuralIntegration.create,
+                self.improver,
+                hormone_system=self.hormone_system,
+                seed=self.seed,
+            )
         if self.config.auto_start and self.config.enabled:
             await self.start_self_improvement_loop()
 

@@ -329,3 +329,23 @@ def test_gain_model_takes_over_priority_when_it_beats_the_bandit(tmp_path: Path)
         or again.store.list_meta_learnings()
     )
     again.close()
+
+
+def test_initialize_serves_the_hormone_response_through_its_alternative(tmp_path: Path) -> None:
+    from selfimprove.tasks.alternatives import HormoneNeuralIntegration
+
+    s = _system(tmp_path, auto_start=False)
+
+    async def go() -> dict[str, object]:
+        await s.initialize()
+        return await s.get_improvement_status()
+
+    status = asyncio.run(go())
+    assert isinstance(s.hormone_integration, HormoneNeuralIntegration)
+    names = {m.name for m in s.store.list_models()}
+    assert {"pattern_recognition", "hormone_response", "memory_consolidation"} <= names
+    report = status["hormone_integration"]
+    assert isinstance(report, dict) and "levels" in report
+    levels = s.hormone_integration.response(event="promotion", gain=0.2)
+    assert set(levels) == {"dopamine", "serotonin", "cortisol", "adrenaline"}
+    s.close()
