@@ -20,6 +20,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from selfimprove.cli_engine import engine_app
 from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import SelfImproveError
 from selfimprove.improver import EXPORT_FORMATS, SelfImprover
@@ -35,6 +36,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(engine_app, name="engine")
 # Piped output gets a wide table instead of rich's 80-column default.
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
@@ -130,7 +132,7 @@ def run(
     ] = 60,
     concurrent: Annotated[
         int, typer.Option("--concurrent", min=1, help="Experiments run at once per cycle.")
-    ] = 2,
+    ] = 3,
     model: Annotated[
         list[str] | None, typer.Option("--model", "-m", help="Only these models (repeatable).")
     ] = None,

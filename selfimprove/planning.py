@@ -11,11 +11,14 @@ direction-aware:
 - batch-1 latency above ``latency_above_ms`` (200 ms) → **optimisation** (targets latency);
 - a stronger incumbent of the same task exists → **distillation**.
 
-Priority = severity × impact × hormone multiplier × genetic-trigger boost × expected gain.
+Priority = severity × impact × hormone multiplier × genetic-trigger boost × expected gain ×
+fair share.
 Severity is the relative gap to the target (capped at 1); impact follows seed 002's levels
 (gap > 50 %: 0.9, > 30 %: 0.7, > 20 %: 0.5, else 0.3); the expected-gain factor is
 ``1 + 10 × max(0, bandit mean reward)`` so that a strategy that has paid moves up, and an
-unknown one is not zeroed out.
+unknown one is not zeroed out; the fair-share factor is ``1 + 0.5 × w``, with ``w`` the cycles
+since the model's last experiment (capped at 4, and 4 for a model never tried), so that models
+with smaller gaps still get their turn.
 """
 
 from __future__ import annotations
@@ -130,6 +133,7 @@ class ModelImprovementTask:
     trigger_boost: float = 1.0
     trigger_ids: tuple[str, ...] = ()
     expected_gain: float = 1.0
+    waiting: int = 0
     custom: bool = False
     params: dict[str, Any] = field(default_factory=dict)
 

@@ -78,6 +78,9 @@ logger = logging.getLogger(__name__)
 EVOLVE_EVERY = 3
 #: Compute seconds below this count as this much (a 0.01 s experiment is not 100× as good).
 MIN_REWARD_SECONDS = 0.5
+#: Cycles of waiting after which a model's priority stops rising (fair share: each cycle a
+#: model waits adds half of its base priority, so no weak model is starved for long).
+MAX_WAIT = 4
 #: Finished experiments the health report looks back over.
 HEALTH_WINDOW = 20
 
@@ -225,8 +228,19 @@ class SelfImprovingNeuralSystem:
     def _strategies_for(self, kind: str) -> list[str]:
         return [s for s in self.rules.strategies.get(kind, ()) if s in STRATEGIES]
 
+    def _waiting(self) -> dict[str, int]:
+        """Cycles since each model's last experiment (models never tried: absent)."""
+        names = {m.id: m.name for m in self.store.list_models()}
+        last: dict[str, int] = {}
+        for e in self.store.list_experiments():
+            name = names.get(e.model_id or -1)
+            if name is not None and e.cycle is not None:
+                last[name] = max(last.get(name, 0), e.cycle)
+        now = self.store.max_cycle() + 1
+        return {name: now - c for name, c in last.items()}
+
     def _task_for(
-        self, w: Weakness, obs: Observation, env: dict[str, float]
+        self, w: Weakness, obs: Observation, env: dict[str, float], waiting: int = MAX_WAIT
     ) -> ModelImprovementTask | None:
         arms = self._strategies_for(w.kind)
         if not arms:
@@ -253,7 +267,7 @@ class SelfImprovingNeuralSystem:
             kind=w.kind,
             strategy=strategy,
             objective=w.objective,
-            priority=severity * impact * hormone * boost * expected,
+            priority=severity * impact * hormone * boost * expected * (1 + 0.5 * waiting),
             reason=w.reason,
             severity=severity,
             impact=impact,
@@ -261,6 +275,7 @@ class SelfImprovingNeuralSystem:
             trigger_boost=boost,
             trigger_ids=tuple(trigger_ids),
             expected_gain=expected,
+            waiting=waiting,
         )
 
     def plan(
@@ -270,11 +285,13 @@ class SelfImprovingNeuralSystem:
         observations, the environment and the brain state)."""
         peers = list(observations.values())
         best: dict[str, ModelImprovementTask] = {}
+        waited = self._waiting()
         for obs in peers:
+            waiting = min(MAX_WAIT, waited.get(obs.model, MAX_WAIT))
             for w in find_weaknesses(
                 obs, peers, self.rules, distill=self.config.cross_model_distillation
             ):
-                task = self._task_for(w, obs, env)
+                task = self._task_for(w, obs, env, waiting)
                 if task is not None and (
                     obs.model not in best or task.priority > best[obs.model].priority
                 ):

@@ -349,3 +349,20 @@ def test_initialize_serves_the_hormone_response_through_its_alternative(tmp_path
     levels = s.hormone_integration.response(event="promotion", gain=0.2)
     assert set(levels) == {"dopamine", "serotonin", "cortisol", "adrenaline"}
     s.close()
+
+
+def test_fair_share_lifts_models_that_waited(tmp_path: Path) -> None:
+    s = _system(tmp_path, genetic_enhanced=False, hormone_driven=False)
+    _add_wine(s, "a", epochs=1)
+    _add_wine(s, "b", epochs=1)
+    s.improver.loop.improve("a", cycle=1)  # "a" was just worked on
+    obs = {
+        n: Observation(n, "wine_test", "wine_test", _obs(n, 0.7, 1.0).primary, 0.7, 1.0, 1)
+        for n in ("a", "b")
+    }
+    tasks = {t.model_id: t for t in s.plan(obs, {})}
+    assert (tasks["a"].waiting, tasks["b"].waiting) == (1, 4)
+    ratio = tasks["b"].priority / tasks["b"].expected_gain
+    ratio /= tasks["a"].priority / tasks["a"].expected_gain
+    assert ratio == pytest.approx(3.0 / 1.5)
+    s.close()
