@@ -17,8 +17,8 @@ Severity is the relative gap to the target (capped at 1); impact follows seed 00
 (gap > 50 %: 0.9, > 30 %: 0.7, > 20 %: 0.5, else 0.3); the expected-gain factor is
 ``1 + 10 × max(0, bandit mean reward)`` so that a strategy that has paid moves up, and an
 unknown one is not zeroed out; the fair-share factor is ``1 + 0.5 × w``, with ``w`` the cycles
-since the model's last experiment (capped at 4, and 4 for a model never tried), so that models
-with smaller gaps still get their turn.
+since the model's last experiment (capped at 10, and 10 for a model never tried), so that
+models with smaller gaps still get their turn.
 """
 
 from __future__ import annotations

@@ -79,8 +79,9 @@ EVOLVE_EVERY = 3
 #: Compute seconds below this count as this much (a 0.01 s experiment is not 100× as good).
 MIN_REWARD_SECONDS = 0.5
 #: Cycles of waiting after which a model's priority stops rising (fair share: each cycle a
-#: model waits adds half of its base priority, so no weak model is starved for long).
-MAX_WAIT = 4
+#: model waits adds half of its base priority, so no weak model is starved for long; a model
+#: never tried counts as having waited this long, so every model gets an early turn).
+MAX_WAIT = 10
 #: Finished experiments the health report looks back over.
 HEALTH_WINDOW = 20
 
@@ -258,7 +259,7 @@ class SelfImprovingNeuralSystem:
         boost, trigger_ids = (
             self.genetic_system.boost(family, env) if self.config.genetic_enhanced else (1.0, [])
         )
-        est = self.bandit.estimates(context).get(strategy, {}).get("mean", 0.0)
+        est = self.bandit.expected(context, strategy)
         if self.priority_source == "gain_model" and self._gain_predictor is not None:
             est = self._predicted_reward(w, obs, strategy)
         expected = 1.0 + 10.0 * max(0.0, est)

@@ -361,8 +361,8 @@ def test_fair_share_lifts_models_that_waited(tmp_path: Path) -> None:
         for n in ("a", "b")
     }
     tasks = {t.model_id: t for t in s.plan(obs, {})}
-    assert (tasks["a"].waiting, tasks["b"].waiting) == (1, 4)
+    assert (tasks["a"].waiting, tasks["b"].waiting) == (1, 10)
     ratio = tasks["b"].priority / tasks["b"].expected_gain
     ratio /= tasks["a"].priority / tasks["a"].expected_gain
-    assert ratio == pytest.approx(3.0 / 1.5)
+    assert ratio == pytest.approx(6.0 / 1.5)
     s.close()

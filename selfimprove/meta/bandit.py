@@ -37,6 +37,15 @@ class ArmPosterior:
         mean = self.mean + delta / n
         return ArmPosterior(n, mean, self.m2 + delta * (reward - mean))
 
+    def merge(self, other: ArmPosterior) -> ArmPosterior:
+        """The statistics of both samples together (Chan et al.'s parallel update)."""
+        n = self.n + other.n
+        if n == 0:
+            return self
+        delta = other.mean - self.mean
+        mean = self.mean + delta * other.n / n
+        return ArmPosterior(n, mean, self.m2 + other.m2 + delta**2 * self.n * other.n / n)
+
 
 class StrategyBandit:
     """Thompson sampling over strategies per context.
@@ -123,6 +132,19 @@ class StrategyBandit:
             mun, _, _, _ = self._posterior(post)
             out[arm] = {"mean": mun, "n": float(post.n), "observed_mean": post.mean}
         return out
+
+    def expected(self, context: Sequence[str], arm: str) -> float:
+        """Expected reward of ``arm`` in ``context``: its posterior mean there, or — for a
+        context where it was never tried — its posterior mean pooled over every context (what
+        it has earned elsewhere), or the prior mean when it was never tried at all."""
+        post = self._arms.get(self._key(context), {}).get(arm)
+        if post is None or post.n == 0:
+            pooled = ArmPosterior()
+            for arms in self._arms.values():
+                if arm in arms:
+                    pooled = pooled.merge(arms[arm])
+            post = pooled
+        return self._posterior(post)[0]
 
     def contexts(self) -> list[tuple[str, str]]:
         return sorted(self._arms)

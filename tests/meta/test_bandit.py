@@ -54,3 +54,26 @@ def test_bad_input() -> None:
         StrategyBandit().choose(CTX, [])
     with pytest.raises(ConfigError, match="weakness kind, family"):
         StrategyBandit().update(("a",), "train", 1.0)
+
+
+def test_expected_reward_falls_back_to_other_contexts() -> None:
+    b = StrategyBandit()
+    for _ in range(5):
+        b.update(("capability_gap", "tabular"), "tune", 0.2)
+    unseen = b.expected(("capability_gap", "images"), "tune")
+    assert unseen == pytest.approx(b.expected(("capability_gap", "tabular"), "tune"))
+    assert unseen > 0.1
+    assert b.expected(CTX, "never_tried") == 0.0
+
+
+def test_merge_equals_one_pass() -> None:
+    from selfimprove.meta.bandit import ArmPosterior
+
+    xs, ys = [0.1, 0.4, 0.2], [0.5, 0.0]
+    a, b, both = ArmPosterior(), ArmPosterior(), ArmPosterior()
+    for x in xs:
+        a, both = a.add(x), both.add(x)
+    for y in ys:
+        b, both = b.add(y), both.add(y)
+    m = a.merge(b)
+    assert m.n == both.n and m.mean == pytest.approx(both.mean) and m.m2 == pytest.approx(both.m2)
