@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "BudgetExceededError",
     "CheckpointError",
+    "CodePatchError",
     "ConfigError",
     "DivergedError",
     "NotFoundError",
@@ -42,6 +43,10 @@ class NotFoundError(SelfImproveError):
 
 class CheckpointError(SelfImproveError):
     """A checkpoint is missing, truncated or fails its sha256 check; it was not loaded."""
+
+
+class CodePatchError(SelfImproveError):
+    """A code improvement was refused (parse, root, hash or state check); no file was changed."""
 
 
 class TaskError(SelfImproveError):

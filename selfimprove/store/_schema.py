@@ -2,8 +2,9 @@
 
 Seed 002's vocabulary maps onto these tables: a model objective is a **capability**, a
 strategy run is an **experiment**, a promotion is an applied improvement (an experiment whose
-decision is ``promote``). Later parts add tables beside these (weaknesses, meta-learnings,
-code improvements) through the same ``Base``; ``SCHEMA_VERSION`` rises with each change.
+decision is ``promote``). The engine (schema 4) adds its tables beside these through the same
+``Base``: weaknesses, code improvements with their audit trail, the version changelog and
+measured before/after comparisons; ``SCHEMA_VERSION`` rises with each change.
 """
 
 from __future__ import annotations
@@ -11,10 +12,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 3  # 2: state, cycle_metrics; 3: meta_learnings
+# 2: state, cycle_metrics; 3: meta_learnings; 4: the engine's weaknesses, code_improvements,
+# audit_trail, improvement_history, improvement_measurements, and the columns
+# experiments.weakness_id, experiments.expected_improvement, meta_learnings.times_validated
+# (added in place by ``ALTER TABLE`` when an older store is opened; see ``COLUMN_ADDITIONS``).
+SCHEMA_VERSION = 4
 
 
 class Base(DeclarativeBase):
@@ -110,6 +126,10 @@ class ExperimentRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Schema 4 (the engine): the weakness an experiment addresses and the relative improvement
+    # expected of it before it ran (``None`` when nothing was expected, e.g. neural runs).
+    weakness_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    expected_improvement: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class EventRow(Base):
@@ -167,3 +187,124 @@ class MetaLearningRow(Base):
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    # Schema 4: how many later observations agreed with the statement.
+    times_validated: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class WeaknessRow(Base):
+    """A shortfall (seed 002's identified weakness): found from a capability's gap or by hand."""
+
+    __tablename__ = "weaknesses"
+    __table_args__ = (Index("ix_weaknesses_status", "status"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    type: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    impact: Mapped[float] = mapped_column(Float)
+    priority: Mapped[float] = mapped_column(Float)
+    description: Mapped[str] = mapped_column(Text, default="")
+    capability_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    gap: Mapped[float | None] = mapped_column(Float, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))  # "auto" or "manual"
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    resolution: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class CodeImprovementRow(Base):
+    """One function replaced in a source file, with the exact bytes before and after."""
+
+    __tablename__ = "code_improvements"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    file_path: Mapped[str] = mapped_column(Text)
+    root: Mapped[str] = mapped_column(Text)
+    function_name: Mapped[str] = mapped_column(String(256))
+    experiment_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    new_code: Mapped[str] = mapped_column(Text)
+    original_content: Mapped[bytes] = mapped_column(LargeBinary)
+    patched_content: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256_before: Mapped[str] = mapped_column(String(64))
+    sha256_after: Mapped[str] = mapped_column(String(64))
+    md5_before: Mapped[str] = mapped_column(String(32))
+    md5_after: Mapped[str] = mapped_column(String(32))
+    check_command: Mapped[list[Any]] = mapped_column(JSON)  # argv; [] when none
+    check_before: Mapped[dict[str, Any]] = mapped_column(JSON)
+    check_after: Mapped[dict[str, Any]] = mapped_column(JSON)
+    performance: Mapped[dict[str, Any]] = mapped_column(JSON)
+    requested_by: Mapped[str] = mapped_column(String(128))
+    decided_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    applied_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    rolled_back_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class AuditRow(Base):
+    """Who did what to which file, when, with the file's hashes before and after."""
+
+    __tablename__ = "audit_trail"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(128))
+    improvement_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    file_path: Mapped[str] = mapped_column(Text, default="")
+    sha256_before: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sha256_after: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ImprovementHistoryRow(Base):
+    """Seed 002's version changelog: one row per tracked version."""
+
+    __tablename__ = "improvement_history"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[str] = mapped_column(Text)
+    improvements: Mapped[list[Any]] = mapped_column(JSON)
+    performance_delta: Mapped[float | None] = mapped_column(Float, nullable=True)
+    changes: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ImprovementMeasurementRow(Base):
+    """A measured before/after comparison of one metric (a time series per metric name)."""
+
+    __tablename__ = "improvement_measurements"
+    __table_args__ = (Index("ix_improvement_measurements_metric", "metric_name", "measured_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    metric_name: Mapped[str] = mapped_column(String(256))
+    capability_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    experiment_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    improvement_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    direction: Mapped[str] = mapped_column(String(16))
+    before_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    after_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    absolute_change: Mapped[float | None] = mapped_column(Float, nullable=True)
+    relative_change: Mapped[float | None] = mapped_column(Float, nullable=True)
+    percent_change: Mapped[float | None] = mapped_column(Float, nullable=True)
+    improvement: Mapped[float | None] = mapped_column(Float, nullable=True)
+    significant: Mapped[bool] = mapped_column(Boolean)
+    p_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    test: Mapped[str] = mapped_column(String(32))
+    confidence: Mapped[str] = mapped_column(String(16))
+    n_before: Mapped[int] = mapped_column(Integer)
+    n_after: Mapped[int] = mapped_column(Integer)
+    context: Mapped[dict[str, Any]] = mapped_column(JSON)
+    measured_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+#: Columns added to tables that older stores already have: ``create_all`` creates missing
+#: tables but never alters an existing one, so ``Store`` adds these with ``ALTER TABLE`` when
+#: it opens a store older than the version that introduced them. (version, table, column, DDL)
+COLUMN_ADDITIONS: tuple[tuple[int, str, str, str], ...] = (
+    (4, "experiments", "weakness_id", "INTEGER"),
+    (4, "experiments", "expected_improvement", "FLOAT"),
+    (4, "meta_learnings", "times_validated", "INTEGER NOT NULL DEFAULT 0"),
+)

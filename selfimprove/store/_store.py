@@ -18,7 +18,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, func, insert, inspect, select, update
+from sqlalchemy import (
+    Engine,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,30 +42,43 @@ from selfimprove.errors import (
     StoreError,
 )
 from selfimprove.store._schema import (
+    COLUMN_ADDITIONS,
     SCHEMA_VERSION,
+    AuditRow,
     Base,
     CapabilityRow,
+    CodeImprovementRow,
     CycleMetricsRow,
     EventRow,
     ExperimentRow,
+    ImprovementHistoryRow,
+    ImprovementMeasurementRow,
     MeasurementRow,
     MetaLearningRow,
     MetaRow,
     ModelRow,
     StateRow,
     VersionRow,
+    WeaknessRow,
 )
 from selfimprove.store.records import (
+    AuditRecord,
     CapabilityRecord,
+    CodeImprovementRecord,
+    CodeImprovementStatus,
     Decision,
     EventRecord,
     ExperimentRecord,
     ExperimentStatus,
+    HistoryRecord,
+    ImprovementMeasurementRecord,
     MeasurementRecord,
     MetaLearningRecord,
     ModelRecord,
     VersionRecord,
     VersionStatus,
+    WeaknessRecord,
+    WeaknessStatus,
 )
 
 __all__ = ["Store", "clean_json", "utcnow"]
@@ -95,6 +118,12 @@ def _to_record(cls: type[_R], row: Any) -> _R:
     elif cls is ExperimentRecord:
         values["status"] = ExperimentStatus(values["status"])
         values["decision"] = Decision(values["decision"]) if values["decision"] else None
+    elif cls is WeaknessRecord:
+        values["status"] = WeaknessStatus(values["status"])
+    elif cls is CodeImprovementRecord:
+        values["status"] = CodeImprovementStatus(values["status"])
+    elif cls is MetaLearningRecord and values.get("times_validated") is None:
+        values["times_validated"] = 0
     return cls(**values)
 
 
@@ -199,6 +228,8 @@ class Store:
                 else:
                     found = None
                 Base.metadata.create_all(conn)
+                if found is not None and found < SCHEMA_VERSION:
+                    self._add_columns(conn, found)
                 if found is None:
                     conn.execute(
                         insert(MetaRow).values(key="schema_version", value=str(SCHEMA_VERSION))
@@ -218,6 +249,25 @@ class Store:
                 f"cannot open database {self._display_url}: {exc.__class__.__name__}: "
                 f"{str(exc).splitlines()[0]}"
             ) from None
+
+    @staticmethod
+    def _add_columns(conn: Any, found: int) -> None:
+        """Add the columns that versions after ``found`` put on tables an old store has.
+
+        ``create_all`` creates missing tables (with every column) but never alters an existing
+        table, so each column of :data:`COLUMN_ADDITIONS` newer than ``found`` is added with
+        ``ALTER TABLE`` unless the table already has it (a table just created, or an upgrade
+        that an earlier process began). Runs inside the schema transaction.
+        """
+        inspector = inspect(conn)
+        for version, table, column, ddl in COLUMN_ADDITIONS:
+            if version <= found:
+                continue
+            existing = {c["name"] for c in inspector.get_columns(table)}
+            if column in existing:
+                continue
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
+            logger.info("store upgrade: added column %s.%s (schema %d)", table, column, version)
 
     def schema_version(self) -> int:
         """The schema version recorded in the store."""
@@ -759,3 +809,390 @@ class Store:
             if kind is not None:
                 q = q.where(MetaLearningRow.kind == kind)
             return [_to_record(MetaLearningRecord, r) for r in s.scalars(q)]
+
+    def record_meta_learning(
+        self,
+        kind: str,
+        subject: str,
+        *,
+        statement: str,
+        count: int,
+        successes: int,
+        confidence: float,
+        evidence: dict[str, Any] | None = None,
+        validated: bool = False,
+    ) -> MetaLearningRecord:
+        """Create or refresh a meta-learning, counting a validation when ``validated``.
+
+        Like :meth:`upsert_meta_learning`, plus ``times_validated``: it grows by one when the
+        row already existed and the caller says the new observation agrees with it.
+        """
+        now = utcnow()
+        with self.transaction() as s:
+            row = s.scalar(
+                select(MetaLearningRow).where(
+                    MetaLearningRow.kind == kind, MetaLearningRow.subject == subject
+                )
+            )
+            if row is None:
+                row = MetaLearningRow(kind=kind, subject=subject, created_at=now, times_validated=0)
+                s.add(row)
+            elif validated:
+                row.times_validated = (row.times_validated or 0) + 1
+            row.statement, row.count, row.successes = statement, count, successes
+            row.confidence, row.evidence, row.updated_at = (
+                float(confidence),
+                clean_json(evidence or {}),
+                now,
+            )
+            s.flush()
+            return _to_record(MetaLearningRecord, row)
+
+    def find_meta_learning(self, kind: str, subject: str) -> MetaLearningRecord | None:
+        """The meta-learning for (``kind``, ``subject``), or ``None``."""
+        with self.read() as s:
+            row = s.scalar(
+                select(MetaLearningRow).where(
+                    MetaLearningRow.kind == kind, MetaLearningRow.subject == subject
+                )
+            )
+            return _to_record(MetaLearningRecord, row) if row is not None else None
+
+    # ------------------------------------------------------------------ engine: measurements
+    def latest_measurement(
+        self, capability_id: int, splits: tuple[str, ...] = ("validation", "global")
+    ) -> MeasurementRecord | None:
+        """The newest measurement of a capability in the first of ``splits`` that has one.
+
+        The neural system records ``validation`` (which decides) and ``test`` (only reported)
+        for data objectives and ``global`` for latency and size; the engine records ``global``.
+        """
+        with self.read() as s:
+            for split in splits:
+                row = s.scalar(
+                    select(MeasurementRow)
+                    .where(
+                        MeasurementRow.capability_id == capability_id,
+                        MeasurementRow.split == split,
+                    )
+                    .order_by(MeasurementRow.id.desc())
+                    .limit(1)
+                )
+                if row is not None:
+                    return _to_record(MeasurementRecord, row)
+            return None
+
+    def count_measurements(self, capability_id: int) -> int:
+        """How many measurements a capability has (every split)."""
+        with self.read() as s:
+            return int(
+                s.scalar(
+                    select(func.count(MeasurementRow.id)).where(
+                        MeasurementRow.capability_id == capability_id
+                    )
+                )
+                or 0
+            )
+
+    # ------------------------------------------------------------------ engine: experiments
+    def add_experiments(self, specs: list[dict[str, Any]]) -> list[ExperimentRecord]:
+        """Insert several planned experiments in one transaction.
+
+        Each spec holds :class:`ExperimentRow` fields (``strategy`` is required; ``model_id``,
+        ``capability_id``, ``objective``, ``params``, ``hypothesis``, ``weakness_id``,
+        ``expected_improvement`` are optional).
+        """
+        now = utcnow()
+        with self.transaction() as s:
+            rows = []
+            for spec in specs:
+                unknown = set(spec) - set(ExperimentRow.__table__.columns.keys())
+                if unknown:
+                    raise StoreError(f"experiments have no fields {sorted(unknown)}.")
+                row = ExperimentRow(
+                    model_id=spec.get("model_id"),
+                    capability_id=spec.get("capability_id"),
+                    strategy=spec["strategy"],
+                    objective=spec.get("objective"),
+                    params=clean_json(spec.get("params") or {}),
+                    hypothesis=spec.get("hypothesis", ""),
+                    cycle=spec.get("cycle"),
+                    seed=spec.get("seed"),
+                    status=ExperimentStatus.PLANNED.value,
+                    decision=None,
+                    reason="",
+                    statistics={},
+                    incumbent_version_id=None,
+                    candidate_version_id=None,
+                    compute={},
+                    durations={},
+                    created_at=now,
+                    weakness_id=spec.get("weakness_id"),
+                    expected_improvement=clean_json(spec.get("expected_improvement")),
+                )
+                s.add(row)
+                rows.append(row)
+            s.flush()
+            return [_to_record(ExperimentRecord, r) for r in rows]
+
+    def list_weakness_experiments(self, weakness_id: int) -> list[ExperimentRecord]:
+        """The experiments planned for one weakness, oldest first."""
+        with self.read() as s:
+            q = (
+                select(ExperimentRow)
+                .where(ExperimentRow.weakness_id == weakness_id)
+                .order_by(ExperimentRow.id)
+            )
+            return [_to_record(ExperimentRecord, r) for r in s.scalars(q)]
+
+    # ------------------------------------------------------------------ engine: weaknesses
+    def add_weakness(
+        self,
+        *,
+        name: str,
+        type: str,
+        severity: str,
+        impact: float,
+        priority: float,
+        description: str = "",
+        capability_id: int | None = None,
+        gap: float | None = None,
+        source: str = "manual",
+        evidence: dict[str, Any] | None = None,
+    ) -> WeaknessRecord:
+        """Insert an open weakness."""
+        now = utcnow()
+        with self.transaction() as s:
+            row = WeaknessRow(
+                name=name,
+                type=type,
+                severity=severity,
+                impact=float(impact),
+                priority=float(priority),
+                description=description,
+                capability_id=capability_id,
+                gap=clean_json(gap),
+                status=WeaknessStatus.OPEN.value,
+                source=source,
+                evidence=clean_json(evidence or {}),
+                resolution="",
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(row)
+            s.flush()
+            return _to_record(WeaknessRecord, row)
+
+    def update_weakness(self, weakness_id: int, **changes: Any) -> WeaknessRecord:
+        """Change fields of a weakness; a status change is checked against the lifecycle.
+
+        Raises:
+            NotFoundError: No such weakness.
+            ConfigError: The lifecycle does not allow the status change.
+        """
+        with self.transaction() as s:
+            row = s.get(WeaknessRow, weakness_id)
+            if row is None:
+                raise NotFoundError(
+                    f"unknown weakness id {weakness_id}; see `selfimprove engine weaknesses --all`."
+                )
+            status = changes.pop("status", None)
+            for key, value in changes.items():
+                if key not in WeaknessRow.__table__.columns or key == "id":
+                    raise StoreError(f"weaknesses have no field {key!r}.")
+                setattr(row, key, clean_json(value))
+            if status is not None:
+                new, old = WeaknessStatus(status), WeaknessStatus(row.status)
+                if new is not old:
+                    if not old.can_become(new):
+                        raise ConfigError(
+                            f"weakness {weakness_id} is {old.value}; it cannot become "
+                            f"{new.value} (open → in_progress → resolved / wont_fix)."
+                        )
+                    row.status = new.value
+                    if not new.is_active():
+                        row.resolved_at = utcnow()
+            row.updated_at = utcnow()
+            s.flush()
+            return _to_record(WeaknessRecord, row)
+
+    def get_weakness(self, weakness_id: int) -> WeaknessRecord:
+        """The weakness with this id.
+
+        Raises:
+            NotFoundError: No such weakness.
+        """
+        with self.read() as s:
+            row = s.get(WeaknessRow, weakness_id)
+            if row is None:
+                raise NotFoundError(
+                    f"unknown weakness id {weakness_id}; see `selfimprove engine weaknesses --all`."
+                )
+            return _to_record(WeaknessRecord, row)
+
+    def list_weaknesses(
+        self,
+        *,
+        statuses: tuple[WeaknessStatus, ...] | None = None,
+        capability_id: int | None = None,
+    ) -> list[WeaknessRecord]:
+        """Weaknesses, oldest first (only those in ``statuses`` / of a capability if given)."""
+        with self.read() as s:
+            q = select(WeaknessRow).order_by(WeaknessRow.id)
+            if statuses is not None:
+                q = q.where(WeaknessRow.status.in_([st.value for st in statuses]))
+            if capability_id is not None:
+                q = q.where(WeaknessRow.capability_id == capability_id)
+            return [_to_record(WeaknessRecord, r) for r in s.scalars(q)]
+
+    # ------------------------------------------------------------------ engine: code changes
+    def add_code_improvement(self, **fields: Any) -> CodeImprovementRecord:
+        """Insert a pending code improvement (fields of :class:`CodeImprovementRecord`)."""
+        now = utcnow()
+        with self.transaction() as s:
+            row = CodeImprovementRow(
+                status=CodeImprovementStatus.PENDING.value,
+                reason="",
+                check_before={},
+                check_after={},
+                performance={},
+                decided_by=None,
+                created_at=now,
+                **{k: clean_json(v) if not isinstance(v, bytes) else v for k, v in fields.items()},
+            )
+            s.add(row)
+            s.flush()
+            return _to_record(CodeImprovementRecord, row)
+
+    def update_code_improvement(self, improvement_id: int, **changes: Any) -> CodeImprovementRecord:
+        """Change fields of a code improvement (enums and NaN converted for storage)."""
+        with self.transaction() as s:
+            row = s.get(CodeImprovementRow, improvement_id)
+            if row is None:
+                raise NotFoundError(
+                    f"unknown code improvement id {improvement_id}; "
+                    "see `selfimprove engine improvements`."
+                )
+            for key, value in changes.items():
+                if key not in CodeImprovementRow.__table__.columns or key == "id":
+                    raise StoreError(f"code improvements have no field {key!r}.")
+                setattr(row, key, value if isinstance(value, bytes) else clean_json(value))
+            s.flush()
+            return _to_record(CodeImprovementRecord, row)
+
+    def get_code_improvement(self, improvement_id: int) -> CodeImprovementRecord:
+        """The code improvement with this id.
+
+        Raises:
+            NotFoundError: No such code improvement.
+        """
+        with self.read() as s:
+            row = s.get(CodeImprovementRow, improvement_id)
+            if row is None:
+                raise NotFoundError(
+                    f"unknown code improvement id {improvement_id}; "
+                    "see `selfimprove engine improvements`."
+                )
+            return _to_record(CodeImprovementRecord, row)
+
+    def list_code_improvements(
+        self, status: CodeImprovementStatus | None = None
+    ) -> list[CodeImprovementRecord]:
+        """Code improvements, oldest first (only those in ``status`` if given)."""
+        with self.read() as s:
+            q = select(CodeImprovementRow).order_by(CodeImprovementRow.id)
+            if status is not None:
+                q = q.where(CodeImprovementRow.status == status.value)
+            return [_to_record(CodeImprovementRecord, r) for r in s.scalars(q)]
+
+    def add_audit(
+        self,
+        action: str,
+        actor: str,
+        *,
+        improvement_id: int | None = None,
+        file_path: str = "",
+        sha256_before: str | None = None,
+        sha256_after: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditRecord:
+        """Append one entry to the audit trail."""
+        with self.transaction() as s:
+            row = AuditRow(
+                action=action,
+                actor=actor,
+                improvement_id=improvement_id,
+                file_path=file_path,
+                sha256_before=sha256_before,
+                sha256_after=sha256_after,
+                details=clean_json(details or {}),
+                created_at=utcnow(),
+            )
+            s.add(row)
+            s.flush()
+            return _to_record(AuditRecord, row)
+
+    def list_audit(
+        self, improvement_id: int | None = None, *, limit: int | None = None
+    ) -> list[AuditRecord]:
+        """Audit entries, oldest first (of one improvement if given; the newest ``limit``)."""
+        with self.read() as s:
+            q = select(AuditRow).order_by(AuditRow.id.desc())
+            if improvement_id is not None:
+                q = q.where(AuditRow.improvement_id == improvement_id)
+            if limit is not None:
+                q = q.limit(limit)
+            return [_to_record(AuditRecord, r) for r in reversed(list(s.scalars(q)))]
+
+    # ------------------------------------------------------------------ engine: history
+    def add_history_entry(
+        self,
+        version: str,
+        summary: str,
+        *,
+        improvements: list[Any],
+        performance_delta: float | None,
+        changes: list[Any],
+    ) -> HistoryRecord:
+        """Append one version to the improvement changelog."""
+        with self.transaction() as s:
+            row = ImprovementHistoryRow(
+                version=version,
+                summary=summary,
+                improvements=clean_json(improvements),
+                performance_delta=clean_json(performance_delta),
+                changes=clean_json(changes),
+                created_at=utcnow(),
+            )
+            s.add(row)
+            s.flush()
+            return _to_record(HistoryRecord, row)
+
+    def list_history_entries(self, limit: int | None = None) -> list[HistoryRecord]:
+        """Changelog entries, newest first."""
+        with self.read() as s:
+            q = select(ImprovementHistoryRow).order_by(ImprovementHistoryRow.id.desc())
+            if limit is not None:
+                q = q.limit(limit)
+            return [_to_record(HistoryRecord, r) for r in s.scalars(q)]
+
+    # ------------------------------------------------------------------ engine: comparisons
+    def add_improvement_measurement(self, **fields: Any) -> ImprovementMeasurementRecord:
+        """Record one measured before/after comparison (fields of the record, no id)."""
+        with self.transaction() as s:
+            row = ImprovementMeasurementRow(
+                measured_at=utcnow(), **{k: clean_json(v) for k, v in fields.items()}
+            )
+            s.add(row)
+            s.flush()
+            return _to_record(ImprovementMeasurementRecord, row)
+
+    def list_improvement_measurements(
+        self, metric_name: str | None = None
+    ) -> list[ImprovementMeasurementRecord]:
+        """Measured comparisons, oldest first (of one metric if named)."""
+        with self.read() as s:
+            q = select(ImprovementMeasurementRow).order_by(ImprovementMeasurementRow.id)
+            if metric_name is not None:
+                q = q.where(ImprovementMeasurementRow.metric_name == metric_name)
+            return [_to_record(ImprovementMeasurementRecord, r) for r in s.scalars(q)]

@@ -8,16 +8,23 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
+    "AuditRecord",
     "CapabilityRecord",
+    "CodeImprovementRecord",
+    "CodeImprovementStatus",
     "Decision",
     "EventRecord",
     "ExperimentRecord",
     "ExperimentStatus",
+    "HistoryRecord",
+    "ImprovementMeasurementRecord",
     "MeasurementRecord",
     "MetaLearningRecord",
     "ModelRecord",
     "VersionRecord",
     "VersionStatus",
+    "WeaknessRecord",
+    "WeaknessStatus",
 ]
 
 
@@ -48,6 +55,40 @@ class ExperimentStatus(str, enum.Enum):
     def is_finished(self) -> bool:
         """Whether the experiment will not change any more."""
         return self in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED, ExperimentStatus.STALE)
+
+
+class WeaknessStatus(str, enum.Enum):
+    """Lifecycle of a weakness: open → in progress → resolved / won't fix."""
+
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    RESOLVED = "resolved"
+    WONT_FIX = "wont_fix"
+
+    def is_active(self) -> bool:
+        """Whether the weakness still calls for work."""
+        return self in (WeaknessStatus.OPEN, WeaknessStatus.IN_PROGRESS)
+
+    def can_become(self, other: WeaknessStatus) -> bool:
+        """Whether the lifecycle allows moving from this status to ``other``."""
+        allowed = {
+            WeaknessStatus.OPEN: {
+                WeaknessStatus.IN_PROGRESS,
+                WeaknessStatus.RESOLVED,
+                WeaknessStatus.WONT_FIX,
+            },
+            WeaknessStatus.IN_PROGRESS: {WeaknessStatus.RESOLVED, WeaknessStatus.WONT_FIX},
+        }
+        return other in allowed.get(self, set())
+
+
+class CodeImprovementStatus(str, enum.Enum):
+    """Lifecycle of a code improvement: pending → applied → rolled back, or rejected."""
+
+    PENDING = "pending"  # proposed, waiting for approval; the file is untouched
+    APPLIED = "applied"  # the new function is in the file
+    REJECTED = "rejected"  # refused by a person or by the check command; file as before
+    ROLLED_BACK = "rolled_back"  # applied, then the exact previous bytes were restored
 
 
 class Decision(str, enum.Enum):
@@ -136,6 +177,8 @@ class ExperimentRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    weakness_id: int | None = None
+    expected_improvement: float | None = None
 
 
 @dataclass(frozen=True)
@@ -160,3 +203,101 @@ class MetaLearningRecord:
     evidence: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    times_validated: int = 0
+
+
+@dataclass(frozen=True)
+class WeaknessRecord:
+    id: int
+    name: str
+    type: str
+    severity: str
+    impact: float
+    priority: float
+    description: str
+    capability_id: int | None
+    gap: float | None
+    status: WeaknessStatus
+    source: str
+    evidence: dict[str, Any]
+    resolution: str
+    created_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CodeImprovementRecord:
+    id: int
+    name: str
+    file_path: str
+    root: str
+    function_name: str
+    experiment_id: int | None
+    status: CodeImprovementStatus
+    reason: str
+    new_code: str
+    original_content: bytes
+    patched_content: bytes
+    sha256_before: str
+    sha256_after: str
+    md5_before: str
+    md5_after: str
+    check_command: list[Any]
+    check_before: dict[str, Any]
+    check_after: dict[str, Any]
+    performance: dict[str, Any]
+    requested_by: str
+    decided_by: str | None
+    created_at: datetime
+    decided_at: datetime | None
+    applied_at: datetime | None
+    rolled_back_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    id: int
+    action: str
+    actor: str
+    improvement_id: int | None
+    file_path: str
+    sha256_before: str | None
+    sha256_after: str | None
+    details: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    id: int
+    version: str
+    summary: str
+    improvements: list[Any]
+    performance_delta: float | None
+    changes: list[Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ImprovementMeasurementRecord:
+    id: int
+    metric_name: str
+    capability_id: int | None
+    experiment_id: int | None
+    improvement_id: int | None
+    direction: str
+    before_value: float | None
+    after_value: float | None
+    absolute_change: float | None
+    relative_change: float | None
+    percent_change: float | None
+    improvement: float | None
+    significant: bool
+    p_value: float | None
+    test: str
+    confidence: str
+    n_before: int
+    n_after: int
+    context: dict[str, Any]
+    measured_at: datetime

@@ -1,0 +1,444 @@
+"""Code improvements under approval: the engine's ledger around :mod:`selfimprove.codepatch`.
+
+A proposal records the file's exact bytes before and after (SHA-256 and MD5) and leaves the
+file alone; approval (or ``auto_improve``) checks that the file still holds the recorded bytes,
+runs the check command, writes the change in one rename, runs the check again and either keeps
+it or writes the original bytes back and rejects it. Rollback restores the exact bytes, and is
+refused when someone has edited the file since. Every step is in the audit trail: who (the OS
+user or an ``actor``), when, what, and the hashes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from selfimprove.codepatch import (
+    CommandResult,
+    atomic_write,
+    confine,
+    digests,
+    replace_function,
+    run_command,
+)
+from selfimprove.errors import CodePatchError
+from selfimprove.objectives import Direction
+from selfimprove.store import (
+    AuditRecord,
+    CodeImprovementRecord,
+    CodeImprovementStatus,
+    ImprovementMeasurementRecord,
+    Store,
+    utcnow,
+)
+
+__all__ = ["CodeImprovementMixin"]
+
+logger = logging.getLogger(__name__)
+
+
+class CodeImprovementMixin:
+    """The engine's code-improvement methods (mixed into :class:`SelfImprovementEngine`)."""
+
+    store: Store
+    root: Path
+    auto_improve: bool
+    check_command: list[str]
+    check_timeout_s: float
+    check_repeats: int
+    check_direction: Direction
+
+    if TYPE_CHECKING:  # provided by SelfImprovementEngine
+
+        def _actor(self, actor: str | None) -> str: ...
+
+        def _event(
+            self,
+            kind: str,
+            message: str,
+            payload: dict[str, Any],
+            model_id: int | None = None,
+        ) -> None: ...
+
+        def measure_improvement(
+            self,
+            before_value: float,
+            after_value: float,
+            metric_name: str,
+            context: dict[str, Any] | None = None,
+            *,
+            before_samples: Sequence[float] | None = None,
+            after_samples: Sequence[float] | None = None,
+            direction: Direction | str | None = None,
+            experiment_id: int | None = None,
+            improvement_id: int | None = None,
+            test: str = "welch",
+        ) -> ImprovementMeasurementRecord: ...
+
+    def apply_improvement(
+        self,
+        name: str,
+        file_path: str | os.PathLike[str],
+        function_name: str,
+        new_code: str,
+        experiment_id: int | None = None,
+        *,
+        actor: str | None = None,
+    ) -> CodeImprovementRecord:
+        """Propose replacing one function of a file; apply it at once with ``auto_improve``.
+
+        The file must lie under ``root``; the new code must parse and define that function;
+        every other byte of the file stays as it is. The exact bytes before and after and their
+        SHA-256 and MD5 are recorded. Without ``auto_improve`` the file is left untouched until
+        :meth:`approve_improvement`.
+
+        Args:
+            name: What the change is, in a few words.
+            file_path: The source file (relative paths are taken from ``root``).
+            function_name: ``function`` or ``Class.method``.
+            new_code: The new definition of that function.
+            experiment_id: The experiment that motivated it.
+            actor: Who proposes it (default: the engine's actor or the OS user).
+
+        Returns:
+            The improvement: ``pending``, or with ``auto_improve`` ``applied`` / ``rejected``.
+
+        Raises:
+            CodePatchError: Outside the root, not parseable, no such function, no change.
+            NotFoundError: Unknown experiment.
+        """
+        who = self._actor(actor)
+        if experiment_id is not None:
+            self.store.get_experiment(experiment_id)
+        path = confine(file_path, self.root)
+        original = path.read_bytes()
+        patch = replace_function(original, function_name, new_code, filename=str(path))
+        if patch.patched == original:
+            raise CodePatchError(
+                f"the new code for {patch.qualname} is identical to the current one; "
+                "nothing to change."
+            )
+        before, after = digests(original), digests(patch.patched)
+        rec = self.store.add_code_improvement(
+            name=name,
+            file_path=str(path),
+            root=str(self.root),
+            function_name=patch.qualname,
+            experiment_id=experiment_id,
+            new_code=patch.new_code,
+            original_content=original,
+            patched_content=patch.patched,
+            sha256_before=before.sha256,
+            sha256_after=after.sha256,
+            md5_before=before.md5,
+            md5_after=after.md5,
+            check_command=self.check_command,
+            requested_by=who,
+        )
+        self.store.add_audit(
+            "proposed",
+            who,
+            improvement_id=rec.id,
+            file_path=str(path),
+            sha256_before=before.sha256,
+            sha256_after=after.sha256,
+            details={
+                "name": name,
+                "function": patch.qualname,
+                "lines": [patch.start_line, patch.end_line],
+                "experiment_id": experiment_id,
+                "md5_before": before.md5,
+                "md5_after": after.md5,
+            },
+        )
+        logger.info("code improvement %d proposed: %s in %s", rec.id, patch.qualname, path)
+        if self.auto_improve:
+            return self._apply(rec, f"{who} (auto_improve)")
+        return rec
+
+    def _pending(self, improvement_id: int, verb: str) -> CodeImprovementRecord:
+        rec = self.store.get_code_improvement(improvement_id)
+        if rec.status is not CodeImprovementStatus.PENDING:
+            hint = (
+                " (roll it back with rollback_improvement)"
+                if rec.status is CodeImprovementStatus.APPLIED
+                else ""
+            )
+            raise CodePatchError(
+                f"code improvement {improvement_id} is {rec.status.value}; only a pending one "
+                f"can be {verb}{hint}."
+            )
+        return rec
+
+    def approve_improvement(
+        self, improvement_id: int, actor: str | None = None
+    ) -> CodeImprovementRecord:
+        """Approve a pending code improvement: check, write, check again, keep or restore.
+
+        The file must still hold exactly the bytes it had when the change was proposed. The
+        check command must pass before the change; after the change it must pass again, or
+        the original bytes are written back (hash verified) and the improvement is rejected
+        automatically. When the check prints a number, its runs before and after are compared
+        (:meth:`measure_improvement`) and the effect is stored with the improvement.
+
+        Args:
+            improvement_id: A pending improvement.
+            actor: Who approves (default: the engine's actor or the OS user).
+
+        Returns:
+            The improvement, ``applied`` or (check failed) ``rejected``.
+
+        Raises:
+            NotFoundError: Unknown improvement.
+            CodePatchError: Not pending, outside the root, the file changed since, or the check
+                fails before the change; nothing was written.
+        """
+        return self._apply(self._pending(improvement_id, "approved"), self._actor(actor))
+
+    def _checks(self, argv: list[str], when: str) -> list[CommandResult]:
+        runs = []
+        for _ in range(self.check_repeats):
+            result = run_command(argv, self.root, timeout_s=self.check_timeout_s)
+            runs.append(result)
+            if not result.passed:
+                break
+        logger.info("check %s the change: %d run(s)", when, len(runs))
+        return runs
+
+    @staticmethod
+    def _check_summary(runs: list[CommandResult]) -> dict[str, Any]:
+        if not runs:
+            return {"ran": False}
+        values = [r.value for r in runs if r.value is not None]
+        return {
+            "ran": True,
+            "passed": all(r.passed for r in runs),
+            "runs": [r.to_dict() for r in runs],
+            "values": values,
+        }
+
+    def _apply(self, rec: CodeImprovementRecord, who: str) -> CodeImprovementRecord:
+        path = confine(rec.file_path, self.root)
+        current = digests(path.read_bytes())
+        if current.sha256 != rec.sha256_before:
+            raise CodePatchError(
+                f"{path} has changed since improvement {rec.id} was proposed (sha256 "
+                f"{current.sha256[:12]}…, expected {rec.sha256_before[:12]}…); nothing was "
+                "written: reject it and propose the change again on the current file."
+            )
+        argv = list(rec.check_command)
+        before_runs = self._checks(argv, "before") if argv else []
+        if before_runs and not before_runs[-1].passed:
+            last = before_runs[-1]
+            raise CodePatchError(
+                f"the check command fails before the change (exit {last.returncode}"
+                f"{', timed out' if last.timed_out else ''}), so it cannot judge improvement "
+                f"{rec.id}; fix the project first. Output: {last.output_tail[-300:].strip()!r}"
+            )
+        atomic_write(path, rec.patched_content)
+        written = digests(path.read_bytes())
+        self.store.add_audit(
+            "written",
+            who,
+            improvement_id=rec.id,
+            file_path=str(path),
+            sha256_before=rec.sha256_before,
+            sha256_after=written.sha256,
+            details={"function": rec.function_name},
+        )
+        after_runs = self._checks(argv, "after") if argv else []
+        check_before, check_after = (
+            self._check_summary(before_runs),
+            self._check_summary(after_runs),
+        )
+        now = utcnow()
+        if written.sha256 != rec.sha256_after or (after_runs and not after_runs[-1].passed):
+            if written.sha256 != rec.sha256_after:
+                why = "the file read back does not match the patched bytes"
+            else:
+                last = after_runs[-1]
+                why = (
+                    f"the check command failed after the change (exit {last.returncode}"
+                    f"{', timed out' if last.timed_out else ''}): "
+                    f"{last.output_tail[-300:].strip()}"
+                )
+            atomic_write(path, rec.original_content)
+            restored = digests(path.read_bytes())
+            if restored.sha256 != rec.sha256_before:
+                raise CodePatchError(
+                    f"{path}: restoring after a failed check left sha256 {restored.sha256[:12]}…,"
+                    f" not {rec.sha256_before[:12]}…; restore it from improvement {rec.id}'s "
+                    "original_content by hand."
+                )
+            out = self.store.update_code_improvement(
+                rec.id,
+                status=CodeImprovementStatus.REJECTED,
+                reason=f"rejected automatically: {why}; the file was restored",
+                decided_by="check_command",
+                decided_at=now,
+                check_before=check_before,
+                check_after=check_after,
+            )
+            self.store.add_audit(
+                "auto_rejected",
+                who,
+                improvement_id=rec.id,
+                file_path=str(path),
+                sha256_before=written.sha256,
+                sha256_after=restored.sha256,
+                details={"reason": why, "restored": True},
+            )
+            logger.warning("code improvement %d rejected: %s", rec.id, why)
+            self._event("code_improvement_rejected", why, {"improvement_id": rec.id})
+            return out
+        performance: dict[str, Any] = {}
+        b_vals, a_vals = check_before.get("values", []), check_after.get("values", [])
+        if b_vals and a_vals:
+            m = self.measure_improvement(
+                float(np.median(b_vals)),
+                float(np.median(a_vals)),
+                f"code:{rec.name}",
+                {"file": str(path), "function": rec.function_name},
+                before_samples=b_vals if len(b_vals) >= 2 and len(a_vals) >= 2 else None,
+                after_samples=a_vals if len(b_vals) >= 2 and len(a_vals) >= 2 else None,
+                direction=self.check_direction,
+                experiment_id=rec.experiment_id,
+                improvement_id=rec.id,
+                test="mann_whitney",  # a check's number is usually a timing: skewed
+            )
+            performance = {
+                "metric": m.metric_name,
+                "before": m.before_value,
+                "after": m.after_value,
+                "improvement": m.improvement,
+                "p_value": m.p_value,
+                "significant": m.significant,
+                "confidence": m.confidence,
+                "measurement_id": m.id,
+            }
+        out = self.store.update_code_improvement(
+            rec.id,
+            status=CodeImprovementStatus.APPLIED,
+            reason=f"approved by {who}",
+            decided_by=who,
+            decided_at=now,
+            applied_at=now,
+            check_before=check_before,
+            check_after=check_after,
+            performance=performance,
+        )
+        self.store.add_audit(
+            "applied",
+            who,
+            improvement_id=rec.id,
+            file_path=str(path),
+            sha256_before=rec.sha256_before,
+            sha256_after=written.sha256,
+            details={"check": bool(argv), "performance": performance},
+        )
+        logger.info("code improvement %d applied to %s by %s", rec.id, path, who)
+        self._event(
+            "code_improvement_applied",
+            f"{rec.name}: {rec.function_name} in {path}",
+            {"improvement_id": rec.id, "performance": performance},
+        )
+        return out
+
+    def reject_improvement(
+        self, improvement_id: int, reason: str = "", actor: str | None = None
+    ) -> CodeImprovementRecord:
+        """Reject a pending code improvement (its file was never touched).
+
+        Raises:
+            NotFoundError: Unknown improvement.
+            CodePatchError: Not pending (an applied one is undone with rollback).
+        """
+        rec = self._pending(improvement_id, "rejected")
+        who = self._actor(actor)
+        out = self.store.update_code_improvement(
+            rec.id,
+            status=CodeImprovementStatus.REJECTED,
+            reason=reason or f"rejected by {who}",
+            decided_by=who,
+            decided_at=utcnow(),
+        )
+        self.store.add_audit(
+            "rejected",
+            who,
+            improvement_id=rec.id,
+            file_path=rec.file_path,
+            sha256_before=rec.sha256_before,
+            sha256_after=rec.sha256_before,
+            details={"reason": reason},
+        )
+        return out
+
+    def rollback_improvement(
+        self, improvement_id: int, actor: str | None = None, reason: str = ""
+    ) -> CodeImprovementRecord:
+        """Restore the exact bytes a file had before an applied improvement.
+
+        Refused when the file no longer holds the bytes the improvement wrote (someone edited
+        it since): their work is not overwritten. The restored file's SHA-256 is verified.
+
+        Raises:
+            NotFoundError: Unknown improvement.
+            CodePatchError: Not applied, outside the root, or the file changed since.
+        """
+        rec = self.store.get_code_improvement(improvement_id)
+        if rec.status is not CodeImprovementStatus.APPLIED:
+            raise CodePatchError(
+                f"code improvement {improvement_id} is {rec.status.value}; only an applied one "
+                "can be rolled back."
+            )
+        who = self._actor(actor)
+        path = confine(rec.file_path, self.root)
+        current = digests(path.read_bytes())
+        if current.sha256 != rec.sha256_after:
+            raise CodePatchError(
+                f"{path} has changed since improvement {rec.id} was applied (sha256 "
+                f"{current.sha256[:12]}…, expected {rec.sha256_after[:12]}…); it was not "
+                "overwritten. Undo the change by hand, or commit the edits and roll back there."
+            )
+        atomic_write(path, rec.original_content)
+        restored = digests(path.read_bytes())
+        if restored.sha256 != rec.sha256_before:
+            raise CodePatchError(
+                f"{path}: the restored file's sha256 {restored.sha256[:12]}… is not the "
+                f"recorded {rec.sha256_before[:12]}…; check the file system."
+            )
+        out = self.store.update_code_improvement(
+            rec.id,
+            status=CodeImprovementStatus.ROLLED_BACK,
+            reason=reason or f"rolled back by {who}",
+            rolled_back_at=utcnow(),
+        )
+        self.store.add_audit(
+            "rolled_back",
+            who,
+            improvement_id=rec.id,
+            file_path=str(path),
+            sha256_before=current.sha256,
+            sha256_after=restored.sha256,
+            details={"reason": reason, "md5_after": restored.md5},
+        )
+        logger.info("code improvement %d rolled back by %s", rec.id, who)
+        self._event("code_improvement_rolled_back", reason or rec.name, {"improvement_id": rec.id})
+        return out
+
+    def list_improvements(
+        self, status: CodeImprovementStatus | str | None = None
+    ) -> list[CodeImprovementRecord]:
+        """Code improvements, oldest first (of one status if given)."""
+        return self.store.list_code_improvements(
+            CodeImprovementStatus(status) if status is not None else None
+        )
+
+    def get_audit_trail(self, improvement_id: int | None = None) -> list[AuditRecord]:
+        """Every recorded action (on one improvement if given), oldest first."""
+        return self.store.list_audit(improvement_id)
