@@ -236,35 +236,37 @@ def _health(si: SelfImprover) -> str:
     return f"<div class=cards>{cards}</div>"
 
 
-def _field(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-
-
 def _engine(si: SelfImprover) -> str:
-    """The engine's weaknesses and grade, if the engine is installed and has data."""
-    try:
-        from selfimprove.engine import SelfImprovementEngine
-    except ImportError:
-        return "<p class=muted>The self-improvement engine is not available.</p>"
-    try:
-        engine: Any = SelfImprovementEngine(home=si.home)
-        weaknesses = list(engine.analyze_weaknesses(0.0))
-        assessment = engine.get_self_assessment()
-    except Exception as exc:  # the dashboard shows what it can; the rest says why not
-        return f"<p class=muted>Engine data unavailable: {html.escape(str(exc))}</p>"
+    """The engine's open weaknesses (read from the ledger, nothing written) and its grade."""
+    from selfimprove.engine import SelfImprovementEngine
+    from selfimprove.store import WeaknessStatus
+
+    names = {c.id: c.name for c in si.store.list_capabilities()}
+    weaknesses = si.store.list_weaknesses(
+        statuses=(WeaknessStatus.OPEN, WeaknessStatus.IN_PROGRESS)
+    )
     rows = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{_fmt(_field(w, k))}</td>"
-            for k in ("capability", "severity", "status", "description")
-        )
-        + "</tr>"
+        f"<tr><td>{_fmt(w.name)}</td><td>{_fmt(names.get(w.capability_id or -1))}</td>"
+        f"<td>{_fmt(w.type)}</td><td>{_fmt(w.severity)}</td><td>{_fmt(w.gap, 3)}</td>"
+        f"<td>{_fmt(w.status.value)}</td></tr>"
         for w in weaknesses
     )
-    grade = _field(assessment, "grade") or "—"
+    engine = SelfImprovementEngine(
+        si.store.engine.url.render_as_string(hide_password=False), home=si.home
+    )
+    try:
+        a = engine.get_self_assessment()
+    finally:
+        engine.close()
     return (
-        f"<p>Grade <b>{html.escape(str(grade))}</b></p><table><tr><th>capability</th>"
-        f"<th>severity</th><th>status</th><th>description</th></tr>{rows}</table>"
+        f"<p>Self-assessment: grade <b>{html.escape(a.grade)}</b>, learning quality "
+        f"{_fmt(a.learning_quality_score, 3)}</p>"
+        + (
+            "<table><tr><th>weakness</th><th>capability</th><th>type</th><th>severity</th>"
+            f"<th>gap</th><th>status</th></tr>{rows}</table>"
+            if rows
+            else "<p class=muted>No open weaknesses.</p>"
+        )
     )
 
 
