@@ -487,7 +487,7 @@ class SelfImprovingNeuralSystem:
                 ],
             },
         )
-        self._learn_about_learning(cycle)
+        self._learn_about_learning(cycle, metrics)
         if self.hormone_integration is not None and any(
             o.promoted and o.model == "hormone_response" for o in outcomes
         ):
@@ -500,18 +500,43 @@ class SelfImprovingNeuralSystem:
         return metrics
 
     # ------------------------------------------------------------------ meta-learning
-    def _learn_about_learning(self, cycle: int) -> None:
-        """Insights every cycle; the gain model rebuilt every ``EVOLVE_EVERY`` cycles and
-        compared with the bandit on held-out experiments (it decides priority only when it is
-        significantly better)."""
+    def _learn_about_learning(self, cycle: int, metrics: SelfImprovementMetrics) -> None:
+        """Insights every cycle; the engine's weaknesses brought up to date and the cycle in its
+        changelog; the gain model rebuilt every ``EVOLVE_EVERY`` cycles and compared with the
+        bandit on held-out experiments (it decides priority only when significantly better)."""
         try:
             update_insights(self.store)
+            self._feed_engine(cycle, metrics)
             if cycle % EVOLVE_EVERY == 0:
                 self._refresh_gain_model(register=True)
             elif self._gain_predictor is not None:
                 self._refresh_gain_model(register=False)
         except SelfImproveError as exc:  # learning about learning must never stop the loop
             logger.warning("meta-learning skipped this cycle: %s", exc)
+
+    def _feed_engine(self, cycle: int, metrics: SelfImprovementMetrics) -> None:
+        """One ledger: the seed-002 engine sees every model objective as a capability; here it
+        opens and resolves weaknesses from this cycle's measurements and logs the cycle."""
+        from selfimprove.engine import SelfImprovementEngine
+
+        engine = SelfImprovementEngine(
+            self.store.engine.url.render_as_string(hide_password=False),
+            home=self.improver.home,
+        )
+        try:
+            engine.analyze_weaknesses()
+            promoted = [
+                o.experiment_id for o in self.last_outcomes if o.promoted and o.experiment_id
+            ]
+            engine.track_improvement_history(
+                f"cycle-{cycle}",
+                f"{metrics.models_improved} model(s) improved in cycle {cycle}",
+                improvements=promoted,
+                delta=metrics.total_improvement,
+                changes=[f"{o.model}: {o.strategy} -> {o.status}" for o in self.last_outcomes],
+            )
+        finally:
+            engine.close()
 
     def _refresh_gain_model(self, *, register: bool) -> None:
         if register:

@@ -366,3 +366,22 @@ def test_fair_share_lifts_models_that_waited(tmp_path: Path) -> None:
     ratio /= tasks["a"].priority / tasks["a"].expected_gain
     assert ratio == pytest.approx(6.0 / 1.5)
     s.close()
+
+
+def test_the_engine_sees_the_systems_weaknesses_and_cycles(tmp_path: Path) -> None:
+    from selfimprove.engine import SelfImprovementEngine
+
+    s = _system(tmp_path)
+    _add_wine(s, "wine", epochs=1)
+    s.run_cycle_sync()
+    s.close()
+    engine = SelfImprovementEngine(home=tmp_path)
+    try:
+        caps = {c.name for c in engine.profile_all_capabilities()}
+        assert "wine/accuracy" in caps
+        weak = [w for w in engine.store.list_weaknesses() if w.capability_id is not None]
+        assert weak, "the system's below-target accuracy should be an engine weakness"
+        history = engine.get_improvement_history(5)
+        assert history and history[0].version == "cycle-1"
+    finally:
+        engine.close()

@@ -686,14 +686,16 @@ class Store:
             return int(value or 0)
 
     def mark_stale_experiments(self) -> list[ExperimentRecord]:
-        """Mark experiments left ``running``/``planned`` by a crashed process as ``stale``."""
+        """Mark experiments left ``running`` by a crashed process as ``stale``.
+
+        Planned experiments (the engine's, not started yet) are left alone: nothing cut them
+        short.
+        """
         with self.transaction() as s:
             rows = list(
                 s.scalars(
                     select(ExperimentRow).where(
-                        ExperimentRow.status.in_(
-                            [ExperimentStatus.RUNNING.value, ExperimentStatus.PLANNED.value]
-                        )
+                        ExperimentRow.status == ExperimentStatus.RUNNING.value
                     )
                 )
             )
