@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from selfimprove.errors import SelfImproveError
@@ -163,6 +164,100 @@ def register_tools(
     async def rollback_model(model_id: str, version: int = 0) -> dict[str, Any]:
         v = integration.system.improver.rollback(model_id, version or None)
         return {"model": model_id, "incumbent": v.number, "sha256": v.sha256}
+
+    # ------------------------------------------------------------------ the engine (seed 002)
+    def engine() -> Any:
+        from selfimprove.engine import SelfImprovementEngine
+
+        store = integration.system.store
+        return SelfImprovementEngine(
+            store.engine.url.render_as_string(hide_password=False),
+            home=integration.system.improver.home,
+        )
+
+    def plain(obj: Any) -> Any:
+        import dataclasses
+
+        from selfimprove.store import clean_json
+
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            obj = dataclasses.asdict(obj)
+        if isinstance(obj, list):
+            return [plain(o) for o in obj]
+        return json.loads(json.dumps(clean_json(obj), default=str))
+
+    @tool(
+        "The engine's capabilities (every model objective is one, named <model>/<objective>): "
+        "current value, baseline, target, direction, direction-aware gap and level."
+    )
+    async def list_capabilities() -> list[dict[str, Any]]:
+        with engine() as e:
+            return plain(e.profile_all_capabilities())
+
+    @tool(
+        "The engine's recorded weaknesses (read as stored; nothing is recomputed): name, "
+        "type, severity (critical/high/medium/low), impact, gap, status and evidence. "
+        "include_closed: also resolved and won't-fix ones."
+    )
+    async def list_weaknesses(include_closed: bool = False) -> list[dict[str, Any]]:
+        from selfimprove.store import WeaknessStatus
+
+        statuses = None if include_closed else (WeaknessStatus.OPEN, WeaknessStatus.IN_PROGRESS)
+        return plain(integration.system.store.list_weaknesses(statuses=statuses))
+
+    @tool(
+        "The engine's self-assessment: learning quality = 0.6 x share of experiments beating "
+        "their expectation + 0.4 x weakness resolution rate, grade A-D, the counts behind it "
+        "and the trend."
+    )
+    async def get_self_assessment() -> dict[str, Any]:
+        with engine() as e:
+            return plain(e.get_self_assessment())
+
+    @tool(
+        "Code improvements proposed to the engine: id, name, file, function, status "
+        "(pending/applied/rejected/rolled_back), hashes before and after, check results."
+    )
+    async def list_code_improvements() -> list[dict[str, Any]]:
+        with engine() as e:
+            recs = e.list_improvements()
+        return [{k: v for k, v in plain(r).items() if not k.endswith("_content")} for r in recs]
+
+    if allow_code_approval:
+
+        @tool(
+            "applies a pending code improvement to its file: the check command runs before "
+            "and after; a failing check restores the file and rejects the change. "
+            "improvement_id: from list_code_improvements.",
+            writes=True,
+        )
+        async def approve_code_improvement(improvement_id: int) -> dict[str, Any]:
+            with engine() as e:
+                rec = e.store.get_code_improvement(improvement_id)
+                e.root = Path(rec.root)
+                out = e.approve_improvement(improvement_id, actor="mcp")
+            return {k: v for k, v in plain(out).items() if not k.endswith("_content")}
+
+        @tool(
+            "rejects a pending code improvement (its file is never touched). reason: why.",
+            writes=True,
+        )
+        async def reject_code_improvement(improvement_id: int, reason: str = "") -> dict[str, Any]:
+            with engine() as e:
+                out = e.reject_improvement(improvement_id, reason, actor="mcp")
+            return {k: v for k, v in plain(out).items() if not k.endswith("_content")}
+
+        @tool(
+            "restores the exact bytes a file had before an applied code improvement (refused "
+            "if the file was edited since).",
+            writes=True,
+        )
+        async def rollback_code_improvement(improvement_id: int) -> dict[str, Any]:
+            with engine() as e:
+                rec = e.store.get_code_improvement(improvement_id)
+                e.root = Path(rec.root)
+                out = e.rollback_improvement(improvement_id, actor="mcp")
+            return {k: v for k, v in plain(out).items() if not k.endswith("_content")}
 
     # ------------------------------------------------------------------ resources
     async def status_resource() -> str:

@@ -1,0 +1,84 @@
+"""The engine's tools over MCP: reads always; code approval only when explicitly allowed."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from selfimprove.config import SelfImprovementConfig
+from selfimprove.engine import SelfImprovementEngine
+from selfimprove.integration import SelfImprovementIntegration
+from selfimprove.mcp_server import WRITES, build_server
+from tests.engine.conftest import CHECK, FAST_F, SLOW_MODULE
+
+APPROVAL = {"approve_code_improvement", "reject_code_improvement", "rollback_code_improvement"}
+
+
+def _payload(result: Any) -> Any:
+    assert not result.is_error, result.content
+    sc = result.structured_content
+    if sc is not None:
+        return sc.get("result", sc) if isinstance(sc, dict) and set(sc) == {"result"} else sc
+    return json.loads(result.content[0].text)
+
+
+def test_engine_tools_and_code_approval(tmp_path: Path) -> None:
+    from mcp import Client
+
+    home, root = tmp_path / "home", tmp_path / "project"
+    root.mkdir()
+    (root / "mod.py").write_bytes(SLOW_MODULE)
+    with SelfImprovementEngine(
+        home=home, root=root, check_command=[sys.executable, "-c", CHECK]
+    ) as e:
+        e.register_capability("lat", "performance", target=2.0, unit="s", direction="minimize")
+        e.measure_capability("lat", 10.0)
+        e.analyze_weaknesses()
+        proposal = e.apply_improvement("multiply", "mod.py", "f", FAST_F)
+    cfg = SelfImprovementConfig(auto_start=False)
+
+    async def session(allow: bool) -> dict[str, Any]:
+        integ = SelfImprovementIntegration(config=cfg, home=home)
+        server = build_server(integ, allow_code_approval=allow)
+        async with Client(server) as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            out: dict[str, Any] = {"tools": tools}
+            out["caps"] = _payload(await client.call_tool("list_capabilities", {}))
+            out["weak"] = _payload(await client.call_tool("list_weaknesses", {}))
+            out["grade"] = _payload(await client.call_tool("get_self_assessment", {}))
+            if allow:
+                out["approved"] = _payload(
+                    await client.call_tool(
+                        "approve_code_improvement", {"improvement_id": proposal.id}
+                    )
+                )
+                out["after_approve"] = (root / "mod.py").read_bytes()
+                out["rolled_back"] = _payload(
+                    await client.call_tool(
+                        "rollback_code_improvement", {"improvement_id": proposal.id}
+                    )
+                )
+                out["bad"] = await client.call_tool(
+                    "approve_code_improvement", {"improvement_id": 999}
+                )
+            return out
+
+    closed = asyncio.run(session(False))
+    assert not (set(closed["tools"]) & APPROVAL)
+    assert any(c["name"] == "lat" and c["level"] == "critical" for c in closed["caps"])
+    assert any(w["severity"] == "critical" for w in closed["weak"])
+    assert closed["grade"]["grade"] in "ABCD"
+
+    opened = asyncio.run(session(True))
+    assert set(opened["tools"]) >= APPROVAL
+    assert all(opened["tools"][n].description.startswith(WRITES) for n in APPROVAL)
+    assert opened["approved"]["status"] == "applied"
+    assert b"return n * n" in opened["after_approve"]
+    assert opened["rolled_back"]["status"] == "rolled_back"
+    restored = (root / "mod.py").read_bytes()
+    assert hashlib.sha256(restored).hexdigest() == hashlib.sha256(SLOW_MODULE).hexdigest()
+    assert opened["bad"].is_error and "999" in opened["bad"].content[0].text
