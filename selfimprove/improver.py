@@ -272,6 +272,18 @@ class SelfImprover:
             "brain_state": {
                 key: self.store.load_state(key) for key in ("hormones", "triggers", "bandit")
             },
+            "engine": {
+                "weaknesses": [_plain(w) for w in self.store.list_weaknesses()],
+                "code_improvements": [
+                    {k: v for k, v in _plain(c).items() if not k.endswith("_content")}
+                    for c in self.store.list_code_improvements()
+                ],
+                "audit_trail": [_plain(a) for a in self.store.list_audit()],
+                "improvement_history": [_plain(h) for h in self.store.list_history_entries()],
+                "improvement_measurements": [
+                    _plain(m) for m in self.store.list_improvement_measurements()
+                ],
+            },
         }
         return json.dumps(clean_json(data), indent=2, default=str)
 
