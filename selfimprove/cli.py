@@ -5,21 +5,26 @@ Every error the user can cause ends as one line on stderr and exit code 2, never
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from selfimprove._cli_common import (
+    HomeOpt,
+    JsonOpt,
+    VerboseOpt,
+    err,
+    handle_errors,
+    out,
+    setup_logging,
+)
 from selfimprove.cli_engine import engine_app
 from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import SelfImproveError
@@ -37,42 +42,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(engine_app, name="engine")
-# Piped output gets a wide table instead of rich's 80-column default.
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
-
-HomeOpt = Annotated[
-    Path | None,
-    typer.Option("--home", help="Home folder (default $SELFIMPROVE_HOME or ./.selfimprove)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what the library does.")]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _handle_errors(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SelfImproveError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err.print("interrupted")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False)],
-        force=True,
-    )
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -123,7 +92,7 @@ def _outcome_table(outcomes: list[ExperimentOutcome]) -> Table:
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def run(
     cycles: Annotated[int, typer.Option("--cycles", "-n", min=1, help="Cycles to run.")] = 5,
     seed: Annotated[int, typer.Option("--seed", help="Base seed of every experiment.")] = 0,
@@ -149,7 +118,7 @@ def run(
     """
     from selfimprove.system import SelfImprovingNeuralSystem
 
-    _logging(verbose)
+    setup_logging(verbose)
     config = SelfImprovementConfig(
         train_epochs=epochs, max_concurrent_improvements=concurrent, auto_start=False
     )
@@ -219,7 +188,7 @@ def _parse_param(raw: str) -> tuple[str, Any]:
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def improve(
     model: Annotated[str, typer.Argument(help="The model to improve.")],
     strategy: Annotated[
@@ -251,7 +220,7 @@ def improve(
 
     Example: selfimprove improve pattern_recognition --strategy train --budget-epochs 40
     """
-    _logging(verbose)
+    setup_logging(verbose)
     params = dict(_parse_param(p) for p in param or [])
     budget = Budget(epochs=budget_epochs, seconds=budget_seconds)
     with SelfImprover(home, seed=seed) as si:
@@ -270,7 +239,7 @@ def improve(
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def status(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Summary of the store: models, experiments, promotions.
 
@@ -321,7 +290,7 @@ def _models_table(rows: list[dict[str, Any]]) -> Table:
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def models(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """List the registered models and their incumbents.
 
@@ -339,7 +308,7 @@ def models(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def history(
     model: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N experiments.")] = 50,
@@ -385,7 +354,7 @@ def history(
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def rollback(
     model: Annotated[str, typer.Argument(help="The model to roll back.")],
     to: Annotated[
@@ -404,7 +373,7 @@ def rollback(
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def export(
     fmt: Annotated[str, typer.Option("--format", "-f", help="json or csv.")] = "json",
     table: Annotated[
@@ -435,7 +404,7 @@ def export(
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def dashboard(
     out_file: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path(
         "selfimprove-dashboard.html"
@@ -458,7 +427,7 @@ def dashboard(
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def serve(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8765,
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
@@ -480,7 +449,7 @@ def serve(
 
 
 @app.command()
-@_handle_errors
+@handle_errors
 def mcp(
     transport: Annotated[
         str, typer.Option("--transport", help="stdio or streamable-http.")

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 import json
 import math
-import sys
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from selfimprove._cli_common import HomeOpt, JsonOpt, err, handle_errors, out
 from selfimprove.engine import SelfImprovementEngine
 from selfimprove.errors import SelfImproveError
 from selfimprove.store import CodeImprovementRecord, CodeImprovementStatus, Decision
@@ -39,14 +36,7 @@ engine_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
 
-HomeOpt = Annotated[
-    Path | None,
-    typer.Option("--home", help="Home folder (default $SELFIMPROVE_HOME or ./.selfimprove)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 ActorOpt = Annotated[
     str | None,
     typer.Option("--actor", help="Who acts, for the audit trail (default: your user name)."),
@@ -58,23 +48,6 @@ RootOpt = Annotated[
         help="Folder code changes are confined to (default: the one recorded at proposal).",
     ),
 ]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _handle_errors(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SelfImproveError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err.print("interrupted")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _plain(value: Any) -> Any:
@@ -123,7 +96,7 @@ def _engine(home: Path | None) -> SelfImprovementEngine:
 
 
 @engine_app.command()
-@_handle_errors
+@handle_errors
 def capabilities(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Every capability: current value, baseline, target, direction-aware gap and level.
 
@@ -159,7 +132,7 @@ def capabilities(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @engine_app.command()
-@_handle_errors
+@handle_errors
 def weaknesses(
     min_impact: Annotated[
         float, typer.Option("--min-impact", min=0.0, max=1.0, help="Leave out lower impacts.")
@@ -201,7 +174,7 @@ def weaknesses(
 
 
 @engine_app.command()
-@_handle_errors
+@handle_errors
 def experiments(
     weakness: Annotated[
         int | None, typer.Option("--weakness", min=1, help="Only this weakness's experiments.")
@@ -259,7 +232,7 @@ def _improvement_line(rec: CodeImprovementRecord) -> str:
 
 
 @engine_app.command()
-@_handle_errors
+@handle_errors
 def improvements(
     status: Annotated[
         str | None,
@@ -346,7 +319,7 @@ def _with_root(engine: SelfImprovementEngine, improvement_id: int, root: Path | 
 
 
 @engine_app.command()
-@_handle_errors
+@handle_errors
 def approve(
     improvement_id: Annotated[int, typer.Argument(help="A pending code improvement.")],
     actor: ActorOpt = None,
@@ -387,7 +360,7 @@ def approve(
 
 
 @engine_app.command()
-@_handle_errors
+@handle_errors
 def reject(
     improvement_id: Annotated[int, typer.Argument(help="A pending code improvement.")],
     reason: Annotated[str, typer.Option("--reason", help="Why, for the record.")] = "",
@@ -408,7 +381,7 @@ def reject(
 
 
 @engine_app.command()
-@_handle_errors
+@handle_errors
 def rollback(
     improvement_id: Annotated[int, typer.Argument(help="An applied code improvement.")],
     reason: Annotated[str, typer.Option("--reason", help="Why, for the record.")] = "",
@@ -433,7 +406,7 @@ def rollback(
 
 
 @engine_app.command()
-@_handle_errors
+@handle_errors
 def assess(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Self-assessment: learning quality score and grade, with the figures behind them.
 
