@@ -26,6 +26,7 @@ from selfimprove._cli_common import (
     setup_logging,
 )
 from selfimprove.cli_engine import engine_app
+from selfimprove.cli_plasticity import app as plasticity_app
 from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import SelfImproveError
 from selfimprove.improver import EXPORT_FORMATS, SelfImprover
@@ -42,6 +43,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(engine_app, name="engine")
+app.add_typer(plasticity_app, name="plasticity")
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:

@@ -6,6 +6,7 @@ from selfimprove.errors import NotFoundError
 from selfimprove.strategies._base import Budget, Candidate, Cost, Strategy, StrategyContext
 from selfimprove.strategies._distill import DistillStrategy
 from selfimprove.strategies._evolve import EvolveStrategy
+from selfimprove.strategies._heads import HeadsStrategy
 from selfimprove.strategies._prune import PruneStrategy
 from selfimprove.strategies._quantize import QuantizeStrategy
 from selfimprove.strategies._retrain import RetrainStrategy
@@ -19,6 +20,7 @@ __all__ = [
     "Cost",
     "DistillStrategy",
     "EvolveStrategy",
+    "HeadsStrategy",
     "PruneStrategy",
     "QuantizeStrategy",
     "RetrainStrategy",
@@ -37,6 +39,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     QuantizeStrategy.name: QuantizeStrategy,
     PruneStrategy.name: PruneStrategy,
     DistillStrategy.name: DistillStrategy,
+    HeadsStrategy.name: HeadsStrategy,
 }
 
 
