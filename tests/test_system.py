@@ -310,7 +310,7 @@ def test_gain_model_takes_over_priority_when_it_beats_the_bandit(tmp_path: Path)
     out = s.improver.improve(
         name,
         "train",
-        budget=Budget(epochs=300, seconds=30.0),
+        budget=Budget(epochs=300, seconds=300.0),
         params={"lr": 1e-2, "patience": 0, "schedule": "constant"},
     )
     assert out.decision is Decision.PROMOTE, out.reason
