@@ -44,6 +44,15 @@ run: $(RUN_STAMP)
 test: $(DEV_STAMP) $(CHROMIUM_STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
 
+# Benchmarks against Optuna, random search, Ray Tune PBT, ...: JSON in benchmarks/results/ and
+# benchmarks/RESULTS.md generated from it. Not part of `make test`.
+.PHONY: bench bench-quick
+bench: $(DEV_STAMP)
+	$(BIN)/python -m benchmarks --mode full $(ARGS)
+
+bench-quick: $(DEV_STAMP)
+	$(BIN)/python -m benchmarks --mode quick $(ARGS)
+
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check selfimprove tests
 	$(BIN)/ruff format --check selfimprove tests

@@ -1,0 +1,113 @@
+"""Smoke test of the benchmark runners: each runs in its tiny configuration, writes JSON of the
+shared schema, and ``RESULTS.md`` is generated from it (so the runners do not rot)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import (
+    compression,
+    head_pruning,
+    honesty,
+    improvement,
+    overhead,
+    report,
+    two_objectives,
+)
+from benchmarks._common import SCHEMA, hypervolume_2d, pareto_front, setup
+
+RUNNERS = {
+    "improvement": improvement,
+    "two_objectives": two_objectives,
+    "head_pruning": head_pruning,
+    "compression": compression,
+    "overhead": overhead,
+    "honesty": honesty,
+}
+TOP_KEYS = {
+    "schema",
+    "benchmark",
+    "section",
+    "title",
+    "mode",
+    "command",
+    "started_at",
+    "wall_seconds",
+    "versions",
+    "machine",
+    "seeds",
+    "budgets",
+    "settings",
+    "results",
+    "tables",
+    "targets",
+    "not_run",
+    "notes",
+}
+
+
+def _check_schema(data: dict[str, Any], name: str) -> None:
+    assert set(data) >= TOP_KEYS, f"missing keys: {TOP_KEYS - set(data)}"
+    assert data["schema"] == SCHEMA
+    assert data["benchmark"] == name
+    assert data["mode"] == "smoke"
+    assert f"benchmarks.{name}" in data["command"]
+    for key in ("python", "torch", "optuna", "selfimprove_commit"):
+        assert key in data["versions"]
+    for key in ("cpu_count", "cpu_model", "load_average_start", "load_average_end"):
+        assert key in data["machine"]
+    assert data["seeds"] and data["budgets"] and data["results"]
+    for table in data["tables"]:
+        assert 1 <= table["section"] <= 6
+        assert all(len(row) == len(table["columns"]) for row in table["rows"]), table["title"]
+    for target in data["targets"]:
+        assert target["met"] in (True, False, None)
+        assert target["measured"]
+    for item in data["not_run"]:
+        assert item["reason"]
+
+
+def test_every_runner_writes_its_json_and_the_report_is_generated(tmp_path: Path) -> None:
+    setup()
+    out, work = tmp_path / "results", tmp_path / "work"
+    t0 = time.perf_counter()
+    for name, module in RUNNERS.items():
+        cfg = module.Config.for_mode("smoke")
+        argv = [f"benchmarks.{name}", "--mode", "smoke"]
+        if name == "head_pruning":
+            path = module.run(cfg, argv, out, work, tmp_path / "cache")
+        else:
+            path = module.run(cfg, argv, out, work)
+        assert path == out / f"{name}.smoke.json"
+        _check_schema(json.loads(path.read_text()), name)
+    assert time.perf_counter() - t0 < 120  # the budget is 30 s on an idle machine
+
+    md = tmp_path / "RESULTS.md"
+    assert report.main(["--results", str(out), "--out", str(md)]) == 0
+    text = md.read_text()
+    for number, title in report.SECTIONS.items():
+        assert f"## {number}. {title}" in text
+    for name in RUNNERS:
+        assert f"`{name}.smoke.json`" in text
+    assert "## Targets of the issue" in text
+    assert "do not edit by hand" in text
+
+
+def test_report_refuses_a_file_of_another_schema(tmp_path: Path) -> None:
+    (tmp_path / "x.smoke.json").write_text(json.dumps({"schema": "other/0"}))
+    with pytest.raises(report.ReportError, match="schema"):
+        report.load_results(tmp_path)
+    assert report.main(["--results", str(tmp_path), "--out", str(tmp_path / "R.md")]) == 2
+
+
+def test_hypervolume_and_pareto_front_of_known_points() -> None:
+    points = [(0.1, 3.0), (0.2, 2.0), (0.3, 1.0), (0.3, 3.0)]
+    assert pareto_front(points) == [0, 1, 2]
+    # Staircase under the reference (1, 4): 0.9*1 + 0.8*1 + 0.7*1
+    assert hypervolume_2d(points, (1.0, 4.0)) == pytest.approx(2.4)
+    assert hypervolume_2d([(2.0, 5.0)], (1.0, 4.0)) == 0.0
