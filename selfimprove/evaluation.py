@@ -148,8 +148,12 @@ class Evaluator:
                 for _ in range(3):
                     m(x1)
                     m(xs)
-            for _ in range(repeats):
-                for i, m in enumerate(modules):
+            n = len(modules)
+            for r in range(repeats):
+                # Rotate the order every repeat: the model timed right after another one
+                # inherits its cache state, and a fixed order would bias against the second.
+                for i in [(r + k) % n for k in range(n)]:
+                    m = modules[i]
                     t0 = time.perf_counter()
                     m(x1)
                     t1 = time.perf_counter()

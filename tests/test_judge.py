@@ -128,3 +128,27 @@ def test_accuracy_guard_blocks_a_smaller_but_worse_model() -> None:
     j = Judge(CFG).judge(task, ev_big, ev_small, objective="size_bytes")
     assert j.decision is Decision.REJECT and "guard accuracy regressed" in j.reason
     assert "points" in j.reason
+
+
+def test_latency_timing_rotates_the_order() -> None:
+    import time as _time
+
+    calls: list[str] = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(self.name)
+            _time.sleep(0)
+            return x
+
+    task = wine_task()
+    Evaluator(JudgeConfig(latency_repeats=4, serving_batch=2)).latency(
+        [Probe("a"), Probe("b")], task
+    )
+    timed = calls[12:]  # after 3 warm-up pairs per model
+    firsts = timed[0::4]  # the first model timed in each repeat (each times batch 1 and serving)
+    assert firsts == ["a", "b", "a", "b"]
