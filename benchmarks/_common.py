@@ -16,6 +16,7 @@ split scored once per winner.
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import importlib.metadata
 import json
@@ -94,6 +95,28 @@ SCRATCH_DIR = REPO_ROOT / "bench-out"
 MODES = ("full", "quick", "smoke")
 
 log = logging.getLogger("benchmarks")
+
+
+def runner_args(
+    module: str,
+    doc: str | None,
+    argv: Sequence[str] | None,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> tuple[argparse.Namespace, list[str]]:
+    """Parse a runner's command line (``--mode``, ``--out``, ``--work``, ``--verbose`` and any
+    ``add_arguments`` adds), set up logging, and return the arguments and the command to
+    record in the JSON."""
+    parser = argparse.ArgumentParser(description=(doc or module).split("\n\n")[0])
+    parser.add_argument("--mode", choices=MODES, default="quick")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--work", type=Path, default=SCRATCH_DIR / "work")
+    if add_arguments is not None:
+        add_arguments(parser)
+    parser.add_argument("--verbose", action="store_true")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    setup(args.verbose)
+    return args, [module, *argv]
 
 
 def setup(verbose: bool = False) -> None:

@@ -20,10 +20,8 @@ Run: ``python -m benchmarks.compression --mode quick`` (or ``full``).
 
 from __future__ import annotations
 
-import argparse
 import math
 import shutil
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -34,16 +32,14 @@ from torch import nn
 
 from benchmarks._common import (
     MODES,
-    RESULTS_DIR,
-    SCRATCH_DIR,
     BenchTask,
     Record,
     bench_task,
     error_of,
     latency_profiles,
     log,
+    runner_args,
     score,
-    setup,
     spread,
 )
 from selfimprove.checkpoints import checkpoint_bytes
@@ -330,15 +326,8 @@ def run(cfg: Config, argv: Sequence[str], out_dir: Path, workdir: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m benchmarks.compression [--mode quick|full|smoke]``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=MODES, default="quick")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--work", type=Path, default=SCRATCH_DIR / "work")
-    parser.add_argument("--verbose", action="store_true")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    setup(args.verbose)
-    run(Config.for_mode(args.mode), ["benchmarks.compression", *argv], args.out, args.work)
+    args, command = runner_args("benchmarks.compression", __doc__, argv)
+    run(Config.for_mode(args.mode), command, args.out, args.work)
     return 0
 
 

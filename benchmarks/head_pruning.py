@@ -32,7 +32,6 @@ import copy
 import itertools
 import math
 import shutil
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -44,11 +43,10 @@ import torch
 
 from benchmarks._common import (
     MODES,
-    RESULTS_DIR,
     SCRATCH_DIR,
     Record,
     log,
-    setup,
+    runner_args,
     spread,
     time_rotated,
 )
@@ -574,27 +572,17 @@ def run(cfg: Config, argv: Sequence[str], out_dir: Path, workdir: Path, cache: P
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m benchmarks.head_pruning [--mode quick|full|smoke]``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=MODES, default="quick")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--work", type=Path, default=SCRATCH_DIR / "work")
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=SCRATCH_DIR / "cache",
-        help="home folder that caches the pre-trained tiny GPT-2",
-    )
-    parser.add_argument("--verbose", action="store_true")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    setup(args.verbose)
-    run(
-        Config.for_mode(args.mode),
-        ["benchmarks.head_pruning", *argv],
-        args.out,
-        args.work,
-        args.cache,
-    )
+
+    def cache_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--cache",
+            type=Path,
+            default=SCRATCH_DIR / "cache",
+            help="home folder that caches the pre-trained tiny GPT-2",
+        )
+
+    args, command = runner_args("benchmarks.head_pruning", __doc__, argv, cache_option)
+    run(Config.for_mode(args.mode), command, args.out, args.work, args.cache)
     return 0
 
 

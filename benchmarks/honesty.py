@@ -23,11 +23,9 @@ Run: ``python -m benchmarks.honesty --mode quick`` (or ``full``).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -38,12 +36,10 @@ import numpy as np
 
 from benchmarks._common import (
     MODES,
-    RESULTS_DIR,
-    SCRATCH_DIR,
     Record,
     bench_task,
     log,
-    setup,
+    runner_args,
 )
 from selfimprove.config import SelfImprovementConfig
 from selfimprove.improver import SelfImprover
@@ -311,15 +307,8 @@ def run(cfg: Config, argv: Sequence[str], out_dir: Path, workdir: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m benchmarks.honesty [--mode quick|full|smoke]``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=MODES, default="quick")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--work", type=Path, default=SCRATCH_DIR / "work")
-    parser.add_argument("--verbose", action="store_true")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    setup(args.verbose)
-    run(Config.for_mode(args.mode), ["benchmarks.honesty", *argv], args.out, args.work)
+    args, command = runner_args("benchmarks.honesty", __doc__, argv)
+    run(Config.for_mode(args.mode), command, args.out, args.work)
     return 0
 
 

@@ -26,13 +26,11 @@ Run: ``python -m benchmarks.improvement --mode quick`` (or ``full``).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
 import random
 import shutil
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -49,8 +47,6 @@ from benchmarks._common import (
     JOINT_SPACE,
     MODES,
     REPO_ROOT,
-    RESULTS_DIR,
-    SCRATCH_DIR,
     TRAINING_KEYS,
     BenchTask,
     Record,
@@ -61,8 +57,8 @@ from benchmarks._common import (
     log,
     paired_summary,
     run_trial,
+    runner_args,
     score,
-    setup,
     spread,
     weak_start,
 )
@@ -1174,15 +1170,8 @@ def _targets(rec: Record, per_task: Mapping[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m benchmarks.improvement [--mode quick|full|smoke]``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=MODES, default="quick")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--work", type=Path, default=SCRATCH_DIR / "work")
-    parser.add_argument("--verbose", action="store_true")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    setup(args.verbose)
-    run(Config.for_mode(args.mode), ["benchmarks.improvement", *argv], args.out, args.work)
+    args, command = runner_args("benchmarks.improvement", __doc__, argv)
+    run(Config.for_mode(args.mode), command, args.out, args.work)
     return 0
 
 

@@ -26,12 +26,10 @@ Run: ``python -m benchmarks.overhead --mode quick`` (or ``full``).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
 import math
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -43,12 +41,10 @@ import psutil
 
 from benchmarks._common import (
     MODES,
-    RESULTS_DIR,
-    SCRATCH_DIR,
     Record,
     bench_task,
     log,
-    setup,
+    runner_args,
     spread,
     weak_start,
 )
@@ -485,15 +481,8 @@ def _overhead_why(cycles: Sequence[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m benchmarks.overhead [--mode quick|full|smoke]``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=MODES, default="quick")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--work", type=Path, default=SCRATCH_DIR / "work")
-    parser.add_argument("--verbose", action="store_true")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    setup(args.verbose)
-    run(Config.for_mode(args.mode), ["benchmarks.overhead", *argv], args.out, args.work)
+    args, command = runner_args("benchmarks.overhead", __doc__, argv)
+    run(Config.for_mode(args.mode), command, args.out, args.work)
     return 0
 
 

@@ -29,10 +29,8 @@ Run: ``python -m benchmarks.two_objectives --mode quick`` (or ``full``).
 
 from __future__ import annotations
 
-import argparse
 import math
 import shutil
-import sys
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -45,8 +43,6 @@ from torch import nn
 
 from benchmarks._common import (
     MODES,
-    RESULTS_DIR,
-    SCRATCH_DIR,
     BenchTask,
     Record,
     bench_task,
@@ -58,8 +54,8 @@ from benchmarks._common import (
     paired_summary,
     pareto_front,
     run_trial,
+    runner_args,
     score,
-    setup,
     spread,
 )
 from selfimprove.config import SelfImprovementConfig
@@ -574,15 +570,8 @@ def _hv_why(per_task: Mapping[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m benchmarks.two_objectives [--mode quick|full|smoke]``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=MODES, default="quick")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--work", type=Path, default=SCRATCH_DIR / "work")
-    parser.add_argument("--verbose", action="store_true")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    setup(args.verbose)
-    run(Config.for_mode(args.mode), ["benchmarks.two_objectives", *argv], args.out, args.work)
+    args, command = runner_args("benchmarks.two_objectives", __doc__, argv)
+    run(Config.for_mode(args.mode), command, args.out, args.work)
     return 0
 
 
