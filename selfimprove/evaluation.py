@@ -8,6 +8,7 @@ the median, at batch 1 and at a serving batch.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -167,14 +168,32 @@ class Evaluator:
         ]
 
     def evaluate(
-        self, modules: Sequence[nn.Module], task: Task, *, with_latency: bool = True
+        self,
+        modules: Sequence[nn.Module],
+        task: Task,
+        *,
+        with_latency: bool = True,
+        known: Sequence[Evaluation | None] | None = None,
     ) -> list[Evaluation]:
-        """Full evaluations of ``modules`` (latency timed interleaved across them)."""
+        """Full evaluations of ``modules`` (latency timed interleaved across them).
+
+        Args:
+            modules: The models.
+            task: Supplies the splits.
+            with_latency: Time the models (side by side).
+            known: Evaluations already made of the same modules this cycle (``None`` where
+                there is none): their scores, parameters and size are reused, and only the
+                latency is measured again, beside the others.
+        """
         profiles: list[LatencyProfile | None] = (
             list(self.latency(modules, task)) if with_latency else [None] * len(modules)
         )
+        known = list(known) if known is not None else [None] * len(modules)
         out = []
-        for m, prof in zip(modules, profiles, strict=True):
+        for m, prof, prior in zip(modules, profiles, known, strict=True):
+            if prior is not None:
+                out.append(dataclasses.replace(prior, latency=prof))
+                continue
             out.append(
                 Evaluation(
                     validation=self.scores(m, task, "validation"),

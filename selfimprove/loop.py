@@ -241,7 +241,11 @@ class ImprovementLoop:
                 base, status=ExperimentStatus.FAILED.value, reason=reason, experiment_id=exp.id
             )
         t1 = time.perf_counter()
-        inc_eval, cand_eval = self.evaluator.evaluate([inc.module, cand.module], task)
+        # The incumbent was scored when observed: only its latency is timed again, beside the
+        # candidate's.
+        inc_eval, cand_eval = self.evaluator.evaluate(
+            [inc.module, cand.module], task, known=[inc_eval, None]
+        )
         judgement = Judge(self.config.judge(), seed=seed).judge(
             task, inc_eval, cand_eval, target.name
         )

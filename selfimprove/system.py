@@ -171,6 +171,7 @@ class SelfImprovingNeuralSystem:
         self.gain_comparison: dict[str, Any] | None = None
         self._gain_predictor: GainPredictor | None = None
         self._strategy_seconds: dict[str, float] = {}
+        self._engine: Any = None
         if self.store.find_model(GAIN_MODEL_NAME) is not None:
             self._refresh_gain_model(register=True)
         self._custom: list[ModelImprovementTask] = []
@@ -517,26 +518,23 @@ class SelfImprovingNeuralSystem:
     def _feed_engine(self, cycle: int, metrics: SelfImprovementMetrics) -> None:
         """One ledger: the seed-002 engine sees every model objective as a capability; here it
         opens and resolves weaknesses from this cycle's measurements and logs the cycle."""
-        from selfimprove.engine import SelfImprovementEngine
+        if self._engine is None:  # opened once, closed with the system
+            from selfimprove.engine import SelfImprovementEngine
 
-        engine = SelfImprovementEngine(
-            self.store.engine.url.render_as_string(hide_password=False),
-            home=self.improver.home,
-        )
-        try:
-            engine.analyze_weaknesses()
-            promoted = [
-                o.experiment_id for o in self.last_outcomes if o.promoted and o.experiment_id
-            ]
-            engine.track_improvement_history(
-                f"cycle-{cycle}",
-                f"{metrics.models_improved} model(s) improved in cycle {cycle}",
-                improvements=promoted,
-                delta=metrics.total_improvement,
-                changes=[f"{o.model}: {o.strategy} -> {o.status}" for o in self.last_outcomes],
+            self._engine = SelfImprovementEngine(
+                self.store.engine.url.render_as_string(hide_password=False),
+                home=self.improver.home,
             )
-        finally:
-            engine.close()
+        engine = self._engine
+        engine.analyze_weaknesses()
+        promoted = [o.experiment_id for o in self.last_outcomes if o.promoted and o.experiment_id]
+        engine.track_improvement_history(
+            f"cycle-{cycle}",
+            f"{metrics.models_improved} model(s) improved in cycle {cycle}",
+            improvements=promoted,
+            delta=metrics.total_improvement,
+            changes=[f"{o.model}: {o.strategy} -> {o.status}" for o in self.last_outcomes],
+        )
 
     def _refresh_gain_model(self, *, register: bool) -> None:
         if register:
@@ -763,6 +761,9 @@ class SelfImprovingNeuralSystem:
     def close(self) -> None:
         """Release the workers and the store."""
         self.executor.close()
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
         self.improver.close()
 
     def __enter__(self) -> SelfImprovingNeuralSystem:
