@@ -7,15 +7,14 @@ request the page makes — to localhost or to the internet — reaches that serv
 from __future__ import annotations
 
 import http.server
-import shutil
-import struct
 import subprocess
 import tempfile
 import threading
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.plasticity._browser import chromium_path, png_colours
 
 FLAGS = [
     "--headless",
@@ -34,7 +33,7 @@ FLAGS = [
 
 
 def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
+    return chromium_path()
 
 
 #: Chromium's own background services (network time, account checks, component updates):
@@ -119,41 +118,6 @@ def serve_and_render(page: Callable[[], bytes], out_dir: Path) -> PageRun:
     return PageRun(dump.stdout, console, requests, shot if shot.exists() else None)
 
 
-def png_colour_count(path: Path, step: int = 7) -> int:
-    """Distinct colours among sampled pixels of an 8-bit RGB/RGBA PNG (a tiny decoder)."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat, width, height, ctype = 8, b"", 0, 0, 0
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
-        if kind == b"IHDR":
-            width, height, depth, ctype = struct.unpack(">IIBB", body[:10])
-            assert depth == 8 and ctype in (2, 6)
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + length
-    bpp = 3 if ctype == 2 else 4
-    raw, stride = zlib.decompress(idat), width * bpp
-    prev, colours = bytearray(stride), set()
-    for y in range(height):
-        f = raw[y * (stride + 1)]
-        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
-        for i in range(stride):
-            a = line[i - bpp] if i >= bpp else 0
-            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
-            if f == 1:
-                line[i] = (line[i] + a) & 255
-            elif f == 2:
-                line[i] = (line[i] + b) & 255
-            elif f == 3:
-                line[i] = (line[i] + (a + b) // 2) & 255
-            elif f == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-        if y % step == 0:
-            for x in range(0, width, step):
-                colours.add(bytes(line[x * bpp : x * bpp + 3]))
-        prev = line
-    return len(colours)
+def png_colour_count(path: Path) -> int:
+    """Distinct colours of a PNG screenshot (decoded by the plasticity tests' PNG reader)."""
+    return png_colours(path.read_bytes())[1]
