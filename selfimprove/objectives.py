@@ -43,6 +43,8 @@ class Objective:
         min_change: As a guard, a regression no larger than this, in the metric's units, is
             accepted whatever its relative size (for latency: 0.05 ms, so that one extra
             Python call on a 0.03 ms model is not a "+150 %" regression).
+        limit: As a guard, a bound the metric must never cross, whatever the tolerance (e.g. a
+            maximum checkpoint size in bytes); ``None``: no bound.
     """
 
     name: str
@@ -53,6 +55,7 @@ class Objective:
     tolerance: float = 0.05
     absolute_tolerance: bool = False
     min_change: float = 0.0
+    limit: float | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum():
@@ -120,6 +123,12 @@ class Objective:
         if self.error(after) - self.error(before) <= self.min_change:
             return True
         return reg <= self.tolerance + 1e-12
+
+    def within_limit(self, value: float) -> bool:
+        """Whether ``value`` is on the good side of :attr:`limit` (always true without one)."""
+        if self.limit is None:
+            return True
+        return math.isfinite(value) and self.error(value) <= self.error(self.limit)
 
     def format_regression(self, value: float) -> str:
         """``value`` (from :meth:`regression`) as text: points or percent."""

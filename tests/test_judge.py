@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -8,10 +9,12 @@ import torch
 from scipy import stats
 
 from selfimprove.config import JudgeConfig
+from selfimprove.errors import TaskError
 from selfimprove.evaluation import Evaluator
 from selfimprove.judge import Judge, paired_test
 from selfimprove.objectives import Direction, Objective
 from selfimprove.store import Decision
+from selfimprove.tasks import SupervisedTask
 from selfimprove.training import TrainConfig, train_
 from tests.conftest import wine_task
 
@@ -90,17 +93,71 @@ def test_paired_bootstrap_is_seeded() -> None:
     assert paired_test(obj, before, after, seed=3) == paired_test(obj, before, after, seed=3)
 
 
-def test_size_guard_blocks_a_bigger_candidate() -> None:
-    task = wine_task()
+def _weak_and_big(task):  # type: ignore[no-untyped-def]
     weak = _trained(task, 0, epochs=1)
     torch.manual_seed(0)
     big = task.build({"width": 256, "depth": 2})
     train_(big, task, TrainConfig(epochs=60, seed=1, lr=3e-3))
-    ev_w, ev_b = Evaluator(CFG).evaluate([weak, big], task)
+    return Evaluator(CFG).evaluate([weak, big], task)
+
+
+def test_a_bigger_but_better_candidate_is_promoted_when_quality_is_the_target() -> None:
+    task = wine_task()
+    ev_w, ev_b = _weak_and_big(task)
     j = Judge(CFG).judge(task, ev_w, ev_b)
+    size = j.statistics["guards"]["size_bytes"]
+    assert size["after"] > 10 * size["before"]  # the candidate is much bigger...
+    assert size["passed"] is True and size["rule"].startswith("limit only")
+    assert j.decision is Decision.PROMOTE, j.reason  # ...and promoted for its accuracy
+
+
+def test_size_limit_blocks_a_bigger_candidate() -> None:
+    task = wine_task()
+    ev_w, ev_b = _weak_and_big(task)
+    limited = SupervisedTask(
+        task.name,
+        kind="classification",
+        splits=task.splits(),
+        build=task.build,
+        default_params=task.default_params(),
+        size_limit_bytes=ev_b.size_bytes - 1,
+    )
+    j = Judge(CFG).judge(limited, ev_w, ev_b)
     assert j.decision is Decision.REJECT
-    assert "guard" in j.reason
-    assert j.statistics["guards"]["size_bytes"]["passed"] is False
+    assert "beyond its limit" in j.reason
+    assert j.statistics["guards"]["size_bytes"]["within_limit"] is False
+    roomy = dataclasses.replace(limited.objective("size_bytes"), limit=ev_b.size_bytes)
+    assert roomy.within_limit(ev_b.size_bytes)
+
+
+def test_size_may_not_grow_beyond_its_tolerance_while_latency_is_the_target() -> None:
+    task = wine_task()
+    ev_w, _ = _weak_and_big(task)
+    assert ev_w.latency is not None
+    # the same model, twice as fast and 10 % bigger: the size guard (5 %) turns it down
+    faster = dataclasses.replace(
+        ev_w,
+        latency=dataclasses.replace(ev_w.latency, batch1_ms=ev_w.latency.batch1_ms * 0.5),
+        size_bytes=int(ev_w.size_bytes * 1.1),
+    )
+    j = Judge(CFG).judge(task, ev_w, faster, objective="latency_ms")
+    assert j.decision is Decision.REJECT
+    assert "guard size_bytes regressed +10.0%" in j.reason
+    same_size = dataclasses.replace(faster, size_bytes=ev_w.size_bytes)
+    assert Judge(CFG).judge(task, ev_w, same_size, objective="latency_ms").promoted
+
+
+def test_size_limit_must_be_positive() -> None:
+    task = wine_task()
+    with pytest.raises(TaskError, match="size_limit_bytes must be > 0"):
+        SupervisedTask(
+            "x",
+            kind="classification",
+            splits=task.splits(),
+            build=task.build,
+            default_params={},
+            size_limit_bytes=0,
+        )
 
 
 def test_size_target_is_judged_deterministically_with_accuracy_as_guard() -> None:

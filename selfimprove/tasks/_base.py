@@ -77,9 +77,12 @@ def latency_objective(tolerance: float = 0.25, min_change_ms: float = 0.05) -> O
     )
 
 
-def size_objective(tolerance: float = 0.05) -> Objective:
-    """Checkpoint size in bytes (a guard by default)."""
-    return Objective("size_bytes", Direction.MINIMIZE, unit="bytes", tolerance=tolerance)
+def size_objective(tolerance: float = 0.05, limit_bytes: float | None = None) -> Objective:
+    """Checkpoint size in bytes (a guard by default: see :mod:`selfimprove.judge` for when its
+    relative tolerance applies and when only ``limit_bytes``, the largest checkpoint accepted)."""
+    return Objective(
+        "size_bytes", Direction.MINIMIZE, unit="bytes", tolerance=tolerance, limit=limit_bytes
+    )
 
 
 class Task(abc.ABC):
@@ -180,6 +183,9 @@ class SupervisedTask(Task):
         initial_params: Params of a deliberately weak first model (defaults to ``default_params``).
         latency_tolerance: Guard tolerance on batch-1 latency (relative).
         accuracy_tolerance: Guard tolerance on accuracy, in points (0.01 = one point).
+        size_limit_bytes: Largest checkpoint a candidate may have (``None``: no bound). While
+            the primary objective is improved, size is a cost bounded only by this limit; while
+            latency or size is improved, size may also grow by at most 5 %.
         search_space: Architecture params worth searching (see :mod:`selfimprove.tasks._space`).
     """
 
@@ -197,6 +203,7 @@ class SupervisedTask(Task):
         initial_training: Mapping[str, Any] | None = None,
         latency_tolerance: float = 0.25,
         accuracy_tolerance: float = 0.01,
+        size_limit_bytes: float | None = None,
         search_space: SearchSpace | None = None,
         data_seed: int = 0,
     ) -> None:
@@ -229,7 +236,13 @@ class SupervisedTask(Task):
             if kind == "classification"
             else Objective("mse", Direction.MINIMIZE, target=target, ideal=0.0, tolerance=0.1)
         )
-        self.objectives = (primary, latency_objective(latency_tolerance), size_objective())
+        if size_limit_bytes is not None and not size_limit_bytes > 0:
+            raise TaskError(f"size_limit_bytes must be > 0, but got {size_limit_bytes=}.")
+        self.objectives = (
+            primary,
+            latency_objective(latency_tolerance),
+            size_objective(limit_bytes=size_limit_bytes),
+        )
 
     # ---------------------------------------------------------------- constructors
     @classmethod
