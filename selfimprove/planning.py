@@ -8,6 +8,11 @@ direction-aware:
 - any other primary objective short of its target → **training**, or **architecture** when
   its relative gap exceeds ``architecture_gap`` (1.0: the error is more than double the
   target, so capacity rather than training is the likely limit);
+- a training task becomes an **architecture** task once training has stalled: the model's last
+  ``stalled_after`` (2) training experiments since its last promotion all failed to be
+  promoted, so more of the same training is unlikely to pay (measured: with the seed's rules
+  alone a digits classifier at 0.95 accuracy short of its target got training and nothing but
+  training, never leaving its 16-unit start however long it ran);
 - batch-1 latency above ``latency_above_ms`` (200 ms) → **optimisation** (targets latency);
 - a stronger incumbent of the same task exists → **distillation**.
 
@@ -23,6 +28,7 @@ models with smaller gaps still get their turn.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +60,8 @@ class TaskRules:
         latency_above_ms: Batch-1 latency above which a model gets an optimisation task.
         architecture_gap: Relative gap to target above which a non-accuracy objective gets an
             architecture task instead of a training one.
+        stalled_after: Training experiments in a row without a promotion after which a
+            training weakness is served by an architecture task (``0``: never escalate).
         strategies: Kind → strategies the bandit chooses among (unknown names are ignored).
     """
 
@@ -61,6 +69,7 @@ class TaskRules:
     architecture_below: float = 0.85
     latency_above_ms: float = 200.0
     architecture_gap: float = 1.0
+    stalled_after: int = 2
     strategies: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: {
             "training": ("train", "retrain", "tune"),
@@ -76,6 +85,8 @@ class TaskRules:
                 "need 0 < training_below <= architecture_below <= 1, but got "
                 f"{self.training_below=}, {self.architecture_below=}."
             )
+        if self.stalled_after < 0:
+            raise ConfigError(f"stalled_after must be >= 0, but got {self.stalled_after=}.")
         if self.latency_above_ms <= 0:
             raise ConfigError(f"latency_above_ms must be > 0, but got {self.latency_above_ms=}.")
         unknown = set(self.strategies) - set(KINDS)
@@ -94,6 +105,8 @@ class Observation:
     value: float  # validation value of the primary objective
     latency_ms: float
     version: int
+    #: Training experiments in a row, since the model's last promotion, that were not promoted.
+    training_stalled: int = 0
 
 
 @dataclass(frozen=True)
@@ -197,6 +210,18 @@ def find_weaknesses(
                 obs.model, kind, p.name, gap, f"{p.name} {v:.4g} short of its target {p.target:g}"
             )
         )
+    if rules.stalled_after and obs.training_stalled >= rules.stalled_after:
+        out = [
+            dataclasses.replace(
+                w,
+                kind="architecture",
+                reason=f"{w.reason}; training stalled ({obs.training_stalled} training "
+                "experiments in a row not promoted)",
+            )
+            if w.kind == "training"
+            else w
+            for w in out
+        ]
     if obs.latency_ms > rules.latency_above_ms:
         gap = (obs.latency_ms - rules.latency_above_ms) / rules.latency_above_ms
         out.append(

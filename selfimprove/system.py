@@ -26,7 +26,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -232,14 +232,30 @@ class SelfImprovingNeuralSystem:
 
     def _waiting(self) -> dict[str, int]:
         """Cycles since each model's last experiment (models never tried: absent)."""
+        return self._history()[0]
+
+    def _history(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Per model: cycles since its last experiment (never tried: absent), and how many
+        training experiments in a row since its last promotion were not promoted."""
         names = {m.id: m.name for m in self.store.list_models()}
         last: dict[str, int] = {}
-        for e in self.store.list_experiments():
+        stalled: dict[str, int] = {}
+        for e in self.store.list_experiments():  # oldest first
             name = names.get(e.model_id or -1)
-            if name is not None and e.cycle is not None:
+            if name is None:
+                continue
+            if e.cycle is not None:
                 last[name] = max(last.get(name, 0), e.cycle)
+            if e.decision is Decision.PROMOTE:
+                stalled[name] = 0
+            elif (
+                e.status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED)
+                and e.strategy in STRATEGIES
+                and STRATEGIES[e.strategy].family == "training"
+            ):
+                stalled[name] = stalled.get(name, 0) + 1
         now = self.store.max_cycle() + 1
-        return {name: now - c for name, c in last.items()}
+        return {name: now - c for name, c in last.items()}, stalled
 
     def _task_for(
         self, w: Weakness, obs: Observation, env: dict[str, float], waiting: int = MAX_WAIT
@@ -287,9 +303,10 @@ class SelfImprovingNeuralSystem:
         observations, the environment and the brain state)."""
         peers = list(observations.values())
         best: dict[str, ModelImprovementTask] = {}
-        waited = self._waiting()
+        waited, stalled = self._history()
         for obs in peers:
             waiting = min(MAX_WAIT, waited.get(obs.model, MAX_WAIT))
+            obs = replace(obs, training_stalled=stalled.get(obs.model, 0))
             for w in find_weaknesses(
                 obs, peers, self.rules, distill=self.config.cross_model_distillation
             ):

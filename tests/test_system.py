@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import ConfigError, NotFoundError
 from selfimprove.objectives import Direction, Objective
 from selfimprove.planning import Observation, TaskRules
-from selfimprove.store import Decision, VersionStatus
+from selfimprove.store import Decision, ExperimentStatus, VersionStatus
 from selfimprove.system import SelfImprovingNeuralSystem
 from selfimprove.training import TrainConfig, train_
 from tests.conftest import wine_task
@@ -385,3 +386,41 @@ def test_the_engine_sees_the_systems_weaknesses_and_cycles(tmp_path: Path) -> No
         assert history and history[0].version == "cycle-1"
     finally:
         engine.close()
+
+
+def test_training_that_stalled_escalates_to_architecture() -> None:
+    from selfimprove.planning import find_weaknesses
+
+    rules = TaskRules()
+    obs = _obs("m", 0.95, 1.0)  # short of its 0.97 target: the seed's rule says training
+    assert [w.kind for w in find_weaknesses(obs, [obs], rules)] == ["training"]
+    stalled = dataclasses.replace(obs, training_stalled=1)
+    assert [w.kind for w in find_weaknesses(stalled, [stalled], rules)] == ["training"]
+    stalled = dataclasses.replace(obs, training_stalled=2)
+    (w,) = find_weaknesses(stalled, [stalled], rules)
+    assert w.kind == "architecture" and "training stalled (2" in w.reason
+    never = TaskRules(stalled_after=0)
+    assert [w.kind for w in find_weaknesses(stalled, [stalled], never)] == ["training"]
+    with pytest.raises(ConfigError, match="stalled_after"):
+        TaskRules(stalled_after=-1)
+
+
+def test_the_system_counts_stalled_training_from_the_ledger(tmp_path: Path) -> None:
+    s = _system(tmp_path)
+    _add_wine(s, "wine", epochs=1)
+    model = s.store.get_model("wine")
+
+    def finished(strategy: str, decision: Decision | None, status: ExperimentStatus) -> None:
+        e = s.store.add_experiment(model_id=model.id, strategy=strategy, cycle=1)
+        s.store.update_experiment(e.id, status=status, decision=decision)
+
+    finished("train", Decision.PROMOTE, ExperimentStatus.COMPLETED)
+    finished("train", Decision.REJECT, ExperimentStatus.COMPLETED)
+    finished("evolve", Decision.REJECT, ExperimentStatus.COMPLETED)  # not training: no count
+    finished("tune", None, ExperimentStatus.FAILED)
+    assert s._history()[1] == {"wine": 2}
+    obs, _ = s._observe_all()
+    (task,) = s.plan(obs, {})
+    assert task.kind == "architecture" and "training stalled" in task.reason
+    finished("evolve", Decision.PROMOTE, ExperimentStatus.COMPLETED)  # any promotion resets
+    assert s._history()[1] == {"wine": 0}
