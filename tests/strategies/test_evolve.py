@@ -14,7 +14,7 @@ from selfimprove.improver import SelfImprover
 from selfimprove.registry import LoadedModel
 from selfimprove.store import Decision
 from selfimprove.strategies import Budget, Candidate, StrategyContext
-from selfimprove.strategies._evolve import EvolveStrategy
+from selfimprove.strategies._evolve import EvolveStrategy, _Point
 from selfimprove.tasks import SupervisedTask, build_mlp, resolve_task
 from selfimprove.training import TrainConfig, train_
 
@@ -84,8 +84,14 @@ def test_evolve_front_is_non_dominated_and_the_candidate_reloads(improver: SelfI
     nd = {n for n, a in all_pts.items() if not any(_dominates(b, a) for b in all_pts.values())}
     assert {p["trial"] for p in front} == nd
 
-    # Primary objective: the lowest holdout error on the front.
-    assert d["chosen_trial"] == min(front, key=lambda p: p["holdout_error"])["trial"]
+    # Primary objective: the lowest holdout error on the front among the points within the
+    # task's latency guard (or on the whole front when none is).
+    lat = inc.task.objective("latency_ms")
+    inc_ms = d["incumbent"]["latency_ms"]
+    admitted = [p for p in front if lat.within_tolerance(inc_ms, p["latency_ms"])]
+    assert d["choice"]["admitted"] == [p["trial"] for p in admitted]
+    pool = admitted or front
+    assert d["chosen_trial"] == min(pool, key=lambda p: p["holdout_error"])["trial"]
     assert cand.origin == "fresh_init" and cand.params == d["chosen_params"]
 
     # The candidate rebuilds from its params, and reloads to identical outputs once saved.
@@ -186,3 +192,35 @@ def test_evolve_is_not_applicable_without_a_search_space(improver: SelfImprover)
     out = improver.loop.improve("wine", cycle=1, strategy=EvolveStrategy())
     assert out.status == "not_applicable" and "search space" in out.reason
     assert improver.store.list_experiments() == []
+
+
+def test_evolve_for_quality_prefers_the_best_point_the_guards_admit() -> None:
+    task = resolve_task("pattern_recognition")
+    lin = torch.nn.Linear(1, 1)
+
+    def point(n: int, error: float, ms: float) -> _Point:
+        return _Point(n, {}, lin, error, ms, size_bytes=1000 * (n + 1), parameters=2, epochs=1)
+
+    accurate_but_slow, fast = point(0, 0.01, 1.0), point(1, 0.02, 0.1)
+    front = [accurate_but_slow, fast]  # sorted by error, as evolve sorts it
+    s = EvolveStrategy().settings(
+        StrategyContext(task=task, objective="accuracy", budget=Budget(epochs=10), seed=0)
+    )
+
+    def choose(inc_ms: float, t: Any = task) -> tuple[Any, dict[str, Any]]:
+        x1 = torch.zeros(1, 1)
+        return EvolveStrategy()._choose("accuracy", front, lin, x1, s, 0.05, inc_ms, t)
+
+    chosen, choice = choose(0.1)  # 1.0 ms would be +900 % and +0.9 ms: beyond the guard
+    assert chosen is fast and choice["admitted"] == [1]
+    chosen, _ = choose(0.9)  # within 25 %: the more accurate point is admitted
+    assert chosen is accurate_but_slow
+    limited = SupervisedTask(
+        "lim", kind="classification", splits=task.splits(), build=task.build,
+        default_params=task.default_params(), size_limit_bytes=1500,
+    )  # fmt: skip
+    chosen, choice = choose(0.01, limited)  # none within the latency guard: the best overall
+    assert chosen is accurate_but_slow and choice["admitted"] == []
+    assert "no point within" in choice["rule"]
+    chosen, choice = choose(0.9, limited)  # the size limit excludes the 2000-byte point
+    assert chosen is accurate_but_slow and choice["admitted"] == [0]
