@@ -63,6 +63,11 @@ class TaskRules:
         stalled_after: Training experiments in a row without a promotion after which a
             training weakness is served by an architecture task (``0``: never escalate).
         strategies: Kind → strategies the bandit chooses among (unknown names are ignored).
+            Only ``evolve`` serves architecture: ``tune`` searches training hyperparameters
+            and keeps the architecture, so it is a training strategy (measured: with ``tune``
+            among the architecture arms the bandit kept picking it after it had once paid, and
+            the digits model never left its 16-unit start). A model whose task offers no
+            search space gets its architecture weakness served by the training strategies.
     """
 
     training_below: float = 0.75
@@ -73,7 +78,7 @@ class TaskRules:
     strategies: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: {
             "training": ("train", "retrain", "tune"),
-            "architecture": ("evolve", "tune"),
+            "architecture": ("evolve",),
             "optimisation": ("quantize", "prune", "distill"),
             "distillation": ("distill",),
         }

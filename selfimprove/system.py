@@ -69,6 +69,7 @@ from selfimprove.planning import (
 )
 from selfimprove.store import Decision, ExperimentStatus, Store, VersionRecord, utcnow
 from selfimprove.strategies import STRATEGIES, Budget
+from selfimprove.tasks import resolve_task
 
 __all__ = ["SelfImprovementMetrics", "SelfImprovingNeuralSystem", "health_report"]
 
@@ -257,9 +258,23 @@ class SelfImprovingNeuralSystem:
         now = self.store.max_cycle() + 1
         return {name: now - c for name, c in last.items()}, stalled
 
+    @staticmethod
+    def _searchable(task_name: str) -> bool:
+        """Whether the task has an architecture search space (what ``evolve`` needs)."""
+        try:
+            return resolve_task(task_name).search_space() is not None
+        except SelfImproveError:
+            return False
+
     def _task_for(
         self, w: Weakness, obs: Observation, env: dict[str, float], waiting: int = MAX_WAIT
     ) -> ModelImprovementTask | None:
+        if w.kind == "architecture" and not self._searchable(obs.task):
+            w = replace(
+                w,
+                kind="training",
+                reason=f"{w.reason}; task {obs.task} offers no architecture search space",
+            )
         arms = self._strategies_for(w.kind)
         if not arms:
             return None

@@ -16,6 +16,7 @@ from selfimprove.objectives import Direction, Objective
 from selfimprove.planning import Observation, TaskRules
 from selfimprove.store import Decision, ExperimentStatus, VersionStatus
 from selfimprove.system import SelfImprovingNeuralSystem
+from selfimprove.tasks import MLP_SPACE, SupervisedTask
 from selfimprove.training import TrainConfig, train_
 from tests.conftest import wine_task
 
@@ -405,9 +406,25 @@ def test_training_that_stalled_escalates_to_architecture() -> None:
         TaskRules(stalled_after=-1)
 
 
-def test_the_system_counts_stalled_training_from_the_ledger(tmp_path: Path) -> None:
+@pytest.mark.parametrize("searchable", [True, False])
+def test_the_system_counts_stalled_training_from_the_ledger(
+    tmp_path: Path, searchable: bool
+) -> None:
     s = _system(tmp_path)
-    _add_wine(s, "wine", epochs=1)
+    base = wine_task(f"wine_space_{searchable}")
+    task = SupervisedTask(
+        base.name,
+        kind="classification",
+        splits=base.splits(),
+        build=base.build,
+        default_params={"width": 16, "depth": 1},
+        target=0.99,
+        search_space=MLP_SPACE if searchable else None,
+    )
+    torch.manual_seed(0)
+    module = task.build({"width": 16, "depth": 1})
+    train_(module, task, TrainConfig(epochs=1, lr=1e-3, seed=0))
+    s.improver.register_model("wine", task, module, {"width": 16, "depth": 1})
     model = s.store.get_model("wine")
 
     def finished(strategy: str, decision: Decision | None, status: ExperimentStatus) -> None:
@@ -420,7 +437,11 @@ def test_the_system_counts_stalled_training_from_the_ledger(tmp_path: Path) -> N
     finished("tune", None, ExperimentStatus.FAILED)
     assert s._history()[1] == {"wine": 2}
     obs, _ = s._observe_all()
-    (task,) = s.plan(obs, {})
-    assert task.kind == "architecture" and "training stalled" in task.reason
+    (task_,) = s.plan(obs, {})
+    assert "training stalled" in task_.reason
+    if searchable:  # architecture, served by evolve (tune keeps the architecture)
+        assert (task_.kind, task_.strategy) == ("architecture", "evolve")
+    else:  # nothing to search: back to the training strategies
+        assert task_.kind == "training" and "no architecture search space" in task_.reason
     finished("evolve", Decision.PROMOTE, ExperimentStatus.COMPLETED)  # any promotion resets
     assert s._history()[1] == {"wine": 0}
