@@ -17,7 +17,8 @@ runs an experiment) through many cycles with a small budget (1 epoch, cheap late
 resident memory sampled every ``sample_every`` cycles; flat means it grows by at most 5 %
 and by less than 1 MiB per 100 cycles over the second half.
 
-**Store writes**: transactions (every write goes through ``Store.transaction``) counted during
+**Store writes**: transactions (every write goes through ``Store.transaction``, or many through
+one ``Store.batch``) counted, in every ``Store`` of the process, during
 the memory run, per cycle and per second; and the store's own rate for one-row transactions
 (``add_event``) on the same disk.
 
@@ -105,24 +106,45 @@ class _TimedEvaluator(Evaluator):
             self.calls += 1
 
 
-def _count_transactions(store: Store) -> list[float]:
-    """Count ``store.transaction()`` calls from now on (every write goes through it), and add up
-    the seconds spent inside them: ``[count, seconds]``."""
+def _not_counting() -> None:
+    """What stops counting before counting started: nothing."""
+
+
+def _count_transactions() -> tuple[list[float], Callable[[], None]]:
+    """Count the store's transactions from now on, and add up the seconds spent inside them:
+    ``[count, seconds]``, and the function that stops counting.
+
+    Every write goes through ``Store.transaction`` or ``Store.batch``; a transaction inside a
+    batch is part of the batch's one transaction and is not counted again. Every ``Store`` of
+    the process is counted (the system's and the one its engine opens on the same ledger).
+    """
     totals = [0.0, 0.0]
-    inner = store.transaction
+    inner_tx, inner_batch = Store.transaction, Store.batch
 
-    @contextlib.contextmanager
-    def counted(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        totals[0] += 1
-        t0 = time.perf_counter()
-        try:
-            with inner(*args, **kwargs) as session:
-                yield session
-        finally:
-            totals[1] += time.perf_counter() - t0
+    def counting(inner: Callable[[Store], Any]) -> Callable[[Store], Any]:
+        @contextlib.contextmanager
+        def counted(self: Store) -> Iterator[Any]:
+            if self.in_batch:  # part of a transaction already counted
+                with inner(self) as session:
+                    yield session
+                return
+            totals[0] += 1
+            t0 = time.perf_counter()
+            try:
+                with inner(self) as session:
+                    yield session
+            finally:
+                totals[1] += time.perf_counter() - t0
 
-    store.transaction = counted  # type: ignore[method-assign]
-    return totals
+        return counted
+
+    def stop() -> None:
+        Store.transaction = inner_tx  # type: ignore[method-assign]
+        Store.batch = inner_batch  # type: ignore[method-assign]
+
+    Store.transaction = counting(inner_tx)  # type: ignore[method-assign,assignment]
+    Store.batch = counting(inner_batch)  # type: ignore[method-assign,assignment]
+    return totals, stop
 
 
 def _timed_method(obj: Any, name: str, evaluator: _TimedEvaluator | None = None) -> list[float]:
@@ -162,6 +184,7 @@ def measure_overhead(n: int, cfg: Config, workdir: Path) -> dict[str, Any]:
     module, _ = weak_start(bt, cfg.seed)
     config = SelfImprovementConfig(auto_start=False, max_concurrent_improvements=1)
     system, evaluator = _system(workdir / f"overhead-{n}", cfg.seed, config)
+    stop_counting = _not_counting
     try:
         t0 = time.perf_counter()
         for i in range(n):
@@ -175,7 +198,7 @@ def measure_overhead(n: int, cfg: Config, workdir: Path) -> dict[str, Any]:
             "save brain state": _timed_method(system, "_save_brain"),
             "checkpoint writes": _timed_method(system.improver.registry, "save_version"),
         }
-        tx = _count_transactions(system.store)
+        tx, stop_counting = _count_transactions()
         rows: list[dict[str, Any]] = []
         for c in range(cfg.cycles + 1):  # the first cycle warms up (imports, caches)
             evaluator.seconds = 0.0
@@ -217,6 +240,7 @@ def measure_overhead(n: int, cfg: Config, workdir: Path) -> dict[str, Any]:
                 tx[1],
             )
     finally:
+        stop_counting()
         system.close()
         shutil.rmtree(workdir / f"overhead-{n}", ignore_errors=True)
     measured = [r for r in rows if not r["warm_up"]] or rows
@@ -237,12 +261,13 @@ def measure_memory(cfg: Config, workdir: Path) -> dict[str, Any]:
     judge = JudgeConfig(latency_repeats=5, serving_batch=8, bootstrap_resamples=200)
     system, _ = _system(workdir / "memory", cfg.seed, config, judge)
     proc = psutil.Process()
+    stop_counting = _not_counting
     try:
         for key in ("digits", "neural_sort"):
             bt = bench_task(key)
             module, _ = weak_start(bt, cfg.seed)
             system.improver.register_model(key, bt.task, module, dict(bt.initial_params))
-        tx = _count_transactions(system.store)
+        tx, stop_counting = _count_transactions()
         samples = []
         t_start = time.perf_counter()
         last = t_start
@@ -273,6 +298,7 @@ def measure_memory(cfg: Config, workdir: Path) -> dict[str, Any]:
         db_bytes = sum(p.stat().st_size for p in db.parent.glob("selfimprove.db*"))
         experiments = len(system.store.list_experiments())
     finally:
+        stop_counting()
         system.close()
     models_bytes = (
         sum(p.stat().st_size for p in (workdir / "memory").rglob("*") if p.is_file()) - db_bytes

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from selfimprove.config import SelfImprovementConfig
@@ -21,7 +22,16 @@ from selfimprove.evaluation import Evaluation, Evaluator
 from selfimprove.judge import Judge
 from selfimprove.registry import LoadedModel, Registry
 from selfimprove.seeding import derive_seed
-from selfimprove.store import Decision, ExperimentStatus, ModelRecord, Store, VersionStatus
+from selfimprove.store import (
+    CapabilityRecord,
+    Decision,
+    ExperimentStatus,
+    MeasurementSet,
+    ModelRecord,
+    Store,
+    VersionStatus,
+    utcnow,
+)
 from selfimprove.strategies import Budget, Strategy, StrategyContext, get_strategy
 
 __all__ = ["ExperimentOutcome", "ImprovementLoop", "ProgressCallback"]
@@ -337,6 +347,50 @@ class ImprovementLoop:
         inc = self.registry.load(name)
         return inc, self._observe(inc.model, inc)
 
+    def observe_many(
+        self, models: Sequence[ModelRecord]
+    ) -> tuple[list[tuple[LoadedModel, Evaluation]], dict[str, CheckpointError | NotFoundError]]:
+        """:meth:`observe` every model, with all their measurements recorded in one transaction.
+
+        Args:
+            models: The models, in the order to evaluate them.
+
+        Returns:
+            The observed incumbents with their evaluations (in ``models`` order), and the
+            models left alone with why (checkpoint unusable, task unknown).
+        """
+        observed: list[tuple[LoadedModel, Evaluation, datetime]] = []
+        unusable: dict[str, CheckpointError | NotFoundError] = {}
+        versions = self.store.versions_by_ids(
+            m.incumbent_version_id for m in models if m.incumbent_version_id is not None
+        )
+        for m in models:
+            try:
+                version = versions.get(m.incumbent_version_id or 0)
+                inc = self.registry.load_record(m, version)
+            except (CheckpointError, NotFoundError) as exc:
+                unusable[m.name] = exc
+                continue
+            (evaluation,) = self.evaluator.evaluate([inc.module], inc.task)
+            observed.append((inc, evaluation, utcnow()))
+        caps: dict[int, list[CapabilityRecord]] = {}
+        for cap in self.store.list_capabilities():
+            if cap.model_id is not None:
+                caps.setdefault(cap.model_id, []).append(cap)
+        sets: list[MeasurementSet] = []
+        baselines: dict[int, float] = {}
+        for inc, evaluation, at in observed:
+            found, first = self._measurement_sets(
+                evaluation, inc.version.id, None, "incumbent", caps.get(inc.model.id, []), at
+            )
+            sets += found
+            baselines.update(first)
+        with self.store.batch():  # one commit for every measurement of the cycle
+            for cap_id, value in baselines.items():
+                self.store.set_capability_baseline(cap_id, value)
+            self.store.add_measurement_sets(sets)
+        return [(inc, evaluation) for inc, evaluation, _ in observed], unusable
+
     def _observe(self, model: ModelRecord, inc: LoadedModel) -> Evaluation:
         """Evaluate the incumbent and record the measurements."""
         (evaluation,) = self.evaluator.evaluate([inc.module], inc.task)
@@ -351,7 +405,28 @@ class ImprovementLoop:
         cycle: int | None,
         role: str,
     ) -> None:
-        for cap in self.store.list_capabilities(model.id):
+        """Record ``evaluation`` against the model's capabilities, in one transaction."""
+        caps = self.store.list_capabilities(model.id)
+        sets, baselines = self._measurement_sets(evaluation, version_id, cycle, role, caps)
+        with self.store.batch():
+            for cap_id, value in baselines.items():
+                self.store.set_capability_baseline(cap_id, value)
+            self.store.add_measurement_sets(sets)
+
+    @staticmethod
+    def _measurement_sets(
+        evaluation: Evaluation,
+        version_id: int,
+        cycle: int | None,
+        role: str,
+        caps: Sequence[CapabilityRecord],
+        measured_at: datetime | None = None,
+    ) -> tuple[list[MeasurementSet], dict[int, float]]:
+        """What to record of ``evaluation``: one set per capability with a finite value, and
+        the first validation value of each capability that has no baseline yet."""
+        sets: list[MeasurementSet] = []
+        baselines: dict[int, float] = {}
+        for cap in caps:
             if cap.objective is None:
                 continue
             if cap.objective in ("latency_ms", "size_bytes"):
@@ -366,7 +441,14 @@ class ImprovementLoop:
             if not math.isfinite(next(iter(values.values()))):
                 continue
             if cap.baseline is None and "validation" in values:
-                self.store.set_capability_baseline(cap.id, values["validation"])
-            self.store.add_measurements(
-                cap.id, values, version_id=version_id, context={"role": role, "cycle": cycle}
+                baselines[cap.id] = values["validation"]
+            sets.append(
+                MeasurementSet(
+                    cap.id,
+                    values,
+                    version_id=version_id,
+                    context={"role": role, "cycle": cycle},
+                    measured_at=measured_at,
+                )
             )
+        return sets, baselines

@@ -224,7 +224,24 @@ class Registry:
             CheckpointError: The checkpoint is missing, truncated, altered or does not fit.
         """
         model = self.store.get_model(name)
-        version = self.version(name, number)
+        version = self.store.get_version(model, number) if number is not None else None
+        return self.load_record(model, version)
+
+    def load_record(self, model: ModelRecord, version: VersionRecord | None = None) -> LoadedModel:
+        """:meth:`load` for a model (and version) already read from the store.
+
+        Args:
+            model: The model.
+            version: One of its versions (default: its incumbent).
+
+        Raises:
+            NotFoundError: No incumbent, or the model's task cannot be resolved.
+            CheckpointError: The checkpoint is missing, truncated, altered or does not fit.
+        """
+        if version is None:
+            if model.incumbent_version_id is None:
+                raise NotFoundError(f"model {model.name!r} has no incumbent version.")
+            version = self.store.version_by_id(model.incumbent_version_id)
         task = resolve_task(model.task)
         return LoadedModel(model, version, task, self.load_module(model, version, task))
 

@@ -39,7 +39,6 @@ from selfimprove.brain.state import BrainStateAggregator
 from selfimprove.brain.triggers import GeneticTriggerSystem
 from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import (
-    CheckpointError,
     ConfigError,
     NotFoundError,
     SelfImproveError,
@@ -52,9 +51,11 @@ from selfimprove.loop import ExperimentOutcome
 from selfimprove.meta.bandit import StrategyBandit
 from selfimprove.meta.gain_model import (
     GAIN_MODEL_NAME,
+    ExperimentFacts,
     GainPredictor,
     compare_with_bandit,
     encode_features,
+    experiment_facts,
     register_gain_model,
 )
 from selfimprove.meta.insights import record_comparison, update_insights
@@ -67,7 +68,14 @@ from selfimprove.planning import (
     find_weaknesses,
     severity_level,
 )
-from selfimprove.store import Decision, ExperimentStatus, Store, VersionRecord, utcnow
+from selfimprove.store import (
+    Decision,
+    ExperimentRecord,
+    ExperimentStatus,
+    Store,
+    VersionRecord,
+    utcnow,
+)
 from selfimprove.strategies import STRATEGIES, Budget
 from selfimprove.tasks import resolve_task
 
@@ -204,17 +212,21 @@ class SelfImprovingNeuralSystem:
         obs: dict[str, Observation] = {}
         evals: dict[str, Evaluation] = {}
         self._unusable = {}
-        records = self.store.list_models()
-        if models is not None:
-            records = [self.store.get_model(name) for name in models]
+        records = (
+            self.store.list_models()
+            if models is None
+            else [self.store.get_model(name) for name in models]
+        )
+        # Every incumbent evaluated, then all their measurements recorded in one transaction.
+        observed, unusable = self.improver.loop.observe_many(records)
         for m in records:
-            try:
-                inc, ev = self.improver.loop.observe(m.name)
-            except (CheckpointError, NotFoundError) as exc:
+            if m.name in unusable:
+                exc = unusable[m.name]
                 self.store.add_event("checkpoint_error", str(exc), model_id=m.id)
                 logger.error("%s left alone: %s", m.name, exc)
                 self._unusable[m.name] = str(exc)
-                continue
+        for inc, ev in observed:
+            m = inc.model
             p = inc.task.primary
             obs[m.name] = Observation(
                 model=m.name,
@@ -538,12 +550,16 @@ class SelfImprovingNeuralSystem:
         changelog; the gain model rebuilt every ``EVOLVE_EVERY`` cycles and compared with the
         bandit on held-out experiments (it decides priority only when significantly better)."""
         try:
-            update_insights(self.store)
+            # The ledger's experiments read once for all of it (nothing below adds one).
+            experiments = self.store.list_experiments()
+            facts = experiment_facts(self.store, experiments)
+            with self.store.batch():  # one transaction for every insight
+                update_insights(self.store, experiments=experiments, facts=facts)
             self._feed_engine(cycle, metrics)
             if cycle % EVOLVE_EVERY == 0:
-                self._refresh_gain_model(register=True)
+                self._refresh_gain_model(register=True, experiments=experiments, facts=facts)
             elif self._gain_predictor is not None:
-                self._refresh_gain_model(register=False)
+                self._refresh_gain_model(register=False, experiments=experiments, facts=facts)
         except SelfImproveError as exc:  # learning about learning must never stop the loop
             logger.warning("meta-learning skipped this cycle: %s", exc)
 
@@ -558,31 +574,47 @@ class SelfImprovingNeuralSystem:
                 home=self.improver.home,
             )
         engine = self._engine
-        engine.analyze_weaknesses()
         promoted = [o.experiment_id for o in self.last_outcomes if o.promoted and o.experiment_id]
-        engine.track_improvement_history(
-            f"cycle-{cycle}",
-            f"{metrics.models_improved} model(s) improved in cycle {cycle}",
-            improvements=promoted,
-            delta=metrics.total_improvement,
-            changes=[f"{o.model}: {o.strategy} -> {o.status}" for o in self.last_outcomes],
-        )
+        # One transaction for the whole update (a weakness per capability would otherwise be
+        # a commit each): all of it or, when anything fails, none of it.
+        with engine.store.batch():
+            engine.analyze_weaknesses()
+            engine.track_improvement_history(
+                f"cycle-{cycle}",
+                f"{metrics.models_improved} model(s) improved in cycle {cycle}",
+                improvements=promoted,
+                delta=metrics.total_improvement,
+                changes=[f"{o.model}: {o.strategy} -> {o.status}" for o in self.last_outcomes],
+            )
 
-    def _refresh_gain_model(self, *, register: bool) -> None:
+    def _refresh_gain_model(
+        self,
+        *,
+        register: bool,
+        experiments: list[ExperimentRecord] | None = None,
+        facts: list[ExperimentFacts] | None = None,
+    ) -> None:
+        """Rebuild the gain model's task (and register its model) when ``register``, reload the
+        predictor and compare it with the bandit; ``experiments`` and their ``facts`` when
+        already read this cycle."""
+        if experiments is None:
+            experiments = self.store.list_experiments()
+        if facts is None:
+            facts = experiment_facts(self.store, experiments)
         if register:
             try:
-                register_gain_model(self.improver, self.store, seed=self.seed)
+                register_gain_model(self.improver, self.store, seed=self.seed, facts=facts)
             except TaskError as exc:  # too little history yet
                 logger.debug("gain model not (re)built: %s", exc)
                 return
         self._gain_predictor = GainPredictor.from_registry(self.improver.registry)
         secs: dict[str, list[float]] = collections.defaultdict(list)
-        for e in self.store.list_experiments(status=ExperimentStatus.COMPLETED):
-            if e.compute.get("seconds") is not None:
+        for e in experiments:
+            if e.status is ExperimentStatus.COMPLETED and e.compute.get("seconds") is not None:
                 secs[e.strategy].append(float(e.compute["seconds"]))
         self._strategy_seconds = {k: float(np.median(v)) for k, v in secs.items()}
         result = compare_with_bandit(
-            self.store, self._gain_predictor, self.bandit, alpha=self.config.alpha
+            self.store, self._gain_predictor, self.bandit, alpha=self.config.alpha, facts=facts
         )
         record_comparison(self.store, result)
         self.gain_comparison = result
@@ -651,6 +683,10 @@ class SelfImprovingNeuralSystem:
         return gain, secs
 
     def _save_brain(self) -> None:
+        with self.store.batch():  # the three states together, in one transaction
+            self._save_states()
+
+    def _save_states(self) -> None:
         self.store.save_state("hormones", self.hormone_system.to_dict())
         self.store.save_state("triggers", self.genetic_system.to_dict())
         self.store.save_state("bandit", self.bandit.to_dict())

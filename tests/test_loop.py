@@ -109,6 +109,32 @@ def test_corrupted_incumbent_is_reported_and_left_alone(improver: SelfImprover) 
     assert events and "corrupted" in events[0].message
 
 
+def test_observing_many_models_is_one_commit_and_records_what_observe_does(
+    improver: SelfImprover,
+) -> None:
+    from sqlalchemy import event
+
+    for name in ("wine", "wine2", "wine3"):
+        _register_weak(improver, name)
+    v = improver.registry.incumbent("wine2")
+    path = improver.home / v.checkpoint_path  # type: ignore[operator]
+    path.write_bytes(path.read_bytes()[:-10])
+    store = improver.store
+    commits: list[int] = []
+    event.listen(store.engine, "commit", lambda _conn: commits.append(1))
+    observed, unusable = improver.loop.observe_many(store.list_models())
+    assert len(commits) == 1  # every measurement of every model, one transaction
+    assert [inc.model.name for inc, _ in observed] == ["wine", "wine3"]
+    assert list(unusable) == ["wine2"] and "corrupted" in str(unusable["wine2"])
+    _, single = improver.loop.observe("wine")  # the per-model path records the same things
+    cap = store.get_capability("wine/accuracy")
+    vals = store.list_measurements(cap.id, split="validation")
+    assert len(vals) == 2 and vals[0].value == vals[1].value == single.value("accuracy")
+    assert vals[0].measured_at <= vals[1].measured_at
+    assert vals[0].version_id == vals[1].version_id == improver.registry.incumbent("wine").id
+    assert store.list_measurements(store.get_capability("wine2/accuracy").id) == []
+
+
 def test_model_at_target_is_not_touched(improver: SelfImprover) -> None:
     task = wine_task("wine_easy", target=0.5)
     torch.manual_seed(0)

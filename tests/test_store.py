@@ -131,3 +131,58 @@ def test_component_state_round_trips(home: Path) -> None:
     store.save_state("hormones", {"levels": {"dopamine": 0.7}})
     store.save_state("hormones", {"levels": {"dopamine": 0.8}})
     assert store.load_state("hormones") == {"levels": {"dopamine": 0.8}}
+
+
+def test_batch_is_one_transaction_whose_reads_see_its_own_writes(home: Path) -> None:
+    store, other = Store(home=home), Store(home=home)
+    with store.batch():
+        assert store.in_batch
+        store.add_model("a", "task", "fam")
+        store.add_model("b", "task", "fam")
+        assert [m.name for m in store.list_models()] == ["a", "b"]  # the batch's own writes
+        assert other.list_models() == []  # nothing committed yet
+    assert not store.in_batch
+    assert [m.name for m in other.list_models()] == ["a", "b"]
+
+
+def test_failed_write_inside_a_batch_keeps_nothing_even_when_caught(home: Path) -> None:
+    store = Store(home=home)
+    with pytest.raises(StoreError, match="whole batch was rolled back"), store.batch():
+        store.add_model("a", "task", "fam")
+        with pytest.raises(ConfigError):
+            store.add_model("a", "task", "fam")  # duplicate: caught here, the batch still fails
+    assert store.list_models() == []
+    store.add_model("a", "task", "fam")  # the store is usable afterwards
+    assert [m.name for m in store.list_models()] == ["a"]
+
+
+def test_a_read_that_fails_inside_a_batch_does_not_spoil_it(home: Path) -> None:
+    store = Store(home=home)
+    with store.batch():
+        store.add_model("a", "task", "fam")
+        with pytest.raises(NotFoundError):
+            store.get_model("nope")
+    assert [m.name for m in store.list_models()] == ["a"]
+
+
+def test_a_batch_belongs_to_its_thread(home: Path) -> None:
+    import threading
+
+    store = Store(home=home)
+    seen: list[bool] = []
+    with store.batch():
+        t = threading.Thread(target=lambda: seen.append(store.in_batch))
+        t.start()
+        t.join()
+    assert seen == [False]
+
+
+def test_an_older_store_gets_the_new_indexes(home: Path) -> None:
+    Store(home=home).close()
+    db = home / "selfimprove.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP INDEX ix_measurements_capability_split_id")
+    Store(home=home).close()
+    with sqlite3.connect(db) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"ix_measurements_capability_split_id", "ix_weaknesses_capability"} <= names

@@ -271,11 +271,15 @@ def _recorded_kinds(store: Store) -> dict[tuple[int, str, str], str]:
     return out
 
 
-def experiment_facts(store: Store) -> list[ExperimentFacts]:
+def experiment_facts(
+    store: Store, experiments: Sequence[ExperimentRecord] | None = None
+) -> list[ExperimentFacts]:
     """The facts of every finished model experiment, oldest first.
 
     Args:
         store: The ledger (read only).
+        experiments: Every experiment of the ledger, oldest first, when already read (the
+            system reads them once a cycle for all its meta-learning); default: read them.
 
     Returns:
         One :class:`ExperimentFacts` per completed or failed experiment that names a model.
@@ -286,7 +290,7 @@ def experiment_facts(store: Store) -> list[ExperimentFacts]:
     kinds = _recorded_kinds(store)
     versions: dict[int, VersionRecord] = {}
     out: list[ExperimentFacts] = []
-    for exp in store.list_experiments():
+    for exp in store.list_experiments() if experiments is None else experiments:
         if exp.status not in _FINISHED or exp.model_id is None or exp.model_id not in models:
             continue
         model = models[exp.model_id]
@@ -388,17 +392,20 @@ def _encode(facts: ExperimentFacts) -> np.ndarray:
     )
 
 
-def experiment_features(store: Store) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def experiment_features(
+    store: Store, facts: Sequence[ExperimentFacts] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """The gain model's data: one row per finished experiment, oldest first.
 
     Args:
         store: The ledger (read only).
+        facts: ``experiment_facts(store)`` when already computed.
 
     Returns:
         ``X`` (float32, ``(n, len(FEATURE_NAMES))``), ``y`` (float32, ``(n,)``: realised gains)
         and the experiment ids of the rows.
     """
-    facts = experiment_facts(store)
+    facts = experiment_facts(store) if facts is None else facts
     x = np.stack([_encode(f) for f in facts]) if facts else np.zeros((0, len(FEATURE_NAMES)))
     y = np.array([f.gain for f in facts], dtype=np.float32)
     return x.astype(np.float32), y, [f.id for f in facts]
@@ -461,6 +468,7 @@ class GainPredictionTask(SupervisedTask):
         store: The ledger to learn from (read once, now).
         name: Task name (one task of a name per process).
         min_experiments: Fewest finished experiments accepted.
+        facts: ``experiment_facts(store)`` when already computed (default: read now).
 
     Raises:
         TaskError: Fewer than ``min_experiments`` finished experiments, or
@@ -474,11 +482,16 @@ class GainPredictionTask(SupervisedTask):
     """
 
     def __init__(
-        self, store: Store, *, name: str = GAIN_TASK_NAME, min_experiments: int = MIN_EXPERIMENTS
+        self,
+        store: Store,
+        *,
+        name: str = GAIN_TASK_NAME,
+        min_experiments: int = MIN_EXPERIMENTS,
+        facts: Sequence[ExperimentFacts] | None = None,
     ) -> None:
         if min_experiments < 3:
             raise TaskError(f"min_experiments must be >= 3, but got {min_experiments=}.")
-        x, y, ids = experiment_features(store)
+        x, y, ids = experiment_features(store, facts)
         if len(ids) < min_experiments:
             raise TaskError(
                 f"the gain model needs at least {min_experiments} finished experiments to learn "
@@ -538,6 +551,7 @@ def register_gain_model(
     name: str = GAIN_MODEL_NAME,
     task_name: str = GAIN_TASK_NAME,
     min_experiments: int = MIN_EXPERIMENTS,
+    facts: Sequence[ExperimentFacts] | None = None,
 ) -> str:
     """Build the gain task from ``store``'s history, register it, and register its first model.
 
@@ -553,6 +567,7 @@ def register_gain_model(
         name: Model name.
         task_name: Task name (registered in this process).
         min_experiments: Fewest finished experiments accepted.
+        facts: ``experiment_facts(store)`` when already computed (default: read now).
 
     Returns:
         The model's name.
@@ -561,7 +576,7 @@ def register_gain_model(
         TaskError: Too few finished experiments (the message says how many more are needed).
         ConfigError: ``name`` is taken by a model of another task.
     """
-    task = GainPredictionTask(store, name=task_name, min_experiments=min_experiments)
+    task = GainPredictionTask(store, name=task_name, min_experiments=min_experiments, facts=facts)
     register_task(task)
     existing = improver.store.find_model(name)
     if existing is not None:
@@ -685,6 +700,7 @@ def compare_with_bandit(
     bandit: StrategyBandit,
     *,
     alpha: float | None = None,
+    facts: Sequence[ExperimentFacts] | None = None,
 ) -> dict[str, Any]:
     """Held-out error of the gain model against the bandit's, in the unit of gain.
 
@@ -703,6 +719,7 @@ def compare_with_bandit(
         bandit: Supplies the prior (mean, scale, strength) and seed of the replayed bandit.
         alpha: When given, the gain model must also be significantly better (``p_value <
             alpha``) to decide; ``None`` (default): a strictly smaller MAE suffices.
+        facts: ``experiment_facts(store)`` when already computed (default: read now).
 
     Returns:
         ``n``, ``gain_model_mae``, ``bandit_mae`` (NaN when ``n`` is 0), ``p_value``
@@ -716,7 +733,7 @@ def compare_with_bandit(
     """
     if alpha is not None and not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1) or None, but got {alpha=}.")
-    facts = experiment_facts(store)
+    facts = experiment_facts(store) if facts is None else facts
     seen = [f for f in facts if f.id <= predictor.fit_through_id]
     held = [f for f in facts if f.id > predictor.fit_through_id]
     replay = StrategyBandit(

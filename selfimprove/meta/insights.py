@@ -38,7 +38,7 @@ import logging
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,7 +162,7 @@ def _median(values: list[float]) -> float | None:
 
 
 def _strategy_effects(
-    facts: list[ExperimentFacts], records: Mapping[int, ExperimentRecord]
+    facts: Sequence[ExperimentFacts], records: Mapping[int, ExperimentRecord]
 ) -> list[Insight]:
     groups: dict[tuple[str, str, str], list[ExperimentFacts]] = defaultdict(list)
     for f in facts:
@@ -226,7 +226,7 @@ def _tolerance_text(infos: list[Mapping[str, Any]]) -> str:
 
 
 def _guards_held(
-    facts: list[ExperimentFacts],
+    facts: Sequence[ExperimentFacts],
     records: Mapping[int, ExperimentRecord],
     versions: Mapping[int, VersionRecord],
 ) -> list[Insight]:
@@ -286,7 +286,7 @@ def _error_type(reason: str) -> str:
 
 
 def _failure_modes(
-    facts: list[ExperimentFacts], records: Mapping[int, ExperimentRecord]
+    facts: Sequence[ExperimentFacts], records: Mapping[int, ExperimentRecord]
 ) -> list[Insight]:
     by_strategy: dict[str, list[ExperimentFacts]] = defaultdict(list)
     for f in facts:
@@ -319,21 +319,31 @@ def _failure_modes(
     return out
 
 
-def derive_insights(store: Store) -> list[Insight]:
+def derive_insights(
+    store: Store,
+    *,
+    experiments: Sequence[ExperimentRecord] | None = None,
+    facts: Sequence[ExperimentFacts] | None = None,
+) -> list[Insight]:
     """Every insight the ledger supports now, sorted by (kind, subject).
 
     Args:
         store: The ledger (read only).
+        experiments: Every experiment, oldest first, when already read (default: read now).
+        facts: ``experiment_facts(store)`` of those experiments, when already computed.
 
     Returns:
         The ``strategy_effect``, ``guard_held`` and ``failure_mode`` insights (see the module
         docstring for what each counts).
     """
-    facts = experiment_facts(store)
+    if experiments is None:
+        experiments = store.list_experiments()
+    if facts is None:
+        facts = experiment_facts(store, experiments)
     wanted = {f.id for f in facts}
     records = {
         e.id: e
-        for e in store.list_experiments()
+        for e in experiments
         if e.id in wanted and e.status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED)
     }
     versions: dict[int, VersionRecord] = {}
@@ -349,7 +359,12 @@ def derive_insights(store: Store) -> list[Insight]:
     return sorted(out, key=lambda i: (i.kind, i.subject))
 
 
-def update_insights(store: Store) -> list[MetaLearningRecord]:
+def update_insights(
+    store: Store,
+    *,
+    experiments: Sequence[ExperimentRecord] | None = None,
+    facts: Sequence[ExperimentFacts] | None = None,
+) -> list[MetaLearningRecord]:
     """Write the current insights to ``meta_learnings`` (one row per kind and subject).
 
     Idempotent: a second call refreshes counts, statements and confidence in place and adds no
@@ -357,6 +372,8 @@ def update_insights(store: Store) -> list[MetaLearningRecord]:
 
     Args:
         store: The ledger.
+        experiments: Every experiment, oldest first, when already read (default: read now).
+        facts: ``experiment_facts(store)`` of those experiments, when already computed.
 
     Returns:
         The stored records, in :func:`derive_insights` order.
@@ -371,7 +388,7 @@ def update_insights(store: Store) -> list[MetaLearningRecord]:
             confidence=i.confidence,
             evidence=i.evidence,
         )
-        for i in derive_insights(store)
+        for i in derive_insights(store, experiments=experiments, facts=facts)
     ]
     logger.info("meta-learnings updated: %d insights", len(written))
     return written

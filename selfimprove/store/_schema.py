@@ -93,7 +93,12 @@ class VersionRow(Base):
 
 class MeasurementRow(Base):
     __tablename__ = "measurements"
-    __table_args__ = (Index("ix_measurements_capability_time", "capability_id", "measured_at"),)
+    __table_args__ = (
+        Index("ix_measurements_capability_time", "capability_id", "measured_at"),
+        # The newest value of a capability in one split (read for every capability each cycle)
+        # without scanning that capability's whole history.
+        Index("ix_measurements_capability_split_id", "capability_id", "split", "id"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     capability_id: Mapped[int] = mapped_column(ForeignKey("capabilities.id"))
     version_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -195,7 +200,10 @@ class WeaknessRow(Base):
     """A shortfall (seed 002's identified weakness): found from a capability's gap or by hand."""
 
     __tablename__ = "weaknesses"
-    __table_args__ = (Index("ix_weaknesses_status", "status"),)
+    __table_args__ = (
+        Index("ix_weaknesses_status", "status"),
+        Index("ix_weaknesses_capability", "capability_id"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(256))
     type: Mapped[str] = mapped_column(String(32))

@@ -2,7 +2,10 @@
 
 SQLite file in the home folder by default (WAL journal, busy timeout, foreign keys on); any
 SQLAlchemy URL by ``SELFIMPROVE_DB``. Every write goes through :meth:`Store.transaction`, which
-commits, rolls back on error, and re-raises database failures as :class:`StoreError`.
+commits, rolls back on error, and re-raises database failures as :class:`StoreError`. Inside
+:meth:`Store.batch` the transactions (and reads) of one thread share one session and commit once,
+all or nothing: the engine's per-capability bookkeeping is one transaction a cycle, not one per
+capability.
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ import enum
 import logging
 import math
 import os
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import (
     Engine,
+    bindparam,
     create_engine,
     event,
     func,
@@ -73,6 +78,7 @@ from selfimprove.store.records import (
     HistoryRecord,
     ImprovementMeasurementRecord,
     MeasurementRecord,
+    MeasurementSet,
     MetaLearningRecord,
     ModelRecord,
     VersionRecord,
@@ -87,6 +93,26 @@ logger = logging.getLogger(__name__)
 
 DB_FILENAME = "selfimprove.db"
 _R = TypeVar("_R")
+
+# Statements run once per capability every cycle, built once (building one costs more than
+# running it on an index).
+_LATEST_MEASUREMENT = (
+    select(MeasurementRow)
+    .where(
+        MeasurementRow.capability_id == bindparam("capability_id"),
+        MeasurementRow.split == bindparam("split"),
+    )
+    .order_by(MeasurementRow.id.desc())
+    .limit(1)
+)
+_CAPABILITY_WEAKNESSES = (
+    select(WeaknessRow)
+    .where(
+        WeaknessRow.status.in_(bindparam("statuses", expanding=True)),
+        WeaknessRow.capability_id == bindparam("capability_id"),
+    )
+    .order_by(WeaknessRow.id)
+)
 
 
 def utcnow() -> datetime:
@@ -172,6 +198,7 @@ class Store:
         self._display_url = make_url(url).render_as_string(hide_password=True)
         self._engine = self._create_engine(url, busy_timeout_s)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._local = threading.local()  # the batch session of each thread (see `batch`)
         self._init_schema()
 
     # ------------------------------------------------------------------ plumbing
@@ -228,6 +255,10 @@ class Store:
                 else:
                     found = None
                 Base.metadata.create_all(conn)
+                if found is not None:  # indexes added to a table that already existed
+                    for table in Base.metadata.sorted_tables:
+                        for index in table.indexes:
+                            index.create(conn, checkfirst=True)
                 if found is not None and found < SCHEMA_VERSION:
                     self._add_columns(conn, found)
                 if found is None:
@@ -274,13 +305,84 @@ class Store:
         with self.read() as s:
             return int(s.get_one(MetaRow, "schema_version").value)
 
+    def _batch_session(self) -> Session | None:
+        return getattr(self._local, "session", None)
+
+    @property
+    def in_batch(self) -> bool:
+        """Whether this thread is inside :meth:`batch` (its transactions are part of it)."""
+        return self._batch_session() is not None
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[Session]:
+        """One transaction for many writes of this thread: all or nothing.
+
+        Every :meth:`transaction` and :meth:`read` of this thread inside the block uses the
+        batch's session (reads see the batch's own writes); the block commits once at its end.
+        When anything inside failed, even if the caller caught the error, nothing of the batch
+        is kept: a failed write cannot be undone alone without a savepoint. Other threads are
+        not affected. A batch inside a batch is part of the outer one.
+
+        Raises:
+            StoreError: The commit failed, or a write inside the batch failed (rolled back).
+        """
+        outer = self._batch_session()
+        if outer is not None:
+            yield outer
+            return
+        session = self._sessions()
+        self._local.session, self._local.failed = session, None
+        try:
+            yield session
+            failed = self._local.failed
+            if failed is not None:
+                raise StoreError(
+                    f"a write inside a batch failed ({failed}); the whole batch was rolled back"
+                )
+            session.commit()
+        except SQLAlchemyError as exc:
+            session.rollback()
+            raise StoreError(
+                f"database write failed and was rolled back ({exc.__class__.__name__}: "
+                f"{str(exc).splitlines()[0]})"
+            ) from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            self._local.session = self._local.failed = None
+            session.close()
+
+    @contextlib.contextmanager
+    def _in_batch(self, session: Session, *, write: bool) -> Iterator[Session]:
+        """A transaction or read that is part of this thread's batch (flushed, not committed)."""
+        try:
+            yield session
+            if write:
+                session.flush()
+        except SQLAlchemyError as exc:
+            self._local.failed = exc.__class__.__name__
+            raise StoreError(
+                f"database {'write' if write else 'read'} failed inside a batch "
+                f"({exc.__class__.__name__}: {str(exc).splitlines()[0]})"
+            ) from exc
+        except BaseException as exc:
+            if write:
+                self._local.failed = exc.__class__.__name__
+            raise
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session that commits on success and rolls back on any error.
 
         Database errors are re-raised as :class:`StoreError`; the package's own errors pass
-        through unchanged (after the rollback).
+        through unchanged (after the rollback). Inside :meth:`batch` it is part of the batch.
         """
+        batch = self._batch_session()
+        if batch is not None:
+            with self._in_batch(batch, write=True) as session:
+                yield session
+            return
         session = self._sessions()
         try:
             yield session
@@ -299,7 +401,12 @@ class Store:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only session (never commits)."""
+        """A read-only session (never commits); inside :meth:`batch`, the batch's session."""
+        batch = self._batch_session()
+        if batch is not None:
+            with self._in_batch(batch, write=False) as session:
+                yield session
+            return
         session = self._sessions()
         try:
             yield session
@@ -522,6 +629,16 @@ class Store:
                 raise NotFoundError(f"unknown version id {version_id}.")
             return _to_record(VersionRecord, row)
 
+    def versions_by_ids(self, version_ids: Iterable[int]) -> dict[int, VersionRecord]:
+        """The versions with these ids (unknown ids left out), read in a few queries."""
+        wanted = sorted(set(version_ids))
+        out: dict[int, VersionRecord] = {}
+        with self.read() as s:
+            for i in range(0, len(wanted), 500):  # well under SQLite's bound-parameter limit
+                q = select(VersionRow).where(VersionRow.id.in_(wanted[i : i + 500]))
+                out.update({r.id: _to_record(VersionRecord, r) for r in s.scalars(q)})
+        return out
+
     def get_version(self, model: ModelRecord, number: int) -> VersionRecord:
         """Version ``number`` of ``model``.
 
@@ -577,6 +694,27 @@ class Store:
                         measured_at=now,
                     )
                 )
+
+    def add_measurement_sets(self, sets: Sequence[MeasurementSet]) -> None:
+        """Record many :class:`MeasurementSet` in one transaction and one statement (the same
+        rows as :meth:`add_measurements` for each, in order)."""
+        now = utcnow()
+        rows = [
+            {
+                "capability_id": m.capability_id,
+                "version_id": m.version_id,
+                "split": split,
+                "value": float(value) if math.isfinite(value) else math.nan,
+                "context": clean_json(dict(m.context)),
+                "measured_at": m.measured_at or now,
+            }
+            for m in sets
+            for split, value in m.values.items()
+        ]
+        if not rows:
+            return
+        with self.transaction() as s:
+            s.execute(insert(MeasurementRow), rows)
 
     def list_measurements(
         self, capability_id: int | None = None, *, split: str | None = None
@@ -872,13 +1010,7 @@ class Store:
         with self.read() as s:
             for split in splits:
                 row = s.scalar(
-                    select(MeasurementRow)
-                    .where(
-                        MeasurementRow.capability_id == capability_id,
-                        MeasurementRow.split == split,
-                    )
-                    .order_by(MeasurementRow.id.desc())
-                    .limit(1)
+                    _LATEST_MEASUREMENT, {"capability_id": capability_id, "split": split}
                 )
                 if row is not None:
                     return _to_record(MeasurementRecord, row)
@@ -1040,6 +1172,11 @@ class Store:
     ) -> list[WeaknessRecord]:
         """Weaknesses, oldest first (only those in ``statuses`` / of a capability if given)."""
         with self.read() as s:
+            if statuses is not None and capability_id is not None:  # the engine's, per capability
+                params = {"statuses": [st.value for st in statuses], "capability_id": capability_id}
+                return [
+                    _to_record(WeaknessRecord, r) for r in s.scalars(_CAPABILITY_WEAKNESSES, params)
+                ]
             q = select(WeaknessRow).order_by(WeaknessRow.id)
             if statuses is not None:
                 q = q.where(WeaknessRow.status.in_([st.value for st in statuses]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ __all__ = [
     "HistoryRecord",
     "ImprovementMeasurementRecord",
     "MeasurementRecord",
+    "MeasurementSet",
     "MetaLearningRecord",
     "ModelRecord",
     "VersionRecord",
@@ -142,6 +144,18 @@ class VersionRecord:
     size_bytes: int
     created_at: datetime
     retired_at: datetime | None
+
+
+@dataclass(frozen=True)
+class MeasurementSet:
+    """Values of one capability measured at one time, one per split, to be recorded (see
+    :meth:`selfimprove.store.Store.add_measurement_sets`)."""
+
+    capability_id: int
+    values: Mapping[str, float]
+    version_id: int | None = None
+    context: Mapping[str, Any] = field(default_factory=dict)
+    measured_at: datetime | None = None
 
 
 @dataclass(frozen=True)
