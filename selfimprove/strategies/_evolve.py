@@ -25,6 +25,14 @@ qualifying points side by side before choosing the fastest). The incumbent may h
 some of the holdout's examples, so its holdout error is if anything optimistic: the bar is
 stricter than it looks, never looser.
 
+Search, then refit: trials are short (a trial's epochs are a small share of the budget), so
+the point chosen from the front is trained on for what the search left of the budget
+(``refit_share`` of it, 40 % by default), from its trial's weights, with the same early
+stopping; the refit is kept only if it lowers the point's selection-holdout error. Without it a
+freshly initialised trial of a few epochs rarely beat an incumbent trained for a hundred
+(measured on digits: evolve candidates at 0.93 and 0.88 validation accuracy against a 0.96
+incumbent, both rejected).
+
 Reproducibility: trials' params in the first generation and every trial's training are seeded
 by ``context.seed``; later generations depend on the cost values, so a latency-cost search can
 differ between runs as timings do. ``cost="parameters"`` or ``"size_bytes"`` makes the whole
@@ -48,6 +56,7 @@ from selfimprove.checkpoints import checkpoint_bytes
 from selfimprove.errors import ConfigError, StrategyError
 from selfimprove.evaluation import single_thread
 from selfimprove.modules import arch_params
+from selfimprove.objectives import Objective
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
@@ -64,7 +73,7 @@ from selfimprove.strategies._search import (
     space_summary,
     train_trial,
 )
-from selfimprove.tasks import Task
+from selfimprove.tasks import Split, Task
 from selfimprove.training import OPTIMIZERS, TrainConfig
 
 __all__ = ["COSTS", "EvolveStrategy", "time_batch1"]
@@ -90,6 +99,7 @@ class _Settings:
     cost: str
     latency_repeats: int
     error_tolerance: float
+    refit_share: float
 
 
 @dataclass
@@ -187,7 +197,9 @@ class EvolveStrategy(Strategy):
       when it is one of them, else ``latency_ms``);
     - ``latency_repeats``: timed rounds per latency measurement (default 15);
     - ``error_tolerance``: for latency / size targets, how much higher than the incumbent's
-      holdout error a point's may be (default 0: no worse).
+      holdout error a point's may be (default 0: no worse);
+    - ``refit_share``: share of the epoch budget kept to train the chosen point on after the
+      search (default 0.4; 0: no refit).
     """
 
     name = "evolve"
@@ -206,6 +218,7 @@ class EvolveStrategy(Strategy):
             "cost",
             "latency_repeats",
             "error_tolerance",
+            "refit_share",
         }
     )
 
@@ -251,7 +264,18 @@ class EvolveStrategy(Strategy):
                 f"setting 'error_tolerance' must be a number >= 0, but got {tol!r}; "
                 "pass e.g. params={'error_tolerance': 0.01}."
             )
-        default_trial = min(20, max(1, epochs // (2 * pop)))
+        refit_share = p.get("refit_share", 0.4)
+        if (
+            isinstance(refit_share, bool)
+            or not isinstance(refit_share, (int, float))
+            or not 0 <= refit_share <= 0.9
+        ):
+            raise ConfigError(
+                f"setting 'refit_share' must be a number in [0, 0.9], but got {refit_share!r}; "
+                "pass e.g. params={'refit_share': 0.4} (0: no refit)."
+            )
+        search = max(1, epochs - round(refit_share * epochs))
+        default_trial = min(20, max(1, search // (2 * pop)))
         return _Settings(
             population_size=pop,
             trial_epochs=int_setting(p, "trial_epochs", default_trial, 1, epochs),
@@ -264,6 +288,7 @@ class EvolveStrategy(Strategy):
             cost=cost,
             latency_repeats=int_setting(p, "latency_repeats", 15, 3, 10_000),
             error_tolerance=float(tol),
+            refit_share=float(refit_share),
         )
 
     # ------------------------------------------------------------------ apply
@@ -294,7 +319,8 @@ class EvolveStrategy(Strategy):
         (inc_times,) = time_batch1([inc], x1, 2 * s.latency_repeats)
         inc_latency = float(np.median(inc_times))
         base = arch_params(task.default_params())
-        ledger = EpochLedger(context.budget.epochs, s.trial_epochs)
+        search_epochs = max(1, context.budget.epochs - round(s.refit_share * context.budget.epochs))
+        ledger = EpochLedger(search_epochs, s.trial_epochs)
         points: dict[int, _Point] = {}
         rows: list[dict[str, Any]] = []
         stopped = "epoch_budget"
@@ -389,6 +415,7 @@ class EvolveStrategy(Strategy):
         )
         # Only the chosen trial's module leaves this function; drop the rest now.
         points.clear()
+        refit = self._refit(chosen, fit_task, holdout, primary, context, s, ledger.spent)
         logger.info(
             "evolve on %s: %d trials, %d/%d epochs, Pareto front of %d; chose trial %d (%s)",
             task.name,
@@ -412,10 +439,12 @@ class EvolveStrategy(Strategy):
                 "parameters": sum(p.numel() for p in inc.parameters()),
             },
             "pareto_front": [p.row() for p in front],
+            "refit": refit,
             "n_trials": len(rows),
             "n_failed": sum(r["state"] == "failed" for r in rows),
-            "epochs_used": ledger.spent,
-            "epoch_budget": ledger.total,
+            "epochs_used": ledger.spent + refit["epochs"],
+            "search_epochs": ledger.spent,
+            "epoch_budget": context.budget.epochs,
             "trial_epochs": s.trial_epochs,
             "population_size": s.population_size,
             "generations": -(-len(rows) // s.population_size),
@@ -437,8 +466,47 @@ class EvolveStrategy(Strategy):
             strategy=self.name,
             origin="fresh_init",
             details=details,
-            cost=Cost(epochs=ledger.spent, seconds=time.perf_counter() - t0),
+            cost=Cost(epochs=ledger.spent + refit["epochs"], seconds=time.perf_counter() - t0),
         )
+
+    # ------------------------------------------------------------------ refit
+    def _refit(
+        self,
+        chosen: _Point,
+        fit_task: Task,
+        holdout: Split,
+        primary: Objective,
+        context: StrategyContext,
+        s: _Settings,
+        spent: int,
+    ) -> dict[str, Any]:
+        """Train the chosen point on for the epochs the search left; keep it only if its
+        selection-holdout error went down."""
+        epochs = context.budget.epochs - spent
+        out: dict[str, Any] = {"epochs": 0, "holdout_error_before": chosen.error}
+        if s.refit_share == 0 or epochs < 1 or context.remaining() <= 0:
+            out["skipped"] = "no refit share" if s.refit_share == 0 else "no budget left"
+            return out
+        before = {k: v.detach().clone() for k, v in chosen.module.state_dict().items()}
+        seed = derive_seed(context.seed, self.name, "refit", chosen.number)
+        config = TrainConfig(
+            epochs=epochs,
+            lr=s.lr,
+            batch_size=s.batch_size,
+            optimizer=s.optimizer,
+            patience=s.patience,
+            max_seconds=max(context.remaining(), 0.01),
+            seed=seed,
+        )
+        run = train_trial(chosen.module, fit_task, config, check=context.check_budget)
+        error = holdout_error(chosen.module, context.task, holdout, primary)
+        kept = run.state == "complete" and math.isfinite(error) and error < chosen.error
+        if kept:
+            chosen.error = error
+        else:
+            chosen.module.load_state_dict(before)
+        out.update(epochs=run.epochs, holdout_error_after=error, kept=kept, state=run.state)
+        return out
 
     # ------------------------------------------------------------------ choice
     def _choose(

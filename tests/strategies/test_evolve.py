@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from selfimprove.checkpoints import checkpoint_bytes
-from selfimprove.errors import StrategyError
+from selfimprove.errors import ConfigError, StrategyError
 from selfimprove.improver import SelfImprover
 from selfimprove.registry import LoadedModel
 from selfimprove.store import Decision
@@ -67,9 +67,13 @@ def test_evolve_front_is_non_dominated_and_the_candidate_reloads(improver: SelfI
     d = cand.details
     assert _unchanged(inc.module, before)
 
-    # Budget: the sum of the trials' epochs, each within its cap.
+    # Budget: the trials' epochs (each within its cap) and the chosen point's refit.
     trials = d["trials"]
-    assert cand.cost.epochs == d["epochs_used"] == sum(t["epochs"] for t in trials) <= 60
+    assert d["search_epochs"] == sum(t["epochs"] for t in trials) <= 60 - 24  # 40 % kept
+    assert cand.cost.epochs == d["epochs_used"] == d["search_epochs"] + d["refit"]["epochs"] <= 60
+    assert d["refit"]["epochs"] >= 1
+    if d["refit"]["kept"]:  # the refit is kept only when it lowered the holdout error
+        assert d["refit"]["holdout_error_after"] < d["refit"]["holdout_error_before"]
     assert all(t["epochs"] <= d["trial_epochs"] for t in trials)
     assert d["n_trials"] > d["population_size"]  # more than the random first generation
 
@@ -152,7 +156,8 @@ def test_evolve_for_size_picks_the_smallest_acceptable_point_and_the_judge_promo
     assert sizes[chosen["trial"]] == min(sizes[p["trial"]] for p in ok)
     assert out.decision is Decision.PROMOTE, out.reason
     assert out.after < 0.5 * out.before  # bytes
-    assert exp.compute["epochs"] == sum(t["epochs"] for t in d["trials"]) <= 60
+    spent = sum(t["epochs"] for t in d["trials"]) + d["refit"]["epochs"]
+    assert exp.compute["epochs"] == spent <= 60
     v = improver.registry.incumbent("digits")
     assert (v.strategy, v.origin, v.params) == ("evolve", "fresh_init", d["chosen_params"])
 
@@ -169,8 +174,30 @@ def test_evolve_fails_with_a_reason_when_no_point_reaches_the_incumbent(
 def test_evolve_spends_exactly_its_epoch_budget(improver: SelfImprover) -> None:
     _register_digits(improver)
     cand = _apply(improver.load("digits"), "accuracy", epochs=5, trial_epochs=2, seed=3)
-    assert [t["epochs"] for t in cand.details["trials"]] == [2, 2, 1]
+    assert [t["epochs"] for t in cand.details["trials"]] == [2, 1]  # 3 of 5: 40 % kept
+    assert cand.details["refit"]["epochs"] == 2  # what the search left
     assert cand.cost.epochs == 5 and cand.details["stopped"] == "epoch_budget"
+    plain = _apply(
+        improver.load("digits"), "accuracy", epochs=5, trial_epochs=2, seed=3, refit_share=0
+    )
+    assert [t["epochs"] for t in plain.details["trials"]] == [2, 2, 1]
+    assert plain.details["refit"] == {
+        "epochs": 0,
+        "holdout_error_before": plain.details["choice"]["holdout_error"],
+        "skipped": "no refit share",
+    }
+    assert plain.cost.epochs == 5
+    with pytest.raises(ConfigError, match=r"'refit_share' must be a number in \[0, 0.9\]"):
+        _apply(improver.load("digits"), "accuracy", epochs=5, refit_share=1.5)
+
+
+def test_evolve_refit_lowers_the_chosen_points_holdout_error(improver: SelfImprover) -> None:
+    # Trials of 2 epochs on a weak incumbent: the refit has room to help.
+    _register_digits(improver, {"width": 32, "depth": 1, "activation": "relu"}, epochs=1)
+    cand = _apply(improver.load("digits"), "accuracy", epochs=30, trial_epochs=2, seed=0)
+    refit = cand.details["refit"]
+    assert refit["kept"] is True and refit["epochs"] >= 10
+    assert refit["holdout_error_after"] < refit["holdout_error_before"]
 
 
 def test_evolve_is_not_applicable_without_a_search_space(improver: SelfImprover) -> None:
