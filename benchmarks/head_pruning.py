@@ -11,9 +11,11 @@ fine-tuned for the same steps with the same batches (extra training alone lowers
   ``finetune_`` for ``steps`` steps. Gradient is Michel et al.'s ``E|dL/d xi_h|`` with per-layer
   normalisation; random and magnitude run through the same machinery.
 - **adaptive**: ``AdaptivePlasticitySystem.run_adaptive_optimization`` (prune -> measure -> grow
-  -> learn cycles, strategy ratings, levels adapted after each cycle, each cycle kept only if
-  perplexity stays within 5 % of the start and generations do not degenerate), ``cycles`` cycles
-  of ``steps / cycles`` fine-tuning steps each: the same total (rejected cycles spend theirs too).
+  -> learn cycles, estimators screened on probe training windows, growth kept only where it pays,
+  levels adapted after each cycle, each cycle kept only if perplexity stays within 5 % of the
+  start and generations do not degenerate), ``cycles`` cycles of ``steps / cycles`` fine-tuning
+  steps each: the same total (rejected cycles spend theirs too), at the same learning rate and
+  schedule as the reference and the fixed methods (the product's default, 3e-4 with warm-up).
   It decides how many heads go; its point is compared with the fixed methods interpolated at
   the fraction it reached. The memory of transformations across runs is off (every run starts
   from the same knowledge, so seeds are comparable).
@@ -68,7 +70,9 @@ class Config:
         steps: Fine-tuning steps per method and level (and of the reference).
         batch_size: Windows per fine-tuning step.
         context: Tokens per window.
-        lr: Fine-tuning peak learning rate.
+        lr: Fine-tuning peak learning rate, of every method and of the reference: the
+            product's default (``selfimprove.plasticity.FINETUNE_LR``), so the adaptive cycles and
+            the fixed methods fine-tune with one recipe.
         eval_windows: Validation / test windows for perplexity.
         importance_batches: Batches of training windows per importance estimate.
         importance_batch_size: Windows per importance batch.
@@ -98,7 +102,7 @@ class Config:
     def for_mode(cls, mode: str) -> Config:
         """The configuration of ``mode``."""
         if mode == "full":
-            return cls(mode, (0, 1, 2, 3, 4), 300, 8, 128, 1e-3, 64, 4, 16, 3, 20)
+            return cls(mode, (0, 1, 2, 3, 4), 300, 8, 128, 3e-4, 64, 4, 16, 3, 20)
         if mode == "quick":
             return cls(
                 mode,
@@ -106,7 +110,7 @@ class Config:
                 30,
                 8,
                 128,
-                1e-3,
+                3e-4,
                 24,
                 2,
                 8,
@@ -130,7 +134,7 @@ class Config:
                 2,
                 2,
                 32,
-                1e-3,
+                3e-4,
                 4,
                 1,
                 2,

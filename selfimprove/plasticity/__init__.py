@@ -48,7 +48,12 @@ from selfimprove.plasticity._degeneration import (
     generate,
     text_statistics,
 )
-from selfimprove.plasticity._finetune import FinetuneConfig, FinetuneResult, finetune_
+from selfimprove.plasticity._finetune import (
+    FINETUNE_LR,
+    FinetuneConfig,
+    FinetuneResult,
+    finetune_,
+)
 from selfimprove.plasticity._gates import HeadGates, head_dim, heads_per_layer, total_heads
 from selfimprove.plasticity._growth import GROWTH_STRATEGIES, plan_growth
 from selfimprove.plasticity._importance import (
@@ -81,6 +86,7 @@ __all__ = [
     "DASHBOARD_FILE",
     "DEGENERATE",
     "ESTIMATORS",
+    "FINETUNE_LR",
     "GROWTH_STRATEGIES",
     "HEALTHY",
     "METRICS_FILE",

@@ -12,10 +12,13 @@ heads it removed (net of growth), weighted by how much of the perplexity toleran
 unused (``0.5 + 0.5 * margin``, so staying at the start's perplexity counts double a cycle that
 used the whole tolerance).
 
-Levels (:func:`adapt_levels`): after an accepted cycle with more than half the tolerance left,
-the pruning level grows by x1.25 (at most :data:`MAX_PRUNING_LEVEL`) and the growth ratio
-shrinks by x0.8; a rejected cycle halves the pruning level and raises the growth ratio by 0.25
-(at most 1). Pure functions: they return the new values and a label of the change.
+Levels (:func:`adapt_levels`): after an accepted cycle the pruning level grows in proportion to
+the tolerance it left unused, ``level * (1 + margin)`` (x2 when perplexity did not rise at all,
+unchanged when the whole tolerance was used; at most :data:`MAX_PRUNING_LEVEL`), and with more
+than half the tolerance left the growth ratio shrinks by x0.8. A rejected cycle halves the
+pruning level, so the next cycle retries smaller; it leaves the growth ratio alone (new heads
+start silent and cannot repair in a few steps what pruning cost; they only cost the heads they
+add back). Pure functions: they return the new values and a label of the change.
 
 Memory (:class:`TransformationMemory`): every cycle's transformation (state before, strategy,
 level, growth, which heads went and where heads grew, outcome) is kept in a JSON file in the
@@ -175,18 +178,20 @@ def adapt_levels(
         ``(pruning_level, growth_ratio, label)``.
     """
     if not accepted:
-        return (
-            pruning_level * 0.5,
-            min(1.0, growth_ratio + 0.25),
-            "rejected: level * 0.5, growth + 0.25",
-        )
+        return pruning_level * 0.5, growth_ratio, "rejected: level * 0.5, retry smaller"
+    margin = min(1.0, max(0.0, margin))
+    level = min(MAX_PRUNING_LEVEL, pruning_level * (1.0 + margin))
     if margin > 0.5:
         return (
-            min(MAX_PRUNING_LEVEL, pruning_level * 1.25),
+            level,
             growth_ratio * 0.8,
-            "accepted with room: level * 1.25, growth * 0.8",
+            f"accepted, {margin:.0%} of the tolerance left: level * {1 + margin:.2f}, growth * 0.8",
         )
-    return pruning_level, growth_ratio, "accepted near the tolerance: unchanged"
+    return (
+        level,
+        growth_ratio,
+        f"accepted, {margin:.0%} of the tolerance left: level * {1 + margin:.2f}",
+    )
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,11 @@ scale. So after each optimiser step the update of the new heads' slices is multi
 ``new_head_lr_multiplier``: ``p = p_old + (p_step - p_old) * (1 + (m - 1) * mask)``, which is
 exactly AdamW with a per-element learning rate ``m * lr`` on those slices (weight decay
 included, as AdamW's decay is scaled by the learning rate too).
+
+The default peak rate, :data:`FINETUNE_LR` = 3e-4, suits a model that is already trained: it is
+where ``tiny``'s own pre-training schedule ends (3e-3 decayed to a tenth). At 1e-3 the first
+steps undo part of the pre-training: on ``tiny`` (batch 8 x 128 tokens) 15 steps at 1e-3 left
+the *unpruned* model +4.6 % in validation perplexity, 15 steps at 3e-4 -1.3 %.
 """
 
 from __future__ import annotations
@@ -32,7 +37,10 @@ from selfimprove.seeding import derive_seed
 if TYPE_CHECKING:
     from transformers import GPT2LMHeadModel
 
-__all__ = ["FinetuneConfig", "FinetuneResult", "finetune_", "new_head_masks"]
+__all__ = ["FINETUNE_LR", "FinetuneConfig", "FinetuneResult", "finetune_", "new_head_masks"]
+
+#: Default peak learning rate for fine-tuning a pre-trained model.
+FINETUNE_LR = 3e-4
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,7 @@ class FinetuneConfig:
     """
 
     steps: int = 100
-    lr: float = 1e-3
+    lr: float = FINETUNE_LR
     batch_size: int = 16
     context: int = 128
     new_head_lr_multiplier: float = 5.0

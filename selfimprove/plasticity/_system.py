@@ -2,23 +2,32 @@
 
 One cycle, on the model as last accepted:
 
-1. **decide** the pruning estimator and level, the growth placement and ratio: a remembered
-   successful transformation from a similar state is reused, else the strategy ratings choose
-   (:mod:`selfimprove.plasticity._adaptation`); every choice is logged with its reason;
+1. **decide** the pruning level, the growth placement and ratio: a remembered successful
+   transformation from a similar state is reused, else the level comes from the last cycles
+   (:func:`~selfimprove.plasticity._adaptation.adapt_levels`) and the strategy ratings choose
+   the placement (:mod:`selfimprove.plasticity._adaptation`); every choice is logged with its
+   reason;
 2. **prune** ``round(level * heads)`` heads (at least one) by importance on training windows,
    iteratively (steps of at most ``prune_step_fraction`` of the heads, re-scored after each),
-   by structural surgery: fewer parameters, really;
+   by structural surgery: fewer parameters, really. With ``screen_estimators`` (the default)
+   every estimator prunes the same number of heads and the one whose pruned model has the
+   lowest loss on other *training* windows (the probe) is kept, so the cycle prunes at least as
+   well as the best fixed estimator before any fine-tuning step is spent; otherwise the
+   ratings choose (UCB1);
 3. **measure** validation perplexity of the pruned model;
 4. **grow** ``round(ratio * pruned)`` function-preserving heads where the placement says
    capacity is missing (the logits before and after growth are compared and recorded);
-5. **learn**: fine-tune with differential learning rates (new heads x ``new_head_lr_multiplier``);
-   then measure validation perplexity, test perplexity (reported only), degeneration of seeded
-   generations, parameters, and latency interleaved with the pre-cycle model;
+5. **learn**: fine-tune with differential learning rates (new heads x ``new_head_lr_multiplier``;
+   peak rate ``lr``, 3e-4 by default, with warm-up: a rate that does not undo the
+   pre-training); with ``drop_unpaid_heads`` (the default) grown heads whose removal does not
+   raise the probe loss are removed again (growth stays only where it pays); then measure
+   validation perplexity, test perplexity (reported only), degeneration of seeded generations,
+   parameters, and latency interleaved with the pre-cycle model;
 6. **judge**: the cycle is kept only if validation perplexity is at most
    ``start * (1 + perplexity_tolerance)`` (the *start* of the run, so small losses cannot pile
    up cycle after cycle) and the degeneration score is at most ``degeneration_threshold``.
    Otherwise it is undone for real: the pre-cycle checkpoint is read back from disk, its sha256
-   checked, and it becomes the model again.
+   checked, and it becomes the model again, and the next cycle retries at half the level.
 
 Every phase appends a record to ``metrics.jsonl`` in ``<output_dir>/run_YYYYmmdd-HHMMSS/``,
 beside the accepted checkpoints (``checkpoints/cycle_NNN``), ``summary.json``, a snapshot of the
@@ -78,14 +87,24 @@ from selfimprove.plasticity._degeneration import (
     DegenerationReport,
     degeneration_score,
 )
-from selfimprove.plasticity._finetune import FinetuneConfig, finetune_
+from selfimprove.plasticity._finetune import FINETUNE_LR, FinetuneConfig, finetune_
 from selfimprove.plasticity._gates import heads_per_layer
 from selfimprove.plasticity._growth import plan_growth
 from selfimprove.plasticity._hf import load_pretrained, load_pretrained_tokenizer
-from selfimprove.plasticity._importance import head_importance, prune_iteratively
-from selfimprove.plasticity._measure import count_parameters, measure_latency, perplexity
+from selfimprove.plasticity._importance import (
+    ESTIMATORS,
+    PruneStep,
+    head_importance,
+    prune_iteratively,
+)
+from selfimprove.plasticity._measure import (
+    count_parameters,
+    measure_latency,
+    perplexity,
+    sequence_nll,
+)
 from selfimprove.plasticity._metrics import MetricsLog
-from selfimprove.plasticity._surgery import grow_heads
+from selfimprove.plasticity._surgery import grow_heads, prune_heads
 from selfimprove.plasticity._tiny import TINY_NAME, TinySpec, load_tiny
 from selfimprove.seeding import derive_seed
 from selfimprove.store import clean_json
@@ -114,13 +133,18 @@ class PlasticityConfig:
         degeneration_threshold: Highest degeneration score a cycle may leave (see
             :mod:`selfimprove.plasticity._degeneration`).
         finetune_steps: Optimiser steps of the learn phase.
-        lr: Peak learning rate of the learn phase.
+        lr: Peak learning rate of the learn phase (3e-4: suits a pre-trained model; 1e-3 undoes
+            part of ``tiny``'s pre-training in a few steps).
         batch_size: Windows per fine-tuning step.
         new_head_lr_multiplier: Learning-rate factor of grown heads.
         importance_batches: Batches of training windows per importance estimate.
         importance_batch_size: Windows per importance batch.
         prune_step_fraction: Largest share of heads removed per iterative step.
         min_heads_per_layer: Heads every layer keeps.
+        screen_estimators: Prune with every estimator and keep the one with the lowest loss on
+            probe training windows (else the UCB1 ratings choose one).
+        drop_unpaid_heads: After learning, remove grown heads whose removal does not raise the
+            probe loss.
         eval_windows: Validation (and test) windows for perplexity.
         degeneration: Generation and scoring settings (generations are shortened to fit the
             model's positions).
@@ -138,13 +162,15 @@ class PlasticityConfig:
     perplexity_tolerance: float = 0.05
     degeneration_threshold: float = DEGENERATE
     finetune_steps: int = 100
-    lr: float = 1e-3
+    lr: float = FINETUNE_LR
     batch_size: int = 16
     new_head_lr_multiplier: float = 5.0
     importance_batches: int = 4
     importance_batch_size: int = 16
     prune_step_fraction: float = 0.1
     min_heads_per_layer: int = 1
+    screen_estimators: bool = True
+    drop_unpaid_heads: bool = True
     eval_windows: int = 128
     degeneration: DegenerationConfig = field(default_factory=DegenerationConfig)
     latency_repeats: int = 20
@@ -211,7 +237,7 @@ class CycleOutcome:
         growth_ratio: Heads grown per head pruned.
         heads_before: Heads at the start of the cycle.
         heads_pruned: Heads removed.
-        heads_grown: Heads added.
+        heads_grown: Heads added (and kept: grown heads that did not pay are removed again).
         heads_after: Heads of the candidate.
         heads_per_layer: The candidate's heads per layer.
         perplexity_before: Validation perplexity at the start of the cycle.
@@ -484,6 +510,109 @@ class AdaptivePlasticitySystem:
             for _ in range(self.config.importance_batches)
         ]
 
+    def _probe(self, seed: int) -> torch.Tensor:
+        """``eval_windows`` training windows, drawn apart from the importance batches, that
+        screen the estimators and test whether grown heads pay: ``(N, T + 1)``."""
+        gen = torch.Generator().manual_seed(derive_seed("probe-windows", seed) % 2**63)
+        return self.data_.random_batch(self.context_, self.config.eval_windows, gen)
+
+    @staticmethod
+    @torch.no_grad()
+    def _window_losses(model: GPT2LMHeadModel, windows: torch.Tensor) -> torch.Tensor:
+        """Mean next-token loss of each window, ``(N,)`` nats (eval mode, restored after)."""
+        was_training = model.training
+        model.eval()
+        try:
+            return torch.cat([sequence_nll(model, w).double() for w in windows.split(32)])
+        finally:
+            model.train(was_training)
+
+    def _screen(
+        self, model: GPT2LMHeadModel, n: int, batches: list[torch.Tensor], seed: int
+    ) -> tuple[str, GPT2LMHeadModel, dict[int, list[int]], list[PruneStep], dict[str, float]]:
+        """Prune ``n`` heads with every estimator and pick one on the probe windows.
+
+        The first of :data:`ESTIMATORS` (gradient, Michel et al.) is kept unless another
+        estimator's pruned model has a lower probe loss by more than two standard errors of the
+        per-window difference (paired, same windows): a screen on a few windows must not trade
+        the best-founded estimator for noise. Among those that clear the bar, the lowest loss
+        wins.
+
+        Returns:
+            The estimator, its pruned model, the removed heads, its steps, and every
+            estimator's mean probe loss (nats).
+        """
+        cfg = self.config
+        probe = self._probe(seed)
+        runs: dict[str, tuple[GPT2LMHeadModel, dict[int, list[int]], list[PruneStep]]] = {}
+        per_window: dict[str, torch.Tensor] = {}
+        for name in ESTIMATORS:
+            runs[name] = prune_iteratively(
+                model,
+                n,
+                name,
+                batches,
+                step_fraction=cfg.prune_step_fraction,
+                min_heads=cfg.min_heads_per_layer,
+                seed=seed,
+            )
+            per_window[name] = self._window_losses(runs[name][0], probe)
+        default = ESTIMATORS[0]
+        best = default
+        for name in ESTIMATORS[1:]:
+            gain = per_window[default] - per_window[name]  # (N,) > 0: name is better
+            stderr = float(gain.std()) / len(gain) ** 0.5 if len(gain) > 1 else 0.0
+            clears = float(gain.mean()) > 2.0 * stderr
+            if clears and float(per_window[name].mean()) < float(per_window[best].mean()):
+                best = name
+        losses = {k: float(v.mean()) for k, v in per_window.items()}
+        return (best, *runs[best], losses)
+
+    def _drop_unpaid(
+        self,
+        model: GPT2LMHeadModel,
+        new_heads: dict[int, list[int]],
+        seed: int,
+        head_cost: float,
+    ) -> tuple[GPT2LMHeadModel, dict[int, list[int]], str]:
+        """Remove the grown heads that do not pay.
+
+        A grown head pays if removing it raises the probe loss by more than ``head_cost`` (the
+        mean probe loss a pruned head cost this cycle, at least 0): otherwise the cycle would
+        rather have kept the pruned head than grown this one. Heads are tested alone, then the
+        unpaid ones together (kept if removing them together costs more than their share).
+
+        Returns:
+            The model (``model`` itself if none goes), the removed positions, the reason.
+        """
+        probe = self._probe(seed)
+        with_all = float(self._window_losses(model, probe).mean())
+        bar = max(0.0, head_cost)
+        unpaid: dict[int, list[int]] = {}
+        for layer, positions in sorted(new_heads.items()):
+            for pos in positions:
+                alone = prune_heads(model, {layer: [pos]})
+                if float(self._window_losses(alone, probe).mean()) - with_all <= bar:
+                    unpaid.setdefault(layer, []).append(pos)
+        if not unpaid:
+            return model, {}, f"every grown head pays more than {bar:.2e} nats (a pruned head)"
+        trimmed = prune_heads(model, unpaid)
+        without = float(self._window_losses(trimmed, probe).mean())
+        n = sum(len(v) for v in unpaid.values())
+        if without - with_all > bar * n:
+            return (
+                model,
+                {},
+                f"{n} grown heads pay together ({without - with_all:.2e} nats > {n} x "
+                f"{bar:.2e}): kept",
+            )
+        return (
+            trimmed,
+            unpaid,
+            f"{n} grown heads did not pay (probe loss {with_all:.4f} with them, {without:.4f} "
+            f"without; a pruned head cost {bar:.2e}): removed",
+        )
+
     def _snapshot(self, model: GPT2LMHeadModel) -> dict[str, Any]:
         heads = heads_per_layer(model)
         return {
@@ -616,10 +745,11 @@ class AdaptivePlasticitySystem:
                 g_strategy, g_why = growth.choose()
                 c_level, c_ratio = level, ratio
                 choice = f"pruning {p_why}; growth {g_why}"
+            screen = cfg.screen_estimators and hit is None
             failed = [
                 t.pruning_level
                 for t in memory.failures(model_key, fractions, rel_ppl)
-                if t.pruning_strategy == p_strategy and t.pruning_level <= c_level
+                if (screen or t.pruning_strategy == p_strategy) and t.pruning_level <= c_level
             ]
             if failed:
                 c_level = 0.5 * min(failed)
@@ -629,15 +759,28 @@ class AdaptivePlasticitySystem:
 
             # ---- prune
             batches = self._importance_batches(seed)
-            pruned, removed, steps = prune_iteratively(
-                current,
-                n_prune,
-                p_strategy,
-                batches,
-                step_fraction=cfg.prune_step_fraction,
-                min_heads=cfg.min_heads_per_layer,
-                seed=seed,
-            )
+            probe = self._probe(seed)
+            screened: dict[str, float] | None = None
+            if screen:
+                p_strategy, pruned, removed, steps, screened = self._screen(
+                    current, n_prune, batches, seed
+                )
+                ranked = sorted(screened.items(), key=lambda kv: kv[1])
+                choice = (
+                    f"pruning {p_strategy}: lowest loss on probe training windows ("
+                    + ", ".join(f"{k} {v:.4f}" for k, v in ranked)
+                    + f" nats); growth {g_why}"
+                )
+            else:
+                pruned, removed, steps = prune_iteratively(
+                    current,
+                    n_prune,
+                    p_strategy,
+                    batches,
+                    step_fraction=cfg.prune_step_fraction,
+                    min_heads=cfg.min_heads_per_layer,
+                    seed=seed,
+                )
             grad_scores = (
                 steps[0].importance
                 if p_strategy == "gradient"
@@ -661,6 +804,7 @@ class AdaptivePlasticitySystem:
                     "choice": choice,
                     "slots": slots,
                     "importance": {"method": p_strategy, "scores": steps[0].importance},
+                    "screen": screened,
                     "gradient": grad_scores,
                     "pruned": pruned_slots,
                     "steps": len(steps),
@@ -733,6 +877,21 @@ class AdaptivePlasticitySystem:
                 new_heads=new_positions,
             )
             grown.eval()
+            dropped: dict[int, list[int]] = {}
+            pay = "no head grown"
+            if cfg.drop_unpaid_heads and any(new_positions.values()):
+                head_cost = (
+                    float(self._window_losses(pruned, probe).mean())
+                    - float(self._window_losses(current, probe).mean())
+                ) / max(1, n_prune)
+                grown, dropped, pay = self._drop_unpaid(grown, dict(new_positions), seed, head_cost)
+                for layer, positions in dropped.items():
+                    gone_slots = [new_slots[layer][pos] for pos in positions]
+                    new_slots[layer] = [x for x in new_slots[layer] if x not in gone_slots]
+                    new_gone[layer].extend(gone_slots)
+                    grown_slots = [
+                        g for g in grown_slots if not (g[0] == layer and g[1] in gone_slots)
+                    ]
             ppl_after = self._perplexity(grown)
             test_after = self._perplexity(grown, "test")
             deg = self._degeneration(grown)
@@ -752,6 +911,9 @@ class AdaptivePlasticitySystem:
                     "serving_latency_ms": serving_after,
                     "serving_latency_before_ms": serving_before,
                     "finetune_steps": result.steps,
+                    "growth_paid": pay,
+                    "slots": new_slots,
+                    "grown_removed": {str(k): v for k, v in dropped.items()},
                     "finetune_first_loss": result.losses[0] if result.losses else None,
                     "finetune_last_loss": result.losses[-1] if result.losses else None,
                     "efficiency": (start["heads"] / snap["heads"]) * (start_ppl / ppl_after),
@@ -828,7 +990,7 @@ class AdaptivePlasticitySystem:
                 growth_ratio=c_ratio,
                 heads_before=sum(heads),
                 heads_pruned=n_prune,
-                heads_grown=sum(plan.values()),
+                heads_grown=sum(plan.values()) - sum(len(v) for v in dropped.values()),
                 heads_after=snap["heads"],
                 heads_per_layer=snap["heads_per_layer"],
                 perplexity_before=ppl_before,

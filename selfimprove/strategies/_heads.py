@@ -31,6 +31,7 @@ import torch
 
 from selfimprove.errors import ConfigError, StrategyError
 from selfimprove.plasticity import (
+    FINETUNE_LR,
     CausalLM,
     FinetuneConfig,
     LanguageModelTask,
@@ -61,7 +62,7 @@ class HeadsConfig:
         prune_fraction: Share of the heads removed (0 < f < 1).
         grow_ratio: Heads grown per head removed (0 to 1).
         steps: Fine-tuning steps (fewer if the seconds run out).
-        lr: Peak fine-tuning learning rate.
+        lr: Peak fine-tuning learning rate (3e-4: a rate that does not undo the pre-training).
         batch_size: Windows per step.
         new_head_lr_multiplier: Learning-rate factor of grown heads.
         importance_batches: Batches of training windows for importance.
@@ -70,7 +71,7 @@ class HeadsConfig:
     prune_fraction: float = 0.4
     grow_ratio: float = 0.0
     steps: int = 100
-    lr: float = 1e-3
+    lr: float = FINETUNE_LR
     batch_size: int = 16
     new_head_lr_multiplier: float = 5.0
     importance_batches: int = 4

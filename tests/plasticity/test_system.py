@@ -186,3 +186,63 @@ def test_a_later_run_reuses_the_remembered_transformation(
         first.growth_strategy,
         first.growth_ratio,
     )
+
+
+def test_the_screen_keeps_gradient_unless_another_estimator_is_lower_on_the_probe(
+    short_run: AdaptivePlasticitySystem,
+) -> None:
+    records = read_metrics(short_run.results_.run_dir)
+    prunes = [r for r in records if r["phase"] == "prune"]
+    assert prunes
+    for r in prunes:
+        screen = r["screen"]
+        assert set(screen) == {"gradient", "entropy", "activation", "magnitude", "random"}
+        assert r["strategy"] in screen and r["choice"].startswith(f"pruning {r['strategy']}:")
+        if r["strategy"] != "gradient":
+            assert screen[r["strategy"]] < screen["gradient"]
+
+
+def test_grown_heads_that_do_not_pay_are_removed_again(tiny_home: Path, tmp_path: Path) -> None:
+    # No fine-tuning: the grown heads stay silent (zero output rows), so removing them costs
+    # nothing and they must go; the cycle keeps only its pruning.
+    config = short_config(
+        perplexity_tolerance=1.0,
+        finetune_steps=0,
+        measure_reference=False,
+        dashboard=False,
+        use_memory=False,
+        screen_estimators=False,
+    )
+    system = AdaptivePlasticitySystem("tiny", None, tmp_path, config=config, home=tiny_home)
+    results = system.run_adaptive_optimization(
+        max_cycles=1, initial_pruning_level=0.25, initial_growth_ratio=1.0
+    )
+    (cycle,) = results.cycles
+    records = read_metrics(results.run_dir)
+    grow = next(r for r in records if r["phase"] == "grow")
+    learn = next(r for r in records if r["phase"] == "learn")
+    assert sum(grow["plan"].values()) == 8  # a quarter of 32 pruned, as many grown
+    assert "did not pay" in learn["growth_paid"]
+    assert sum(len(v) for v in learn["grown_removed"].values()) == 8
+    assert cycle.accepted and cycle.heads_grown == 0
+    assert cycle.heads_after == 32 - 8 == sum(heads_per_layer(system.model_))
+    assert learn["heads"] == 24 and sum(len(s) for s in learn["slots"]) == 24
+
+
+def test_a_rejected_cycle_is_retried_at_half_the_level(tiny_home: Path, tmp_path: Path) -> None:
+    config = short_config(
+        perplexity_tolerance=0.0,
+        finetune_steps=0,
+        measure_reference=False,
+        dashboard=False,
+        use_memory=False,
+        screen_estimators=False,
+    )
+    system = AdaptivePlasticitySystem("tiny", None, tmp_path, config=config, home=tiny_home)
+    results = system.run_adaptive_optimization(
+        max_cycles=2, initial_pruning_level=0.5, initial_growth_ratio=0.5
+    )
+    first, second = results.cycles
+    assert not first.accepted and "retry" in first.adaptation
+    assert (second.pruning_level, second.heads_pruned) == (0.25, 8)
+    assert second.growth_ratio == first.growth_ratio  # a rejection does not add growth
