@@ -49,9 +49,13 @@ def measure_environment(
     ]
     failed = sum(e.status is ExperimentStatus.FAILED for e in recent)
     sizes = []
-    for m in store.list_models():
+    models = store.list_models()
+    incumbents = store.versions_by_ids(  # one read for every model, not one each
+        m.incumbent_version_id for m in models if m.incumbent_version_id is not None
+    )
+    for m in models:
         if m.incumbent_version_id is not None:
-            params = store.version_by_id(m.incumbent_version_id).metrics.get("parameters")
+            params = incumbents[m.incumbent_version_id].metrics.get("parameters")
             if params:
                 sizes.append(math.log10(max(float(params), 1.0)))
     return {

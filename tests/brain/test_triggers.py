@@ -5,7 +5,7 @@ import pytest
 from selfimprove.brain.environment import FEATURES, measure_environment
 from selfimprove.brain.triggers import Condition, GeneticTriggerSystem, Trigger
 from selfimprove.errors import ConfigError
-from selfimprove.store import ExperimentStatus, Store
+from selfimprove.store import ExperimentStatus, Store, VersionStatus
 
 
 def test_conditions_and_activity() -> None:
@@ -87,3 +87,26 @@ def test_environment_is_measured(tmp_path) -> None:  # type: ignore[no-untyped-d
     assert env["error_rate"] == 0.5 and env["queue_length"] == 0.5
     assert env["api_call_rate"] == 0.5
     assert all(0 <= v <= 1 for v in env.values())
+
+
+def test_model_complexity_is_the_mean_log_size_of_the_incumbents(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(home=tmp_path)
+    for name, params in (("a", 1_000), ("b", 100_000), ("c", None)):
+        m = store.add_model(name, "t", "f")
+        store.add_version(
+            model_id=m.id,
+            number=1,
+            parent_id=None,
+            status=VersionStatus.INCUMBENT,
+            strategy="register",
+            origin="given",
+            params={},
+            metrics={} if params is None else {"parameters": params},
+            checkpoint_path="x",
+            manifest_path="y",
+            sha256="0" * 64,
+            size_bytes=1,
+        )
+    store.add_model("no_version", "t", "f")
+    env = measure_environment(store)
+    assert env["model_complexity"] == pytest.approx((3 + 5) / 2 / 7)
