@@ -26,6 +26,8 @@ Run: ``python -m benchmarks.improvement --mode quick`` (or ``full``).
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import math
 import os
@@ -60,6 +62,7 @@ from benchmarks._common import (
     runner_args,
     score,
     spread,
+    versions,
     weak_start,
 )
 from selfimprove.config import JudgeConfig, SelfImprovementConfig
@@ -884,6 +887,7 @@ def _summarise(
         "description": bt.description,
         "objective": primary.name,
         "direction": primary.direction.value,
+        "validation_examples": len(bt.task.splits().validation),
         "budget": budget,
         "methods": methods,
         "engine_vs": vs,
@@ -1052,6 +1056,14 @@ def _facts(per_task: Mapping[str, Any]) -> tuple[str, list[str]]:
         tpe = t["methods"].get("tpe_hyperband", {}).get("per_seed", {})
         exps = [e for r in engine.values() for e in r.get("experiments", [])]
         size_guard = sum("guard size_bytes" in (e.get("reason") or "") for e in exps)
+        unproven = [
+            e
+            for e in exps
+            if "not significant" in (e.get("reason") or "")
+            and e.get("validation_after") is not None
+            and e.get("validation_before") is not None
+            and _better(t["direction"], e["validation_after"], e["validation_before"])
+        ]
         finals = sorted({_arch(r["final_params"]) for r in engine.values() if "final_params" in r})
         winners = sorted(
             {_arch(r["winner"]["params"]) for r in tpe.values() if "winner" in r}, key=len
@@ -1072,9 +1084,18 @@ def _facts(per_task: Mapping[str, Any]) -> tuple[str, list[str]]:
         )
         if size_guard:
             nexts.append(
-                "the judge's size_bytes guard (+5 %) turns down any larger architecture evolve "
-                "finds, however much better: when the target is the task's error, size should "
-                "be a cost to weigh, not a veto"
+                "the judge's size_bytes guard turned down larger architectures that evolve "
+                "found (see the experiments' reasons)"
+            )
+        if unproven:
+            n_val = t.get("validation_examples")
+            nexts.append(
+                f"on {key}, {len(unproven)} candidate(s) scored better on validation but were "
+                "not promoted because the gain was not significant (one-sided paired test, "
+                "p ≥ 0.05"
+                + (f", {n_val} validation examples" if n_val else "")
+                + "); the peers keep whichever trial scores best on validation, proven or not "
+                "— the price of promoting only gains the engine can show"
             )
         if kept_arch and engine and t["objective"] != "nll":
             kinds = Counter(e["kind"] for e in exps if e.get("kind"))
@@ -1095,6 +1116,11 @@ def _facts(per_task: Mapping[str, Any]) -> tuple[str, list[str]]:
             )
             nexts.append(f"on {key} the engine never left the weak start's architecture: {why}")
     return "; ".join(lines), sorted(set(nexts))
+
+
+def _better(direction: str, a: float, b: float) -> bool:
+    """Whether ``a`` beats ``b`` for an objective of ``direction``."""
+    return a > b if direction == "maximize" else a < b
 
 
 def _targets(rec: Record, per_task: Mapping[str, Any]) -> None:
@@ -1170,9 +1196,43 @@ def _targets(rec: Record, per_task: Mapping[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m benchmarks.improvement [--mode quick|full|smoke]``."""
-    args, command = runner_args("benchmarks.improvement", __doc__, argv)
+    args, command = runner_args(
+        "benchmarks.improvement",
+        __doc__,
+        argv,
+        _rederive_argument,
+    )
+    if args.rederive is not None:
+        rederive(args.rederive, command)
+        return 0
     run(Config.for_mode(args.mode), command, args.out, args.work)
     return 0
+
+
+def _rederive_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rederive",
+        type=Path,
+        metavar="JSON",
+        help="recompute the targets and their explanations of an existing results file from "
+        "its stored per-seed results (no run); the file records that it was done",
+    )
+
+
+def rederive(path: Path, command: Sequence[str]) -> None:
+    """Recompute the targets of the results file ``path`` from its ``results.tasks`` with
+    this code's analysis, and record that (command, commit) in its ``notes``."""
+    data = json.loads(path.read_text())
+    rec = Record("improvement", 1, data["title"], data["mode"], command)
+    _targets(rec, data["results"]["tasks"])
+    data["targets"] = rec.targets
+    data["notes"].append(
+        f"targets re-derived from the stored per-seed results by `python -m "
+        f"{' '.join(command)}` at selfimprove commit {versions().get('selfimprove_commit')}"
+    )
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,17 @@ def test_every_runner_writes_its_json_and_the_report_is_generated(tmp_path: Path
         _check_schema(json.loads(path.read_text()), name)
     assert time.perf_counter() - t0 < 120  # the budget is 30 s on an idle machine
 
+    # The improvement runner's targets can be re-derived from the stored per-seed results.
+    imp = out / "improvement.smoke.json"
+    before = json.loads(imp.read_text())
+    assert improvement.main(["--rederive", str(imp)]) == 0
+    after = json.loads(imp.read_text())
+    assert after["results"] == before["results"] and after["tables"] == before["tables"]
+    assert [t["target"] for t in after["targets"]] == [t["target"] for t in before["targets"]]
+    assert after["notes"][:-1] == before["notes"]
+    assert after["notes"][-1].startswith("targets re-derived from the stored per-seed results")
+    _check_schema(after, "improvement")
+
     md = tmp_path / "RESULTS.md"
     assert report.main(["--results", str(out), "--out", str(md)]) == 0
     text = md.read_text()
