@@ -288,15 +288,20 @@ def experiment_facts(
     caps = {c.id: c for c in store.list_capabilities()}
     caps_by_objective = {(c.model_id, c.objective): c for c in caps.values()}
     kinds = _recorded_kinds(store)
-    versions: dict[int, VersionRecord] = {}
+    if experiments is None:
+        experiments = store.list_experiments()
+    # Every incumbent version the experiments name, read at once.
+    versions = store.versions_by_ids(
+        e.incumbent_version_id for e in experiments if e.incumbent_version_id is not None
+    )
     out: list[ExperimentFacts] = []
-    for exp in store.list_experiments() if experiments is None else experiments:
+    for exp in experiments:
         if exp.status not in _FINISHED or exp.model_id is None or exp.model_id not in models:
             continue
         model = models[exp.model_id]
         version = None
         if exp.incumbent_version_id is not None:
-            if exp.incumbent_version_id not in versions:
+            if exp.incumbent_version_id not in versions:  # gone: raises NotFoundError
                 versions[exp.incumbent_version_id] = store.version_by_id(exp.incumbent_version_id)
             version = versions[exp.incumbent_version_id]
         cap = caps.get(exp.capability_id) if exp.capability_id is not None else None

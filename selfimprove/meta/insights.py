@@ -346,10 +346,12 @@ def derive_insights(
         for e in experiments
         if e.id in wanted and e.status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED)
     }
-    versions: dict[int, VersionRecord] = {}
+    versions = store.versions_by_ids(  # read at once
+        r.incumbent_version_id for r in records.values() if r.incumbent_version_id is not None
+    )
     for rec in records.values():
         vid = rec.incumbent_version_id
-        if vid is not None and vid not in versions:
+        if vid is not None and vid not in versions:  # gone: raises NotFoundError
             versions[vid] = store.version_by_id(vid)
     out = (
         _strategy_effects(facts, records)
