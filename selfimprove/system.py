@@ -67,6 +67,7 @@ from selfimprove.planning import (
     Weakness,
     find_weaknesses,
     severity_level,
+    strongest_by_task,
 )
 from selfimprove.store import (
     Decision,
@@ -331,11 +332,16 @@ class SelfImprovingNeuralSystem:
         peers = list(observations.values())
         best: dict[str, ModelImprovementTask] = {}
         waited, stalled = self._history()
+        strongest = strongest_by_task(peers)
         for obs in peers:
             waiting = min(MAX_WAIT, waited.get(obs.model, MAX_WAIT))
             obs = replace(obs, training_stalled=stalled.get(obs.model, 0))
             for w in find_weaknesses(
-                obs, peers, self.rules, distill=self.config.cross_model_distillation
+                obs,
+                peers,
+                self.rules,
+                distill=self.config.cross_model_distillation,
+                best_by_task=strongest,
             ):
                 task = self._task_for(w, obs, env, waiting)
                 if task is not None and (

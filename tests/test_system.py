@@ -445,3 +445,21 @@ def test_the_system_counts_stalled_training_from_the_ledger(
         assert task_.kind == "training" and "no architecture search space" in task_.reason
     finished("evolve", Decision.PROMOTE, ExperimentStatus.COMPLETED)  # any promotion resets
     assert s._history()[1] == {"wine": 0}
+
+
+def test_the_strongest_peer_is_found_once_per_task() -> None:
+    from selfimprove.planning import find_weaknesses, strongest_by_task
+
+    rules = TaskRules()
+    peers = [_obs("a", 0.9, 1.0), _obs("b", 0.99, 1.0), _obs("c", 0.95, 1.0)]
+    # _obs gives every model its own task: put a, b and c on one task, d alone on another
+    peers = [dataclasses.replace(q, task="t") for q in peers] + [_obs("d", 0.5, 1.0)]
+    best = strongest_by_task(peers)
+    assert {k: v.model for k, v in best.items()} == {"t": "b", "task_d": "d"}
+    for obs in peers:  # the same weaknesses with the map as with the plain scan
+        assert find_weaknesses(obs, peers, rules, best_by_task=best) == find_weaknesses(
+            obs, peers, rules
+        )
+    (w,) = [w for w in find_weaknesses(peers[0], peers, rules) if w.kind == "distillation"]
+    assert w.teacher == "b"
+    assert not [w for w in find_weaknesses(peers[1], peers, rules) if w.kind == "distillation"]
