@@ -10,17 +10,18 @@ One cycle, on the model as last accepted:
 2. **prune** ``round(level * heads)`` heads (at least one) by importance on training windows,
    iteratively (steps of at most ``prune_step_fraction`` of the heads, re-scored after each),
    by structural surgery: fewer parameters, really. With ``screen_estimators`` (the default)
-   every estimator prunes the same number of heads and the one whose pruned model has the
-   lowest loss on other *training* windows (the probe) is kept, so the cycle prunes at least as
-   well as the best fixed estimator before any fine-tuning step is spent; otherwise the
-   ratings choose (UCB1);
+   every estimator prunes the same number of heads and their pruned models are compared on
+   other *training* windows (the probe): gradient (Michel et al.) is kept unless another
+   estimator's loss is lower by more than two standard errors, so no fine-tuning step is spent
+   on an estimator the data already shows to be worse; otherwise the ratings choose (UCB1);
 3. **measure** validation perplexity of the pruned model;
 4. **grow** ``round(ratio * pruned)`` function-preserving heads where the placement says
    capacity is missing (the logits before and after growth are compared and recorded);
 5. **learn**: fine-tune with differential learning rates (new heads x ``new_head_lr_multiplier``;
    peak rate ``lr``, 3e-4 by default, with warm-up: a rate that does not undo the
-   pre-training); with ``drop_unpaid_heads`` (the default) grown heads whose removal does not
-   raise the probe loss are removed again (growth stays only where it pays); then measure
+   pre-training); with ``drop_unpaid_heads`` (the default) grown heads whose removal raises
+   the probe loss by no more than a pruned head cost on average are removed again (growth
+   stays only where it pays); then measure
    validation perplexity, test perplexity (reported only), degeneration of seeded generations,
    parameters, and latency interleaved with the pre-cycle model;
 6. **judge**: the cycle is kept only if validation perplexity is at most
@@ -141,10 +142,10 @@ class PlasticityConfig:
         importance_batch_size: Windows per importance batch.
         prune_step_fraction: Largest share of heads removed per iterative step.
         min_heads_per_layer: Heads every layer keeps.
-        screen_estimators: Prune with every estimator and keep the one with the lowest loss on
-            probe training windows (else the UCB1 ratings choose one).
-        drop_unpaid_heads: After learning, remove grown heads whose removal does not raise the
-            probe loss.
+        screen_estimators: Prune with every estimator and compare them on probe training
+            windows (gradient unless another is clearly lower); else the UCB1 ratings choose.
+        drop_unpaid_heads: After learning, remove grown heads whose removal raises the probe
+            loss by no more than a pruned head cost on average.
         eval_windows: Validation (and test) windows for perplexity.
         degeneration: Generation and scoring settings (generations are shortened to fit the
             model's positions).
@@ -528,7 +529,12 @@ class AdaptivePlasticitySystem:
             model.train(was_training)
 
     def _screen(
-        self, model: GPT2LMHeadModel, n: int, batches: list[torch.Tensor], seed: int
+        self,
+        model: GPT2LMHeadModel,
+        n: int,
+        batches: list[torch.Tensor],
+        probe: torch.Tensor,
+        seed: int,
     ) -> tuple[str, GPT2LMHeadModel, dict[int, list[int]], list[PruneStep], dict[str, float]]:
         """Prune ``n`` heads with every estimator and pick one on the probe windows.
 
@@ -543,7 +549,6 @@ class AdaptivePlasticitySystem:
             estimator's mean probe loss (nats).
         """
         cfg = self.config
-        probe = self._probe(seed)
         runs: dict[str, tuple[GPT2LMHeadModel, dict[int, list[int]], list[PruneStep]]] = {}
         per_window: dict[str, torch.Tensor] = {}
         for name in ESTIMATORS:
@@ -572,7 +577,7 @@ class AdaptivePlasticitySystem:
         self,
         model: GPT2LMHeadModel,
         new_heads: dict[int, list[int]],
-        seed: int,
+        probe: torch.Tensor,
         head_cost: float,
     ) -> tuple[GPT2LMHeadModel, dict[int, list[int]], str]:
         """Remove the grown heads that do not pay.
@@ -585,7 +590,6 @@ class AdaptivePlasticitySystem:
         Returns:
             The model (``model`` itself if none goes), the removed positions, the reason.
         """
-        probe = self._probe(seed)
         with_all = float(self._window_losses(model, probe).mean())
         bar = max(0.0, head_cost)
         unpaid: dict[int, list[int]] = {}
@@ -763,11 +767,11 @@ class AdaptivePlasticitySystem:
             screened: dict[str, float] | None = None
             if screen:
                 p_strategy, pruned, removed, steps, screened = self._screen(
-                    current, n_prune, batches, seed
+                    current, n_prune, batches, probe, seed
                 )
                 ranked = sorted(screened.items(), key=lambda kv: kv[1])
                 choice = (
-                    f"pruning {p_strategy}: lowest loss on probe training windows ("
+                    f"pruning {p_strategy}: screened on probe training windows ("
                     + ", ".join(f"{k} {v:.4f}" for k, v in ranked)
                     + f" nats); growth {g_why}"
                 )
@@ -884,7 +888,9 @@ class AdaptivePlasticitySystem:
                     float(self._window_losses(pruned, probe).mean())
                     - float(self._window_losses(current, probe).mean())
                 ) / max(1, n_prune)
-                grown, dropped, pay = self._drop_unpaid(grown, dict(new_positions), seed, head_cost)
+                grown, dropped, pay = self._drop_unpaid(
+                    grown, dict(new_positions), probe, head_cost
+                )
                 for layer, positions in dropped.items():
                     gone_slots = [new_slots[layer][pos] for pos in positions]
                     new_slots[layer] = [x for x in new_slots[layer] if x not in gone_slots]
