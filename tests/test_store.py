@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from selfimprove.errors import ConfigError, NotFoundError, SchemaVersionError, StoreError
-from selfimprove.store import SCHEMA_VERSION, ExperimentStatus, Store
+from selfimprove.store import SCHEMA_VERSION, ExperimentStatus, Store, WeaknessStatus
 
 
 def test_default_store_is_sqlite_in_home_with_wal(home: Path) -> None:
@@ -186,3 +186,76 @@ def test_an_older_store_gets_the_new_indexes(home: Path) -> None:
     with sqlite3.connect(db) as conn:
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"ix_measurements_capability_split_id", "ix_weaknesses_capability"} <= names
+
+
+def test_latest_measurements_of_every_capability_match_one_by_one(home: Path) -> None:
+    store = Store(home=home)
+    caps = [
+        store.upsert_capability(f"c{i}", type="t", direction="maximize", target=0.9).id
+        for i in range(5)
+    ]
+    store.add_measurements(caps[0], {"validation": 0.5, "test": 0.6})
+    store.add_measurements(caps[0], {"validation": 0.7, "test": 0.1})
+    store.add_measurements(caps[1], {"global": 3.0})
+    store.add_measurements(caps[1], {"global": 2.0})
+    store.add_measurements(caps[2], {"global": 1.0})
+    store.add_measurements(caps[2], {"validation": 0.4})  # validation first, even if older
+    store.add_measurements(caps[2], {"global": 9.0})
+    store.add_measurements(caps[3], {"test": 0.99})  # only a split that never decides
+    latest = store.latest_measurements()
+    assert set(latest) == {caps[0], caps[1], caps[2]}
+    assert (latest[caps[0]].value, latest[caps[1]].value, latest[caps[2]].value) == (0.7, 2.0, 0.4)
+    for cap_id in caps:
+        assert latest.get(cap_id) == store.latest_measurement(cap_id)
+    assert store.latest_measurements(("global",))[caps[2]].value == 9.0
+    counts = store.count_measurements_by_capability()
+    assert counts == {c: store.count_measurements(c) for c in caps if store.count_measurements(c)}
+    with pytest.raises(ConfigError, match="at least one split"):
+        store.latest_measurements(())
+
+
+def test_capabilities_with_a_target_are_listed_as_list_capabilities_has_them(home: Path) -> None:
+    store = Store(home=home)
+    for name, target in (("a", 0.9), ("b", None), ("c", 2.0)):
+        store.upsert_capability(name, type="t", direction="maximize", target=target, unit="s")
+    targeted = store.list_capabilities_with_target()
+    assert [c.name for c in targeted] == ["a", "c"]
+    assert targeted == [c for c in store.list_capabilities() if c.target is not None]
+
+
+def test_weaknesses_added_and_updated_together_follow_the_single_rules(home: Path) -> None:
+    store = Store(home=home)
+    spec = {"type": "efficiency", "severity": "low", "impact": 0.3, "priority": 0.075}
+    a, b, c = store.add_weaknesses(
+        [{"name": n, **spec, "gap": g} for n, g in (("a", 0.1), ("b", float("inf")), ("c", None))]
+    )
+    assert [w.name for w in store.list_weaknesses()] == ["a", "b", "c"]
+    assert b.gap is None and a.status is WeaknessStatus.OPEN and a.created_at == a.updated_at
+    with pytest.raises(StoreError, match="a weakness needs"):
+        store.add_weaknesses([{"name": "d", "type": "efficiency"}])
+    done = store.update_weaknesses(
+        {a.id: {"gap": 0.2, "evidence": {"x": 1}}, b.id: {"status": "resolved", "resolution": "ok"}}
+    )
+    assert done[a.id].gap == 0.2 and done[a.id].evidence == {"x": 1}
+    assert done[b.id].status is WeaknessStatus.RESOLVED and done[b.id].resolved_at is not None
+    assert store.get_weakness(c.id) == c  # not named, not touched
+    with pytest.raises(NotFoundError, match="unknown weakness ids"):
+        store.update_weaknesses({a.id: {"gap": 0.9}, 999: {"gap": 0.9}})
+    with pytest.raises(ConfigError, match="cannot become open"):
+        store.update_weaknesses({a.id: {"gap": 0.9}, b.id: {"status": "open"}})
+    assert store.get_weakness(a.id).gap == 0.2  # a refused update changes nothing
+    assert store.update_weaknesses({}) == {} and store.add_weaknesses([]) == []
+
+
+def test_events_added_together(home: Path) -> None:
+    store = Store(home=home)
+    store.add_events(
+        [{"kind": "k1", "message": "one", "payload": {"p": float("nan")}}, {"kind": "k2"}]
+    )
+    events = store.list_events()  # newest first
+    assert [(e.kind, e.message, e.payload) for e in events] == [
+        ("k2", "", {}),
+        ("k1", "one", {"p": None}),
+    ]
+    with pytest.raises(StoreError, match="an event needs a kind"):
+        store.add_events([{"message": "no kind"}])

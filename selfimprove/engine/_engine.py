@@ -13,7 +13,10 @@ of 10 s against a 2 s target is a gap of 400 %, i.e. critical, never "at target"
 
 This module holds capabilities, weaknesses, experiments, measurements, the changelog and the
 self-assessment; the code-improvement workflow is in :mod:`selfimprove.engine._code` and the
-meta-learnings in :mod:`selfimprove.engine._learning`, mixed into the one class.
+meta-learnings in :mod:`selfimprove.engine._learning`, mixed into the one class. What a
+capability's newest value does to its weaknesses is decided in
+:mod:`selfimprove.engine._weaknesses`; here it is read for every capability at once and
+written where it changes something.
 """
 
 from __future__ import annotations
@@ -42,7 +45,6 @@ from selfimprove.engine._stats import (
     describe_change,
 )
 from selfimprove.engine._types import (
-    SEVERITY_WEIGHT,
     TEMPLATES,
     ApproachResult,
     CapabilityProfile,
@@ -51,10 +53,19 @@ from selfimprove.engine._types import (
     WeaknessType,
     severity_for_gap,
 )
+from selfimprove.engine._weaknesses import (
+    ACTIVE,
+    EVIDENCE_KEPT,
+    WeaknessAction,
+    WeaknessPlan,
+    capability_objective,
+    plan_weakness,
+    priority,
+)
 from selfimprove.errors import ConfigError, NotFoundError
 from selfimprove.meta.bandit import StrategyBandit
 from selfimprove.meta.patterns import PatternLearner
-from selfimprove.objectives import Direction, Objective
+from selfimprove.objectives import Direction
 from selfimprove.seeding import derive_seed
 from selfimprove.store import (
     CapabilityRecord,
@@ -64,6 +75,7 @@ from selfimprove.store import (
     ExperimentStatus,
     HistoryRecord,
     ImprovementMeasurementRecord,
+    MeasurementRecord,
     Store,
     WeaknessRecord,
     WeaknessStatus,
@@ -81,14 +93,6 @@ BANDIT_STATE_KEY = "engine_bandit"
 #: The bandit context's second part for the engine's experiments (the neural system puts the
 #: model family there).
 BANDIT_FAMILY = "engine"
-#: Evidence entries kept per weakness (the oldest are dropped beyond this).
-EVIDENCE_KEPT = 100
-_ACTIVE = (WeaknessStatus.OPEN, WeaknessStatus.IN_PROGRESS)
-#: Objectives and units of the neural system that describe cost, not quality.
-_EFFICIENCY_OBJECTIVES = frozenset({"latency_ms", "size_bytes", "parameters"})
-_EFFICIENCY_UNITS = frozenset(
-    {"s", "sec", "seconds", "ms", "us", "µs", "ns", "bytes", "kb", "mb", "gb", "mib", "gib"}
-)
 _MEASURES = ("time", "value")
 
 
@@ -108,17 +112,41 @@ def _db_url(db_path: str | os.PathLike[str] | None) -> str | None:
     return f"sqlite:///{Path(text).expanduser().resolve()}"
 
 
-def _objective(cap: CapabilityRecord) -> Objective:
-    """The capability as an :class:`Objective`, for its direction-aware gap and target test.
-
-    ``ideal`` only shifts the error-like form, which cancels in ``gap`` and ``meets_target``;
-    a maximised objective needs one, so the target stands in.
-    """
-    direction = as_direction(cap.direction)
-    ideal = (
-        (cap.target if cap.target is not None else 0.0) if direction is Direction.MAXIMIZE else None
+def _profile_of(
+    cap: CapabilityRecord, m: MeasurementRecord | None, count: int
+) -> CapabilityProfile:
+    """Where ``cap`` stands, given its newest measurement ``m`` and its number of them."""
+    current = m.value if m is not None and math.isfinite(m.value) else None
+    gap: float | None = None
+    improvement: float | None = None
+    if current is None:
+        level = "unmeasured"
+    elif cap.target is None:
+        level = "no_target"
+    else:
+        obj = capability_objective(cap)
+        gap = obj.gap(current)
+        level = "at_target" if obj.meets_target(current) else severity_for_gap(gap).value
+    if current is not None and cap.baseline is not None and cap.baseline != 0:
+        improvement = describe_change(cap.baseline, current, cap.direction).improvement
+    return CapabilityProfile(
+        id=cap.id,
+        name=cap.name,
+        type=cap.type,
+        description=cap.description,
+        direction=cap.direction,
+        unit=cap.unit,
+        baseline=cap.baseline,
+        target=cap.target,
+        current=current,
+        measurements=count,
+        last_measured_at=m.measured_at if m is not None else None,
+        gap=gap,
+        level=level,
+        improvement=improvement,
+        model_id=cap.model_id,
+        objective=cap.objective,
     )
-    return Objective("capability", direction, target=cap.target, unit=cap.unit, ideal=ideal)
 
 
 def _pct(x: float | None) -> str:
@@ -317,37 +345,8 @@ class SelfImprovementEngine(MetaLearningMixin, CodeImprovementMixin):
         return self._profile(cap)
 
     def _profile(self, cap: CapabilityRecord) -> CapabilityProfile:
-        m = self.store.latest_measurement(cap.id)
-        current = m.value if m is not None and math.isfinite(m.value) else None
-        gap: float | None = None
-        improvement: float | None = None
-        if current is None:
-            level = "unmeasured"
-        elif cap.target is None:
-            level = "no_target"
-        else:
-            obj = _objective(cap)
-            gap = obj.gap(current)
-            level = "at_target" if obj.meets_target(current) else severity_for_gap(gap).value
-        if current is not None and cap.baseline is not None and cap.baseline != 0:
-            improvement = describe_change(cap.baseline, current, cap.direction).improvement
-        return CapabilityProfile(
-            id=cap.id,
-            name=cap.name,
-            type=cap.type,
-            description=cap.description,
-            direction=cap.direction,
-            unit=cap.unit,
-            baseline=cap.baseline,
-            target=cap.target,
-            current=current,
-            measurements=self.store.count_measurements(cap.id),
-            last_measured_at=m.measured_at if m is not None else None,
-            gap=gap,
-            level=level,
-            improvement=improvement,
-            model_id=cap.model_id,
-            objective=cap.objective,
+        return _profile_of(
+            cap, self.store.latest_measurement(cap.id), self.store.count_measurements(cap.id)
         )
 
     def get_capability_profile(self, name: str) -> CapabilityProfile:
@@ -365,103 +364,109 @@ class SelfImprovementEngine(MetaLearningMixin, CodeImprovementMixin):
         validation measurement, or the latest global one for latency and size; the test split
         is never used here).
         """
-        return [self._profile(c) for c in self.store.list_capabilities()]
+        caps = self.store.list_capabilities()
+        if not caps:
+            return []
+        latest = self.store.latest_measurements()  # every capability in one query, not one each
+        counts = self.store.count_measurements_by_capability()
+        return [_profile_of(c, latest.get(c.id), counts.get(c.id, 0)) for c in caps]
 
     # ================================================================== weaknesses
-    @staticmethod
-    def _weakness_type_for(cap: CapabilityRecord) -> WeaknessType:
-        try:
-            return WeaknessType(cap.type)
-        except ValueError:
-            pass
-        if cap.objective in _EFFICIENCY_OBJECTIVES or cap.unit.lower() in _EFFICIENCY_UNITS:
-            return WeaknessType.EFFICIENCY
-        return WeaknessType.CAPABILITY_GAP
-
-    @staticmethod
-    def _priority(severity: str, impact: float) -> float:
-        return SEVERITY_WEIGHT[severity] * impact
-
     def _event(
         self, kind: str, message: str, payload: dict[str, Any], model_id: int | None = None
     ) -> None:
         self.store.add_event(kind, message, model_id=model_id, payload=payload)
 
     def _auto_identify_weakness(self, cap: CapabilityRecord) -> WeaknessRecord | None:
-        """Open, update or resolve the weaknesses of one capability from its latest value."""
-        m = self.store.latest_measurement(cap.id)
-        if m is None or cap.target is None or not math.isfinite(m.value):
-            return None
-        obj = _objective(cap)
-        active = self.store.list_weaknesses(statuses=_ACTIVE, capability_id=cap.id)
-        obs = {
-            "measurement_id": m.id,
-            "value": m.value,
-            "target": cap.target,
-            "direction": cap.direction,
-            "at": m.measured_at.isoformat() + "Z",
-        }
-        if obj.meets_target(m.value):
-            for w in active:
-                self._close_weakness(
-                    w,
-                    WeaknessStatus.RESOLVED,
-                    f"measurement {m.id}: {m.value:.6g}{cap.unit} meets the target "
-                    f"{cap.target:g}{cap.unit} ({cap.direction})",
-                    {**obs, "gap": 0.0},
-                    model_id=cap.model_id,
-                )
-            return None
-        gap = obj.gap(m.value)
-        sev = severity_for_gap(gap)
-        impact = sev.default_impact
-        obs["gap"] = gap
-        description = (
-            f"{cap.name} is {m.value:.6g}{cap.unit} against a target of {cap.target:g}{cap.unit} "
-            f"({'lower' if cap.direction == Direction.MINIMIZE.value else 'higher'} is better): "
-            f"{gap:.0%} short"
-        )
-        auto = [w for w in active if w.source == "auto"]
-        if auto:
-            w = auto[0]
-            seen = w.evidence.get("observations", [])
-            if seen and seen[-1].get("measurement_id") == m.id and w.gap == gap:
-                return w
-            return self.store.update_weakness(
-                w.id,
-                severity=sev.value,
-                impact=impact,
-                priority=self._priority(sev.value, impact),
-                gap=gap,
-                description=description,
-                evidence={**w.evidence, "observations": [*seen, obs][-EVIDENCE_KEPT:]},
-            )
-        w = self.store.add_weakness(
-            name=f"{cap.name} short of target",
-            type=self._weakness_type_for(cap).value,
-            severity=sev.value,
-            impact=impact,
-            priority=self._priority(sev.value, impact),
-            description=description,
-            capability_id=cap.id,
-            gap=gap,
-            source="auto",
-            evidence={"observations": [obs]},
-        )
-        logger.info("weakness %d opened: %s", w.id, description)
-        self._event(
-            "weakness_opened",
-            description,
-            {"weakness_id": w.id, "severity": sev.value, "gap": gap},
-            cap.model_id,
-        )
-        return w
+        """Open, update or resolve the weaknesses of one capability from its latest value.
 
-    def _auto_identify_weaknesses(self) -> None:
+        Returns:
+            Its automatic weakness when it is short of the target (opened, updated or left
+            as it was), else ``None``.
+        """
+        if cap.target is None:
+            return None
+        plan = plan_weakness(
+            cap,
+            self.store.latest_measurement(cap.id),
+            self.store.list_weaknesses(statuses=ACTIVE, capability_id=cap.id),
+        )
+        return self._apply_weakness_plans([plan]).get(cap.id)
+
+    def _auto_identify_weaknesses(self) -> list[WeaknessRecord]:
         """Bring every capability's weaknesses up to date (the neural system measures its
-        own capabilities without going through the engine)."""
-        for cap in self.store.list_capabilities():
-            self._auto_identify_weakness(cap)
+        own capabilities without going through the engine).
+
+        A few statements whatever the number of capabilities: the capabilities, the newest
+        measurement of each and every active weakness are read in one query each, and only
+        the weaknesses that change are written, together.
+
+        Returns:
+            The active weaknesses after it, oldest first.
+        """
+        caps = self.store.list_capabilities_with_target()
+        current = self.store.list_weaknesses(statuses=ACTIVE)
+        if not caps:
+            return current
+        latest = self.store.latest_measurements()
+        active: dict[int, list[WeaknessRecord]] = defaultdict(list)
+        for w in current:
+            if w.capability_id is not None:
+                active[w.capability_id].append(w)
+        plans = [plan_weakness(c, latest.get(c.id), active.get(c.id, ())) for c in caps]
+        after = self._apply_weakness_plans(plans)
+        closed = {wid for p in plans if p.action is WeaknessAction.RESOLVE for wid in p.changes}
+        now = {w.id: w for w in current if w.id not in closed}
+        now.update((w.id, w) for w in after.values() if w is not None)
+        return sorted(now.values(), key=lambda w: w.id)
+
+    def _apply_weakness_plans(
+        self, plans: Sequence[WeaknessPlan]
+    ) -> dict[int, WeaknessRecord | None]:
+        """Write what ``plans`` change, in one transaction: the updates together, the new
+        weaknesses together, their events together.
+
+        Returns:
+            Each plan's automatic weakness after it (``None`` when there is none), by
+            capability id.
+        """
+        after: dict[int, WeaknessRecord | None] = {p.capability_id: p.kept for p in plans}
+        changes = {wid: fields for p in plans for wid, fields in p.changes.items()}
+        opening = [(p, p.new) for p in plans if p.new is not None]
+        if not changes and not opening:
+            return after
+        events: list[dict[str, Any]] = []
+        with self.store.batch():  # all of it or none (part of the caller's batch, if any)
+            updated = self.store.update_weaknesses(changes)
+            opened = self.store.add_weaknesses([new for _, new in opening])
+            for p in plans:
+                if p.action is WeaknessAction.RESOLVE:
+                    for wid in p.changes:
+                        logger.info("weakness %d resolved: %s", wid, p.reason)
+                        events.append(
+                            {
+                                "kind": f"weakness_{WeaknessStatus.RESOLVED.value}",
+                                "message": p.reason,
+                                "payload": {"weakness_id": wid},
+                                "model_id": p.model_id,
+                            }
+                        )
+                elif p.action is WeaknessAction.UPDATE:
+                    (wid,) = p.changes
+                    after[p.capability_id] = updated[wid]
+            for (p, _), w in zip(opening, opened, strict=True):
+                logger.info("weakness %d opened: %s", w.id, p.reason)
+                events.append(
+                    {
+                        "kind": "weakness_opened",
+                        "message": p.reason,
+                        "payload": {"weakness_id": w.id, "severity": w.severity, "gap": w.gap},
+                        "model_id": p.model_id,
+                    }
+                )
+                after[p.capability_id] = w
+            self.store.add_events(events)
+        return after
 
     def _close_weakness(
         self,
@@ -525,14 +530,14 @@ class SelfImprovementEngine(MetaLearningMixin, CodeImprovementMixin):
             raise ConfigError(f"impact must be in [0, 1], but got {impact=}.")
         cap = self._known_capability(capability) if capability else None
         obs = {"noted_at": utcnow().isoformat() + "Z", **(evidence or {})}
-        for w in self.store.list_weaknesses(statuses=_ACTIVE):
+        for w in self.store.list_weaknesses(statuses=ACTIVE):
             if w.name == name and w.source == "manual":
                 return self.store.update_weakness(
                     w.id,
                     type=wtype.value,
                     severity=sev.value,
                     impact=imp,
-                    priority=self._priority(sev.value, imp),
+                    priority=priority(sev.value, imp),
                     description=description,
                     evidence={
                         **w.evidence,
@@ -544,7 +549,7 @@ class SelfImprovementEngine(MetaLearningMixin, CodeImprovementMixin):
             type=wtype.value,
             severity=sev.value,
             impact=imp,
-            priority=self._priority(sev.value, imp),
+            priority=priority(sev.value, imp),
             description=description,
             capability_id=cap.id if cap else None,
             source="manual",
@@ -573,9 +578,12 @@ class SelfImprovementEngine(MetaLearningMixin, CodeImprovementMixin):
         Returns:
             Weaknesses, highest priority first.
         """
-        self._auto_identify_weaknesses()
-        statuses = None if include_closed else _ACTIVE
-        found = [w for w in self.store.list_weaknesses(statuses=statuses) if w.impact >= min_impact]
+        active = self._auto_identify_weaknesses()
+        found = [
+            w
+            for w in (self.store.list_weaknesses() if include_closed else active)
+            if w.impact >= min_impact
+        ]
         return sorted(found, key=lambda w: (-w.priority, -(w.gap or 0.0), w.id))
 
     def set_weakness_status(

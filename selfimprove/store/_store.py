@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from selfimprove.config import resolve_home
 from selfimprove.errors import (
@@ -151,6 +151,86 @@ def _to_record(cls: type[_R], row: Any) -> _R:
     elif cls is MetaLearningRecord and values.get("times_validated") is None:
         values["times_validated"] = 0
     return cls(**values)
+
+
+#: Ids bound in one ``IN (...)`` (SQLite allows 32766 parameters a statement, PostgreSQL 65535).
+_IDS_PER_STATEMENT = 10_000
+#: The fields of a new weakness (:meth:`Store.add_weakness`), and those it must have.
+_WEAKNESS_FIELDS = frozenset(
+    {
+        "name",
+        "type",
+        "severity",
+        "impact",
+        "priority",
+        "description",
+        "capability_id",
+        "gap",
+        "source",
+        "evidence",
+    }
+)
+_WEAKNESS_REQUIRED = frozenset({"name", "type", "severity", "impact", "priority"})
+
+
+def _weakness_row(
+    *,
+    now: datetime,
+    name: str,
+    type: str,
+    severity: str,
+    impact: float,
+    priority: float,
+    description: str = "",
+    capability_id: int | None = None,
+    gap: float | None = None,
+    source: str = "manual",
+    evidence: dict[str, Any] | None = None,
+) -> WeaknessRow:
+    """A new open weakness's row."""
+    return WeaknessRow(
+        name=name,
+        type=type,
+        severity=severity,
+        impact=float(impact),
+        priority=float(priority),
+        description=description,
+        capability_id=capability_id,
+        gap=clean_json(gap),
+        status=WeaknessStatus.OPEN.value,
+        source=source,
+        evidence=clean_json(evidence or {}),
+        resolution="",
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _change_weakness(row: WeaknessRow, changes: Mapping[str, Any], now: datetime) -> None:
+    """Set ``changes`` on a weakness's row; a status change is checked against the lifecycle.
+
+    Raises:
+        StoreError: A field weaknesses do not have.
+        ConfigError: The lifecycle does not allow the status change.
+    """
+    fields = dict(changes)
+    status = fields.pop("status", None)
+    for key, value in fields.items():
+        if key not in WeaknessRow.__table__.columns or key == "id":
+            raise StoreError(f"weaknesses have no field {key!r}.")
+        setattr(row, key, clean_json(value))
+    if status is not None:
+        new, old = WeaknessStatus(status), WeaknessStatus(row.status)
+        if new is not old:
+            if not old.can_become(new):
+                raise ConfigError(
+                    f"weakness {row.id} is {old.value}; it cannot become "
+                    f"{new.value} (open → in_progress → resolved / wont_fix)."
+                )
+            row.status = new.value
+            if not new.is_active():
+                row.resolved_at = now
+    row.updated_at = now
 
 
 def _normalise_url(url: str) -> str:
@@ -536,6 +616,20 @@ class Store:
                 q = q.where(CapabilityRow.model_id == model_id)
             return [_to_record(CapabilityRecord, r) for r in s.scalars(q)]
 
+    def list_capabilities_with_target(self) -> list[CapabilityRecord]:
+        """The capabilities that have a target (those a weakness can be judged on), by id.
+
+        Read as plain rows, not ORM objects: the engine reads them every cycle, and building
+        thousands of ORM objects costs ten times the query.
+        """
+        q = (
+            select(*CapabilityRow.__table__.columns)
+            .where(CapabilityRow.target.is_not(None))
+            .order_by(CapabilityRow.id)
+        )
+        with self.read() as s:
+            return [_to_record(CapabilityRecord, r) for r in s.execute(q)]
+
     # ------------------------------------------------------------------ versions
     def add_version(
         self,
@@ -866,6 +960,38 @@ class Store:
             s.flush()
             return _to_record(EventRecord, row)
 
+    def add_events(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Record many events in one transaction and one statement (the rows :meth:`add_event`
+        writes for each, in order).
+
+        Args:
+            events: Each with ``kind`` and optionally ``message``, ``model_id``, ``payload``.
+
+        Raises:
+            StoreError: An event without a kind, or with other fields.
+        """
+        now = utcnow()
+        rows = []
+        for e in events:
+            unknown = set(e) - {"kind", "message", "model_id", "payload"}
+            if unknown or not e.get("kind"):
+                raise StoreError(
+                    f"an event needs a kind and may have message, model_id, payload; got {e!r}."
+                )
+            rows.append(
+                {
+                    "kind": e["kind"],
+                    "model_id": e.get("model_id"),
+                    "message": e.get("message", ""),
+                    "payload": clean_json(e.get("payload") or {}),
+                    "created_at": now,
+                }
+            )
+        if not rows:
+            return
+        with self.transaction() as s:
+            s.execute(insert(EventRow), rows)
+
     def list_events(
         self, *, kind: str | None = None, model_id: int | None = None, limit: int | None = None
     ) -> list[EventRecord]:
@@ -1028,6 +1154,43 @@ class Store:
                 or 0
             )
 
+    def latest_measurements(
+        self, splits: tuple[str, ...] = ("validation", "global")
+    ) -> dict[int, MeasurementRecord]:
+        """:meth:`latest_measurement` of every capability that has one, by capability id.
+
+        One statement whatever the number of capabilities: for each capability the newest id
+        of each split is one lookup in ``ix_measurements_capability_split_id`` (not a scan of
+        its history), the first split that has one wins.
+
+        Raises:
+            ConfigError: No splits.
+        """
+        if not splits:
+            raise ConfigError("latest_measurements needs at least one split, e.g. ('global',).")
+        m = aliased(MeasurementRow)
+        newest = [
+            select(func.max(m.id))
+            .where(m.capability_id == CapabilityRow.id, m.split == split)
+            .correlate(CapabilityRow)
+            .scalar_subquery()
+            for split in splits
+        ]
+        first = func.coalesce(*newest) if len(newest) > 1 else newest[0]
+        ids = select(first).select_from(CapabilityRow)
+        # Plain rows, not ORM objects: building 3000 of those costs ten times the query.
+        q = select(*MeasurementRow.__table__.columns).where(MeasurementRow.id.in_(ids))
+        with self.read() as s:
+            return {r.capability_id: _to_record(MeasurementRecord, r) for r in s.execute(q)}
+
+    def count_measurements_by_capability(self) -> dict[int, int]:
+        """:meth:`count_measurements` of every capability that has one, in one statement."""
+        with self.read() as s:
+            q = select(MeasurementRow.capability_id, func.count(MeasurementRow.id)).group_by(
+                MeasurementRow.capability_id
+            )
+            return {int(cap_id): int(n) for cap_id, n in s.execute(q)}
+
     # ------------------------------------------------------------------ engine: experiments
     def add_experiments(self, specs: list[dict[str, Any]]) -> list[ExperimentRecord]:
         """Insert several planned experiments in one transaction.
@@ -1095,27 +1258,52 @@ class Store:
         evidence: dict[str, Any] | None = None,
     ) -> WeaknessRecord:
         """Insert an open weakness."""
-        now = utcnow()
+        row = _weakness_row(
+            now=utcnow(),
+            name=name,
+            type=type,
+            severity=severity,
+            impact=impact,
+            priority=priority,
+            description=description,
+            capability_id=capability_id,
+            gap=gap,
+            source=source,
+            evidence=evidence,
+        )
         with self.transaction() as s:
-            row = WeaknessRow(
-                name=name,
-                type=type,
-                severity=severity,
-                impact=float(impact),
-                priority=float(priority),
-                description=description,
-                capability_id=capability_id,
-                gap=clean_json(gap),
-                status=WeaknessStatus.OPEN.value,
-                source=source,
-                evidence=clean_json(evidence or {}),
-                resolution="",
-                created_at=now,
-                updated_at=now,
-            )
             s.add(row)
             s.flush()
             return _to_record(WeaknessRecord, row)
+
+    def add_weaknesses(self, specs: Sequence[Mapping[str, Any]]) -> list[WeaknessRecord]:
+        """:meth:`add_weakness` for many, in one transaction (the inserts sent together).
+
+        Args:
+            specs: The keyword arguments of :meth:`add_weakness`, one mapping per weakness.
+
+        Returns:
+            The open weaknesses, in the order of ``specs``.
+
+        Raises:
+            StoreError: A spec without ``name``, ``type``, ``severity``, ``impact`` and
+                ``priority``, or with other fields.
+        """
+        if not specs:
+            return []
+        now = utcnow()
+        rows = []
+        for spec in specs:
+            if not _WEAKNESS_REQUIRED.issubset(spec) or not _WEAKNESS_FIELDS.issuperset(spec):
+                raise StoreError(
+                    f"a weakness needs {sorted(_WEAKNESS_REQUIRED)} and may have "
+                    f"{sorted(_WEAKNESS_FIELDS - _WEAKNESS_REQUIRED)}; got {sorted(spec)}."
+                )
+            rows.append(_weakness_row(now=now, **spec))
+        with self.transaction() as s:
+            s.add_all(rows)
+            s.flush()
+            return [_to_record(WeaknessRecord, r) for r in rows]
 
     def update_weakness(self, weakness_id: int, **changes: Any) -> WeaknessRecord:
         """Change fields of a weakness; a status change is checked against the lifecycle.
@@ -1130,25 +1318,47 @@ class Store:
                 raise NotFoundError(
                     f"unknown weakness id {weakness_id}; see `selfimprove engine weaknesses --all`."
                 )
-            status = changes.pop("status", None)
-            for key, value in changes.items():
-                if key not in WeaknessRow.__table__.columns or key == "id":
-                    raise StoreError(f"weaknesses have no field {key!r}.")
-                setattr(row, key, clean_json(value))
-            if status is not None:
-                new, old = WeaknessStatus(status), WeaknessStatus(row.status)
-                if new is not old:
-                    if not old.can_become(new):
-                        raise ConfigError(
-                            f"weakness {weakness_id} is {old.value}; it cannot become "
-                            f"{new.value} (open → in_progress → resolved / wont_fix)."
-                        )
-                    row.status = new.value
-                    if not new.is_active():
-                        row.resolved_at = utcnow()
-            row.updated_at = utcnow()
+            _change_weakness(row, changes, utcnow())
             s.flush()
             return _to_record(WeaknessRecord, row)
+
+    def update_weaknesses(
+        self, changes: Mapping[int, Mapping[str, Any]]
+    ) -> dict[int, WeaknessRecord]:
+        """:meth:`update_weakness` for many weaknesses in one transaction: one read of their
+        rows and the updates sent together, however many there are.
+
+        Args:
+            changes: The fields to change, by weakness id.
+
+        Returns:
+            The changed weaknesses, by id.
+
+        Raises:
+            NotFoundError: An unknown weakness (nothing is changed).
+            ConfigError: A status change the lifecycle does not allow (nothing is changed).
+        """
+        if not changes:
+            return {}
+        now = utcnow()
+        ids = list(changes)
+        with self.transaction() as s:
+            rows: dict[int, WeaknessRow] = {}
+            for start in range(0, len(ids), _IDS_PER_STATEMENT):
+                chunk = ids[start : start + _IDS_PER_STATEMENT]
+                rows.update(
+                    (r.id, r)
+                    for r in s.scalars(select(WeaknessRow).where(WeaknessRow.id.in_(chunk)))
+                )
+            missing = sorted(set(changes) - set(rows))
+            if missing:
+                raise NotFoundError(
+                    f"unknown weakness ids {missing}; see `selfimprove engine weaknesses --all`."
+                )
+            for weakness_id, fields in changes.items():
+                _change_weakness(rows[weakness_id], fields, now)
+            s.flush()
+            return {i: _to_record(WeaknessRecord, rows[i]) for i in changes}
 
     def get_weakness(self, weakness_id: int) -> WeaknessRecord:
         """The weakness with this id.
