@@ -38,7 +38,12 @@ import numpy as np
 
 from selfimprove.config import JudgeConfig
 from selfimprove.evaluation import Evaluation
-from selfimprove.objectives import Direction, Objective
+from selfimprove.objectives import (
+    DETERMINISTIC_OBJECTIVES,
+    EFFICIENCY_OBJECTIVES,
+    Direction,
+    Objective,
+)
 from selfimprove.seeding import numpy_rng
 from selfimprove.store.records import Decision
 from selfimprove.tasks import Task
@@ -46,9 +51,9 @@ from selfimprove.tasks import Task
 __all__ = ["DETERMINISTIC", "EFFICIENCY", "Judge", "Judgement", "paired_test"]
 
 #: Objectives whose measurement has no noise: the same model always gives the same value.
-DETERMINISTIC = frozenset({"size_bytes", "parameters"})
+DETERMINISTIC = frozenset(DETERMINISTIC_OBJECTIVES)
 #: Objectives about cost rather than quality.
-EFFICIENCY = frozenset({"latency_ms"}) | DETERMINISTIC
+EFFICIENCY = frozenset(EFFICIENCY_OBJECTIVES)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,14 @@ from typing import Any
 
 from selfimprove.errors import TaskError
 
-__all__ = ["Direction", "Objective"]
+__all__ = ["DETERMINISTIC_OBJECTIVES", "EFFICIENCY_OBJECTIVES", "Direction", "Objective"]
+
+#: Objectives about what a model costs rather than how good it is (every strategy, the judge,
+#: the gain model and the engine classify objectives with this one tuple).
+EFFICIENCY_OBJECTIVES: tuple[str, ...] = ("latency_ms", "size_bytes", "parameters")
+#: Efficiency objectives whose measurement has no noise: the same model always gives the same
+#: value.
+DETERMINISTIC_OBJECTIVES: tuple[str, ...] = ("size_bytes", "parameters")
 
 
 class Direction(str, enum.Enum):

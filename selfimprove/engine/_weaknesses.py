@@ -18,7 +18,7 @@ from typing import Any
 
 from selfimprove.engine._stats import as_direction
 from selfimprove.engine._types import SEVERITY_WEIGHT, WeaknessType, severity_for_gap
-from selfimprove.objectives import Direction, Objective
+from selfimprove.objectives import EFFICIENCY_OBJECTIVES, Direction, Objective
 from selfimprove.store import (
     CapabilityRecord,
     MeasurementRecord,
@@ -43,7 +43,7 @@ EVIDENCE_KEPT = 100
 #: The statuses of a weakness that still calls for work.
 ACTIVE = (WeaknessStatus.OPEN, WeaknessStatus.IN_PROGRESS)
 #: Objectives and units of the neural system that describe cost, not quality.
-_EFFICIENCY_OBJECTIVES = frozenset({"latency_ms", "size_bytes", "parameters"})
+_EFFICIENCY_OBJECTIVES = frozenset(EFFICIENCY_OBJECTIVES)
 _EFFICIENCY_UNITS = frozenset(
     {"s", "sec", "seconds", "ms", "us", "µs", "ns", "bytes", "kb", "mb", "gb", "mib", "gib"}
 )

@@ -87,7 +87,7 @@ from torch import nn
 from selfimprove.errors import ConfigError, TaskError
 from selfimprove.judge import paired_test
 from selfimprove.meta.bandit import StrategyBandit
-from selfimprove.objectives import Direction, Objective
+from selfimprove.objectives import EFFICIENCY_OBJECTIVES, Direction, Objective
 from selfimprove.planning import KINDS
 from selfimprove.registry import Registry
 from selfimprove.seeding import derive_seed, torch_seeded
@@ -139,7 +139,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Objectives that measure the model itself rather than its predictions on data.
-MODEL_OBJECTIVES = frozenset({"latency_ms", "size_bytes", "parameters"})
+MODEL_OBJECTIVES = frozenset(EFFICIENCY_OBJECTIVES)
 #: Buckets of the hashed model-family one-hot.
 FAMILY_BUCKETS = 8
 #: Version of the feature encoding (rises whenever a column or transform changes).

@@ -45,6 +45,7 @@ from torch import nn
 from selfimprove import quantization
 from selfimprove.errors import ConfigError, StrategyError, TaskError
 from selfimprove.modules import TRANSFORM_KEYS, arch_params
+from selfimprove.objectives import EFFICIENCY_OBJECTIVES
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
@@ -63,7 +64,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Objectives for which the student is a smaller architecture, not a copy of the incumbent.
-COMPRESSION_OBJECTIVES = ("latency_ms", "size_bytes", "parameters")
+COMPRESSION_OBJECTIVES = EFFICIENCY_OBJECTIVES
 
 #: ``context.params`` keys passed on to :class:`TrainConfig`.
 TRAIN_KEYS = ("lr", "weight_decay", "batch_size", "optimizer", "schedule", "patience", "clip_norm")

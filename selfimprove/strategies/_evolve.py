@@ -56,7 +56,7 @@ from selfimprove.checkpoints import checkpoint_bytes
 from selfimprove.errors import ConfigError, StrategyError
 from selfimprove.evaluation import single_thread
 from selfimprove.modules import arch_params
-from selfimprove.objectives import Objective
+from selfimprove.objectives import EFFICIENCY_OBJECTIVES, Objective
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
@@ -81,7 +81,7 @@ __all__ = ["COSTS", "EvolveStrategy", "time_batch1"]
 logger = logging.getLogger(__name__)
 
 #: Second objectives evolve can minimise beside the holdout error.
-COSTS = ("latency_ms", "size_bytes", "parameters")
+COSTS = EFFICIENCY_OBJECTIVES
 
 
 @dataclass(frozen=True)

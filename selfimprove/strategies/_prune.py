@@ -73,6 +73,7 @@ from torch import nn
 
 from selfimprove.errors import ConfigError, StrategyError, TaskError
 from selfimprove.modules import TRANSFORM_KEYS, build_module
+from selfimprove.objectives import EFFICIENCY_OBJECTIVES
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
@@ -97,7 +98,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Objectives that removing neurons can improve.
-PRUNABLE_OBJECTIVES = ("size_bytes", "parameters", "latency_ms")
+PRUNABLE_OBJECTIVES = EFFICIENCY_OBJECTIVES
 #: Name of the importance score, as recorded in a candidate's details.
 IMPORTANCE = "activation_std_x_outgoing_l2"
 #: Relative ridge penalty of the least-squares refit (see :func:`refit_next_layer`).

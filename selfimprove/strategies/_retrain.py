@@ -7,6 +7,7 @@ candidate has the incumbent's architecture params and none of its weights.
 from __future__ import annotations
 
 from selfimprove.modules import arch_params, build_module
+from selfimprove.objectives import EFFICIENCY_OBJECTIVES
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, StrategyContext
@@ -28,7 +29,7 @@ class RetrainStrategy(TrainStrategy):
     def applicable(self, incumbent: LoadedModel, context: StrategyContext) -> str | None:
         # Unlike ``train``, a quantized incumbent is fine: the candidate is a fresh float model
         # of the same architecture (the way back from int8 when accuracy matters again).
-        if context.objective in ("latency_ms", "size_bytes", "parameters"):
+        if context.objective in EFFICIENCY_OBJECTIVES:
             return DATA_OBJECTIVES_ONLY.format(objective=context.objective)
         return None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 
+from selfimprove.objectives import EFFICIENCY_OBJECTIVES
 from selfimprove.registry import LoadedModel
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
 from selfimprove.training import TrainConfig, train_
@@ -26,7 +27,7 @@ class TrainStrategy(Strategy):
     family = "training"
 
     def applicable(self, incumbent: LoadedModel, context: StrategyContext) -> str | None:
-        if context.objective in ("latency_ms", "size_bytes", "parameters"):
+        if context.objective in EFFICIENCY_OBJECTIVES:
             return DATA_OBJECTIVES_ONLY.format(objective=context.objective)
         if "quantization" in incumbent.version.params:
             return f"{self.name} needs a float model; this version is quantized"

@@ -28,6 +28,7 @@ from torch import nn
 
 from selfimprove.errors import ConfigError, DivergedError, StrategyError
 from selfimprove.modules import TRANSFORM_KEYS, arch_params
+from selfimprove.objectives import EFFICIENCY_OBJECTIVES
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
@@ -64,7 +65,7 @@ TRAINING_SPACE: SearchSpace = {
 DROPOUT_PARAM = FloatParam(0.0, 0.5)
 
 PRUNERS = ("hyperband", "median")
-NOT_FOR = ("latency_ms", "size_bytes", "parameters")
+NOT_FOR = EFFICIENCY_OBJECTIVES
 
 
 @dataclass(frozen=True)
