@@ -254,18 +254,19 @@ class SelfImprovingNeuralSystem:
         names = {m.id: m.name for m in self.store.list_models()}
         last: dict[str, int] = {}
         stalled: dict[str, int] = {}
-        for e in self.store.list_experiments():  # oldest first
-            name = names.get(e.model_id or -1)
+        finished = (ExperimentStatus.COMPLETED.value, ExperimentStatus.FAILED.value)
+        for model_id, cycle, strategy, status, decision in self.store.experiment_outline():
+            name = names.get(model_id or -1)
             if name is None:
                 continue
-            if e.cycle is not None:
-                last[name] = max(last.get(name, 0), e.cycle)
-            if e.decision is Decision.PROMOTE:
+            if cycle is not None:
+                last[name] = max(last.get(name, 0), cycle)
+            if decision == Decision.PROMOTE.value:
                 stalled[name] = 0
             elif (
-                e.status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED)
-                and e.strategy in STRATEGIES
-                and STRATEGIES[e.strategy].family == "training"
+                status in finished
+                and strategy in STRATEGIES
+                and STRATEGIES[strategy].family == "training"
             ):
                 stalled[name] = stalled.get(name, 0) + 1
         now = self.store.max_cycle() + 1

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from selfimprove.errors import ConfigError, NotFoundError, SchemaVersionError, StoreError
-from selfimprove.store import SCHEMA_VERSION, ExperimentStatus, Store, WeaknessStatus
+from selfimprove.store import SCHEMA_VERSION, Decision, ExperimentStatus, Store, WeaknessStatus
 
 
 def test_default_store_is_sqlite_in_home_with_wal(home: Path) -> None:
@@ -259,3 +259,19 @@ def test_events_added_together(home: Path) -> None:
     ]
     with pytest.raises(StoreError, match="an event needs a kind"):
         store.add_events([{"message": "no kind"}])
+
+
+def test_experiment_outline_matches_the_full_records(home: Path) -> None:
+    store = Store(home=home)
+    m = store.add_model("m", "t", "f")
+    a = store.add_experiment(model_id=m.id, strategy="train", cycle=1)
+    store.update_experiment(a.id, status=ExperimentStatus.COMPLETED, decision=Decision.REJECT)
+    store.add_experiment(model_id=m.id, strategy="evolve", cycle=2)
+    store.add_experiment(model_id=None, strategy="engine_template")
+    outline = store.experiment_outline()
+    full = store.list_experiments()
+    assert outline == [
+        (e.model_id, e.cycle, e.strategy, e.status.value, e.decision.value if e.decision else None)
+        for e in full
+    ]
+    assert outline[0] == (m.id, 1, "train", "completed", "reject")

@@ -911,6 +911,20 @@ class Store:
                 q = q.limit(limit)
             return [_to_record(ExperimentRecord, r) for r in s.scalars(q)]
 
+    def experiment_outline(self) -> list[tuple[int | None, int | None, str, str, str | None]]:
+        """Every experiment as ``(model_id, cycle, strategy, status, decision)``, oldest first:
+        the columns planning needs, without decoding each experiment's statistics (reading whole
+        records made every cycle slower as the ledger grew)."""
+        with self.read() as s:
+            q = select(
+                ExperimentRow.model_id,
+                ExperimentRow.cycle,
+                ExperimentRow.strategy,
+                ExperimentRow.status,
+                ExperimentRow.decision,
+            ).order_by(ExperimentRow.id)
+            return [(r[0], r[1], r[2], r[3], r[4]) for r in s.execute(q)]
+
     def max_cycle(self) -> int:
         """The highest cycle number recorded (0 when none)."""
         with self.read() as s:
