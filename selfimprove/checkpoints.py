@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
+from safetensors.numpy import save as st_save_numpy
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
@@ -28,11 +29,27 @@ __all__ = [
 ]
 
 
+#: Dtypes written through safetensors' numpy path (the same bytes as its torch path).
+_NUMPY_DTYPES = frozenset(
+    {torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int8,
+     torch.uint8, torch.bool}
+)  # fmt: skip
+
+
 def state_to_bytes(module: nn.Module) -> bytes:
-    """The module's weights as safetensors bytes (quantized layers as plain int8 tensors)."""
+    """The module's weights as safetensors bytes (quantized layers as plain int8 tensors).
+
+    Written through safetensors' numpy path where every dtype allows: its torch path creates a
+    ctypes array type for every new tensor byte size, and ctypes caches those types for the
+    life of the process (measured: a 1000-cycle run grew by about 1 MB of them per 100 cycles
+    as evolve tried new widths). The bytes are identical (tested).
+    """
     from selfimprove.modules import module_state
 
-    return st_save(module_state(module))
+    state = module_state(module)
+    if all(t.dtype in _NUMPY_DTYPES for t in state.values()):
+        return st_save_numpy({k: t.detach().cpu().contiguous().numpy() for k, t in state.items()})
+    return st_save(state)
 
 
 def checkpoint_bytes(module: nn.Module) -> int:

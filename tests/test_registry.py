@@ -155,3 +155,22 @@ def test_bad_model_name_is_refused(improver: SelfImprover) -> None:
     task = wine_task()
     with pytest.raises(ConfigError, match="model name"):
         improver.register_model("../evil", task, _module(task, 0), task.default_params())
+
+
+def test_checkpoint_bytes_are_safetensors_own_and_create_no_ctypes_types() -> None:
+    import ctypes
+
+    from safetensors.torch import save as torch_path
+
+    from selfimprove.checkpoints import state_to_bytes
+
+    module = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 2))
+    state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    assert state_to_bytes(module) == torch_path(state)  # byte for byte
+    cache = getattr(ctypes, "_pointer_type_cache", {})
+    before = len(cache)
+    for width in range(11, 31):  # new tensor sizes, as evolve's trials make them
+        state_to_bytes(torch.nn.Linear(3, width))
+    assert len(cache) == before
+    half = torch.nn.Linear(3, 4).to(torch.bfloat16)  # no numpy dtype: the torch path
+    assert state_to_bytes(half) == torch_path({k: v for k, v in half.state_dict().items()})
