@@ -100,6 +100,7 @@ class _Settings:
     latency_repeats: int
     error_tolerance: float
     refit_share: float
+    search_epochs: int  # the budget's epochs left to the trials
 
 
 @dataclass
@@ -289,6 +290,7 @@ class EvolveStrategy(Strategy):
             latency_repeats=int_setting(p, "latency_repeats", 15, 3, 10_000),
             error_tolerance=float(tol),
             refit_share=float(refit_share),
+            search_epochs=search,
         )
 
     # ------------------------------------------------------------------ apply
@@ -319,8 +321,7 @@ class EvolveStrategy(Strategy):
         (inc_times,) = time_batch1([inc], x1, 2 * s.latency_repeats)
         inc_latency = float(np.median(inc_times))
         base = arch_params(task.default_params())
-        search_epochs = max(1, context.budget.epochs - round(s.refit_share * context.budget.epochs))
-        ledger = EpochLedger(search_epochs, s.trial_epochs)
+        ledger = EpochLedger(s.search_epochs, s.trial_epochs)
         points: dict[int, _Point] = {}
         rows: list[dict[str, Any]] = []
         stopped = "epoch_budget"
