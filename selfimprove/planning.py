@@ -29,6 +29,7 @@ models with smaller gaps still get their turn.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,11 +177,12 @@ def _is_accuracy_like(obj: Objective) -> bool:
 
 
 def strongest_by_task(observations: Sequence[Observation]) -> dict[str, Observation]:
-    """The best incumbent of each task (ties: the first one given), in one pass."""
+    """The best incumbent of each task (ties: the first one given; a NaN value is never best
+    unless nothing else was measured), in one pass."""
     best: dict[str, Observation] = {}
     for q in observations:
         cur = best.get(q.task)
-        if cur is None or q.primary.is_better(q.value, cur.value):
+        if cur is None or not math.isfinite(cur.value) or q.primary.is_better(q.value, cur.value):
             best[q.task] = q
     return best
 

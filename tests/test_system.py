@@ -456,6 +456,8 @@ def test_the_strongest_peer_is_found_once_per_task() -> None:
     peers = [dataclasses.replace(q, task="t") for q in peers] + [_obs("d", 0.5, 1.0)]
     best = strongest_by_task(peers)
     assert {k: v.model for k, v in best.items()} == {"t": "b", "task_d": "d"}
+    broken = dataclasses.replace(peers[0], model="nan", value=float("nan"))
+    assert strongest_by_task([broken, *peers])["t"].model == "b"  # NaN first: not the best
     for obs in peers:  # the same weaknesses with the map as with the plain scan
         assert find_weaknesses(obs, peers, rules, best_by_task=best) == find_weaknesses(
             obs, peers, rules
