@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import copy
 import time
+from typing import Any
 
 import pytest
 import torch
@@ -20,12 +21,13 @@ from selfimprove.strategies import (
     StrategyContext,
     get_strategy,
 )
+from selfimprove.tasks import SupervisedTask
 from selfimprove.training import TrainConfig, train_
 from tests.conftest import wine_task
 
 
-def _register(si: SelfImprover, lr: float = 1e-3, epochs: int = 1) -> None:
-    task = wine_task()
+def _register(si: SelfImprover, lr: float = 1e-3, epochs: int = 1, task: Any = None) -> None:
+    task = task or wine_task()
     torch.manual_seed(0)
     module = task.build({"width": 16, "depth": 1})
     train_(module, task, TrainConfig(epochs=epochs, lr=lr, seed=0))
@@ -129,10 +131,16 @@ def test_epoch_overrun_is_a_failed_experiment(improver: SelfImprover) -> None:
 def test_retrain_leads_back_from_a_quantized_incumbent(improver: SelfImprover) -> None:
     from selfimprove.strategies import QuantizeStrategy
 
-    _register(improver, lr=1e-3, epochs=30)
+    # int8 on a 16-unit model is slower at batch 1 (by more than the default guard allows on
+    # a loaded machine): a task that tolerates it, so that the quantized incumbent exists.
+    base = wine_task()
+    tolerant = SupervisedTask(
+        "wine_tolerant", kind="classification", splits=base.splits(), build=base.build,
+        default_params=base.default_params(), latency_tolerance=1000.0,
+    )  # fmt: skip
+    _register(improver, lr=1e-3, epochs=30, task=tolerant)
     q = improver.improve("wine", "quantize", objective="size_bytes")
-    if q.decision is not Decision.PROMOTE:
-        pytest.skip(f"quantize was not promoted here: {q.reason}")
+    assert q.decision is Decision.PROMOTE, q.reason
     assert "quantization" in improver.registry.incumbent("wine").params
     assert improver.improve("wine", "train").status == "not_applicable"
     out = improver.improve("wine", "retrain", budget=Budget(epochs=60, seconds=30))
