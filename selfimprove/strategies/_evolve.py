@@ -64,6 +64,7 @@ from selfimprove.strategies._search import (
     EpochLedger,
     carve_selection_holdout,
     check_settings,
+    closed_float_setting,
     float_setting,
     holdout_error,
     int_setting,
@@ -101,6 +102,19 @@ class _Settings:
     error_tolerance: float
     refit_share: float
     search_epochs: int  # the budget's epochs left to the trials
+
+    def train_config(self, epochs: int, seed: int, context: StrategyContext) -> TrainConfig:
+        """How a trial (or the chosen point's refit) trains: at most ``epochs``, within what is
+        left of the seconds budget."""
+        return TrainConfig(
+            epochs=epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            optimizer=self.optimizer,
+            patience=self.patience,
+            max_seconds=max(context.remaining(), 0.01),
+            seed=seed,
+        )
 
 
 @dataclass
@@ -259,22 +273,8 @@ class EvolveStrategy(Strategy):
             raise ConfigError(
                 f"setting 'optimizer' must be one of {OPTIMIZERS}, but got {optimizer!r}."
             )
-        tol = p.get("error_tolerance", 0.0)
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
-            raise ConfigError(
-                f"setting 'error_tolerance' must be a number >= 0, but got {tol!r}; "
-                "pass e.g. params={'error_tolerance': 0.01}."
-            )
-        refit_share = p.get("refit_share", 0.4)
-        if (
-            isinstance(refit_share, bool)
-            or not isinstance(refit_share, (int, float))
-            or not 0 <= refit_share <= 0.9
-        ):
-            raise ConfigError(
-                f"setting 'refit_share' must be a number in [0, 0.9], but got {refit_share!r}; "
-                "pass e.g. params={'refit_share': 0.4} (0: no refit)."
-            )
+        tol = closed_float_setting(p, "error_tolerance", 0.0, 0.0)
+        refit_share = closed_float_setting(p, "refit_share", 0.4, 0.0, 0.9)
         search = max(1, epochs - round(refit_share * epochs))
         default_trial = min(20, max(1, search // (2 * pop)))
         return _Settings(
@@ -288,8 +288,8 @@ class EvolveStrategy(Strategy):
             patience=int_setting(p, "patience", 5, 0, 1000),
             cost=cost,
             latency_repeats=int_setting(p, "latency_repeats", 15, 3, 10_000),
-            error_tolerance=float(tol),
-            refit_share=float(refit_share),
+            error_tolerance=tol,
+            refit_share=refit_share,
             search_epochs=search,
         )
 
@@ -353,15 +353,7 @@ class EvolveStrategy(Strategy):
                 trial_seed = derive_seed(context.seed, self.name, "trial", trial.number)
                 with torch_seeded(trial_seed):
                     module = task.build(params)
-                config = TrainConfig(
-                    epochs=cap,
-                    lr=s.lr,
-                    batch_size=s.batch_size,
-                    optimizer=s.optimizer,
-                    patience=s.patience,
-                    max_seconds=max(context.remaining(), 0.01),
-                    seed=trial_seed,
-                )
+                config = s.train_config(cap, trial_seed, context)
                 run = train_trial(module, fit_task, config, check=context.check_budget)
                 ledger.charge(run.epochs)
                 row: dict[str, Any] = {
@@ -490,15 +482,7 @@ class EvolveStrategy(Strategy):
             return out
         before = {k: v.detach().clone() for k, v in chosen.module.state_dict().items()}
         seed = derive_seed(context.seed, self.name, "refit", chosen.number)
-        config = TrainConfig(
-            epochs=epochs,
-            lr=s.lr,
-            batch_size=s.batch_size,
-            optimizer=s.optimizer,
-            patience=s.patience,
-            max_seconds=max(context.remaining(), 0.01),
-            seed=seed,
-        )
+        config = s.train_config(epochs, seed, context)
         run = train_trial(chosen.module, fit_task, config, check=context.check_budget)
         error = holdout_error(chosen.module, context.task, holdout, primary)
         kept = run.state == "complete" and math.isfinite(error) and error < chosen.error

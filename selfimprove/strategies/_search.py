@@ -148,6 +148,23 @@ def int_setting(params: Mapping[str, Any], key: str, default: int, low: int, hig
     return int(value)
 
 
+def closed_float_setting(
+    params: Mapping[str, Any], key: str, default: float, low: float, high: float = math.inf
+) -> float:
+    """A float setting from ``params`` (``default`` when absent), checked to ``[low, high]``.
+
+    Raises:
+        ConfigError: The value is not a number inside the range, ends included.
+    """
+    value = params.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ConfigError(
+            f"setting {key!r} must be a number in [{low:g}, {high:g}], but got {value!r}; "
+            f"pass e.g. params={{{key!r}: {default}}}."
+        )
+    return float(value)
+
+
 def float_setting(
     params: Mapping[str, Any], key: str, default: float, low: float, high: float
 ) -> float:
