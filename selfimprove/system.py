@@ -244,10 +244,6 @@ class SelfImprovingNeuralSystem:
     def _strategies_for(self, kind: str) -> list[str]:
         return [s for s in self.rules.strategies.get(kind, ()) if s in STRATEGIES]
 
-    def _waiting(self) -> dict[str, int]:
-        """Cycles since each model's last experiment (models never tried: absent)."""
-        return self._history()[0]
-
     def _history(self) -> tuple[dict[str, int], dict[str, int]]:
         """Per model: cycles since its last experiment (never tried: absent), and how many
         training experiments in a row since its last promotion were not promoted."""
