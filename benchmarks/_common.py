@@ -317,11 +317,16 @@ class Record:
         """Write ``<out_dir>/<benchmark>.<mode>.json`` (atomically) and return its path."""
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"{self.benchmark}.{self.mode}.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n")
-        tmp.replace(path)
+        write_json(path, self.to_dict())
         log.info("wrote %s (%.0f s)", path, time.perf_counter() - self._t0)
         return path
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write a results file atomically (temp file, then rename)."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+    tmp.replace(path)
 
 
 def _clean(value: Any) -> Any:

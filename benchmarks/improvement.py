@@ -64,6 +64,7 @@ from benchmarks._common import (
     spread,
     versions,
     weak_start,
+    write_json,
 )
 from selfimprove.config import JudgeConfig, SelfImprovementConfig
 from selfimprove.evaluation import Evaluator
@@ -1230,9 +1231,7 @@ def rederive(path: Path, command: Sequence[str]) -> None:
         f"targets re-derived from the stored per-seed results by `python -m "
         f"{' '.join(command)}` at selfimprove commit {versions().get('selfimprove_commit')}"
     )
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)
+    write_json(path, data)
 
 
 if __name__ == "__main__":
