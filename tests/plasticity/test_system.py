@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -202,21 +203,29 @@ def test_the_screen_keeps_gradient_unless_another_estimator_is_lower_on_the_prob
             assert screen[r["strategy"]] < screen["gradient"]
 
 
-def test_grown_heads_that_do_not_pay_are_removed_again(tiny_home: Path, tmp_path: Path) -> None:
-    # No fine-tuning: the grown heads stay silent (zero output rows), so removing them costs
-    # nothing and they must go; the cycle keeps only its pruning.
+def _bare_cycles(
+    home: Path, out: Path, tolerance: float, *, cycles: int, level: float, growth: float
+) -> tuple[AdaptivePlasticitySystem, Any]:
+    """Cycles with no fine-tuning, reference, dashboard, memory or estimator screen."""
     config = short_config(
-        perplexity_tolerance=1.0,
+        perplexity_tolerance=tolerance,
         finetune_steps=0,
         measure_reference=False,
         dashboard=False,
         use_memory=False,
         screen_estimators=False,
     )
-    system = AdaptivePlasticitySystem("tiny", None, tmp_path, config=config, home=tiny_home)
+    system = AdaptivePlasticitySystem("tiny", None, out, config=config, home=home)
     results = system.run_adaptive_optimization(
-        max_cycles=1, initial_pruning_level=0.25, initial_growth_ratio=1.0
+        max_cycles=cycles, initial_pruning_level=level, initial_growth_ratio=growth
     )
+    return system, results
+
+
+def test_grown_heads_that_do_not_pay_are_removed_again(tiny_home: Path, tmp_path: Path) -> None:
+    # No fine-tuning: the grown heads stay silent (zero output rows), so removing them costs
+    # nothing and they must go; the cycle keeps only its pruning.
+    system, results = _bare_cycles(tiny_home, tmp_path, 1.0, cycles=1, level=0.25, growth=1.0)
     (cycle,) = results.cycles
     records = read_metrics(results.run_dir)
     grow = next(r for r in records if r["phase"] == "grow")
@@ -230,18 +239,7 @@ def test_grown_heads_that_do_not_pay_are_removed_again(tiny_home: Path, tmp_path
 
 
 def test_a_rejected_cycle_is_retried_at_half_the_level(tiny_home: Path, tmp_path: Path) -> None:
-    config = short_config(
-        perplexity_tolerance=0.0,
-        finetune_steps=0,
-        measure_reference=False,
-        dashboard=False,
-        use_memory=False,
-        screen_estimators=False,
-    )
-    system = AdaptivePlasticitySystem("tiny", None, tmp_path, config=config, home=tiny_home)
-    results = system.run_adaptive_optimization(
-        max_cycles=2, initial_pruning_level=0.5, initial_growth_ratio=0.5
-    )
+    _, results = _bare_cycles(tiny_home, tmp_path, 0.0, cycles=2, level=0.5, growth=0.5)
     first, second = results.cycles
     assert not first.accepted and "retry" in first.adaptation
     assert (second.pruning_level, second.heads_pruned) == (0.25, 8)
