@@ -42,6 +42,7 @@ run: $(RUN_STAMP)
 	$(BIN)/selfimprove run $(ARGS)
 
 test: $(DEV_STAMP) $(CHROMIUM_STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q $(ARGS)
 
 # Benchmarks against Optuna, random search, Ray Tune PBT, ...: JSON in benchmarks/results/ and

@@ -9,7 +9,7 @@ the JSON files into ``RESULTS.md``; nothing in it is typed by hand.
 
 Protocol (``../shared/BENCHMARKS.md``): one search space for everyone, budgets in total training
 epochs (pruned trials count what they ran) and wall time with the same threads (one torch thread
-everywhere, set by :func:`setup`), the same early stopping (``selfimprove.training.train_``:
+everywhere, set by :func:`setup`), the same early stopping (``selfimprove.measure.training.train_``:
 patience on a holdout carved from the training split), winners chosen on validation and the test
 split scored once per winner.
 """
@@ -36,7 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from selfimprove.evaluation import Evaluator
+from selfimprove.measure.evaluation import Evaluator
+from selfimprove.measure.training import TrainConfig, TrainResult, train_
 from selfimprove.objectives import Objective
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.tasks import (
@@ -49,7 +50,6 @@ from selfimprove.tasks import (
     build_mlp,
 )
 from selfimprove.tasks.builtin import neural_sort, pattern_recognition
-from selfimprove.training import TrainConfig, TrainResult, train_
 
 __all__ = [
     "BENCH_DIR",
@@ -632,8 +632,8 @@ def run_trial(
 ) -> TrialOutcome:
     """Train ``module`` (in place) as a peer's trial, with the engine's own training loop.
 
-    ``selfimprove.training.train_``: early stopping with patience on a holdout carved from the
-    training split, plateau or cosine schedule, clipping, NaN guard. After every epoch
+    ``selfimprove.measure.training.train_``: early stopping with patience on a holdout carved
+    from the training split, plateau or cosine schedule, clipping, NaN guard. After every epoch
     ``report(epoch, validation error)`` is called; it returns ``True`` to prune the trial.
 
     Args:

@@ -42,14 +42,13 @@ from benchmarks._common import (
     score,
     spread,
 )
-from selfimprove.checkpoints import checkpoint_bytes
 from selfimprove.config import SelfImprovementConfig
-from selfimprove.improver import SelfImprover
-from selfimprove.modules import arch_params, module_state
+from selfimprove.loop.improver import SelfImprover
+from selfimprove.measure.training import TrainConfig, train_
+from selfimprove.nn.modules import arch_params, checkpoint_bytes, module_state
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.strategies import Budget
 from selfimprove.strategies._distill import smaller_params
-from selfimprove.training import TrainConfig, train_
 
 __all__ = ["STRATEGIES", "Config", "main", "run"]
 

@@ -42,12 +42,12 @@ from benchmarks._common import (
     runner_args,
 )
 from selfimprove.config import SelfImprovementConfig
-from selfimprove.improver import SelfImprover
-from selfimprove.modules import arch_params
+from selfimprove.loop.improver import SelfImprover
+from selfimprove.measure.training import TrainConfig, train_
+from selfimprove.nn.modules import arch_params
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.strategies import Candidate, Cost, Strategy, StrategyContext
-from selfimprove.training import TrainConfig, train_
 
 __all__ = ["AACopy", "AAReseed", "Config", "main", "run"]
 

@@ -1,7 +1,7 @@
 """Comparison 1: improvement per budget. The engine vs Optuna TPE + Hyperband vs random search
 + Hyperband vs Ray Tune PBT, at equal budget, paired by seed.
 
-The **engine** is the product: :class:`selfimprove.system.SelfImprovingNeuralSystem` (observe,
+The **engine** is the product: :class:`selfimprove.loop.system.SelfImprovingNeuralSystem` (observe,
 plan by the seed rules, a Thompson-sampling bandit choosing ``train`` / ``retrain`` / ``tune`` /
 ``evolve``, the judge deciding on validation) run cycle after cycle on the task's weak start,
 one experiment at a time, until the epoch budget is spent. Its budget counts the epochs of the
@@ -67,11 +67,11 @@ from benchmarks._common import (
     write_json,
 )
 from selfimprove.config import JudgeConfig, SelfImprovementConfig
-from selfimprove.evaluation import Evaluator
+from selfimprove.loop.system import SelfImprovingNeuralSystem
+from selfimprove.measure.evaluation import Evaluator
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.store import ExperimentStatus
 from selfimprove.strategies import Budget
-from selfimprove.system import SelfImprovingNeuralSystem
 from selfimprove.tasks import CategoricalParam, FloatParam, IntParam, SearchSpace
 
 __all__ = ["Config", "main", "run"]
@@ -713,7 +713,9 @@ def run(cfg: Config, argv: Sequence[str], out_dir: Path, workdir: Path) -> Path:
         "config": asdict(cfg),
         "space": describe_space(JOINT_SPACE),
         "hyperband": "HyperbandPruner(min_resource=1, max_resource=trial cap, reduction_factor=3)",
-        "early_stopping": "selfimprove.training.train_: patience 5 on 15 % of the training split",
+        "early_stopping": (
+            "selfimprove.measure.training.train_: patience 5 on 15 % of the training split"
+        ),
         "peer_optimizer": "adamw",
         "selection": "peers: best validation error; engine: its judge (validation decides)",
     }

@@ -3,7 +3,7 @@ share of a cycle at 10 / 100 / 1000 registered models; memory over many cycles; 
 per second.
 
 **Overhead**: a fresh home holds N copies of the digits weak start (one trained module
-registered under N names). Cycles of :class:`~selfimprove.system.SelfImprovingNeuralSystem`
+registered under N names). Cycles of :class:`~selfimprove.loop.system.SelfImprovingNeuralSystem`
 run with the product's defaults except one experiment per cycle (``max_concurrent_improvements
 = 1``, so the phases do not overlap and time adds up). In a cycle, *training* is the time inside
 ``Strategy.apply`` (the experiments' recorded ``strategy_s``), *evaluation* the time inside
@@ -50,9 +50,9 @@ from benchmarks._common import (
     weak_start,
 )
 from selfimprove.config import JudgeConfig, SelfImprovementConfig
-from selfimprove.evaluation import Evaluation, Evaluator
+from selfimprove.loop.system import SelfImprovingNeuralSystem
+from selfimprove.measure.evaluation import Evaluation, Evaluator
 from selfimprove.store import Store
-from selfimprove.system import SelfImprovingNeuralSystem
 
 __all__ = ["Config", "main", "run"]
 

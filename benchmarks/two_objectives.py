@@ -59,14 +59,14 @@ from benchmarks._common import (
     spread,
 )
 from selfimprove.config import SelfImprovementConfig
-from selfimprove.improver import SelfImprover
+from selfimprove.loop.improver import SelfImprover
+from selfimprove.measure.training import TrainConfig, train_
 from selfimprove.objectives import Direction, Objective
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.store import ExperimentStatus
 from selfimprove.strategies import Budget
 from selfimprove.strategies._evolve import time_batch1
 from selfimprove.tasks import MLP_SPACE
-from selfimprove.training import TrainConfig, train_
 
 __all__ = ["ENGINE_PLAN", "Config", "main", "run"]
 

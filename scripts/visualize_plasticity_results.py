@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from selfimprove.cli_plasticity import main
+from selfimprove.surfaces.cli.plasticity import main
 
 if __name__ == "__main__":
     main(["visualize", *sys.argv[1:]], prog_name="visualize_plasticity_results.py")

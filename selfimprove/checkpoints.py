@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +15,16 @@ from safetensors import SafetensorError
 from safetensors.numpy import save as st_save_numpy
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
-from torch import nn
 
 from selfimprove.errors import CheckpointError
 
 __all__ = [
     "atomic_write",
     "atomic_write_json",
-    "checkpoint_bytes",
     "read_verified",
     "sha256_hex",
     "state_from_bytes",
-    "state_to_bytes",
+    "tensors_to_bytes",
 ]
 
 
@@ -36,25 +35,17 @@ _NUMPY_DTYPES = frozenset(
 )  # fmt: skip
 
 
-def state_to_bytes(module: nn.Module) -> bytes:
-    """The module's weights as safetensors bytes (quantized layers as plain int8 tensors).
+def tensors_to_bytes(state: Mapping[str, torch.Tensor]) -> bytes:
+    """Plain tensors as safetensors bytes.
 
     Written through safetensors' numpy path where every dtype allows: its torch path creates a
     ctypes array type for every new tensor byte size, and ctypes caches those types for the
     life of the process (measured: a 1000-cycle run grew by about 1 MB of them per 100 cycles
     as evolve tried new widths). The bytes are identical (tested).
     """
-    from selfimprove.modules import module_state
-
-    state = module_state(module)
     if all(t.dtype in _NUMPY_DTYPES for t in state.values()):
         return st_save_numpy({k: t.detach().cpu().contiguous().numpy() for k, t in state.items()})
-    return st_save(state)
-
-
-def checkpoint_bytes(module: nn.Module) -> int:
-    """Size of the module's checkpoint in bytes, as it would be written."""
-    return len(state_to_bytes(module))
+    return st_save(dict(state))
 
 
 def state_from_bytes(data: bytes, *, source: str) -> dict[str, torch.Tensor]:

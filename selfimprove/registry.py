@@ -13,7 +13,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from torch import nn
 
@@ -24,14 +24,13 @@ from selfimprove.checkpoints import (
     read_verified,
     sha256_hex,
     state_from_bytes,
-    state_to_bytes,
 )
 from selfimprove.errors import CheckpointError, ConfigError, NotFoundError
-from selfimprove.modules import build_module, load_state_, module_state
+from selfimprove.nn.modules import build_module, load_state_, module_state, state_to_bytes
 from selfimprove.store import ModelRecord, Store, VersionRecord, VersionStatus, clean_json, utcnow
 from selfimprove.tasks import BUILTIN_TASKS, Task, register_task, resolve_task
 
-__all__ = ["MANIFEST_FORMAT", "LoadedModel", "Registry"]
+__all__ = ["MANIFEST_FORMAT", "LoadedModel", "ModelHome", "Registry"]
 
 logger = logging.getLogger(__name__)
 
@@ -361,3 +360,30 @@ class Registry:
 
     def versions(self, name: str) -> list[VersionRecord]:
         return self.store.list_versions(self.store.get_model(name).id)
+
+
+class ModelHome(Protocol):
+    """A home folder's models as the layers above see them (``SelfImprover`` is one).
+
+    Neural alternatives and the gain model register and load their networks through it; they
+    sit below the loop, so they take the home as this contract rather than importing it.
+    """
+
+    store: Store
+    registry: Registry
+
+    def register_model(
+        self,
+        name: str,
+        task: Task | str,
+        module: nn.Module,
+        params: dict[str, Any],
+        *,
+        description: str = "",
+    ) -> VersionRecord:
+        """Evaluate ``module`` and register it as version 1, the incumbent."""
+        ...
+
+    def load(self, name: str, version: int | None = None) -> LoadedModel:
+        """Load a version (the incumbent by default), checksum verified."""
+        ...

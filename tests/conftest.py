@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from selfimprove.config import SelfImprovementConfig
-from selfimprove.improver import SelfImprover
+from selfimprove.loop.improver import SelfImprover
 from selfimprove.tasks import SupervisedTask, build_mlp
 
 torch.set_num_threads(1)

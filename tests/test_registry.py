@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from selfimprove.errors import CheckpointError, ConfigError, NotFoundError
-from selfimprove.improver import SelfImprover
+from selfimprove.loop.improver import SelfImprover
 from selfimprove.store import VersionStatus
 from tests.conftest import wine_task
 
@@ -75,7 +75,8 @@ def test_rollback_restores_the_exact_previous_bytes(improver: SelfImprover) -> N
     assert restored.number == 1
     assert restored.sha256 == v1.sha256
     loaded = improver.load("wine")
-    from selfimprove.checkpoints import sha256_hex, state_to_bytes
+    from selfimprove.checkpoints import sha256_hex
+    from selfimprove.nn.modules import state_to_bytes
 
     assert sha256_hex(state_to_bytes(loaded.module)) == v1.sha256
     assert improver.registry.version("wine", 2).status is VersionStatus.ROLLED_BACK
@@ -162,7 +163,7 @@ def test_checkpoint_bytes_are_safetensors_own_and_create_no_ctypes_types() -> No
 
     from safetensors.torch import save as torch_path
 
-    from selfimprove.checkpoints import state_to_bytes
+    from selfimprove.nn.modules import state_to_bytes
 
     module = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 2))
     state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}

@@ -13,7 +13,7 @@ Seed 000's "dynamic switching between neural and algorithmic methods", made chec
   model's incumbent; :func:`register_alternative` trains and registers the first one.
 
 Built-in operations (hormone response, trigger activation, memory consolidation) live in
-:mod:`selfimprove.tasks.alternatives`.
+:mod:`selfimprove.alternatives.builtin`.
 
 Example::
 

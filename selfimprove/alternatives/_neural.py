@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,12 +21,10 @@ from torch import nn
 from selfimprove.alternatives._operation import Operation, operation_task, output_scale
 from selfimprove.alternatives._tracker import PerformanceTracker, Route, Validation
 from selfimprove.errors import ConfigError
+from selfimprove.measure.training import TrainConfig, train_
+from selfimprove.registry import ModelHome
 from selfimprove.seeding import derive_seed, numpy_rng, torch_seeded
 from selfimprove.tasks._base import Task
-
-if TYPE_CHECKING:  # imported for annotations only: the improver imports the tasks package
-    from selfimprove.improver import SelfImprover
-    from selfimprove.training import TrainConfig
 
 __all__ = ["REFERENCE_SIZE", "NeuralAlternative", "register_alternative"]
 
@@ -85,7 +83,7 @@ class NeuralAlternative:
         self.tracker = tracker
         self._lock = threading.Lock()
         self._module = module.eval()
-        self._improver: SelfImprover | None = None
+        self._improver: ModelHome | None = None
         self._model_name: str | None = None
         self._version: int | None = None
         if validate:
@@ -95,7 +93,7 @@ class NeuralAlternative:
     @classmethod
     def from_registry(
         cls,
-        improver: SelfImprover,
+        improver: ModelHome,
         operation: Operation,
         *,
         name: str | None = None,
@@ -238,7 +236,7 @@ class NeuralAlternative:
 
 
 def register_alternative(
-    improver: SelfImprover,
+    improver: ModelHome,
     op: Operation,
     *,
     seed: int = 0,
@@ -274,8 +272,6 @@ def register_alternative(
         ConfigError: The model name is invalid, or ``params`` do not rebuild the module.
         TaskError: The operation's data cannot be generated.
     """
-    from selfimprove.training import TrainConfig, train_  # see TYPE_CHECKING above
-
     model_name = name or op.name
     if improver.store.find_model(model_name) is None:
         task = task or operation_task(op)

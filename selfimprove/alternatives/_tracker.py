@@ -39,6 +39,7 @@ import numpy as np
 
 from selfimprove.alternatives._operation import relative_error
 from selfimprove.errors import ConfigError
+from selfimprove.nn.runtime import single_thread
 
 __all__ = [
     "LatencyComparison",
@@ -306,10 +307,6 @@ class PerformanceTracker:
             Timing sets torch to one intra-op thread for the whole process while it runs;
             calls served meanwhile by other threads run single-threaded too.
         """
-        # Imported here: selfimprove.evaluation imports the tasks package, which may import
-        # the built-in operations, which import this module.
-        from selfimprove.evaluation import single_thread
-
         inputs = np.asarray(inputs)
         if inputs.ndim != 2 or len(inputs) == 0:
             raise ConfigError(

@@ -15,13 +15,6 @@ from selfimprove.engine._assessment import (
     success_trend,
 )
 from selfimprove.engine._engine import BANDIT_STATE_KEY, SelfImprovementEngine
-from selfimprove.engine._stats import (
-    Change,
-    Comparison,
-    compare_samples,
-    confidence_level,
-    describe_change,
-)
 from selfimprove.engine._types import (
     SEVERITY_WEIGHT,
     TEMPLATES,
@@ -33,6 +26,13 @@ from selfimprove.engine._types import (
     Severity,
     WeaknessType,
     severity_for_gap,
+)
+from selfimprove.measure.stats import (
+    Change,
+    Comparison,
+    compare_samples,
+    confidence_level,
+    describe_change,
 )
 
 __all__ = [

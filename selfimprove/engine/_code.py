@@ -1,4 +1,4 @@
-"""Code improvements under approval: the engine's ledger around :mod:`selfimprove.codepatch`.
+"""Code improvements under approval: the engine's ledger around :mod:`selfimprove.engine.codepatch`.
 
 A proposal records the file's exact bytes before and after (SHA-256 and MD5) and leaves the
 file alone; approval (or ``auto_improve``) checks that the file still holds the recorded bytes,
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from selfimprove.codepatch import (
+from selfimprove.engine.codepatch import (
     CommandResult,
     atomic_write,
     confine,

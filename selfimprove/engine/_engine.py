@@ -34,16 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from selfimprove.codepatch import parse_command
 from selfimprove.engine._assessment import LearningQuality, learning_quality, success_trend
 from selfimprove.engine._code import CodeImprovementMixin
 from selfimprove.engine._learning import FINISHED, MetaLearningMixin
-from selfimprove.engine._stats import (
-    as_direction,
-    compare_samples,
-    confidence_level,
-    describe_change,
-)
 from selfimprove.engine._types import (
     TEMPLATES,
     ApproachResult,
@@ -62,7 +55,14 @@ from selfimprove.engine._weaknesses import (
     plan_weakness,
     priority,
 )
+from selfimprove.engine.codepatch import parse_command
 from selfimprove.errors import ConfigError, NotFoundError
+from selfimprove.measure.stats import (
+    as_direction,
+    compare_samples,
+    confidence_level,
+    describe_change,
+)
 from selfimprove.meta.bandit import StrategyBandit
 from selfimprove.meta.patterns import PatternLearner
 from selfimprove.objectives import Direction

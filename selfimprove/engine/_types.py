@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from selfimprove.planning import severity_level
+from selfimprove.brain.planning import severity_level
 
 __all__ = [
     "SEVERITY_WEIGHT",
@@ -65,7 +65,7 @@ SEVERITY_WEIGHT = {"critical": 1.0, "high": 0.75, "medium": 0.5, "low": 0.25}
 def severity_for_gap(gap: float) -> Severity:
     """Seed 002's level for a relative gap to the target (> 0.5, > 0.3, > 0.2, else low).
 
-    The thresholds live in :func:`selfimprove.planning.severity_level`, which the neural
+    The thresholds live in :func:`selfimprove.brain.planning.severity_level`, which the neural
     system's planner uses too: one rule for both.
     """
     level, _ = severity_level(gap)

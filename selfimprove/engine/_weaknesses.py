@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from selfimprove.engine._stats import as_direction
 from selfimprove.engine._types import SEVERITY_WEIGHT, WeaknessType, severity_for_gap
+from selfimprove.measure.stats import as_direction
 from selfimprove.objectives import EFFICIENCY_OBJECTIVES, Direction, Objective
 from selfimprove.store import (
     CapabilityRecord,

@@ -23,7 +23,7 @@ checkpoint keeps its meaning when the task is rebuilt from a longer history, in 
 
 - ``strategy=<name>``: one-hot over :data:`selfimprove.strategies.STRATEGIES` (7 columns; a
   strategy outside the table gives all zeros).
-- ``kind=<kind>``: one-hot over :data:`selfimprove.planning.KINDS` (4 columns). The kind the
+- ``kind=<kind>``: one-hot over :data:`selfimprove.brain.planning.KINDS` (4 columns). The kind the
   system planned, read from ``cycle_metrics.extra.tasks`` (matched on cycle, model name and
   strategy); experiments run outside a system cycle (``improve``, ``run``) have no recorded kind
   and take their strategy's family, which is the kind a user's task gets for that strategy.
@@ -78,18 +78,19 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from selfimprove.brain.planning import KINDS
 from selfimprove.errors import ConfigError, TaskError
-from selfimprove.judge import paired_test
+from selfimprove.measure.judge import paired_test
+from selfimprove.measure.training import TrainConfig, train_
 from selfimprove.meta.bandit import StrategyBandit
 from selfimprove.objectives import EFFICIENCY_OBJECTIVES, Direction, Objective
-from selfimprove.planning import KINDS
-from selfimprove.registry import Registry
+from selfimprove.registry import ModelHome, Registry
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.store import (
     Decision,
@@ -108,10 +109,6 @@ from selfimprove.tasks import (
     build_mlp,
     register_task,
 )
-from selfimprove.training import TrainConfig, train_
-
-if TYPE_CHECKING:  # the improver belongs to a higher layer: only its type is needed here
-    from selfimprove.improver import SelfImprover
 
 __all__ = [
     "FAMILY_BUCKETS",
@@ -149,7 +146,7 @@ MIN_EXPERIMENTS = 30
 #: Name of the registered gain model, and of its task.
 GAIN_MODEL_NAME = "gain_predictor"
 GAIN_TASK_NAME = "gain_prediction"
-#: Must equal ``selfimprove.system.MIN_REWARD_SECONDS`` (the bandit reward's floor on seconds);
+#: Must equal ``selfimprove.loop.system.MIN_REWARD_SECONDS`` (the bandit reward's floor on seconds);
 #: repeated here because the system is a higher layer.
 MIN_REWARD_SECONDS = 0.5
 #: Caps of the raw numeric features before their fixed transforms.
@@ -549,7 +546,7 @@ class GainPredictionTask(SupervisedTask):
 
 
 def register_gain_model(
-    improver: SelfImprover,
+    improver: ModelHome,
     store: Store,
     *,
     seed: int,
@@ -715,8 +712,9 @@ def compare_with_bandit(
     held-out experiment is its posterior mean reward for that (context, strategy) — the prior
     mean when never tried — times the experiment's max(seconds, 0.5).
 
-    ``p_value`` is the judge's one-sided paired bootstrap (:func:`selfimprove.judge.paired_test`)
-    that the gain model's absolute errors are smaller than the bandit's on the same experiments.
+    ``p_value`` is the judge's one-sided paired bootstrap
+    (:func:`selfimprove.measure.judge.paired_test`) that the gain model's absolute errors are
+    smaller than the bandit's on the same experiments.
 
     Args:
         store: The ledger.

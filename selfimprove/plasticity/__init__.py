@@ -20,23 +20,35 @@ pieces are usable alone:
 
 from __future__ import annotations
 
+from selfimprove.measure.finetune import (
+    FINETUNE_LR,
+    FinetuneConfig,
+    FinetuneResult,
+    finetune_,
+)
+from selfimprove.nn.transformer.checkpoint import SavedModel, load_model, save_model
+from selfimprove.nn.transformer.gates import HeadGates, head_dim, heads_per_layer, total_heads
+from selfimprove.nn.transformer.growth import GROWTH_STRATEGIES, plan_growth
+from selfimprove.nn.transformer.importance import (
+    ESTIMATORS,
+    head_importance,
+    prune_iteratively,
+    select_heads,
+)
+from selfimprove.nn.transformer.measure import (
+    count_parameters,
+    mean_nll,
+    measure_latency,
+    perplexity,
+    sequence_nll,
+)
+from selfimprove.nn.transformer.surgery import build_gpt2, grow_heads, model_spec, prune_heads
 from selfimprove.plasticity._adaptation import (
     StrategyRatings,
     Transformation,
     TransformationMemory,
     adapt_levels,
     cycle_reward,
-)
-from selfimprove.plasticity._checkpoint import SavedModel, load_model, save_model
-from selfimprove.plasticity._corpus import (
-    BUILTIN_DATASET,
-    ByteTokenizer,
-    Corpus,
-    HFTokenizer,
-    TokenData,
-    Tokenizer,
-    load_corpus,
-    tokenize_corpus,
 )
 from selfimprove.plasticity._dashboard import DASHBOARD_FILE, build_dashboard
 from selfimprove.plasticity._degeneration import (
@@ -48,29 +60,7 @@ from selfimprove.plasticity._degeneration import (
     generate,
     text_statistics,
 )
-from selfimprove.plasticity._finetune import (
-    FINETUNE_LR,
-    FinetuneConfig,
-    FinetuneResult,
-    finetune_,
-)
-from selfimprove.plasticity._gates import HeadGates, head_dim, heads_per_layer, total_heads
-from selfimprove.plasticity._growth import GROWTH_STRATEGIES, plan_growth
-from selfimprove.plasticity._importance import (
-    ESTIMATORS,
-    head_importance,
-    prune_iteratively,
-    select_heads,
-)
-from selfimprove.plasticity._measure import (
-    count_parameters,
-    mean_nll,
-    measure_latency,
-    perplexity,
-    sequence_nll,
-)
 from selfimprove.plasticity._metrics import METRICS_FILE, read_metrics
-from selfimprove.plasticity._surgery import build_gpt2, grow_heads, model_spec, prune_heads
 from selfimprove.plasticity._system import (
     AdaptivePlasticitySystem,
     CycleOutcome,
@@ -78,8 +68,24 @@ from selfimprove.plasticity._system import (
     PlasticityResults,
     load_results,
 )
-from selfimprove.plasticity._task import CausalLM, LanguageModelTask, pydoc_lm_task
-from selfimprove.plasticity._tiny import TINY_NAME, TinySpec, load_tiny
+from selfimprove.plasticity._tiny import load_tiny
+from selfimprove.tasks.corpus import (
+    BUILTIN_DATASET,
+    ByteTokenizer,
+    Corpus,
+    HFTokenizer,
+    TokenData,
+    Tokenizer,
+    load_corpus,
+    tokenize_corpus,
+)
+from selfimprove.tasks.language import (
+    TINY_NAME,
+    CausalLM,
+    LanguageModelTask,
+    TinySpec,
+    pydoc_lm_task,
+)
 
 __all__ = [
     "BUILTIN_DATASET",

@@ -41,8 +41,8 @@ import torch
 from torch import nn
 
 from selfimprove.errors import ConfigError
-from selfimprove.plasticity._corpus import TokenData, Tokenizer
 from selfimprove.seeding import derive_seed
+from selfimprove.tasks.corpus import TokenData, Tokenizer
 
 __all__ = [
     "DEGENERATE",

@@ -59,9 +59,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from selfimprove.checkpoints import atomic_write_json, sha256_hex, state_to_bytes
+from selfimprove.checkpoints import atomic_write_json, sha256_hex
 from selfimprove.config import resolve_home
 from selfimprove.errors import ConfigError, NotFoundError
+from selfimprove.measure.finetune import FINETUNE_LR, FinetuneConfig, finetune_
+from selfimprove.nn.modules import state_to_bytes
+from selfimprove.nn.transformer.checkpoint import load_model, save_model
+from selfimprove.nn.transformer.gates import heads_per_layer
+from selfimprove.nn.transformer.growth import plan_growth
+from selfimprove.nn.transformer.hf import load_pretrained, load_pretrained_tokenizer
+from selfimprove.nn.transformer.importance import (
+    ESTIMATORS,
+    PruneStep,
+    head_importance,
+    prune_iteratively,
+)
+from selfimprove.nn.transformer.measure import (
+    count_parameters,
+    measure_latency,
+    perplexity,
+    sequence_nll,
+)
+from selfimprove.nn.transformer.surgery import grow_heads, prune_heads
 from selfimprove.plasticity._adaptation import (
     GROWTH_PRIORS,
     MAX_PRUNING_LEVEL,
@@ -72,8 +91,17 @@ from selfimprove.plasticity._adaptation import (
     adapt_levels,
     cycle_reward,
 )
-from selfimprove.plasticity._checkpoint import load_model, save_model
-from selfimprove.plasticity._corpus import (
+from selfimprove.plasticity._degeneration import (
+    DEGENERATE,
+    DegenerationConfig,
+    DegenerationReport,
+    degeneration_score,
+)
+from selfimprove.plasticity._metrics import MetricsLog
+from selfimprove.plasticity._tiny import load_tiny
+from selfimprove.seeding import derive_seed
+from selfimprove.store import clean_json
+from selfimprove.tasks.corpus import (
     ByteTokenizer,
     Corpus,
     HFTokenizer,
@@ -82,33 +110,7 @@ from selfimprove.plasticity._corpus import (
     load_corpus,
     tokenize_corpus,
 )
-from selfimprove.plasticity._degeneration import (
-    DEGENERATE,
-    DegenerationConfig,
-    DegenerationReport,
-    degeneration_score,
-)
-from selfimprove.plasticity._finetune import FINETUNE_LR, FinetuneConfig, finetune_
-from selfimprove.plasticity._gates import heads_per_layer
-from selfimprove.plasticity._growth import plan_growth
-from selfimprove.plasticity._hf import load_pretrained, load_pretrained_tokenizer
-from selfimprove.plasticity._importance import (
-    ESTIMATORS,
-    PruneStep,
-    head_importance,
-    prune_iteratively,
-)
-from selfimprove.plasticity._measure import (
-    count_parameters,
-    measure_latency,
-    perplexity,
-    sequence_nll,
-)
-from selfimprove.plasticity._metrics import MetricsLog
-from selfimprove.plasticity._surgery import grow_heads, prune_heads
-from selfimprove.plasticity._tiny import TINY_NAME, TinySpec, load_tiny
-from selfimprove.seeding import derive_seed
-from selfimprove.store import clean_json
+from selfimprove.tasks.language import TINY_NAME, TinySpec
 
 if TYPE_CHECKING:
     from transformers import GPT2LMHeadModel

@@ -14,83 +14,25 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from selfimprove.config import resolve_home
-from selfimprove.errors import CheckpointError, ConfigError
-from selfimprove.plasticity._checkpoint import load_model, save_model
-from selfimprove.plasticity._corpus import ByteTokenizer, load_corpus, tokenize_corpus
-from selfimprove.plasticity._finetune import FinetuneConfig, finetune_
-from selfimprove.plasticity._hf import new_config, new_model
-from selfimprove.plasticity._measure import mean_nll
+from selfimprove.errors import CheckpointError
+from selfimprove.measure.finetune import FinetuneConfig, finetune_
+from selfimprove.nn.transformer.checkpoint import load_model, save_model
+from selfimprove.nn.transformer.hf import new_model
+from selfimprove.nn.transformer.measure import mean_nll
 from selfimprove.seeding import derive_seed, torch_seeded
+from selfimprove.tasks.corpus import ByteTokenizer, load_corpus, tokenize_corpus
+from selfimprove.tasks.language import TINY_NAME, TinySpec, tiny_config
 
 if TYPE_CHECKING:
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2LMHeadModel
 
-__all__ = ["TINY_NAME", "TinySpec", "load_tiny", "tiny_config"]
+__all__ = ["load_tiny"]
 
 logger = logging.getLogger(__name__)
-
-TINY_NAME = "tiny"
-
-
-@dataclass(frozen=True)
-class TinySpec:
-    """Architecture and pre-training of ``tiny``.
-
-    Attributes:
-        n_layer: Transformer blocks.
-        n_head: Attention heads per block.
-        n_embd: Model width (head width = ``n_embd / n_head``).
-        context: Positions (the longest window the model sees).
-        steps: Pre-training steps.
-        batch_size: Windows per step.
-        lr: Peak learning rate (warm-up, cosine decay).
-        seed: Seeds initialisation and batches.
-    """
-
-    n_layer: int = 4
-    n_head: int = 8
-    n_embd: int = 128
-    context: int = 128
-    steps: int = 400
-    batch_size: int = 16
-    lr: float = 3e-3
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if min(self.n_layer, self.n_head, self.n_embd, self.context, self.batch_size) < 1:
-            raise ConfigError(f"tiny spec values must be >= 1, but got {self}.")
-        if self.n_embd % self.n_head:
-            raise ConfigError(
-                f"n_embd must be divisible by n_head, but got {self.n_embd=}, {self.n_head=}."
-            )
-        if self.steps < 1 or not self.lr > 0:
-            raise ConfigError(f"steps must be >= 1 and lr > 0, but got {self.steps=}, {self.lr=}.")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form."""
-        return asdict(self)
-
-
-def tiny_config(spec: TinySpec) -> GPT2Config:
-    """The ``GPT2Config`` of ``tiny`` (byte vocabulary, no dropout, no KV cache by default)."""
-    return new_config(
-        vocab_size=256,
-        n_positions=spec.context,
-        n_embd=spec.n_embd,
-        n_layer=spec.n_layer,
-        n_head=spec.n_head,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        bos_token_id=None,
-        eos_token_id=None,
-        use_cache=False,
-    )
 
 
 def _cache_key(spec: TinySpec, fingerprint: str) -> str:

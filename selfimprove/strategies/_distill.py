@@ -42,15 +42,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfimprove import quantization
+import selfimprove.nn.quantize as quantize
 from selfimprove.errors import ConfigError, StrategyError, TaskError
-from selfimprove.modules import TRANSFORM_KEYS, arch_params
+from selfimprove.measure.training import TrainConfig, _holdout_split, train_
+from selfimprove.nn.modules import TRANSFORM_KEYS, arch_params
 from selfimprove.objectives import EFFICIENCY_OBJECTIVES
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
 from selfimprove.tasks import Split, Task
-from selfimprove.training import TrainConfig, _holdout_split, train_
 
 __all__ = [
     "DistillSettings",
@@ -638,7 +638,7 @@ class DistillStrategy(Strategy):
                     "params={'student_params': {...}}"
                 )
             return small, True
-        if quantization.is_quantized(incumbent.module):
+        if quantize.is_quantized(incumbent.module):
             return (
                 "the incumbent is quantized and cannot be trained; target latency_ms or "
                 "size_bytes (a smaller float student) or pass student_params"

@@ -52,10 +52,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from selfimprove.checkpoints import checkpoint_bytes
 from selfimprove.errors import ConfigError, StrategyError
-from selfimprove.evaluation import single_thread
-from selfimprove.modules import arch_params
+from selfimprove.measure.training import OPTIMIZERS, TrainConfig
+from selfimprove.nn.modules import arch_params, checkpoint_bytes
+from selfimprove.nn.runtime import single_thread
 from selfimprove.objectives import EFFICIENCY_OBJECTIVES, Objective
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import derive_seed, torch_seeded
@@ -75,7 +75,6 @@ from selfimprove.strategies._search import (
     train_trial,
 )
 from selfimprove.tasks import Split, Task
-from selfimprove.training import OPTIMIZERS, TrainConfig
 
 __all__ = ["COSTS", "EvolveStrategy", "time_batch1"]
 

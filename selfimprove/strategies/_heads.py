@@ -30,23 +30,17 @@ from typing import Any
 import torch
 
 from selfimprove.errors import ConfigError, StrategyError
-from selfimprove.plasticity import (
-    FINETUNE_LR,
-    CausalLM,
-    FinetuneConfig,
-    LanguageModelTask,
-    count_parameters,
-    finetune_,
-    grow_heads,
-    head_importance,
-    heads_per_layer,
-    plan_growth,
-    prune_iteratively,
-)
-from selfimprove.plasticity._hf import is_gpt2
+from selfimprove.measure.finetune import FINETUNE_LR, FinetuneConfig, finetune_
+from selfimprove.nn.transformer.gates import heads_per_layer
+from selfimprove.nn.transformer.growth import plan_growth
+from selfimprove.nn.transformer.hf import is_gpt2
+from selfimprove.nn.transformer.importance import head_importance, prune_iteratively
+from selfimprove.nn.transformer.measure import count_parameters
+from selfimprove.nn.transformer.surgery import grow_heads
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import derive_seed
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
+from selfimprove.tasks.language import CausalLM, LanguageModelTask
 
 __all__ = ["HEADS_OBJECTIVES", "HeadsConfig", "HeadsStrategy"]
 

@@ -32,7 +32,7 @@ stopping's holdout stays unseen; validation and test are never read.
    it also lets kept units stand in for removed ones (duplicates are merged exactly). It is
    the least-squares reconstruction step of channel pruning (He et al., 2017; ThiNet, Luo et
    al., 2017).
-4. **Fine-tune**: a warm-started :func:`selfimprove.training.train_` within the budget; it
+4. **Fine-tune**: a warm-started :func:`selfimprove.measure.training.train_` within the budget; it
    keeps the epoch with the best holdout loss, which may be the refit weights themselves.
    With ``steps > 1`` widths shrink geometrically over prune-then-fine-tune rounds sharing
    the epoch and seconds budget (iterative pruning).
@@ -72,13 +72,13 @@ import torch
 from torch import nn
 
 from selfimprove.errors import ConfigError, StrategyError, TaskError
-from selfimprove.modules import TRANSFORM_KEYS, build_module
+from selfimprove.measure.training import TrainConfig, _holdout_split, train_
+from selfimprove.nn.modules import TRANSFORM_KEYS, build_module
 from selfimprove.objectives import EFFICIENCY_OBJECTIVES
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
 from selfimprove.tasks import ACTIVATIONS, Split, Task
-from selfimprove.training import TrainConfig, _holdout_split, train_
 
 __all__ = [
     "IMPORTANCE",

@@ -1,6 +1,6 @@
 """``quantize``: dynamic int8 quantization of a copy's Linear layers, with the faster engine.
 
-Every available engine of :mod:`selfimprove.quantization` quantizes its own copy of the
+Every available engine of :mod:`selfimprove.nn.quantize` quantizes its own copy of the
 incumbent; each copy is timed against the float incumbent (one thread, warm-up, repeats
 interleaved across the models, medians) at batch 1 and at a serving batch, on inputs drawn
 (seeded) from the **training** split: validation and test are only for the judge. The engine
@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from selfimprove import quantization
+import selfimprove.nn.quantize as quantize
 from selfimprove.config import JudgeConfig
 from selfimprove.errors import StrategyError
-from selfimprove.evaluation import single_thread
+from selfimprove.nn.runtime import single_thread
 from selfimprove.registry import LoadedModel
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
 from selfimprove.tasks import Task
@@ -58,13 +58,13 @@ class QuantizeSettings:
     """Settings of one ``quantize`` experiment (from ``context.params``).
 
     Attributes:
-        engines: Engines to try, in order (default: all of :data:`quantization.ENGINES`).
+        engines: Engines to try, in order (default: all of :data:`quantize.ENGINES`).
         repeats: Timed repeats per model and batch size (fewer if the budget is short).
         warmup: Untimed calls per model and batch size before timing.
         serving_batch: The batch size a served model would see, timed beside batch 1.
     """
 
-    engines: tuple[str, ...] = quantization.ENGINES
+    engines: tuple[str, ...] = quantize.ENGINES
     repeats: int = JudgeConfig().latency_repeats
     warmup: int = 3
     serving_batch: int = JudgeConfig().serving_batch
@@ -73,13 +73,12 @@ class QuantizeSettings:
         if not self.engines:
             raise StrategyError(
                 f"quantize needs at least one engine, but got engines={list(self.engines)}; "
-                f"choose from {list(quantization.ENGINES)}."
+                f"choose from {list(quantize.ENGINES)}."
             )
         for engine in self.engines:
-            if engine not in quantization.ENGINES:
+            if engine not in quantize.ENGINES:
                 raise StrategyError(
-                    f"unknown quantization engine {engine!r}; choose from "
-                    f"{list(quantization.ENGINES)}."
+                    f"unknown quantization engine {engine!r}; choose from {list(quantize.ENGINES)}."
                 )
         if self.repeats < MIN_REPEATS:
             raise StrategyError(
@@ -214,7 +213,7 @@ class QuantizeStrategy(Strategy):
                 "it keeps accuracy at best"
             )
         spec = incumbent.version.params.get("quantization")
-        if spec or quantization.is_quantized(incumbent.module):
+        if spec or quantize.is_quantized(incumbent.module):
             return f"{incumbent.model.name} v{incumbent.version.number} is already quantized" + (
                 f" ({spec})" if spec else ""
             )
@@ -270,9 +269,9 @@ class QuantizeStrategy(Strategy):
                 speedup[engine]["serving"],
                 settings.serving_batch,
             )
-        spec = {"scheme": quantization.SCHEME, "engine": winner}
+        spec = {"scheme": quantize.SCHEME, "engine": winner}
         details: dict[str, Any] = {
-            "scheme": quantization.SCHEME,
+            "scheme": quantize.SCHEME,
             "engine": winner,
             "selection": SELECTION_RULE,
             "engines_tried": list(settings.engines),
@@ -315,16 +314,16 @@ class QuantizeStrategy(Strategy):
         quantized: dict[str, nn.Module] = {}
         unavailable: dict[str, str] = {}
         for engine in settings.engines:
-            reason = quantization.engine_unavailable(engine)
+            reason = quantize.engine_unavailable(engine)
             if reason is None:
                 try:
-                    q = quantization.quantize_module(
-                        module, {"scheme": quantization.SCHEME, "engine": engine}
+                    q = quantize.quantize_module(
+                        module, {"scheme": quantize.SCHEME, "engine": engine}
                     )
                 except StrategyError as exc:
                     reason = str(exc)
                 else:
-                    if quantization.is_quantized(q):
+                    if quantize.is_quantized(q):
                         quantized[engine] = q
                     else:
                         reason = f"engine {engine!r} left every Linear layer of this model in float"

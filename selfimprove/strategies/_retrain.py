@@ -6,13 +6,13 @@ candidate has the incumbent's architecture params and none of its weights.
 
 from __future__ import annotations
 
-from selfimprove.modules import arch_params, build_module
+from selfimprove.measure.training import train_
+from selfimprove.nn.modules import arch_params, build_module
 from selfimprove.objectives import EFFICIENCY_OBJECTIVES
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, StrategyContext
 from selfimprove.strategies._train import DATA_OBJECTIVES_ONLY, TrainStrategy
-from selfimprove.training import train_
 
 __all__ = ["RetrainStrategy"]
 

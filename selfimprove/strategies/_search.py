@@ -35,10 +35,10 @@ import torch
 from torch import nn
 
 from selfimprove.errors import ConfigError, DivergedError, StrategyError
+from selfimprove.measure.training import TrainConfig, TrainResult, _holdout_split, train_
 from selfimprove.objectives import Objective
 from selfimprove.seeding import derive_seed
 from selfimprove.tasks import DataSplits, SearchSpace, Split, Task
-from selfimprove.training import TrainConfig, TrainResult, _holdout_split, train_
 
 __all__ = [
     "OPTUNA_MISSING",

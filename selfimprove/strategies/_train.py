@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 
+from selfimprove.measure.training import TrainConfig, train_
 from selfimprove.objectives import EFFICIENCY_OBJECTIVES
 from selfimprove.registry import LoadedModel
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
-from selfimprove.training import TrainConfig, train_
 
 __all__ = ["TrainStrategy"]
 

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from selfimprove.errors import ConfigError, DivergedError, StrategyError
-from selfimprove.modules import TRANSFORM_KEYS, arch_params
+from selfimprove.measure.training import OPTIMIZERS, TrainConfig
+from selfimprove.nn.modules import TRANSFORM_KEYS, arch_params
 from selfimprove.objectives import EFFICIENCY_OBJECTIVES
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import derive_seed, torch_seeded
@@ -47,7 +48,6 @@ from selfimprove.strategies._search import (
     train_trial,
 )
 from selfimprove.tasks import CategoricalParam, FloatParam, SearchSpace, Split, Task
-from selfimprove.training import OPTIMIZERS, TrainConfig
 
 __all__ = ["DROPOUT_PARAM", "TRAINING_SPACE", "TuneStrategy"]
 

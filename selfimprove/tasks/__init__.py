@@ -31,7 +31,6 @@ from selfimprove.tasks._space import (
     Param,
     SearchSpace,
 )
-from selfimprove.tasks.alternatives import ALTERNATIVE_TASKS
 from selfimprove.tasks.builtin import neural_sort, pattern_recognition
 
 __all__ = [
@@ -56,10 +55,32 @@ __all__ = [
     "split_arrays",
 ]
 
+
+def _imported(path: str) -> Callable[[], Task]:
+    """A task factory found by import path when first called.
+
+    The neural alternatives' tasks live with the alternatives, a layer above this one (they are
+    built from the hormone and trigger systems); naming them here by path keeps them built-in
+    without this package importing upward.
+    """
+
+    def factory() -> Task:
+        module_name, _, attr = path.partition(":")
+        task = getattr(importlib.import_module(module_name), attr)()
+        if not isinstance(task, Task):  # pragma: no cover - a broken table entry
+            raise TaskError(f"built-in task factory {path!r} did not give a Task.")
+        return task
+
+    return factory
+
+
 BUILTIN_TASKS: dict[str, Callable[[], Task]] = {
     "pattern_recognition": pattern_recognition,
     "neural_sort": neural_sort,
-    **ALTERNATIVE_TASKS,  # hormone_response, trigger_activation, memory_consolidation
+    **{
+        name: _imported(f"selfimprove.alternatives.builtin:{name}")
+        for name in ("hormone_response", "trigger_activation", "memory_consolidation")
+    },
 }
 
 _registered: dict[str, Task] = {}

@@ -78,8 +78,9 @@ def latency_objective(tolerance: float = 0.25, min_change_ms: float = 0.05) -> O
 
 
 def size_objective(tolerance: float = 0.05, limit_bytes: float | None = None) -> Objective:
-    """Checkpoint size in bytes (a guard by default: see :mod:`selfimprove.judge` for when its
-    relative tolerance applies and when only ``limit_bytes``, the largest checkpoint accepted)."""
+    """Checkpoint size in bytes (a guard by default: see :mod:`selfimprove.measure.judge` for when
+    its relative tolerance applies and when only ``limit_bytes``, the largest checkpoint
+    accepted)."""
     return Objective(
         "size_bytes", Direction.MINIMIZE, unit="bytes", tolerance=tolerance, limit=limit_bytes
     )

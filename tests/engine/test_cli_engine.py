@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from selfimprove.cli_engine import engine_app
 from selfimprove.engine import SelfImprovementEngine
+from selfimprove.surfaces.cli.engine import engine_app
 
 from .conftest import BROKEN_F, FAST_F, SLOW_MODULE
 
@@ -157,7 +157,15 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
 def test_the_engine_is_mounted_in_the_main_cli(home: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SELFIMPROVE_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "selfimprove.cli", "engine", "assess", "--home", str(home)],
+        [
+            sys.executable,
+            "-m",
+            "selfimprove.surfaces.cli.app",
+            "engine",
+            "assess",
+            "--home",
+            str(home),
+        ],
         env={**env, "COLUMNS": "200"},
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""`selfimprove.codepatch`: one function replaced, every other byte kept; paths; commands."""
+"""`selfimprove.engine.codepatch`: one function replaced, every other byte kept; paths; commands."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from selfimprove.codepatch import (
+from selfimprove.engine.codepatch import (
     confine,
     digests,
     list_functions,

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from selfimprove.brain.planning import KINDS
 from selfimprove.errors import ConfigError, TaskError
-from selfimprove.improver import SelfImprover
+from selfimprove.loop.improver import SelfImprover
+from selfimprove.measure.training import TrainConfig, train_
 from selfimprove.meta.bandit import StrategyBandit
 from selfimprove.meta.gain_model import (
     FAMILY_BUCKETS,
@@ -27,10 +29,8 @@ from selfimprove.meta.gain_model import (
     time_split_sizes,
 )
 from selfimprove.meta.insights import record_comparison
-from selfimprove.planning import KINDS
 from selfimprove.store import Decision, ExperimentStatus, Store, VersionStatus
 from selfimprove.strategies import STRATEGIES, Budget
-from selfimprove.training import TrainConfig, train_
 from tests.conftest import wine_task
 
 SMALL = Budget(epochs=2, seconds=10.0)
@@ -116,7 +116,7 @@ def test_features_come_from_the_real_history(improver: SelfImprover) -> None:
 
 
 def test_planned_kind_is_read_from_the_systems_cycle_metrics(improver: SelfImprover) -> None:
-    from selfimprove.system import SelfImprovingNeuralSystem
+    from selfimprove.loop.system import SelfImprovingNeuralSystem
 
     _register_wine(improver)
     system = SelfImprovingNeuralSystem(improver=improver)

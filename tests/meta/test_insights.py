@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from selfimprove.errors import ConfigError
-from selfimprove.improver import SelfImprover
+from selfimprove.loop.improver import SelfImprover
+from selfimprove.measure.training import TrainConfig, train_
 from selfimprove.meta.gain_model import MODEL_OBJECTIVES
 from selfimprove.meta.insights import (
     Insight,
@@ -20,7 +21,6 @@ from selfimprove.meta.insights import (
 )
 from selfimprove.store import Decision, ExperimentRecord, ExperimentStatus
 from selfimprove.strategies import Budget
-from selfimprove.training import TrainConfig, train_
 from tests.conftest import wine_task
 
 SMALL = Budget(epochs=2, seconds=10.0)

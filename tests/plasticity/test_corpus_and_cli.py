@@ -9,7 +9,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from selfimprove.cli_plasticity import app
 from selfimprove.errors import NotFoundError
 from selfimprove.plasticity import (
     AdaptivePlasticitySystem,
@@ -19,6 +18,7 @@ from selfimprove.plasticity import (
     load_tiny,
     tokenize_corpus,
 )
+from selfimprove.surfaces.cli.plasticity import app
 
 from .conftest import TEST_TINY
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 
 from selfimprove.config import JudgeConfig, SelfImprovementConfig
-from selfimprove.evaluation import Evaluator
-from selfimprove.loop import ImprovementLoop
+from selfimprove.loop.experiment import ImprovementLoop
+from selfimprove.measure.evaluation import Evaluator
 from selfimprove.plasticity import CausalLM, LanguageModelTask, count_parameters
 from selfimprove.registry import Registry
 from selfimprove.store import Store

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import torch
 
-from selfimprove.checkpoints import sha256_hex, state_to_bytes
+from selfimprove.checkpoints import sha256_hex
 from selfimprove.errors import ConfigError
+from selfimprove.nn.modules import state_to_bytes
 from selfimprove.plasticity import (
     AdaptivePlasticitySystem,
     Transformation,

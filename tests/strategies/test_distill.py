@@ -32,8 +32,9 @@ import pytest
 import torch
 
 from selfimprove.errors import ConfigError, StrategyError
-from selfimprove.evaluation import Evaluator
-from selfimprove.improver import SelfImprover
+from selfimprove.loop.improver import SelfImprover
+from selfimprove.measure.evaluation import Evaluator
+from selfimprove.measure.training import TrainConfig, train_
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import numpy_rng, torch_seeded
 from selfimprove.store import Decision, ExperimentStatus
@@ -45,7 +46,6 @@ from selfimprove.strategies._distill import (
     smaller_params,
 )
 from selfimprove.tasks import DataSplits, Split, SupervisedTask, build_mlp, split_arrays
-from selfimprove.training import TrainConfig, train_
 
 logger = logging.getLogger(__name__)
 

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from selfimprove.checkpoints import checkpoint_bytes
 from selfimprove.errors import ConfigError, StrategyError
-from selfimprove.improver import SelfImprover
+from selfimprove.loop.improver import SelfImprover
+from selfimprove.measure.training import TrainConfig, train_
+from selfimprove.nn.modules import checkpoint_bytes
 from selfimprove.registry import LoadedModel
 from selfimprove.store import Decision
 from selfimprove.strategies import Budget, Candidate, StrategyContext
 from selfimprove.strategies._evolve import EvolveStrategy, _Point
 from selfimprove.tasks import SupervisedTask, build_mlp, resolve_task
-from selfimprove.training import TrainConfig, train_
 
 #: A large, briefly trained incumbent: smaller architectures can match it.
 BIG = {"width": 256, "depth": 2, "activation": "relu", "dropout": 0.0}

@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from selfimprove.errors import BudgetExceededError, ConfigError
-from selfimprove.evaluation import Evaluator
-from selfimprove.improver import SelfImprover
+from selfimprove.loop.improver import SelfImprover
+from selfimprove.measure.evaluation import Evaluator
+from selfimprove.measure.training import TrainConfig, train_
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import torch_seeded
 from selfimprove.store import Decision
@@ -28,7 +29,6 @@ from selfimprove.strategies._prune import (
     width_schedule,
 )
 from selfimprove.tasks import SupervisedTask, Task, build_mlp, resolve_task
-from selfimprove.training import TrainConfig, train_
 from tests.conftest import wine_task
 
 WIDE = {"width": 256, "depth": 2}

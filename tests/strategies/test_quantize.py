@@ -20,9 +20,10 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from selfimprove import quantization
-from selfimprove.evaluation import Evaluator
-from selfimprove.improver import SelfImprover
+import selfimprove.nn.quantize as quantize
+from selfimprove.loop.improver import SelfImprover
+from selfimprove.measure.evaluation import Evaluator
+from selfimprove.measure.training import TrainConfig, train_
 from selfimprove.seeding import torch_seeded
 from selfimprove.store import Decision, VersionStatus
 from selfimprove.strategies import Budget, StrategyContext
@@ -32,12 +33,11 @@ from selfimprove.strategies._quantize import (
     training_inputs,
 )
 from selfimprove.tasks import SupervisedTask, Task, resolve_task
-from selfimprove.training import TrainConfig, train_
 from tests.conftest import wine_task
 
 logger = logging.getLogger(__name__)
 
-AVAILABLE = [e for e in quantization.ENGINES if quantization.engine_unavailable(e) is None]
+AVAILABLE = [e for e in quantize.ENGINES if quantize.engine_unavailable(e) is None]
 BIG = {"width": 2048, "depth": 2}
 
 
@@ -132,7 +132,7 @@ def test_quantize_shrinks_4x_keeps_accuracy_and_is_promoted(
     loaded = si.load("digits")
     x = resolve_task("pattern_recognition").splits().validation.x
     with torch.inference_mode():
-        again = quantization.quantize_module(big_digits, spec)(x)
+        again = quantize.quantize_module(big_digits, spec)(x)
         assert torch.equal(loaded.module(x), again)
         assert torch.equal(si.load("digits").module(x), again)
     # the float version is untouched, and a quantized incumbent is not quantized again
@@ -141,12 +141,12 @@ def test_quantize_shrinks_4x_keeps_accuracy_and_is_promoted(
     assert again_out.status == "not_applicable" and "already quantized" in again_out.reason
 
 
-@pytest.mark.parametrize("engine", [e for e in quantization.ENGINES if e != "torch.ao"])
+@pytest.mark.parametrize("engine", [e for e in quantize.ENGINES if e != "torch.ao"])
 def test_each_other_engine_round_trips_through_the_loop(
     si_big: SelfImprover, big_digits: nn.Module, engine: str, record_property: Any
 ) -> None:
     if engine not in AVAILABLE:
-        pytest.skip(f"{engine}: {quantization.engine_unavailable(engine)}")
+        pytest.skip(f"{engine}: {quantize.engine_unavailable(engine)}")
     si = si_big
     out = si.loop.improve(
         "digits", cycle=1, strategy=QuantizeStrategy(), params={"engines": [engine]}
@@ -165,12 +165,12 @@ def test_each_other_engine_round_trips_through_the_loop(
     assert v2.params["quantization"] == spec
     assert exp.statistics["before"] / exp.statistics["after"] >= 3.0
     loaded = si.load("digits", 2)
-    assert quantization.quantized_engine(loaded.module) == engine
+    assert quantize.quantized_engine(loaded.module) == engine
     with safe_open(str(si.home / v2.checkpoint_path), framework="pt") as f:  # type: ignore[operator]
         assert f.get_tensor("2.weight_scale").shape == (BIG["width"], 1)
     x = resolve_task("pattern_recognition").splits().validation.x
     with torch.inference_mode():
-        assert torch.equal(loaded.module(x), quantization.quantize_module(big_digits, spec)(x))
+        assert torch.equal(loaded.module(x), quantize.quantize_module(big_digits, spec)(x))
 
 
 def test_engine_latencies_are_reported_for_a_small_mlp(
@@ -206,9 +206,9 @@ def test_apply_leaves_the_incumbent_alone_and_respects_a_short_budget(
         task=inc.task, objective="latency_ms", budget=Budget(1, 0.001), seed=3, params={}
     )
     cand = QuantizeStrategy().apply(inc, ctx)
-    assert inc.module.training and not quantization.is_quantized(inc.module)
+    assert inc.module.training and not quantize.is_quantized(inc.module)
     assert all(torch.equal(before[k], v) for k, v in inc.module.state_dict().items())
-    assert cand.module is not inc.module and quantization.is_quantized(cand.module)
+    assert cand.module is not inc.module and quantize.is_quantized(cand.module)
     assert cand.details["timing"]["repeats"] == MIN_REPEATS  # cut to fit the budget
     assert cand.details["timing"]["repeats_wanted"] > MIN_REPEATS
     assert cand.cost.epochs == 0 and cand.origin == "warm_start"
@@ -285,7 +285,7 @@ def test_not_applicable_when_already_quantized(improver: SelfImprover) -> None:
     improver.register_model(
         "wine_q",
         task,
-        quantization.quantize_module(module, spec),
+        quantize.quantize_module(module, spec),
         {"width": 16, "depth": 1, "quantization": spec},
     )
     out = improver.loop.improve("wine_q", cycle=1, strategy=QuantizeStrategy())
@@ -310,7 +310,7 @@ def test_evaluator_agrees_accuracy_is_kept_on_validation(big_digits: nn.Module) 
     ev = Evaluator()
     before = ev.scores(big_digits, task, "validation").value("accuracy")
     for engine in AVAILABLE:
-        q = quantization.quantize_module(big_digits, {"scheme": "dynamic_int8", "engine": engine})
+        q = quantize.quantize_module(big_digits, {"scheme": "dynamic_int8", "engine": engine})
         after = ev.scores(q, task, "validation").value("accuracy")
         logger.warning("%s: validation accuracy %.4f -> %.4f", engine, before, after)
         assert abs(after - before) <= 0.01

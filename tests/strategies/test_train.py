@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from selfimprove.errors import BudgetExceededError
-from selfimprove.improver import SelfImprover
+from selfimprove.loop.improver import SelfImprover
+from selfimprove.measure.training import TrainConfig, train_
 from selfimprove.registry import LoadedModel
 from selfimprove.store import Decision, ExperimentStatus
 from selfimprove.strategies import (
@@ -22,7 +23,6 @@ from selfimprove.strategies import (
     get_strategy,
 )
 from selfimprove.tasks import SupervisedTask
-from selfimprove.training import TrainConfig, train_
 from tests.conftest import wine_task
 
 

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from selfimprove.errors import ConfigError
-from selfimprove.improver import SelfImprover
+from selfimprove.loop.improver import SelfImprover
+from selfimprove.measure.training import TrainConfig, train_
 from selfimprove.registry import LoadedModel
 from selfimprove.store import Decision, ExperimentStatus
 from selfimprove.strategies import Budget, Candidate, StrategyContext
 from selfimprove.strategies._search import carve_selection_holdout, train_trial
 from selfimprove.strategies._tune import TuneStrategy
 from selfimprove.tasks import SupervisedTask, build_mlp, resolve_task
-from selfimprove.training import TrainConfig, train_
 
 WEAK = {"width": 32, "depth": 1, "activation": "relu", "dropout": 0.0}
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from selfimprove.config import SelfImprovementConfig
-from selfimprove.improver import SelfImprover
-from selfimprove.report.dashboard import render_dashboard
-from selfimprove.report.server import make_server
-from selfimprove.system import SelfImprovingNeuralSystem
-from selfimprove.training import TrainConfig, train_
+from selfimprove.loop.improver import SelfImprover
+from selfimprove.loop.system import SelfImprovingNeuralSystem
+from selfimprove.measure.training import TrainConfig, train_
+from selfimprove.surfaces.report.dashboard import render_dashboard
+from selfimprove.surfaces.report.server import make_server
 from tests.conftest import wine_task
 from tests.surfaces.browser import chromium, png_colour_count, serve_and_render
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from selfimprove.config import SelfImprovementConfig
-from selfimprove.integration import SelfImprovementIntegration
-from selfimprove.mcp_server import WRITES, build_server
-from selfimprove.training import TrainConfig, train_
+from selfimprove.measure.training import TrainConfig, train_
+from selfimprove.surfaces.integration import SelfImprovementIntegration
+from selfimprove.surfaces.mcp_server import WRITES, build_server
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = SelfImprovementConfig(auto_start=False, train_epochs=10, train_seconds=20.0)
@@ -23,7 +23,7 @@ WRITE_TOOLS = {"add_custom_improvement_task", "optimize_specific_model", "rollba
 
 
 def _home_with_wine(home: Path) -> None:
-    from selfimprove.improver import SelfImprover
+    from selfimprove.loop.improver import SelfImprover
 
     task_ref = "tests._tasks:wine"
     from selfimprove.tasks import resolve_task
@@ -97,7 +97,7 @@ def test_stdio_client_session_with_a_real_subprocess(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "selfimprove.cli", "mcp", "--home", str(tmp_path)],
+        args=["-m", "selfimprove", "mcp", "--home", str(tmp_path)],
         env=env,
         cwd=str(ROOT),
     )
@@ -137,7 +137,7 @@ def test_read_only_hides_writes_and_bad_arguments_change_nothing(tmp_path: Path)
 
 
 def _snapshot(home: Path) -> str:
-    from selfimprove.improver import SelfImprover
+    from selfimprove.loop.improver import SelfImprover
 
     with SelfImprover(home) as si:
         data = json.loads(si.export("json"))

@@ -11,8 +11,8 @@ from typing import Any
 
 from selfimprove.config import SelfImprovementConfig
 from selfimprove.engine import SelfImprovementEngine
-from selfimprove.integration import SelfImprovementIntegration
-from selfimprove.mcp_server import WRITES, build_server
+from selfimprove.surfaces.integration import SelfImprovementIntegration
+from selfimprove.surfaces.mcp_server import WRITES, build_server
 from tests.engine.conftest import CHECK, FAST_F, SLOW_MODULE
 
 APPROVAL = {"approve_code_improvement", "reject_code_improvement", "rollback_code_improvement"}

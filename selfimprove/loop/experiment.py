@@ -1,0 +1,454 @@
+"""The improvement loop: observe → plan → execute → judge → commit → record, per model.
+
+This is the first, plain form of the cycle of ``docs/architecture.md``: every model below its
+target gets one experiment per cycle with the ``train`` strategy (later parts add the other
+strategies, the brain signals that rank them, and concurrent execution). Each experiment's seed
+comes from (base seed, cycle, model, strategy), so the same seed gives the same decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from selfimprove.config import SelfImprovementConfig
+from selfimprove.errors import BudgetExceededError, CheckpointError, NotFoundError, TaskError
+from selfimprove.measure.evaluation import Evaluation, Evaluator
+from selfimprove.measure.judge import Judge
+from selfimprove.registry import LoadedModel, Registry
+from selfimprove.seeding import derive_seed
+from selfimprove.store import (
+    CapabilityRecord,
+    Decision,
+    ExperimentStatus,
+    MeasurementSet,
+    ModelRecord,
+    Store,
+    VersionStatus,
+    utcnow,
+)
+from selfimprove.strategies import Budget, Strategy, StrategyContext, get_strategy
+
+__all__ = ["ExperimentOutcome", "ImprovementLoop", "ProgressCallback"]
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class ExperimentOutcome:
+    """What happened to one model in one cycle (an experiment, or why there was none).
+
+    ``status`` is an :class:`ExperimentStatus` value, ``"skipped"`` when no experiment ran
+    (target met, checkpoint unusable) or ``"not_applicable"`` (the strategy said why not).
+    """
+
+    model: str
+    cycle: int
+    strategy: str
+    objective: str
+    status: str
+    decision: Decision | None
+    reason: str
+    experiment_id: int | None = None
+    before: float = math.nan
+    after: float = math.nan
+    test_before: float = math.nan
+    test_after: float = math.nan
+    p_value: float | None = None
+    version_before: int | None = None
+    version_after: int | None = None
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision is Decision.PROMOTE
+
+
+class ImprovementLoop:
+    """Runs improvement cycles over every registered model.
+
+    Args:
+        store: The ledger.
+        registry: Models and checkpoints.
+        config: Budgets and the promotion rule.
+        seed: Base seed of every experiment.
+        evaluator: Measures models (default: one built from ``config``).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        config: SelfImprovementConfig | None = None,
+        *,
+        seed: int = 0,
+        evaluator: Evaluator | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.config = config or SelfImprovementConfig()
+        self.seed = seed
+        self.evaluator = evaluator or Evaluator(self.config.judge())
+
+    # ------------------------------------------------------------------ cycles
+    def run(
+        self,
+        cycles: int = 1,
+        *,
+        models: list[str] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> list[ExperimentOutcome]:
+        """Run ``cycles`` cycles over ``models`` (default: all registered).
+
+        Experiments a crashed process left unfinished are marked stale first.
+        """
+        if cycles < 1:
+            raise TaskError(f"cycles must be >= 1, but got {cycles=}.")
+        self.recover()
+        names = models if models is not None else [m.name for m in self.store.list_models()]
+        for name in names:
+            self.store.get_model(name)  # unknown names fail before anything runs
+        first = self.store.max_cycle() + 1
+        outcomes: list[ExperimentOutcome] = []
+        for cycle in range(first, first + cycles):
+            for name in names:
+                if progress:
+                    progress("start", {"cycle": cycle, "model": name})
+                outcome = self.improve(name, cycle=cycle)
+                outcomes.append(outcome)
+                if progress:
+                    progress("done", {"cycle": cycle, "model": name, "outcome": outcome})
+        return outcomes
+
+    def recover(self) -> list[int]:
+        """Mark experiments that a crashed process left unfinished as stale; returns their ids."""
+        stale = self.store.mark_stale_experiments()
+        for exp in stale:
+            logger.warning("experiment %d was cut short by a crash: marked stale", exp.id)
+        return [e.id for e in stale]
+
+    # ------------------------------------------------------------------ one experiment
+    def improve(
+        self,
+        name: str,
+        *,
+        cycle: int,
+        strategy: str | Strategy = "train",
+        objective: str | None = None,
+        params: dict[str, Any] | None = None,
+        budget: Budget | None = None,
+        only_below_target: bool = True,
+        observation: Evaluation | None = None,
+    ) -> ExperimentOutcome:
+        """One experiment on model ``name``: plan, run the strategy on a copy, judge, commit.
+
+        Args:
+            name: The model.
+            cycle: Cycle number (part of the experiment's seed).
+            strategy: Strategy name or instance.
+            objective: Objective to improve (default: the strategy's, else the task's primary).
+            params: Strategy settings.
+            budget: Epochs and seconds (default: from the config).
+            only_below_target: Skip a model whose targeted objective already meets its target.
+            observation: The incumbent's evaluation made earlier this cycle (by :meth:`observe`);
+                when given, the incumbent is not evaluated and recorded a second time.
+
+        Returns:
+            The outcome; ``status`` is ``skipped`` or ``not_applicable`` when nothing ran.
+        """
+        model = self.store.get_model(name)
+        strat = get_strategy(strategy)
+        try:
+            inc = self.registry.load(name)
+        except (CheckpointError, NotFoundError) as exc:
+            self.store.add_event("checkpoint_error", str(exc), model_id=model.id)
+            logger.error("%s left alone: %s", name, exc)
+            return ExperimentOutcome(
+                name, cycle, strat.name, objective or "", "skipped", None, str(exc)
+            )
+        task = inc.task
+        target = task.objective(objective or strat.default_objective or task.primary.name)
+
+        base = ExperimentOutcome(
+            model=name,
+            cycle=cycle,
+            strategy=strat.name,
+            objective=target.name,
+            status="skipped",
+            decision=None,
+            reason="",
+            version_before=inc.version.number,
+        )
+        seed = derive_seed(self.seed, cycle, name, strat.name)
+        ctx = StrategyContext(
+            task=task,
+            objective=target.name,
+            budget=budget or Budget(self.config.train_epochs, self.config.train_seconds),
+            seed=seed,
+            teachers=self._teachers(model, inc) if strat.needs_teachers else (),
+            params=dict(params or {}),
+        )
+        # Refusals come before any measurement is recorded: a refused request changes nothing.
+        why_not = strat.applicable(inc, ctx)
+        if why_not is not None:
+            return replace(base, status="not_applicable", reason=why_not)
+
+        inc_eval = observation if observation is not None else self._observe(model, inc)
+        current = inc_eval.value(target.name)
+        base = replace(base, before=current, test_before=inc_eval.value(target.name, "test"))
+        if only_below_target and target.meets_target(current):
+            return replace(
+                base, reason=f"{target.name} {current:.4g} meets its target {target.target}"
+            )
+
+        cap = self.store.get_capability(f"{name}/{target.name}")
+        exp = self.store.add_experiment(
+            model_id=model.id,
+            capability_id=cap.id,
+            strategy=strat.name,
+            objective=target.name,
+            params={"budget": vars(ctx.budget), **ctx.params},
+            hypothesis=(
+                f"{strat.name} reduces the {target.name} error of {name} "
+                f"by at least {self.config.performance_threshold:.0%}"
+            ),
+            cycle=cycle,
+            seed=seed,
+            incumbent_version_id=inc.version.id,
+            status=ExperimentStatus.RUNNING,
+        )
+        t0 = time.perf_counter()
+        try:
+            cand = strat.apply(inc, ctx)
+            wall = time.perf_counter() - t0
+            if wall > ctx.budget.hard_limit_s:
+                raise BudgetExceededError(
+                    f"ran {wall:.1f} s, over its budget of {ctx.budget.seconds:g} s"
+                )
+            if cand.cost.epochs > ctx.budget.epochs:
+                raise BudgetExceededError(
+                    f"ran {cand.cost.epochs} epochs, over its budget of {ctx.budget.epochs}"
+                )
+        except Exception as exc:  # any strategy failure is a failed experiment; the loop goes on
+            reason = f"{type(exc).__name__}: {exc}"
+            logger.warning("experiment %d (%s on %s) failed: %s", exp.id, strat.name, name, reason)
+            self.store.update_experiment(
+                exp.id,
+                status=ExperimentStatus.FAILED,
+                reason=reason,
+                durations={"strategy_s": time.perf_counter() - t0},
+            )
+            self.store.add_event(
+                "experiment_failed", reason, model_id=model.id, payload={"experiment": exp.id}
+            )
+            return replace(
+                base, status=ExperimentStatus.FAILED.value, reason=reason, experiment_id=exp.id
+            )
+        t1 = time.perf_counter()
+        # The incumbent was scored when observed: only its latency is timed again, beside the
+        # candidate's.
+        inc_eval, cand_eval = self.evaluator.evaluate(
+            [inc.module, cand.module], task, known=[inc_eval, None]
+        )
+        judgement = Judge(self.config.judge(), seed=seed).judge(
+            task, inc_eval, cand_eval, target.name
+        )
+        t2 = time.perf_counter()
+        version = self.registry.save_version(
+            model,
+            cand.module,
+            cand.params,
+            parent=inc.version,
+            strategy=cand.strategy,
+            origin=cand.origin,
+            metrics=cand_eval.summary(),
+        )
+        if judgement.promoted:
+            self.registry.promote(name, version.number)
+            self._record(model, cand_eval, version.id, cycle, "promoted")
+        else:
+            self.registry.reject(name, version.number)
+        t3 = time.perf_counter()
+        self.store.update_experiment(
+            exp.id,
+            status=ExperimentStatus.COMPLETED,
+            decision=judgement.decision,
+            reason=judgement.reason,
+            statistics={**judgement.statistics, "strategy_details": cand.details},
+            candidate_version_id=version.id,
+            compute={"epochs": cand.cost.epochs, "seconds": cand.cost.seconds},
+            durations={
+                "strategy_s": t1 - t0,
+                "evaluate_s": t2 - t1,
+                "commit_s": t3 - t2,
+                "total_s": t3 - t0,
+            },
+        )
+        self.store.add_event(
+            judgement.decision.value,
+            f"{name} v{version.number}: {judgement.reason}",
+            model_id=model.id,
+            payload={"experiment": exp.id, "version": version.number},
+        )
+        logger.info("%s cycle %d: %s (%s)", name, cycle, judgement.decision.value, judgement.reason)
+        st = judgement.statistics
+        return replace(
+            base,
+            before=st["before"],
+            test_before=st["test_before"],
+            status=ExperimentStatus.COMPLETED.value,
+            decision=judgement.decision,
+            reason=judgement.reason,
+            experiment_id=exp.id,
+            after=st["after"],
+            test_after=st["test_after"],
+            p_value=st.get("p_value"),
+            version_after=version.number if judgement.promoted else inc.version.number,
+        )
+
+    def _teachers(self, model: ModelRecord, inc: LoadedModel) -> tuple[LoadedModel, ...]:
+        """Models that may teach ``model``: incumbents of other models of the same task (when
+        cross-model distillation is on) and this model's earlier versions that kept weights.
+
+        A teacher whose checkpoint fails its checksum is skipped (and logged), never used.
+        """
+        found: list[LoadedModel] = []
+        if self.config.cross_model_distillation:
+            for other in self.store.list_models():
+                if other.id == model.id or other.task != model.task:
+                    continue
+                try:
+                    found.append(self.registry.load(other.name))
+                except (CheckpointError, NotFoundError) as exc:
+                    logger.warning("teacher %s skipped: %s", other.name, exc)
+        for v in self.store.list_versions(model.id):
+            if v.status in (VersionStatus.BACKUP, VersionStatus.ROLLED_BACK):
+                try:
+                    module = self.registry.load_module(model, v, inc.task)
+                except CheckpointError as exc:
+                    logger.warning("teacher %s v%d skipped: %s", model.name, v.number, exc)
+                    continue
+                found.append(LoadedModel(model, v, inc.task, module))
+        return tuple(found)
+
+    # ------------------------------------------------------------------ measurements
+    def observe(self, name: str) -> tuple[LoadedModel, Evaluation]:
+        """Load the incumbent of ``name``, evaluate it (latency included), record measurements.
+
+        Raises:
+            CheckpointError: The incumbent's checkpoint is unusable.
+        """
+        inc = self.registry.load(name)
+        return inc, self._observe(inc.model, inc)
+
+    def observe_many(
+        self, models: Sequence[ModelRecord]
+    ) -> tuple[list[tuple[LoadedModel, Evaluation]], dict[str, CheckpointError | NotFoundError]]:
+        """:meth:`observe` every model, with all their measurements recorded in one transaction.
+
+        Args:
+            models: The models, in the order to evaluate them.
+
+        Returns:
+            The observed incumbents with their evaluations (in ``models`` order), and the
+            models left alone with why (checkpoint unusable, task unknown).
+        """
+        observed: list[tuple[LoadedModel, Evaluation, datetime]] = []
+        unusable: dict[str, CheckpointError | NotFoundError] = {}
+        versions = self.store.versions_by_ids(
+            m.incumbent_version_id for m in models if m.incumbent_version_id is not None
+        )
+        for m in models:
+            try:
+                version = versions.get(m.incumbent_version_id or 0)
+                inc = self.registry.load_record(m, version)
+            except (CheckpointError, NotFoundError) as exc:
+                unusable[m.name] = exc
+                continue
+            (evaluation,) = self.evaluator.evaluate([inc.module], inc.task)
+            observed.append((inc, evaluation, utcnow()))
+        caps: dict[int, list[CapabilityRecord]] = {}
+        for cap in self.store.list_capabilities():
+            if cap.model_id is not None:
+                caps.setdefault(cap.model_id, []).append(cap)
+        sets: list[MeasurementSet] = []
+        baselines: dict[int, float] = {}
+        for inc, evaluation, at in observed:
+            found, first = self._measurement_sets(
+                evaluation, inc.version.id, None, "incumbent", caps.get(inc.model.id, []), at
+            )
+            sets += found
+            baselines.update(first)
+        with self.store.batch():  # one commit for every measurement of the cycle
+            for cap_id, value in baselines.items():
+                self.store.set_capability_baseline(cap_id, value)
+            self.store.add_measurement_sets(sets)
+        return [(inc, evaluation) for inc, evaluation, _ in observed], unusable
+
+    def _observe(self, model: ModelRecord, inc: LoadedModel) -> Evaluation:
+        """Evaluate the incumbent and record the measurements."""
+        (evaluation,) = self.evaluator.evaluate([inc.module], inc.task)
+        self._record(model, evaluation, inc.version.id, None, "incumbent")
+        return evaluation
+
+    def _record(
+        self,
+        model: ModelRecord,
+        evaluation: Evaluation,
+        version_id: int,
+        cycle: int | None,
+        role: str,
+    ) -> None:
+        """Record ``evaluation`` against the model's capabilities, in one transaction."""
+        caps = self.store.list_capabilities(model.id)
+        sets, baselines = self._measurement_sets(evaluation, version_id, cycle, role, caps)
+        with self.store.batch():
+            for cap_id, value in baselines.items():
+                self.store.set_capability_baseline(cap_id, value)
+            self.store.add_measurement_sets(sets)
+
+    @staticmethod
+    def _measurement_sets(
+        evaluation: Evaluation,
+        version_id: int,
+        cycle: int | None,
+        role: str,
+        caps: Sequence[CapabilityRecord],
+        measured_at: datetime | None = None,
+    ) -> tuple[list[MeasurementSet], dict[int, float]]:
+        """What to record of ``evaluation``: one set per capability with a finite value, and
+        the first validation value of each capability that has no baseline yet."""
+        sets: list[MeasurementSet] = []
+        baselines: dict[int, float] = {}
+        for cap in caps:
+            if cap.objective is None:
+                continue
+            if cap.objective in ("latency_ms", "size_bytes"):
+                values = {"global": evaluation.value(cap.objective)}
+                if cap.objective == "latency_ms" and evaluation.latency is not None:
+                    values["serving"] = evaluation.latency.serving_median_ms
+            else:
+                values = {
+                    "validation": evaluation.value(cap.objective),
+                    "test": evaluation.value(cap.objective, "test"),
+                }
+            if not math.isfinite(next(iter(values.values()))):
+                continue
+            if cap.baseline is None and "validation" in values:
+                baselines[cap.id] = values["validation"]
+            sets.append(
+                MeasurementSet(
+                    cap.id,
+                    values,
+                    version_id=version_id,
+                    context={"role": role, "cycle": cycle},
+                    measured_at=measured_at,
+                )
+            )
+        return sets, baselines

@@ -1,0 +1,369 @@
+"""`SelfImprover`: one object for a home folder — its store, registry and improvement loop.
+
+This is the Python API of the foundation and what the CLI calls::
+
+    si = SelfImprover(home=".selfimprove")
+    si.register_model("wine_mlp", task, module, params)
+    si.run(cycles=2)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+from typing import Any
+
+from torch import nn
+
+from selfimprove.config import SelfImprovementConfig, resolve_home
+from selfimprove.errors import ConfigError
+from selfimprove.loop.experiment import ExperimentOutcome, ImprovementLoop, ProgressCallback
+from selfimprove.measure.evaluation import Evaluator
+from selfimprove.measure.training import TrainConfig, train_
+from selfimprove.registry import LoadedModel, Registry
+from selfimprove.seeding import derive_seed, torch_seeded
+from selfimprove.store import (
+    SCHEMA_VERSION,
+    ExperimentRecord,
+    Store,
+    VersionRecord,
+    clean_json,
+    utcnow,
+)
+from selfimprove.strategies import Budget
+from selfimprove.tasks import BUILTIN_TASKS, Task, resolve_task
+
+__all__ = ["CSV_TABLES", "EXPORT_FORMATS", "SelfImprover"]
+
+logger = logging.getLogger(__name__)
+
+EXPORT_FORMATS = ("json", "csv")
+
+
+class SelfImprover:
+    """A home folder's models and the loop that improves them.
+
+    Args:
+        home: Home folder (default ``$SELFIMPROVE_HOME`` or ``./.selfimprove``).
+        db_url: SQLAlchemy URL of the store (default ``$SELFIMPROVE_DB`` or a SQLite file in
+            the home folder).
+        config: Loop settings.
+        seed: Base seed of every experiment.
+    """
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        db_url: str | None = None,
+        config: SelfImprovementConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.home = resolve_home(home)
+        self.config = config or SelfImprovementConfig()
+        self.seed = seed
+        self.store = Store(db_url, home=self.home)
+        kept = self.config.backups_kept if self.config.model_backup_enabled else 0
+        self.registry = Registry(self.store, self.home, backups_kept=kept)
+        self.evaluator = Evaluator(self.config.judge())
+        self.loop = ImprovementLoop(
+            self.store, self.registry, self.config, seed=seed, evaluator=self.evaluator
+        )
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> SelfImprover:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ models
+    def register_model(
+        self,
+        name: str,
+        task: Task | str,
+        module: nn.Module,
+        params: dict[str, Any],
+        *,
+        description: str = "",
+    ) -> VersionRecord:
+        """Register your own model; it becomes version 1 and the incumbent.
+
+        ``params`` must rebuild ``module`` through ``task.build(params)``.
+        """
+        task_obj = task if isinstance(task, Task) else resolve_task(task)
+        (ev,) = self.evaluator.evaluate([module], task_obj, with_latency=False)
+        return self.registry.register(
+            name, task, module, params, description=description, metrics=ev.summary()
+        )
+
+    def ensure_builtin_models(self) -> list[str]:
+        """Register the built-in models (deliberately weak first incumbents) if absent.
+
+        Returns:
+            Names of the models registered now.
+        """
+        added = []
+        for name in BUILTIN_TASKS:
+            if self.store.find_model(name) is not None:
+                continue
+            task = resolve_task(name)
+            params = task.initial_params()
+            seed = derive_seed(self.seed, "initial", name)
+            with torch_seeded(seed):
+                module = task.build(params)
+            train_(module, task, TrainConfig(seed=seed, **task.initial_training()))
+            (ev,) = self.evaluator.evaluate([module], task, with_latency=False)
+            self.registry.register(
+                name,
+                name,
+                module,
+                params,
+                description=f"built-in model of task {name} (deliberately weak start)",
+                origin="fresh_init",
+                metrics=ev.summary(),
+            )
+            added.append(name)
+        return added
+
+    def load(self, name: str, version: int | None = None) -> LoadedModel:
+        """Load a version of a model (the incumbent by default), checksum verified."""
+        return self.registry.load(name, version)
+
+    def rollback(self, name: str, to: int | None = None) -> VersionRecord:
+        """Restore the previous incumbent (or version ``to``)."""
+        return self.registry.rollback(name, to)
+
+    # ------------------------------------------------------------------ loop
+    def run(
+        self,
+        cycles: int = 1,
+        *,
+        models: list[str] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> list[ExperimentOutcome]:
+        """Run improvement cycles (see :class:`ImprovementLoop`)."""
+        return self.loop.run(cycles, models=models, progress=progress)
+
+    def improve(
+        self,
+        name: str,
+        strategy: str = "train",
+        *,
+        objective: str | None = None,
+        budget: Budget | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> ExperimentOutcome:
+        """One judged experiment with a chosen strategy, whether or not the model is at target.
+
+        Returns:
+            The outcome; ``status`` ``not_applicable`` carries the strategy's reason.
+        """
+        self.loop.recover()
+        return self.loop.improve(
+            name,
+            cycle=self.store.max_cycle() + 1,
+            strategy=strategy,
+            objective=objective,
+            params=params,
+            budget=budget,
+            only_below_target=False,
+        )
+
+    # ------------------------------------------------------------------ reports
+    def status(self) -> dict[str, Any]:
+        """Counts and incumbents, as plain data."""
+        models = self.store.list_models()
+        experiments = self.store.list_experiments()
+        by_status: dict[str, int] = {}
+        for e in experiments:
+            by_status[e.status.value] = by_status.get(e.status.value, 0) + 1
+        promotions = sum(1 for e in experiments if e.decision and e.decision.value == "promote")
+        return {
+            "home": str(self.home),
+            "store": self.store.url,
+            "schema_version": SCHEMA_VERSION,
+            "models": len(models),
+            "experiments": len(experiments),
+            "experiments_by_status": by_status,
+            "promotions": promotions,
+            "last_cycle": self.store.max_cycle(),
+            "incumbents": self.models(),
+        }
+
+    def models(self) -> list[dict[str, Any]]:
+        """One row per model: task, incumbent version and its latest validation figures."""
+        rows = []
+        for m in self.store.list_models():
+            inc = (
+                self.store.version_by_id(m.incumbent_version_id)
+                if m.incumbent_version_id is not None
+                else None
+            )
+            metrics = inc.metrics if inc else {}
+            rows.append(
+                {
+                    "name": m.name,
+                    "task": m.task,
+                    "family": m.family,
+                    "incumbent": inc.number if inc else None,
+                    "versions": len(self.store.list_versions(m.id)),
+                    "strategy": inc.strategy if inc else None,
+                    "sha256": inc.sha256 if inc else None,
+                    "metrics": metrics,
+                }
+            )
+        return rows
+
+    def history(self, model: str | None = None, limit: int | None = None) -> list[ExperimentRecord]:
+        """Experiments, newest first (of one model if named)."""
+        model_id = self.store.get_model(model).id if model else None
+        return self.store.list_experiments(model_id=model_id, limit=limit, newest_first=True)
+
+    def export(self, fmt: str = "json", *, table: str = "experiments") -> str:
+        """Everything in the ledger as JSON, or one table as CSV.
+
+        Args:
+            fmt: ``"json"`` (everything) or ``"csv"`` (one table).
+            table: For CSV: ``experiments``, ``measurements`` or ``cycle_metrics``.
+        """
+        if fmt not in EXPORT_FORMATS:
+            raise ConfigError(f"export format must be one of {EXPORT_FORMATS}, but got {fmt!r}.")
+        if table not in CSV_TABLES:
+            raise ConfigError(f"export table must be one of {CSV_TABLES}, but got {table!r}.")
+        names = {m.id: m.name for m in self.store.list_models()}
+        experiments = self.store.list_experiments()
+        if fmt == "csv":
+            if table == "experiments":
+                return _experiments_csv(experiments, names)
+            rows = (
+                [_plain(x) for x in self.store.list_measurements()]
+                if table == "measurements"
+                else [_plain_row(r) for r in self.store.list_cycle_metrics()]
+            )
+            return _rows_csv(rows)
+        data = {
+            "format": "selfimprove-export/1",
+            "schema_version": SCHEMA_VERSION,
+            "exported_at": utcnow().isoformat() + "Z",
+            "models": [
+                {
+                    **_plain(m),
+                    "versions": [_plain(v) for v in self.store.list_versions(m.id)],
+                }
+                for m in self.store.list_models()
+            ],
+            "capabilities": [_plain(c) for c in self.store.list_capabilities()],
+            "measurements": [_plain(x) for x in self.store.list_measurements()],
+            "experiments": [
+                {**_plain(e), "model": names.get(e.model_id or -1)} for e in experiments
+            ],
+            "events": [_plain(e) for e in reversed(self.store.list_events())],
+            "cycle_metrics": [
+                _plain_row(r)
+                for r in self.store.list_cycle_metrics(limit=self.config.improvement_history_size)
+            ],
+            "meta_learnings": [_plain(m) for m in self.store.list_meta_learnings()],
+            "brain_state": {
+                key: self.store.load_state(key) for key in ("hormones", "triggers", "bandit")
+            },
+            "engine": {
+                "weaknesses": [_plain(w) for w in self.store.list_weaknesses()],
+                "code_improvements": [
+                    {k: v for k, v in _plain(c).items() if not k.endswith("_content")}
+                    for c in self.store.list_code_improvements()
+                ],
+                "audit_trail": [_plain(a) for a in self.store.list_audit()],
+                "improvement_history": [_plain(h) for h in self.store.list_history_entries()],
+                "improvement_measurements": [
+                    _plain(m) for m in self.store.list_improvement_measurements()
+                ],
+            },
+        }
+        return json.dumps(clean_json(data), indent=2, default=str)
+
+
+CSV_TABLES = ("experiments", "measurements", "cycle_metrics")
+
+
+def _plain_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() + "Z" if hasattr(v, "isoformat") else v for k, v in row.items()}
+
+
+def _rows_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()}
+            )
+    return buf.getvalue()
+
+
+def _plain(record: Any) -> dict[str, Any]:
+    out = {}
+    for key, value in vars(record).items():
+        out[key] = value.isoformat() + "Z" if hasattr(value, "isoformat") else value
+    return out
+
+
+CSV_COLUMNS = (
+    "id",
+    "cycle",
+    "model",
+    "strategy",
+    "objective",
+    "status",
+    "decision",
+    "before",
+    "after",
+    "relative_improvement",
+    "p_value",
+    "test",
+    "test_before",
+    "test_after",
+    "epochs",
+    "seconds",
+    "reason",
+    "created_at",
+    "finished_at",
+)
+
+
+def _experiments_csv(experiments: list[ExperimentRecord], names: dict[int, str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    for e in experiments:
+        st = e.statistics
+        writer.writerow(
+            {
+                "id": e.id,
+                "cycle": e.cycle,
+                "model": names.get(e.model_id or -1, ""),
+                "strategy": e.strategy,
+                "objective": e.objective,
+                "status": e.status.value,
+                "decision": e.decision.value if e.decision else "",
+                "before": st.get("before"),
+                "after": st.get("after"),
+                "relative_improvement": st.get("relative_improvement"),
+                "p_value": st.get("p_value"),
+                "test": st.get("test"),
+                "test_before": st.get("test_before"),
+                "test_after": st.get("test_after"),
+                "epochs": e.compute.get("epochs"),
+                "seconds": e.compute.get("seconds"),
+                "reason": e.reason,
+                "created_at": e.created_at.isoformat() + "Z",
+                "finished_at": e.finished_at.isoformat() + "Z" if e.finished_at else "",
+            }
+        )
+    return buf.getvalue()

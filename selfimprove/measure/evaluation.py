@@ -1,0 +1,195 @@
+"""The evaluator: per-example scores on validation and test, latency, parameters and size.
+
+Latency is timed with one thread, after a warm-up, over repeats interleaved across the models
+being compared (so that a burst of load on the machine hits all of them alike), and reported as
+the median, at batch 1 and at a serving batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from selfimprove.config import JudgeConfig
+from selfimprove.nn.modules import checkpoint_bytes
+from selfimprove.nn.runtime import single_thread
+from selfimprove.tasks import Task
+
+__all__ = ["Evaluation", "Evaluator", "LatencyProfile", "SplitScores"]
+
+
+@dataclass(frozen=True)
+class SplitScores:
+    """Per-example values of each data objective on one split, and their means."""
+
+    per_example: dict[str, np.ndarray]
+    finite: bool  # every output was a finite number
+
+    def value(self, objective: str) -> float:
+        if not self.finite:
+            return math.nan
+        return float(np.mean(self.per_example[objective]))
+
+
+@dataclass(frozen=True)
+class LatencyProfile:
+    """Timed forward passes (milliseconds per call)."""
+
+    batch1_ms: np.ndarray
+    serving_ms: np.ndarray
+    serving_batch: int
+
+    @property
+    def median_ms(self) -> float:
+        return float(np.median(self.batch1_ms))
+
+    @property
+    def serving_median_ms(self) -> float:
+        return float(np.median(self.serving_ms))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything measured about one model on one task."""
+
+    validation: SplitScores
+    test: SplitScores
+    latency: LatencyProfile | None
+    parameters: int
+    size_bytes: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def finite(self) -> bool:
+        return self.validation.finite and self.test.finite
+
+    def value(self, objective: str, split: str = "validation") -> float:
+        """Value of ``objective`` (data objectives per split; latency and size are global)."""
+        if objective == "latency_ms":
+            return self.latency.median_ms if self.latency is not None else math.nan
+        if objective == "size_bytes":
+            return float(self.size_bytes)
+        if objective == "parameters":
+            return float(self.parameters)
+        scores = self.validation if split == "validation" else self.test
+        return scores.value(objective)
+
+    def samples(self, objective: str, split: str = "validation") -> np.ndarray | None:
+        """The paired samples behind ``objective`` (per example, or per latency repeat)."""
+        if objective == "latency_ms":
+            return self.latency.batch1_ms if self.latency is not None else None
+        scores = self.validation if split == "validation" else self.test
+        return scores.per_example.get(objective)
+
+    def summary(self) -> dict[str, float]:
+        """Flat metrics for manifests and measurements."""
+        out: dict[str, float] = {}
+        for split, scores in (("validation", self.validation), ("test", self.test)):
+            for name in scores.per_example:
+                out[f"{split}_{name}"] = scores.value(name)
+        if self.latency is not None:
+            out["latency_ms"] = self.latency.median_ms
+            out["serving_latency_ms"] = self.latency.serving_median_ms
+            out["serving_batch"] = float(self.latency.serving_batch)
+        out["parameters"] = float(self.parameters)
+        out["size_bytes"] = float(self.size_bytes)
+        return out
+
+
+class Evaluator:
+    """Measures models on a task's validation and test splits.
+
+    Args:
+        config: Supplies ``latency_repeats`` and ``serving_batch``.
+    """
+
+    def __init__(self, config: JudgeConfig | None = None) -> None:
+        self.config = config or JudgeConfig()
+
+    @torch.inference_mode()
+    def scores(self, module: nn.Module, task: Task, split: str, batch: int = 1024) -> SplitScores:
+        """Per-example objective values of ``module`` on one split."""
+        module.eval()
+        data = task.splits().get(split)
+        outs = [module(data.x[i : i + batch]) for i in range(0, len(data), batch)]
+        outputs = torch.cat(outs)
+        finite = bool(torch.isfinite(outputs).all())
+        return SplitScores(task.per_example(outputs, data.y), finite)
+
+    @torch.inference_mode()
+    def latency(self, modules: Sequence[nn.Module], task: Task) -> list[LatencyProfile]:
+        """Time ``modules`` side by side: one thread, warm-up, interleaved repeats."""
+        repeats, serving = self.config.latency_repeats, self.config.serving_batch
+        x1, xs = task.example_input(1), task.example_input(serving)
+        for m in modules:
+            m.eval()
+        b1: list[list[float]] = [[] for _ in modules]
+        bs: list[list[float]] = [[] for _ in modules]
+        with single_thread():
+            for m in modules:  # warm-up
+                for _ in range(3):
+                    m(x1)
+                    m(xs)
+            n = len(modules)
+            for r in range(repeats):
+                # Rotate the order every repeat: the model timed right after another one
+                # inherits its cache state, and a fixed order would bias against the second.
+                for i in [(r + k) % n for k in range(n)]:
+                    m = modules[i]
+                    t0 = time.perf_counter()
+                    m(x1)
+                    t1 = time.perf_counter()
+                    m(xs)
+                    t2 = time.perf_counter()
+                    b1[i].append((t1 - t0) * 1e3)
+                    bs[i].append((t2 - t1) * 1e3)
+        return [
+            LatencyProfile(np.asarray(a), np.asarray(b), serving)
+            for a, b in zip(b1, bs, strict=True)
+        ]
+
+    def evaluate(
+        self,
+        modules: Sequence[nn.Module],
+        task: Task,
+        *,
+        with_latency: bool = True,
+        known: Sequence[Evaluation | None] | None = None,
+    ) -> list[Evaluation]:
+        """Full evaluations of ``modules`` (latency timed interleaved across them).
+
+        Args:
+            modules: The models.
+            task: Supplies the splits.
+            with_latency: Time the models (side by side).
+            known: Evaluations already made of the same modules this cycle (``None`` where
+                there is none): their scores, parameters and size are reused, and only the
+                latency is measured again, beside the others.
+        """
+        profiles: list[LatencyProfile | None] = (
+            list(self.latency(modules, task)) if with_latency else [None] * len(modules)
+        )
+        known = list(known) if known is not None else [None] * len(modules)
+        out = []
+        for m, prof, prior in zip(modules, profiles, known, strict=True):
+            if prior is not None:
+                out.append(dataclasses.replace(prior, latency=prof))
+                continue
+            out.append(
+                Evaluation(
+                    validation=self.scores(m, task, "validation"),
+                    test=self.scores(m, task, "test"),
+                    latency=prof,
+                    parameters=sum(p.numel() for p in m.parameters()),
+                    size_bytes=checkpoint_bytes(m),
+                )
+            )
+        return out

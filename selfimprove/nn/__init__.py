@@ -1,0 +1,52 @@
+"""Transforms that return a new module: rebuild from params, int8 quantization, checkpoint
+bytes of a module, and (in :mod:`selfimprove.nn.transformer`) the attention-head toolkit.
+
+Nothing here knows about tasks, the store or the loop: a task is any object with a ``build``
+method (:class:`Builder`).
+"""
+
+from __future__ import annotations
+
+from selfimprove.nn.modules import (
+    TRANSFORM_KEYS,
+    Builder,
+    arch_params,
+    build_module,
+    checkpoint_bytes,
+    load_state_,
+    module_state,
+    state_to_bytes,
+)
+from selfimprove.nn.quantize import (
+    ENGINES,
+    SCHEME,
+    engine_unavailable,
+    is_quantized,
+    load_quantized_state_,
+    quantize_module,
+    quantized_engine,
+    quantized_state,
+)
+from selfimprove.nn.runtime import (
+    single_thread,
+)
+
+__all__ = [
+    "ENGINES",
+    "SCHEME",
+    "TRANSFORM_KEYS",
+    "Builder",
+    "arch_params",
+    "build_module",
+    "checkpoint_bytes",
+    "engine_unavailable",
+    "is_quantized",
+    "load_quantized_state_",
+    "load_state_",
+    "module_state",
+    "quantize_module",
+    "quantized_engine",
+    "quantized_state",
+    "single_thread",
+    "state_to_bytes",
+]

@@ -1,0 +1,102 @@
+"""The attention-head toolkit for GPT-2-family transformers (transformers 5 removed GPT-2's
+``head_mask`` and ``prune_heads``, so gates and surgery are written here).
+
+- :mod:`.gates`: per-head gates (a pre-hook on ``attn.c_proj``), head counts per layer;
+- :mod:`.surgery`: structural removal and growth that return new models, uneven heads per
+  layer (:func:`build_gpt2` from a spec);
+- :mod:`.growth`: where new heads go; :mod:`.importance`: gradient (Michel et al. 2019),
+  entropy, activation, magnitude and random estimators, iterative pruning;
+- :mod:`.measure`: token NLL, perplexity, single-thread latency, parameter count;
+- :mod:`.checkpoint`: a model folder as safetensors + manifest (sha256 checked);
+- :mod:`.hf`: the one place that imports ``transformers`` (on first use).
+"""
+
+from __future__ import annotations
+
+from selfimprove.nn.transformer.checkpoint import (
+    FORMAT,
+    SavedModel,
+    load_model,
+    read_manifest,
+    save_model,
+)
+from selfimprove.nn.transformer.gates import (
+    HeadGates,
+    attention_blocks,
+    head_dim,
+    heads_per_layer,
+    total_heads,
+)
+from selfimprove.nn.transformer.growth import (
+    GROWTH_STRATEGIES,
+    plan_growth,
+)
+from selfimprove.nn.transformer.hf import (
+    gpt2_module,
+    is_gpt2,
+    load_pretrained,
+    load_pretrained_tokenizer,
+    new_config,
+    new_model,
+    quiet,
+)
+from selfimprove.nn.transformer.importance import (
+    ESTIMATORS,
+    PruneStep,
+    head_importance,
+    normalise_per_layer,
+    prune_iteratively,
+    select_heads,
+)
+from selfimprove.nn.transformer.measure import (
+    count_parameters,
+    mean_nll,
+    measure_latency,
+    perplexity,
+    sequence_nll,
+    token_nll,
+)
+from selfimprove.nn.transformer.surgery import (
+    build_gpt2,
+    grow_heads,
+    model_spec,
+    prune_heads,
+)
+
+__all__ = [
+    "ESTIMATORS",
+    "FORMAT",
+    "GROWTH_STRATEGIES",
+    "HeadGates",
+    "PruneStep",
+    "SavedModel",
+    "attention_blocks",
+    "build_gpt2",
+    "count_parameters",
+    "gpt2_module",
+    "grow_heads",
+    "head_dim",
+    "head_importance",
+    "heads_per_layer",
+    "is_gpt2",
+    "load_model",
+    "load_pretrained",
+    "load_pretrained_tokenizer",
+    "mean_nll",
+    "measure_latency",
+    "model_spec",
+    "new_config",
+    "new_model",
+    "normalise_per_layer",
+    "perplexity",
+    "plan_growth",
+    "prune_heads",
+    "prune_iteratively",
+    "quiet",
+    "read_manifest",
+    "save_model",
+    "select_heads",
+    "sequence_nll",
+    "token_nll",
+    "total_heads",
+]

@@ -1,0 +1,504 @@
+"""The ``selfimprove`` command line (typer + rich). Only this module prints.
+
+Every error the user can cause ends as one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from selfimprove.config import SelfImprovementConfig
+from selfimprove.errors import SelfImproveError
+from selfimprove.loop.experiment import ExperimentOutcome
+from selfimprove.loop.improver import EXPORT_FORMATS, SelfImprover
+from selfimprove.strategies import STRATEGIES, Budget
+from selfimprove.surfaces.cli.common import (
+    HomeOpt,
+    JsonOpt,
+    VerboseOpt,
+    err,
+    handle_errors,
+    out,
+    setup_logging,
+)
+from selfimprove.surfaces.cli.engine import engine_app
+from selfimprove.surfaces.cli.plasticity import app as plasticity_app
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="selfimprove",
+    help="Keep a population of PyTorch models getting better on their own, with proof.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(engine_app, name="engine")
+app.add_typer(plasticity_app, name="plasticity")
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{value:.{digits}g}"
+
+
+def _arrow(before: float | None, after: float | None) -> str:
+    return f"{_fmt(before)} → {_fmt(after)}"
+
+
+def _why(reason: str) -> str:
+    """The part of a judge's reason after the figures it repeats (``"…: error −31%, p=0.02"``)."""
+    head, sep, tail = reason.partition(": ")
+    return tail if sep and "→" in head else reason
+
+
+def _outcome_table(outcomes: list[ExperimentOutcome]) -> Table:
+    table = Table(title="Improvement results (validation decides; test is only reported)")
+    table.add_column("cycle", justify="right")
+    table.add_column("model", no_wrap=True)
+    table.add_column("strategy", no_wrap=True)
+    table.add_column("objective", no_wrap=True)
+    table.add_column("validation", no_wrap=True)
+    table.add_column("test", no_wrap=True)
+    table.add_column("p", justify="right", no_wrap=True)
+    table.add_column("decision", overflow="fold", min_width=16)
+    for o in outcomes:
+        if o.promoted:
+            decision = f"[green]promoted[/] {_why(o.reason)}"
+        elif o.decision is not None:
+            decision = f"[yellow]rejected[/] {_why(o.reason)}"
+        else:
+            decision = f"[dim]{o.status}[/] {o.reason}"
+        has_after = o.status == "completed"
+        table.add_row(
+            str(o.cycle),
+            o.model,
+            o.strategy,
+            o.objective,
+            _arrow(o.before, o.after) if has_after else _fmt(o.before),
+            _arrow(o.test_before, o.test_after) if has_after else _fmt(o.test_before),
+            _fmt(o.p_value, 2),
+            decision,
+        )
+    return table
+
+
+@app.command()
+@handle_errors
+def run(
+    cycles: Annotated[int, typer.Option("--cycles", "-n", min=1, help="Cycles to run.")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="Base seed of every experiment.")] = 0,
+    epochs: Annotated[
+        int, typer.Option("--epochs", min=1, help="Epoch budget of each experiment.")
+    ] = 60,
+    concurrent: Annotated[
+        int, typer.Option("--concurrent", min=1, help="Experiments run at once per cycle.")
+    ] = 3,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Only these models (repeatable).")
+    ] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run the self-improving system; registers the built-in models if the store has none.
+
+    Each cycle observes every model, plans one task per model (seed rules, bandit, hormones,
+    genetic triggers), runs the top ones concurrently, and judges each candidate.
+
+    Example: selfimprove run --cycles 3 --seed 0 --home ./.selfimprove
+    """
+    from selfimprove.loop.system import SelfImprovingNeuralSystem
+
+    setup_logging(verbose)
+    config = SelfImprovementConfig(
+        train_epochs=epochs, max_concurrent_improvements=concurrent, auto_start=False
+    )
+    outcomes: list[ExperimentOutcome] = []
+    with SelfImprovingNeuralSystem(home=home, config=config, seed=seed) as system:
+        if not system.store.list_models():
+            with err.status("registering the built-in models (weak first incumbents)…"):
+                added = system.improver.ensure_builtin_models()
+            err.print(f"registered {', '.join(added)}")
+        for name in model or []:
+            system.store.get_model(name)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            job = bar.add_task("cycle 1", total=cycles)
+            for i in range(cycles):
+                h = system.hormone_system.get_hormone_levels()
+                env = system.brain_state.environment()
+                active = len(system.genetic_system.get_active_triggers(env))
+                bar.update(
+                    job,
+                    description=(
+                        f"cycle {i + 1}/{cycles} · dopamine {h['dopamine']:.2f} "
+                        f"cortisol {h['cortisol']:.2f} serotonin {h['serotonin']:.2f} "
+                        f"adrenaline {h['adrenaline']:.2f} · {active} trigger(s) active"
+                    ),
+                )
+                system.run_cycle_sync(model)
+                outcomes += system.last_outcomes
+                bar.advance(job)
+        hormones = system.hormone_system.get_hormone_levels()
+        health = system.health_report()
+    if as_json:
+        out.print_json(json.dumps([_outcome_dict(o) for o in outcomes]))
+        return
+    out.print(_outcome_table(outcomes))
+    promoted = sum(o.promoted for o in outcomes)
+    rejected = sum(o.decision is not None and not o.promoted for o in outcomes)
+    failed = sum(o.status == "failed" for o in outcomes)
+    out.print(f"{promoted} promoted, {rejected} rejected, {failed} failed.")
+    out.print(
+        "hormones: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in hormones.items())
+        + f" · health {health['overall_health']:.2f}"
+    )
+
+
+def _outcome_dict(o: ExperimentOutcome) -> dict[str, Any]:
+    d = {k: getattr(o, k) for k in o.__dataclass_fields__}
+    d["decision"] = o.decision.value if o.decision else None
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def _parse_param(raw: str) -> tuple[str, Any]:
+    key, sep, value = raw.partition("=")
+    if not sep or not key:
+        raise SelfImproveError(f"--param must look like KEY=VALUE (e.g. lr=0.001), not {raw!r}.")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value  # a bare string such as schedule=cosine
+
+
+@app.command()
+@handle_errors
+def improve(
+    model: Annotated[str, typer.Argument(help="The model to improve.")],
+    strategy: Annotated[
+        str, typer.Option("--strategy", "-s", help=f"One of: {', '.join(STRATEGIES)}.")
+    ] = "train",
+    objective: Annotated[
+        str | None,
+        typer.Option("--objective", help="Objective to target (default: the strategy's own)."),
+    ] = None,
+    budget_epochs: Annotated[
+        int, typer.Option("--budget-epochs", min=1, help="Training epochs allowed.")
+    ] = 30,
+    budget_seconds: Annotated[
+        float, typer.Option("--budget-seconds", min=0.1, help="Wall-clock seconds allowed.")
+    ] = 60.0,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Strategy setting KEY=VALUE (repeatable)."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Base seed.")] = 0,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run one judged experiment with a chosen strategy and print the decision.
+
+    Exit code 0 when the experiment ran (promoted or rejected), 1 when it failed.
+    Exit code 2 when the strategy is unknown or does not apply (the reason is printed).
+
+    Example: selfimprove improve pattern_recognition --strategy train --budget-epochs 40
+    """
+    setup_logging(verbose)
+    params = dict(_parse_param(p) for p in param or [])
+    budget = Budget(epochs=budget_epochs, seconds=budget_seconds)
+    with SelfImprover(home, seed=seed) as si:
+        si.store.get_model(model)
+        with err.status(f"{strategy} on {model}…"):
+            outcome = si.improve(model, strategy, objective=objective, budget=budget, params=params)
+    if outcome.status in ("not_applicable", "skipped"):
+        what = "does not apply to" if outcome.status == "not_applicable" else "skipped"
+        raise SelfImproveError(f"{outcome.strategy} {what} {model}: {outcome.reason}")
+    if as_json:
+        out.print_json(json.dumps(_outcome_dict(outcome)))
+    else:
+        out.print(_outcome_table([outcome]))
+    if outcome.status == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def status(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Summary of the store: models, experiments, promotions.
+
+    Example: selfimprove status --json
+    """
+    with SelfImprover(home) as si:
+        info = si.status()
+    if as_json:
+        out.print_json(json.dumps(info, default=str))
+        return
+    out.print(f"home    {info['home']}\nstore   {info['store']} (schema {info['schema_version']})")
+    by = ", ".join(f"{k} {v}" for k, v in sorted(info["experiments_by_status"].items())) or "none"
+    out.print(
+        f"models  {info['models']}   experiments {info['experiments']} ({by})   "
+        f"promotions {info['promotions']}   last cycle {info['last_cycle']}"
+    )
+    if info["incumbents"]:
+        out.print(_models_table(info["incumbents"]))
+
+
+def _models_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="Models")
+    for col in (
+        "model",
+        "task",
+        "incumbent",
+        "versions",
+        "made by",
+        "validation",
+        "test",
+        "sha256",
+    ):
+        table.add_column(col)
+    for r in rows:
+        m = r["metrics"]
+        key = next((k[len("validation_") :] for k in m if k.startswith("validation_")), None)
+        table.add_row(
+            r["name"],
+            r["task"],
+            f"v{r['incumbent']}" if r["incumbent"] else "—",
+            str(r["versions"]),
+            r["strategy"] or "—",
+            f"{key} {_fmt(m.get(f'validation_{key}'))}" if key else "—",
+            f"{key} {_fmt(m.get(f'test_{key}'))}" if key else "—",
+            (r["sha256"] or "")[:12],
+        )
+    return table
+
+
+@app.command()
+@handle_errors
+def models(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """List the registered models and their incumbents.
+
+    Example: selfimprove models --home ./.selfimprove
+    """
+    with SelfImprover(home) as si:
+        rows = si.models()
+    if as_json:
+        out.print_json(json.dumps(rows, default=str))
+        return
+    if not rows:
+        out.print("no models yet: run `selfimprove run` to register the built-in ones.")
+        return
+    out.print(_models_table(rows))
+
+
+@app.command()
+@handle_errors
+def history(
+    model: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N experiments.")] = 50,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Experiments, newest first, with decisions, statistics and reasons.
+
+    Example: selfimprove history pattern_recognition --limit 10
+    """
+    with SelfImprover(home) as si:
+        records = si.history(model, limit)
+        names = {m.id: m.name for m in si.store.list_models()}
+    if as_json:
+        rows = [
+            {
+                **{k: getattr(e, k) for k in e.__dataclass_fields__},
+                "model": names.get(e.model_id or -1),
+            }
+            for e in records
+        ]
+        out.print_json(json.dumps(rows, default=lambda v: getattr(v, "value", str(v))))
+        return
+    table = Table(title="History")
+    for col in ("id", "cycle", "model", "strategy", "status", "validation", "test", "p-value"):
+        table.add_column(col)
+    table.add_column("reason", overflow="fold")
+    for e in records:
+        st = e.statistics
+        state = e.decision.value if e.decision else e.status.value
+        table.add_row(
+            str(e.id),
+            str(e.cycle or ""),
+            names.get(e.model_id or -1, ""),
+            e.strategy,
+            state,
+            _arrow(st.get("before"), st.get("after")) if st else "—",
+            _arrow(st.get("test_before"), st.get("test_after")) if st else "—",
+            _fmt(st.get("p_value"), 2),
+            e.reason,
+        )
+    out.print(table)
+
+
+@app.command()
+@handle_errors
+def rollback(
+    model: Annotated[str, typer.Argument(help="The model to roll back.")],
+    to: Annotated[
+        int | None, typer.Option("--to", min=1, help="Version number (default: previous).")
+    ] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Restore the previous incumbent (or --to VERSION), after checking its checksum.
+
+    Example: selfimprove rollback pattern_recognition --to 2
+    """
+    with SelfImprover(home) as si:
+        before = si.registry.incumbent(model)
+        after = si.rollback(model, to)
+    out.print(f"{model}: v{before.number} → v{after.number} (sha256 {after.sha256[:12]})")
+
+
+@app.command()
+@handle_errors
+def export(
+    fmt: Annotated[str, typer.Option("--format", "-f", help="json or csv.")] = "json",
+    table: Annotated[
+        str,
+        typer.Option("--table", help="For csv: experiments, measurements or cycle_metrics."),
+    ] = "experiments",
+    out_path: Annotated[
+        Path | None, typer.Option("--out", "-o", help="File to write (default: stdout).")
+    ] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Export the ledger: everything as JSON, or the experiments as CSV.
+
+    Example: selfimprove export --format csv --out experiments.csv
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise SelfImproveError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}.")
+    with SelfImprover(home) as si:
+        text = si.export(fmt, table=table)
+    if out_path is None:
+        sys.stdout.write(text)
+        return
+    try:
+        out_path.write_text(text)
+    except OSError as exc:
+        raise SelfImproveError(f"cannot write {out_path}: {exc.strerror}") from None
+    err.print(f"wrote {out_path}")
+
+
+@app.command()
+@handle_errors
+def dashboard(
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path(
+        "selfimprove-dashboard.html"
+    ),
+    home: HomeOpt = None,
+) -> None:
+    """Write the dashboard: one self-contained HTML page (no network needed to view it).
+
+    Example: selfimprove dashboard --out dashboard.html
+    """
+    from selfimprove.surfaces.report.dashboard import render_dashboard
+
+    with SelfImprover(home) as si, err.status("rendering the dashboard…"):
+        page = render_dashboard(si)
+    try:
+        out_file.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise SelfImproveError(f"cannot write {out_file}: {exc.strerror}") from None
+    err.print(f"wrote {out_file} ({len(page) / 2**20:.1f} MiB)")
+
+
+@app.command()
+@handle_errors
+def serve(
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8765,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    home: HomeOpt = None,
+) -> None:
+    """Serve the dashboard live and read-only (rendered afresh on every request).
+
+    Example: selfimprove serve --port 8765
+    """
+    from selfimprove.surfaces.report.server import serve_dashboard
+
+    err.print(f"serving the dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
+    try:
+        serve_dashboard(home, host=host, port=port)
+    except OSError as exc:
+        raise SelfImproveError(
+            f"cannot serve on {host}:{port} ({exc.strerror}); pick another --port."
+        ) from None
+
+
+@app.command()
+@handle_errors
+def mcp(
+    transport: Annotated[
+        str, typer.Option("--transport", help="stdio or streamable-http.")
+    ] = "stdio",
+    port: Annotated[int, typer.Option("--port", help="Port for streamable-http.")] = 8766,
+    host: Annotated[str, typer.Option("--host", help="Interface for streamable-http.")] = (
+        "127.0.0.1"
+    ),
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Serve only the tools that read.")
+    ] = False,
+    allow_code_approval: Annotated[
+        bool,
+        typer.Option("--allow-code-approval", help="Also serve code-improvement approval tools."),
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Base seed.")] = 0,
+    home: HomeOpt = None,
+) -> None:
+    """Serve the system to an AI assistant over MCP (stdio by default).
+
+    Example: selfimprove mcp --home ./.selfimprove --read-only
+    """
+    from selfimprove.surfaces.integration import SelfImprovementIntegration
+    from selfimprove.surfaces.mcp_server import build_server
+
+    if transport not in ("stdio", "streamable-http"):
+        raise SelfImproveError(
+            f"--transport must be 'stdio' or 'streamable-http', not {transport!r}."
+        )
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, force=True)
+    integration = SelfImprovementIntegration(
+        config=SelfImprovementConfig(auto_start=False),
+        home=home,
+        seed=seed,
+        read_only=read_only,
+    )
+    server = build_server(integration, read_only=read_only, allow_code_approval=allow_code_approval)
+    if transport == "stdio":
+        server.run("stdio")
+    else:
+        server.run("streamable-http", host=host, port=port)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,450 @@
+"""``selfimprove engine …``: the Self-Improvement Engine from the command line (typer + rich).
+
+Commands: ``capabilities``, ``weaknesses``, ``experiments``, ``improvements``, ``approve ID``,
+``reject ID``, ``rollback ID``, ``assess``. Each takes ``--home`` and ``--json``; every error a
+user can cause is one line on stderr and exit code 2, with nothing changed. Only this module
+(and :mod:`selfimprove.surfaces.cli.app`, which mounts it) prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from selfimprove.engine import SelfImprovementEngine
+from selfimprove.errors import SelfImproveError
+from selfimprove.store import CodeImprovementRecord, CodeImprovementStatus, Decision
+from selfimprove.surfaces.cli.common import HomeOpt, JsonOpt, err, handle_errors, out
+
+__all__ = ["engine_app"]
+
+engine_app = typer.Typer(
+    name="engine",
+    help=(
+        "The Self-Improvement Engine: capabilities, weaknesses, experiments, code "
+        "improvements (approve / reject / rollback) and the self-assessment."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ActorOpt = Annotated[
+    str | None,
+    typer.Option("--actor", help="Who acts, for the audit trail (default: your user name)."),
+]
+RootOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--root",
+        help="Folder code changes are confined to (default: the one recorded at proposal).",
+    ),
+]
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready form of records: datetimes as ISO text, enums as values, bytes as a size."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, datetime):
+        return value.isoformat() + ("Z" if value.tzinfo is None else "")
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, bytes):
+        return {"bytes": len(value)}
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _json(data: Any) -> None:
+    out.print_json(json.dumps(_plain(data)))
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:.{digits}g}"
+
+
+def _pct(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:+.1%}"
+
+
+def _gap(value: float | None) -> str:
+    if value is None or value == 0:
+        return "—"
+    return "∞" if not math.isfinite(value) else f"{value:.1%}"
+
+
+def _engine(home: Path | None) -> SelfImprovementEngine:
+    return SelfImprovementEngine(home=home)
+
+
+@engine_app.command()
+@handle_errors
+def capabilities(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Every capability: current value, baseline, target, direction-aware gap and level.
+
+    The neural system's model objectives appear as <model>/<objective>.
+
+    Example: selfimprove engine capabilities --home ./.selfimprove
+    """
+    with _engine(home) as engine:
+        profiles = engine.profile_all_capabilities()
+    if as_json:
+        _json(profiles)
+        return
+    if not profiles:
+        out.print("no capabilities yet: register some, or run `selfimprove run`.")
+        return
+    table = Table(title="Capabilities")
+    for col in ("name", "better", "baseline", "current", "target", "gap", "level", "change", "n"):
+        table.add_column(col, no_wrap=col != "name")
+    for p in profiles:
+        unit = f" {p.unit}" if p.unit else ""
+        table.add_row(
+            p.name,
+            "lower" if p.direction == "minimize" else "higher",
+            _fmt(p.baseline) + (unit if p.baseline is not None else ""),
+            _fmt(p.current) + (unit if p.current is not None else ""),
+            _fmt(p.target) + (unit if p.target is not None else ""),
+            _gap(p.gap),
+            p.level,
+            _pct(p.improvement),
+            str(p.measurements),
+        )
+    out.print(table)
+
+
+@engine_app.command()
+@handle_errors
+def weaknesses(
+    min_impact: Annotated[
+        float, typer.Option("--min-impact", min=0.0, max=1.0, help="Leave out lower impacts.")
+    ] = 0.0,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Also resolved and won't-fix weaknesses.")
+    ] = False,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Weaknesses, most urgent first (found from every capability's gap to its target).
+
+    Example: selfimprove engine weaknesses --min-impact 0.5
+    """
+    with _engine(home) as engine:
+        found = engine.analyze_weaknesses(min_impact, include_closed=show_all)
+    if as_json:
+        _json(found)
+        return
+    if not found:
+        out.print("no weaknesses" + ("" if show_all else " open") + ".")
+        return
+    table = Table(title="Weaknesses")
+    for col in ("id", "severity", "type", "status", "impact", "priority", "gap"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("what", overflow="fold")
+    for w in found:
+        table.add_row(
+            str(w.id),
+            w.severity,
+            w.type,
+            w.status.value,
+            f"{w.impact:.1f}",
+            f"{w.priority:.2f}",
+            _gap(w.gap),
+            w.description or w.name,
+        )
+    out.print(table)
+
+
+@engine_app.command()
+@handle_errors
+def experiments(
+    weakness: Annotated[
+        int | None, typer.Option("--weakness", min=1, help="Only this weakness's experiments.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N experiments.")] = 50,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Experiments, newest first: the engine's (with their weakness) and the neural system's.
+
+    Example: selfimprove engine experiments --weakness 3
+    """
+    with _engine(home) as engine:
+        if weakness is not None:
+            engine.store.get_weakness(weakness)
+            records = list(reversed(engine.store.list_weakness_experiments(weakness)))[:limit]
+        else:
+            records = engine.store.list_experiments(limit=limit, newest_first=True)
+    if as_json:
+        _json(records)
+        return
+    if not records:
+        out.print("no experiments yet.")
+        return
+    table = Table(title="Experiments")
+    for col in ("id", "weakness", "approach", "status", "expected", "measured", "p"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("reason", overflow="fold")
+    for e in records:
+        st = e.statistics
+        if e.decision is None:
+            state = e.status.value
+        elif e.weakness_id is not None:  # the engine's: a test, not a promotion
+            state = "success" if e.decision is Decision.PROMOTE else "no success"
+        else:
+            state = "promoted" if e.decision is Decision.PROMOTE else "rejected"
+        table.add_row(
+            str(e.id),
+            str(e.weakness_id) if e.weakness_id is not None else "—",
+            e.strategy,
+            state,
+            _pct(e.expected_improvement),
+            _pct(st.get("relative_improvement")),
+            _fmt(st.get("p_value"), 2),
+            e.reason or e.hypothesis,
+        )
+    out.print(table)
+
+
+def _improvement_line(rec: CodeImprovementRecord) -> str:
+    return (
+        f"improvement {rec.id} ({rec.name}): {rec.status.value} — {rec.function_name} in "
+        f"{rec.file_path}; sha256 {rec.sha256_before[:12]} → {rec.sha256_after[:12]}"
+    )
+
+
+@engine_app.command()
+@handle_errors
+def improvements(
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status", help=f"Only: {', '.join(s.value for s in CodeImprovementStatus)}."
+        ),
+    ] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Code improvements (approve / reject / roll back by id) and the models' promotions.
+
+    Example: selfimprove engine improvements --status pending
+    """
+    if status is not None and status not in {s.value for s in CodeImprovementStatus}:
+        raise SelfImproveError(
+            f"--status must be one of {', '.join(s.value for s in CodeImprovementStatus)}, "
+            f"not {status!r}."
+        )
+    with _engine(home) as engine:
+        code = engine.list_improvements(status)
+        promotions = (
+            [
+                e
+                for e in engine.store.list_experiments(newest_first=True)
+                if e.weakness_id is None and e.decision is Decision.PROMOTE
+            ]
+            if status is None
+            else []
+        )
+        names = {m.id: m.name for m in engine.store.list_models()}
+    if as_json:
+        rows = [
+            {k: v for k, v in _plain(r).items() if k not in ("original_content", "patched_content")}
+            for r in code
+        ]
+        _json({"code": rows, "model_promotions": promotions})
+        return
+    if not code and not promotions:
+        out.print("no improvements yet.")
+        return
+    if code:
+        table = Table(title="Code improvements")
+        for col in ("id", "status", "name", "function", "sha256 before → after", "by", "effect"):
+            table.add_column(col, no_wrap=col in ("id", "status"))
+        table.add_column("file", overflow="fold")
+        for r in code:
+            perf = r.performance
+            effect = (
+                f"{_pct(perf.get('improvement'))} (p={_fmt(perf.get('p_value'), 2)})"
+                if perf
+                else "—"
+            )
+            table.add_row(
+                str(r.id),
+                r.status.value,
+                r.name,
+                r.function_name,
+                f"{r.sha256_before[:10]} → {r.sha256_after[:10]}",
+                r.decided_by or r.requested_by,
+                effect,
+                r.file_path,
+            )
+        out.print(table)
+    if promotions:
+        table = Table(title="Model promotions (roll back with `selfimprove rollback MODEL`)")
+        for col in ("experiment", "model", "strategy", "objective", "gain", "when"):
+            table.add_column(col, no_wrap=True)
+        for e in promotions:
+            table.add_row(
+                str(e.id),
+                names.get(e.model_id or -1, "—"),
+                e.strategy,
+                e.objective or "—",
+                _pct(e.statistics.get("relative_improvement")),
+                e.finished_at.strftime("%Y-%m-%d %H:%M") if e.finished_at else "—",
+            )
+        out.print(table)
+
+
+def _with_root(engine: SelfImprovementEngine, improvement_id: int, root: Path | None) -> None:
+    rec = engine.store.get_code_improvement(improvement_id)
+    engine.root = Path(root if root is not None else rec.root).expanduser().resolve()
+
+
+@engine_app.command()
+@handle_errors
+def approve(
+    improvement_id: Annotated[int, typer.Argument(help="A pending code improvement.")],
+    actor: ActorOpt = None,
+    root: RootOpt = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1.0, help="Seconds allowed to each check run.")
+    ] = 300.0,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply a pending code improvement: check before, write, check after, keep or restore.
+
+    Exit code 0 when applied, 1 when the check command failed after the change (the file was
+    restored and the improvement rejected), 2 when it was refused with nothing changed.
+
+    Example: selfimprove engine approve 3 --actor alice
+    """
+    with _engine(home) as engine:
+        _with_root(engine, improvement_id, root)
+        engine.check_timeout_s = timeout
+        with err.status(f"checking and applying improvement {improvement_id}…"):
+            rec = engine.approve_improvement(improvement_id, actor)
+    if as_json:
+        _json({k: v for k, v in _plain(rec).items() if not k.endswith("_content")})
+    else:
+        out.print(_improvement_line(rec))
+        if rec.performance:
+            p = rec.performance
+            out.print(
+                f"measured effect: {_fmt(p.get('before'))} → {_fmt(p.get('after'))} "
+                f"({_pct(p.get('improvement'))}, p={_fmt(p.get('p_value'), 2)}, "
+                f"confidence {p.get('confidence')})"
+            )
+        if rec.status is CodeImprovementStatus.REJECTED:
+            out.print(rec.reason)
+    if rec.status is not CodeImprovementStatus.APPLIED:
+        raise typer.Exit(1)
+
+
+@engine_app.command()
+@handle_errors
+def reject(
+    improvement_id: Annotated[int, typer.Argument(help="A pending code improvement.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the record.")] = "",
+    actor: ActorOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reject a pending code improvement (its file was never touched).
+
+    Example: selfimprove engine reject 3 --reason "changes the public API"
+    """
+    with _engine(home) as engine:
+        rec = engine.reject_improvement(improvement_id, reason, actor)
+    if as_json:
+        _json({k: v for k, v in _plain(rec).items() if not k.endswith("_content")})
+        return
+    out.print(_improvement_line(rec))
+
+
+@engine_app.command()
+@handle_errors
+def rollback(
+    improvement_id: Annotated[int, typer.Argument(help="An applied code improvement.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the record.")] = "",
+    actor: ActorOpt = None,
+    root: RootOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Restore the exact bytes a file had before an applied improvement (hash verified).
+
+    Refused, with nothing changed, when the file was edited since the improvement was applied.
+
+    Example: selfimprove engine rollback 3 --reason "slower under load"
+    """
+    with _engine(home) as engine:
+        _with_root(engine, improvement_id, root)
+        rec = engine.rollback_improvement(improvement_id, actor, reason)
+    if as_json:
+        _json({k: v for k, v in _plain(rec).items() if not k.endswith("_content")})
+        return
+    out.print(_improvement_line(rec))
+
+
+@engine_app.command()
+@handle_errors
+def assess(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Self-assessment: learning quality score and grade, with the figures behind them.
+
+    Score = 0.6 × share of experiments that reached their expected improvement + 0.4 × share
+    of weaknesses resolved; grade A > 0.8, B > 0.6, C > 0.4, else D.
+
+    Example: selfimprove engine assess --json
+    """
+    with _engine(home) as engine:
+        a = engine.get_self_assessment()
+    if as_json:
+        _json(a)
+        return
+    c = a.components
+    out.print(
+        f"learning quality {a.learning_quality_score:.3f} → grade [bold]{a.grade}[/]  "
+        f"(0.6 × {c['exceeded']}/{c['with_expectation']} experiments beat their expectation "
+        f"+ 0.4 × {c['resolved']}/{c['weaknesses']} weaknesses resolved)"
+    )
+    caps, weak, exps, imps = a.capabilities, a.weaknesses, a.experiments, a.improvements
+    out.print(
+        f"capabilities {caps['total']} ({caps['at_target']} at target, "
+        f"{caps['below_target']} below; mean change {_pct(caps['mean_improvement'])})"
+    )
+    sev = ", ".join(f"{k} {v}" for k, v in weak["open_by_severity"].items() if v) or "none"
+    out.print(f"weaknesses {weak['total']} (open by severity: {sev})")
+    rate = exps["success_rate"]
+    out.print(
+        f"experiments {exps['total']} ({exps['finished']} finished, success rate "
+        f"{'—' if rate is None else f'{rate:.0%}'})   applied improvements "
+        f"{imps['applied_total']} (code {imps['code_applied']}, model promotions "
+        f"{imps['model_promotions']})   meta-learnings {a.meta_learnings['count']}"
+    )
+    t = a.trend
+    extra = (
+        f" (success rate {t['earlier_success_rate']:.0%} → {t['recent_success_rate']:.0%}, "
+        f"windows of {t['window']})"
+        if "window" in t
+        else ""
+    )
+    out.print(f"trend {t['direction']}{extra}")

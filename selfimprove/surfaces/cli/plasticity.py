@@ -1,0 +1,459 @@
+"""``selfimprove plasticity run | test | visualize``: the command line of seed 004 (typer + rich).
+
+Mounted under the main CLI as a sub-app; the seed's three scripts (``scripts/*_plasticity*.py``)
+call it too. Only this module prints. Every error the user can cause ends as one line on stderr
+and exit code 2, never a traceback. ``transformers`` is imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from selfimprove.surfaces.cli.common import (
+    HomeOpt,
+    JsonOpt,
+    VerboseOpt,
+    err,
+    handle_errors,
+    out,
+    setup_logging,
+)
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="plasticity",
+    help=(
+        "Adaptive neural plasticity: prune -> measure -> grow -> learn the attention heads of "
+        "GPT-2-family models, with degeneration checks and an HTML dashboard."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model_name",
+        "--model-name",
+        help="'tiny' (pre-trained here, cached in the home folder) or a GPT-2 model available "
+        "offline (hub cache or save_pretrained folder).",
+    ),
+]
+DatasetOpt = Annotated[
+    str,
+    typer.Option(
+        "--dataset",
+        help="'pydoc' (built-in CPython help text), a local text file, or a Hugging Face "
+        "dataset name available offline.",
+    ),
+]
+CyclesOpt = Annotated[int, typer.Option("--cycles", "-n", min=1, help="Cycles to run.")]
+OutputOpt = Annotated[
+    Path,
+    typer.Option(
+        "--output_dir", "--output-dir", help="Folder of the run_YYYYmmdd-HHMMSS/ run folders."
+    ),
+]
+DashboardOpt = Annotated[
+    bool, typer.Option("--dashboard/--no-dashboard", help="Write dashboard.html in the run folder.")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random choice.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")]
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+class _Bars:
+    """Rich progress bars fed by the system's progress events."""
+
+    def __init__(self, progress: Progress, cycles: int) -> None:
+        self.progress = progress
+        self.pretrain: Any = None
+        self.cycles = progress.add_task("loading the model and data", total=cycles)
+
+    def __call__(self, event: str, data: dict[str, Any]) -> None:
+        if event == "pretrain":
+            if self.pretrain is None:
+                self.pretrain = self.progress.add_task("pre-training tiny", total=data["steps"])
+            self.progress.update(
+                self.pretrain,
+                completed=data["step"],
+                description=f"pre-training tiny · loss {data['loss']:.3f}",
+            )
+        elif event == "phase":
+            self.progress.update(
+                self.cycles,
+                description=f"cycle {data['cycle']}/{data['max_cycles']} · {data['phase']}",
+            )
+        elif event == "cycle":
+            self.progress.advance(self.cycles)
+
+
+def _run_system(
+    *,
+    model_name: str,
+    dataset: str,
+    output_dir: Path,
+    cycles: int,
+    pruning_level: float,
+    growth_ratio: float,
+    config: Any,
+    device: str,
+    home: Path | None,
+    verbose: bool,
+) -> Any:
+    from selfimprove.plasticity import AdaptivePlasticitySystem
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        bars = _Bars(progress, cycles)
+        system = AdaptivePlasticitySystem(
+            model_name,
+            dataset,
+            output_dir,
+            device,
+            verbose,
+            config=config,
+            home=home,
+            progress=bars,
+        )
+        system.run_adaptive_optimization(cycles, pruning_level, growth_ratio)
+        return system
+
+
+def _cycle_table(cycles: Sequence[Any]) -> Table:
+    table = Table(title="Plasticity cycles (validation decides; test is only reported)")
+    for col in (
+        "cycle",
+        "decision",
+        "pruning",
+        "growth",
+        "heads",
+        "perplexity pruned → learned",
+        "test ppl",
+        "degen.",
+        "latency ms",
+        "reward",
+    ):
+        table.add_column(col, no_wrap=col != "decision")
+    for c in cycles:
+        table.add_row(
+            str(c.cycle),
+            "[green]accepted[/]" if c.accepted else "[yellow]rejected[/]",
+            f"{c.pruning_strategy} {c.pruning_level:.2g}",
+            f"{c.growth_strategy} x{c.growth_ratio:.2g}",
+            f"{c.heads_before} -{c.heads_pruned} +{c.heads_grown} = {c.heads_after}",
+            f"{_fmt(c.perplexity_pruned)} → {_fmt(c.perplexity_after)}",
+            _fmt(c.test_perplexity_after),
+            _fmt(c.degeneration, 3),
+            f"{_fmt(c.latency_before_ms, 3)} → {_fmt(c.latency_after_ms, 3)}",
+            f"{c.reward:+.3f}",
+        )
+    return table
+
+
+def _print_summary(results: Any) -> None:
+    out.print(_cycle_table(results.cycles))
+    for c in results.cycles:
+        out.print(f"cycle {c.cycle}: {c.reason}", highlight=False)
+    s, f, ref = results.start, results.final, results.reference
+    out.print(
+        f"heads {s['heads']} → {f['heads']} {f['heads_per_layer']} · parameters "
+        f"{s['parameters']} → {f['parameters']} (x{f['parameter_ratio']:.3f})",
+        highlight=False,
+    )
+    out.print(
+        f"validation perplexity {s['perplexity']:.4g} → {f['perplexity']:.4g} · test (reported "
+        f"only) {s['test_perplexity']:.4g} → {f['test_perplexity']:.4g} · degeneration "
+        f"{s['degeneration']:.3f} → {f['degeneration']:.3f}",
+        highlight=False,
+    )
+    out.print(
+        f"latency batch 1 {f['start_latency_ms']:.3g} → {f['latency_ms']:.3g} ms "
+        f"(x{f['latency_ratio']:.3f}) · batch {f['serving_batch']} "
+        f"{f['start_serving_latency_ms']:.3g} → {f['serving_latency_ms']:.3g} ms "
+        f"(x{f['serving_latency_ratio']:.3f}) · efficiency {f['efficiency']:.3f} "
+        "(heads compression x perplexity ratio, higher is better)",
+        highlight=False,
+    )
+    if ref:
+        out.print(
+            f"unpruned start fine-tuned the same {ref['finetune_steps']} steps: perplexity "
+            f"{ref['perplexity']:.4g}; final / reference = {ref['final_vs_reference']:.4f}",
+            highlight=False,
+        )
+    out.print(f"run folder {results.run_dir} · stopped: {results.stopped}", highlight=False)
+    if results.dashboard:
+        out.print(f"dashboard {results.dashboard}", highlight=False)
+
+
+@app.command()
+@handle_errors
+def run(
+    model_name: ModelOpt = "tiny",
+    dataset: DatasetOpt = "pydoc",
+    cycles: CyclesOpt = 5,
+    pruning_level: Annotated[
+        float,
+        typer.Option(
+            "--pruning_level", "--pruning-level", help="Share of heads pruned in cycle 1 (0-0.5]."
+        ),
+    ] = 0.2,
+    growth_ratio: Annotated[
+        float,
+        typer.Option(
+            "--growth_ratio", "--growth-ratio", help="Heads grown per head pruned in cycle 1."
+        ),
+    ] = 0.5,
+    tolerance: Annotated[
+        float,
+        typer.Option("--tolerance", help="Allowed relative perplexity increase over the start."),
+    ] = 0.05,
+    steps: Annotated[
+        int, typer.Option("--steps", min=0, help="Fine-tuning steps per cycle.")
+    ] = 100,
+    context: Annotated[int, typer.Option("--context", min=8, help="Tokens per window.")] = 128,
+    output_dir: OutputOpt = Path("./output/adaptive_plasticity"),
+    dashboard: DashboardOpt = True,
+    device: DeviceOpt = "cpu",
+    seed: SeedOpt = 0,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run prune -> measure -> grow -> learn cycles and write a run folder.
+
+    A cycle that leaves perplexity above start x (1 + tolerance) is undone from its checkpoint.
+
+    Example: selfimprove plasticity run --model_name tiny --dataset pydoc --cycles 3
+
+    Example: selfimprove plasticity run --dataset ./notes.txt --tolerance 0.02 --json
+    """
+    from selfimprove.plasticity import PlasticityConfig
+
+    setup_logging(verbose)
+    config = PlasticityConfig(
+        seed=seed,
+        context=context,
+        perplexity_tolerance=tolerance,
+        finetune_steps=steps,
+        dashboard=dashboard,
+    )
+    results = _run_system(
+        model_name=model_name,
+        dataset=dataset,
+        output_dir=output_dir,
+        cycles=cycles,
+        pruning_level=pruning_level,
+        growth_ratio=growth_ratio,
+        config=config,
+        device=device,
+        home=home,
+        verbose=verbose,
+    ).results_
+    if as_json:
+        out.print_json(json.dumps(results.to_dict()))
+        return
+    _print_summary(results)
+
+
+@app.command()
+@handle_errors
+def test(
+    model_name: ModelOpt = "tiny",
+    dataset: DatasetOpt = "pydoc",
+    cycles: CyclesOpt = 2,
+    output_dir: OutputOpt = Path("./output/adaptive_plasticity_test"),
+    dashboard: DashboardOpt = True,
+    device: DeviceOpt = "cpu",
+    seed: SeedOpt = 0,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Quick self-test: check the mechanics on the model, then run a short optimisation.
+
+    Checks gated = pruned logits and function-preserving growth, then runs a short optimisation.
+
+    The run must keep perplexity and degeneration within bounds; exit code 1 if a check fails.
+
+    Example: selfimprove plasticity test --model_name tiny --cycles 2
+    """
+    import torch
+
+    from selfimprove.plasticity import (
+        AdaptivePlasticitySystem,
+        HeadGates,
+        PlasticityConfig,
+        grow_heads,
+        heads_per_layer,
+        load_model,
+        prune_heads,
+    )
+
+    setup_logging(verbose)
+    config = PlasticityConfig(
+        seed=seed, context=64, finetune_steps=30, eval_windows=64, dashboard=dashboard
+    )
+    probe_system = AdaptivePlasticitySystem(
+        model_name, dataset, output_dir, device, verbose, config=config, home=home
+    )
+    with err.status("loading the model and data…"):
+        probe_system.setup()
+    model = probe_system.model_
+    x = probe_system.val_[:2, :-1].to(probe_system.device_)  # (2, T)
+    gen = torch.Generator().manual_seed(seed)
+    remove = {
+        layer: sorted(torch.randperm(h, generator=gen)[: h // 2].tolist())
+        for layer, h in enumerate(heads_per_layer(model))
+        if h > 1
+    }
+    checks: list[tuple[str, bool, str]] = []
+    with torch.no_grad():
+        with HeadGates.mask(model, remove):
+            gated = model(input_ids=x).logits
+        pruned = prune_heads(model, remove)
+        diff = float((pruned(input_ids=x).logits - gated).abs().max())
+        checks.append(("gated logits = pruned logits", diff <= 1e-4, f"max |Δ| {diff:.2e}"))
+        grown, _ = grow_heads(pruned, dict.fromkeys(remove, 1), seed=seed)
+        diff = float((grown(input_ids=x).logits - pruned(input_ids=x).logits).abs().max())
+        checks.append(("growth keeps the logits", diff <= 1e-4, f"max |Δ| {diff:.2e}"))
+    system = _run_system(
+        model_name=model_name,
+        dataset=dataset,
+        output_dir=output_dir,
+        cycles=cycles,
+        pruning_level=0.2,
+        growth_ratio=0.5,
+        config=config,
+        device=device,
+        home=home,
+        verbose=verbose,
+    )
+    results = system.results_
+    s, f = results.start, results.final
+    limit = s["perplexity"] * (1 + config.perplexity_tolerance)
+    checks.append(
+        (
+            "perplexity within tolerance",
+            f["perplexity"] <= limit,
+            f"{f['perplexity']:.4g} <= {limit:.4g}",
+        )
+    )
+    checks.append(
+        (
+            "degeneration below threshold",
+            f["degeneration"] <= config.degeneration_threshold,
+            f"{f['degeneration']:.3f} <= {config.degeneration_threshold}",
+        )
+    )
+    checks.append(("heads not more", f["heads"] <= s["heads"], f"{s['heads']} → {f['heads']}"))
+    last = max((c.cycle for c in results.cycles if c.accepted), default=0)
+    reloaded = load_model(results.run_dir / "checkpoints" / f"cycle_{last:03d}")
+    torch.nn.Module.to(reloaded, x.device)
+    with torch.no_grad():
+        diff = float((reloaded(input_ids=x).logits - system.model_(input_ids=x).logits).abs().max())
+    checks.append(("final checkpoint reloads exactly", diff == 0.0, f"max |Δ| {diff:.2e}"))
+    ok = all(c[1] for c in checks)
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {
+                    "ok": ok,
+                    "checks": [{"check": n, "ok": o, "detail": d} for n, o, d in checks],
+                    "results": results.to_dict(),
+                }
+            )
+        )
+    else:
+        _print_summary(results)
+        table = Table(title="Self-test")
+        for col in ("check", "result", "detail"):
+            table.add_column(col)
+        for name, passed, detail in checks:
+            table.add_row(name, "[green]pass[/]" if passed else "[red]FAIL[/]", detail)
+        out.print(table)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def visualize(
+    results_dir: Annotated[
+        Path,
+        typer.Option("--results_dir", "--results-dir", help="A run folder (run_YYYYmmdd-HHMMSS)."),
+    ],
+    dashboard: Annotated[
+        bool, typer.Option("--dashboard", help="Write the HTML dashboard of the run.")
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Dashboard file (default <results_dir>/dashboard.html)."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a finished run's cycles, and with --dashboard write its HTML dashboard.
+
+    Example: selfimprove plasticity visualize --results_dir ./output/run_20250401-120000 --dashboard
+    """
+    from selfimprove.plasticity import build_dashboard, read_metrics
+
+    records = read_metrics(results_dir)
+    decisions = [r for r in records if r["phase"] == "decision"]
+    path = build_dashboard(results_dir, output) if dashboard else None
+    if as_json:
+        out.print_json(
+            json.dumps({"decisions": decisions, "dashboard": str(path) if path else None})
+        )
+        return
+    table = Table(title=f"Run {results_dir.name}")
+    for col in ("cycle", "decision", "pruning", "growth", "heads", "reward", "reason"):
+        table.add_column(col, overflow="fold")
+    for d in decisions:
+        table.add_row(
+            str(d["cycle"]),
+            "[green]accepted[/]" if d.get("accepted") else "[yellow]rejected[/]",
+            str(d.get("pruning_strategy")),
+            str(d.get("growth_strategy")),
+            str(d.get("heads")),
+            _fmt(d.get("reward"), 3),
+            str(d.get("reason")),
+        )
+    out.print(table)
+    if path is not None:
+        out.print(f"dashboard {path}", highlight=False)
+
+
+def main(argv: Sequence[str] | None = None, prog_name: str = "selfimprove plasticity") -> None:
+    """Entry point of the scripts: run the sub-app with ``argv`` (default ``sys.argv[1:]``)."""
+    app(args=list(argv) if argv is not None else None, prog_name=prog_name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,344 @@
+"""The MCP server: the integration's methods as tools an AI assistant can call.
+
+Built on the official ``mcp`` SDK 2.x (``mcp.server.MCPServer``). Tools that change state say
+so at the start of their description ("Changes state: ..."); ``read_only=True`` registers only
+the tools that read. Code-improvement approval tools are registered only with
+``allow_code_approval=True``. A bad argument comes back as an error result with the package's
+one-line message (a ``ToolError``), and nothing is changed.
+
+Resources: ``selfimprove://status``, ``selfimprove://health`` and ``selfimprove://dashboard``
+(the latest dashboard page, rendered on request).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from selfimprove.errors import SelfImproveError
+from selfimprove.loop.system import SelfImprovingNeuralSystem
+
+__all__ = ["ImprovementService", "build_server", "register_tools"]
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+WRITES = "Changes state: "
+INSTRUCTIONS = (
+    "selfimprove keeps a population of PyTorch models improving and proves every gain: each "
+    "candidate is judged on a validation split with a paired significance test and the test "
+    "split is only reported. Start with get_improvement_status or list_models; "
+    "optimize_specific_model runs one judged experiment."
+)
+
+
+class ImprovementService(Protocol):
+    """What the tools call: seed 000's integration methods (``SelfImprovementIntegration``).
+
+    A contract rather than an import: the integration registers these tools on its host server
+    (seed 001's ``enhanced_mcp``), so it imports this module, not the other way round.
+    """
+
+    system: SelfImprovingNeuralSystem
+
+    async def initialize(self) -> dict[str, Any]: ...
+    async def shutdown(self) -> None: ...
+    async def get_improvement_status(self) -> dict[str, Any]: ...
+    async def get_improvement_history(self, limit: int = 50) -> list[dict[str, Any]]: ...
+    async def get_model_performance(self, model_id: str) -> dict[str, Any]: ...
+    async def get_system_health_report(self) -> dict[str, Any]: ...
+    async def export_improvement_data(self, fmt: str = "json") -> dict[str, Any] | str: ...
+    async def add_custom_improvement_task(
+        self, model_id: str, improvement_type: str = "training", priority: float = 1.0
+    ) -> dict[str, Any]: ...
+    async def optimize_specific_model(
+        self, model_id: str, strategy: str = "auto"
+    ) -> dict[str, Any]: ...
+
+
+def _tool_errors(fn: F) -> F:
+    """Turn the package's errors into MCP tool errors that carry the one-line message."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except SelfImproveError as exc:
+            raise ToolError(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def register_tools(
+    server: Any,
+    integration: ImprovementService,
+    *,
+    read_only: bool = False,
+    allow_code_approval: bool = False,
+) -> list[str]:
+    """Register the integration's tools and resources on an ``MCPServer``.
+
+    Returns:
+        The names of the tools registered.
+    """
+    names: list[str] = []
+
+    def tool(description: str, *, writes: bool = False) -> Callable[[F], F]:
+        def deco(fn: F) -> F:
+            if writes and read_only:
+                return fn
+            wrapped = _tool_errors(fn)
+            server.add_tool(
+                wrapped,
+                name=fn.__name__,
+                description=(WRITES + description) if writes else description,
+            )
+            names.append(fn.__name__)
+            return fn
+
+        return deco
+
+    # ------------------------------------------------------------------ reads
+    @tool(
+        "Status of the self-improving system: whether the loop runs, the cycle number, total "
+        "promotions, hormone levels, genetic triggers (active or not, fitness), bandit "
+        "estimates per (weakness kind, model family), the queue of user tasks and health."
+    )
+    async def get_improvement_status() -> dict[str, Any]:
+        return await integration.get_improvement_status()
+
+    @tool(
+        "The newest experiments (judged improvement attempts), newest first: model, strategy, "
+        "targeted objective, status, decision (promote/reject), validation before/after, test "
+        "before/after (reported only), p-value and the judge's reason. limit: 1-1000."
+    )
+    async def get_improvement_history(limit: int = 20) -> list[dict[str, Any]]:
+        if not 1 <= limit <= 1000:
+            raise SelfImproveError(f"limit must be between 1 and 1000, but got {limit=}.")
+        return await integration.get_improvement_history(limit)
+
+    @tool(
+        "Performance of one model: its incumbent version (strategy, origin, sha256, metrics, "
+        "architecture params), number of versions, experiments and promotions, and the "
+        "measurement time series per objective. model_id: a name from list_models."
+    )
+    async def get_model_performance(model_id: str) -> dict[str, Any]:
+        return await integration.get_model_performance(model_id)
+
+    @tool(
+        "Health report: overall health in [0, 1], improvement efficiency (mean realised gain "
+        "per experiment), system stability (1 - failure rate), learning rate (mean gain per "
+        "cycle), hormones, active triggers and resources."
+    )
+    async def get_system_health_report() -> dict[str, Any]:
+        return await integration.get_system_health_report()
+
+    @tool(
+        "All improvement data: models and versions, capabilities, measurements, experiments, "
+        "events, cycle metrics, meta-learnings and brain state. format: 'json' (an object) or "
+        "'csv' (the experiments table as text)."
+    )
+    async def export_improvement_data(format: str = "json") -> dict[str, Any] | str:
+        return await integration.export_improvement_data(format)
+
+    @tool(
+        "The registered models: name, task, family, incumbent version, number of versions and "
+        "the incumbent's validation and test figures."
+    )
+    async def list_models() -> list[dict[str, Any]]:
+        from selfimprove.store import clean_json
+
+        return clean_json(integration.system.improver.models())
+
+    # ------------------------------------------------------------------ writes
+    @tool(
+        "queues a user task for the next cycle, ahead of the planned one. model_id: a model "
+        "name; improvement_type: 'training', 'optimisation', 'architecture', 'distillation' or "
+        "a strategy name (train, retrain, tune, evolve, quantize, prune, distill); priority > 0.",
+        writes=True,
+    )
+    async def add_custom_improvement_task(
+        model_id: str, improvement_type: str = "training", priority: float = 1.0
+    ) -> dict[str, Any]:
+        return await integration.add_custom_improvement_task(model_id, improvement_type, priority)
+
+    @tool(
+        "runs one judged experiment on a model now and promotes the candidate only if the "
+        "judge accepts it. strategy: 'auto' (the system's plan) or a strategy name (train, "
+        "retrain, tune, evolve, quantize, prune, distill). Takes seconds to minutes.",
+        writes=True,
+    )
+    async def optimize_specific_model(model_id: str, strategy: str = "auto") -> dict[str, Any]:
+        return await integration.optimize_specific_model(model_id, strategy)
+
+    @tool(
+        "restores a previous version of a model as its incumbent after verifying its "
+        "checksum. version: a version number, or 0 for the previously replaced incumbent.",
+        writes=True,
+    )
+    async def rollback_model(model_id: str, version: int = 0) -> dict[str, Any]:
+        v = integration.system.improver.rollback(model_id, version or None)
+        return {"model": model_id, "incumbent": v.number, "sha256": v.sha256}
+
+    # ------------------------------------------------------------------ the engine (seed 002)
+    def engine() -> Any:
+        from selfimprove.engine import SelfImprovementEngine
+
+        store = integration.system.store
+        return SelfImprovementEngine(
+            store.engine.url.render_as_string(hide_password=False),
+            home=integration.system.improver.home,
+        )
+
+    def plain(obj: Any) -> Any:
+        import dataclasses
+
+        from selfimprove.store import clean_json
+
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            obj = dataclasses.asdict(obj)
+        if isinstance(obj, list):
+            return [plain(o) for o in obj]
+        return json.loads(json.dumps(clean_json(obj), default=str))
+
+    @tool(
+        "The engine's capabilities (every model objective is one, named <model>/<objective>): "
+        "current value, baseline, target, direction, direction-aware gap and level."
+    )
+    async def list_capabilities() -> list[dict[str, Any]]:
+        with engine() as e:
+            return plain(e.profile_all_capabilities())
+
+    @tool(
+        "The engine's recorded weaknesses (read as stored; nothing is recomputed): name, "
+        "type, severity (critical/high/medium/low), impact, gap, status and evidence. "
+        "include_closed: also resolved and won't-fix ones."
+    )
+    async def list_weaknesses(include_closed: bool = False) -> list[dict[str, Any]]:
+        from selfimprove.store import WeaknessStatus
+
+        statuses = None if include_closed else (WeaknessStatus.OPEN, WeaknessStatus.IN_PROGRESS)
+        return plain(integration.system.store.list_weaknesses(statuses=statuses))
+
+    @tool(
+        "The engine's self-assessment: learning quality = 0.6 x share of experiments beating "
+        "their expectation + 0.4 x weakness resolution rate, grade A-D, the counts behind it "
+        "and the trend."
+    )
+    async def get_self_assessment() -> dict[str, Any]:
+        with engine() as e:
+            return plain(e.get_self_assessment())
+
+    @tool(
+        "Code improvements proposed to the engine: id, name, file, function, status "
+        "(pending/applied/rejected/rolled_back), hashes before and after, check results."
+    )
+    async def list_code_improvements() -> list[dict[str, Any]]:
+        with engine() as e:
+            recs = e.list_improvements()
+        return [{k: v for k, v in plain(r).items() if not k.endswith("_content")} for r in recs]
+
+    if allow_code_approval:
+
+        @tool(
+            "applies a pending code improvement to its file: the check command runs before "
+            "and after; a failing check restores the file and rejects the change. "
+            "improvement_id: from list_code_improvements.",
+            writes=True,
+        )
+        async def approve_code_improvement(improvement_id: int) -> dict[str, Any]:
+            with engine() as e:
+                rec = e.store.get_code_improvement(improvement_id)
+                e.root = Path(rec.root)
+                out = e.approve_improvement(improvement_id, actor="mcp")
+            return {k: v for k, v in plain(out).items() if not k.endswith("_content")}
+
+        @tool(
+            "rejects a pending code improvement (its file is never touched). reason: why.",
+            writes=True,
+        )
+        async def reject_code_improvement(improvement_id: int, reason: str = "") -> dict[str, Any]:
+            with engine() as e:
+                out = e.reject_improvement(improvement_id, reason, actor="mcp")
+            return {k: v for k, v in plain(out).items() if not k.endswith("_content")}
+
+        @tool(
+            "restores the exact bytes a file had before an applied code improvement (refused "
+            "if the file was edited since).",
+            writes=True,
+        )
+        async def rollback_code_improvement(improvement_id: int) -> dict[str, Any]:
+            with engine() as e:
+                rec = e.store.get_code_improvement(improvement_id)
+                e.root = Path(rec.root)
+                out = e.rollback_improvement(improvement_id, actor="mcp")
+            return {k: v for k, v in plain(out).items() if not k.endswith("_content")}
+
+    # ------------------------------------------------------------------ resources
+    async def status_resource() -> str:
+        return json.dumps(await integration.get_improvement_status(), default=str)
+
+    async def health_resource() -> str:
+        return json.dumps(await integration.get_system_health_report(), default=str)
+
+    async def dashboard_resource() -> str:
+        from selfimprove.surfaces.report.dashboard import render_dashboard
+
+        return render_dashboard(integration.system.improver)
+
+    server.resource(
+        "selfimprove://status",
+        name="status",
+        mime_type="application/json",
+        description="The system's status (same as get_improvement_status).",
+    )(status_resource)
+    server.resource(
+        "selfimprove://health",
+        name="health",
+        mime_type="application/json",
+        description="The health report (same as get_system_health_report).",
+    )(health_resource)
+    server.resource(
+        "selfimprove://dashboard",
+        name="dashboard",
+        mime_type="text/html",
+        description="The dashboard: one self-contained HTML page with every chart.",
+    )(dashboard_resource)
+    return names
+
+
+def build_server(
+    integration: ImprovementService,
+    *,
+    read_only: bool = False,
+    allow_code_approval: bool = False,
+) -> Any:
+    """A new ``MCPServer`` named ``selfimprove`` with every tool and resource registered.
+
+    The server's lifespan initialises the integration (built-in models into an empty store;
+    the loop only if ``auto_start``) and shuts it down when the server stops.
+    """
+    from mcp.server import MCPServer
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_server: Any) -> AsyncIterator[None]:
+        await integration.initialize()
+        try:
+            yield
+        finally:
+            await integration.shutdown()
+
+    server = MCPServer(
+        "selfimprove", instructions=INSTRUCTIONS, log_level="WARNING", lifespan=lifespan
+    )
+    register_tools(
+        server, integration, read_only=read_only, allow_code_approval=allow_code_approval
+    )
+    return server

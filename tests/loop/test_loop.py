@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from selfimprove.config import SelfImprovementConfig
+from selfimprove.errors import StrategyError
+from selfimprove.loop.improver import SelfImprover
+from selfimprove.measure.training import TrainConfig, train_
+from selfimprove.registry import LoadedModel
+from selfimprove.store import Decision, ExperimentStatus, VersionStatus
+from selfimprove.strategies import Candidate, Cost, Strategy, StrategyContext
+from tests.conftest import wine_task
+
+
+def _register_weak(si: SelfImprover, name: str = "wine") -> None:
+    task = wine_task()
+    torch.manual_seed(0)
+    module = task.build({"width": 16, "depth": 1})
+    train_(module, task, TrainConfig(epochs=1, lr=1e-3, seed=0))
+    si.register_model(name, task, module, {"width": 16, "depth": 1})
+
+
+def test_weak_model_improves_through_train_and_decision_carries_test(
+    improver: SelfImprover,
+) -> None:
+    _register_weak(improver)
+    before_sha = improver.registry.incumbent("wine").sha256
+    (outcome,) = improver.run(1)
+    assert outcome.decision is Decision.PROMOTE, outcome.reason
+    assert outcome.after > outcome.before
+    exp = improver.store.get_experiment(outcome.experiment_id)  # type: ignore[arg-type]
+    assert exp.status is ExperimentStatus.COMPLETED and exp.decision is Decision.PROMOTE
+    st = exp.statistics
+    assert st["test_after"] == pytest.approx(outcome.test_after)
+    assert 0 <= st["test_after"] <= 1 and st["p_value"] < 0.05
+    assert exp.compute["epochs"] >= 1 and exp.durations["total_s"] > 0
+    # lineage: v2 came from v1 by train, warm-started
+    v2 = improver.registry.incumbent("wine")
+    assert (v2.number, v2.strategy, v2.origin) == (2, "train", "warm_start")
+    assert improver.store.version_by_id(v2.parent_id).sha256 == before_sha  # type: ignore[arg-type]
+    # the replaced incumbent is untouched on disk
+    assert improver.registry.verify("wine", 1).sha256 == before_sha
+
+
+def test_measurements_form_a_time_series(improver: SelfImprover) -> None:
+    _register_weak(improver)
+    improver.run(2)
+    cap = improver.store.get_capability("wine/accuracy")
+    vals = improver.store.list_measurements(cap.id, split="validation")
+    assert len(vals) >= 3  # observed each cycle, plus each promotion
+    assert cap.baseline == pytest.approx(vals[0].value)
+    assert {m.split for m in improver.store.list_measurements(cap.id)} == {"validation", "test"}
+
+
+def test_same_seed_same_decisions(tmp_path: Path, fast_config: SelfImprovementConfig) -> None:
+    runs = []
+    for i in range(2):
+        with SelfImprover(tmp_path / f"h{i}", config=fast_config, seed=5) as si:
+            _register_weak(si)
+            outcomes = si.run(3)
+            runs.append([(o.decision, o.before, o.after, o.p_value) for o in outcomes])
+    assert runs[0] == runs[1]
+
+
+class _Boom(Strategy):
+    name = "boom"
+    family = "training"
+
+    def apply(self, incumbent: LoadedModel, context: StrategyContext) -> Candidate:
+        raise StrategyError("no candidate today")
+
+
+def test_failing_strategy_is_a_failed_experiment_and_loop_goes_on(
+    improver: SelfImprover,
+) -> None:
+    _register_weak(improver)
+    out = improver.loop.improve("wine", cycle=1, strategy=_Boom())
+    assert out.status == "failed" and "no candidate today" in out.reason
+    exp = improver.store.get_experiment(out.experiment_id)  # type: ignore[arg-type]
+    assert exp.status is ExperimentStatus.FAILED and exp.finished_at is not None
+    assert improver.registry.incumbent("wine").number == 1
+    assert improver.run(1)[0].status == "completed"
+
+
+def test_diverging_training_is_a_failed_experiment(improver: SelfImprover) -> None:
+    _register_weak(improver)
+    out = improver.loop.improve(
+        "wine", cycle=1, params={"lr": 1e12, "optimizer": "sgd", "clip_norm": None}
+    )
+    assert out.status == "failed" and "DivergedError" in out.reason
+    assert [v.number for v in improver.registry.versions("wine")] == [1]
+
+
+def test_corrupted_incumbent_is_reported_and_left_alone(improver: SelfImprover) -> None:
+    _register_weak(improver, "wine")
+    _register_weak(improver, "wine2")
+    v = improver.registry.incumbent("wine")
+    path = improver.home / v.checkpoint_path  # type: ignore[operator]
+    path.write_bytes(path.read_bytes()[:-10])
+    outcomes = {o.model: o for o in improver.run(1)}
+    assert outcomes["wine"].status == "skipped" and "corrupted" in outcomes["wine"].reason
+    assert outcomes["wine2"].status == "completed"
+    assert [x.number for x in improver.registry.versions("wine")] == [1]
+    events = improver.store.list_events(kind="checkpoint_error")
+    assert events and "corrupted" in events[0].message
+
+
+def test_observing_many_models_is_one_commit_and_records_what_observe_does(
+    improver: SelfImprover,
+) -> None:
+    from sqlalchemy import event
+
+    for name in ("wine", "wine2", "wine3"):
+        _register_weak(improver, name)
+    v = improver.registry.incumbent("wine2")
+    path = improver.home / v.checkpoint_path  # type: ignore[operator]
+    path.write_bytes(path.read_bytes()[:-10])
+    store = improver.store
+    commits: list[int] = []
+    event.listen(store.engine, "commit", lambda _conn: commits.append(1))
+    observed, unusable = improver.loop.observe_many(store.list_models())
+    assert len(commits) == 1  # every measurement of every model, one transaction
+    assert [inc.model.name for inc, _ in observed] == ["wine", "wine3"]
+    assert list(unusable) == ["wine2"] and "corrupted" in str(unusable["wine2"])
+    _, single = improver.loop.observe("wine")  # the per-model path records the same things
+    cap = store.get_capability("wine/accuracy")
+    vals = store.list_measurements(cap.id, split="validation")
+    assert len(vals) == 2 and vals[0].value == vals[1].value == single.value("accuracy")
+    assert vals[0].measured_at <= vals[1].measured_at
+    assert vals[0].version_id == vals[1].version_id == improver.registry.incumbent("wine").id
+    assert store.list_measurements(store.get_capability("wine2/accuracy").id) == []
+
+
+def test_model_at_target_is_not_touched(improver: SelfImprover) -> None:
+    task = wine_task("wine_easy", target=0.5)
+    torch.manual_seed(0)
+    module = task.build({"width": 16, "depth": 1})
+    train_(module, task, TrainConfig(epochs=50, lr=3e-3, seed=0))
+    improver.register_model("wine", task, module, {"width": 16, "depth": 1})
+    (out,) = improver.run(1)
+    assert out.status == "skipped" and "meets its target" in out.reason
+    assert improver.store.list_experiments() == []
+
+
+class _Identity(Strategy):
+    """An A/A strategy: the candidate is an exact copy of the incumbent."""
+
+    name = "identity"
+    family = "training"
+
+    def apply(self, incumbent: LoadedModel, context: StrategyContext) -> Candidate:
+        return Candidate(
+            module=copy.deepcopy(incumbent.module),
+            params=dict(incumbent.version.params),
+            strategy=self.name,
+            origin="copy",
+            details={},
+            cost=Cost(epochs=0, seconds=0.0),
+        )
+
+
+@pytest.mark.parametrize("cycle", [1, 2, 3])
+def test_aa_candidate_through_the_loop_is_rejected_and_kept(
+    improver: SelfImprover, cycle: int
+) -> None:
+    _register_weak(improver)
+    out = improver.loop.improve("wine", cycle=cycle, strategy=_Identity())
+    assert out.decision is Decision.REJECT
+    assert improver.registry.incumbent("wine").number == 1
+    assert improver.registry.version("wine", 2).status is VersionStatus.REJECTED
+    assert (
+        improver.registry.version("wine", 2).sha256 == improver.registry.version("wine", 1).sha256
+    )
