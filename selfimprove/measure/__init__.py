@@ -27,7 +27,6 @@ from selfimprove.measure.judge import (
     EFFICIENCY,
     Judge,
     Judgement,
-    paired_test,
 )
 from selfimprove.measure.stats import (
     TESTS,
@@ -37,6 +36,7 @@ from selfimprove.measure.stats import (
     compare_samples,
     confidence_level,
     describe_change,
+    paired_test,
 )
 from selfimprove.measure.training import (
     TrainConfig,

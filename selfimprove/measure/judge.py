@@ -34,21 +34,18 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from selfimprove.config import JudgeConfig
 from selfimprove.measure.evaluation import Evaluation
+from selfimprove.measure.stats import paired_test
 from selfimprove.objectives import (
     DETERMINISTIC_OBJECTIVES,
     EFFICIENCY_OBJECTIVES,
-    Direction,
     Objective,
 )
-from selfimprove.seeding import numpy_rng
 from selfimprove.store.records import Decision
 from selfimprove.tasks import Task
 
-__all__ = ["DETERMINISTIC", "EFFICIENCY", "Judge", "Judgement", "paired_test"]
+__all__ = ["DETERMINISTIC", "EFFICIENCY", "Judge", "Judgement"]
 
 #: Objectives whose measurement has no noise: the same model always gives the same value.
 DETERMINISTIC = frozenset(DETERMINISTIC_OBJECTIVES)
@@ -67,63 +64,6 @@ class Judgement:
     @property
     def promoted(self) -> bool:
         return self.decision is Decision.PROMOTE
-
-
-def _is_binary(a: np.ndarray) -> bool:
-    return bool(np.isin(a, (0.0, 1.0)).all())
-
-
-def paired_test(
-    objective: Objective,
-    before: np.ndarray,
-    after: np.ndarray,
-    *,
-    resamples: int = 2000,
-    seed: int = 0,
-) -> tuple[str, float]:
-    """One-sided test that ``after`` is better than ``before`` for ``objective``.
-
-    Args:
-        objective: Gives the direction (through the error-like form).
-        before: Per-example (or per-repeat) values of the incumbent.
-        after: The candidate's values on the same examples, in the same order.
-        resamples: Bootstrap resamples (continuous metrics).
-        seed: Seeds the bootstrap.
-
-    Returns:
-        The test's name and its p-value (1.0 when nothing differs).
-    """
-    from scipy import stats  # imported here: scipy.stats costs ~0.8 s at CLI start-up
-
-    if objective.name == "latency_ms":
-        if np.array_equal(np.sort(before), np.sort(after)):
-            return "mann_whitney_u", 1.0
-        res = stats.mannwhitneyu(after, before, alternative="less")
-        return "mann_whitney_u", float(res.pvalue)
-    if len(before) != len(after):
-        raise ValueError(
-            f"paired samples must have equal length, but got {len(before)} and {len(after)}."
-        )
-    if objective.direction is Direction.MAXIMIZE and _is_binary(before) and _is_binary(after):
-        gained = int(np.sum((after == 1) & (before == 0)))
-        lost = int(np.sum((after == 0) & (before == 1)))
-        if gained + lost == 0:
-            return "mcnemar_exact", 1.0
-        return "mcnemar_exact", float(
-            stats.binomtest(gained, gained + lost, 0.5, alternative="greater").pvalue
-        )
-    # Positive d: the candidate's error is lower on that example.
-    d = np.array(
-        [objective.error(b) - objective.error(a) for b, a in zip(before, after, strict=True)]
-    )
-    if not np.isfinite(d).all():
-        return "paired_bootstrap", 1.0
-    if np.all(d == 0):
-        return "paired_bootstrap", 1.0
-    rng = numpy_rng("paired_bootstrap", seed)
-    idx = rng.integers(0, len(d), size=(resamples, len(d)))
-    means = d[idx].mean(axis=1)
-    return "paired_bootstrap", float((1 + np.sum(means <= 0)) / (resamples + 1))
 
 
 class Judge:

@@ -11,7 +11,8 @@ from scipy import stats
 from selfimprove.config import JudgeConfig
 from selfimprove.errors import TaskError
 from selfimprove.measure.evaluation import Evaluator
-from selfimprove.measure.judge import Judge, paired_test
+from selfimprove.measure.judge import Judge
+from selfimprove.measure.stats import paired_test
 from selfimprove.measure.training import TrainConfig, train_
 from selfimprove.objectives import Direction, Objective
 from selfimprove.store import Decision
