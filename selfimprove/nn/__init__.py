@@ -1,5 +1,6 @@
-"""Transforms that return a new module: rebuild from params, int8 quantization, checkpoint
-bytes of a module, and (in :mod:`selfimprove.nn.transformer`) the attention-head toolkit.
+"""Transforms that return a new module: rebuild from params, int8 quantization, MLP surgery
+(:mod:`selfimprove.nn.mlp`: remove hidden units, refit, score), checkpoint bytes of a module,
+and (in :mod:`selfimprove.nn.transformer`) the attention-head toolkit.
 
 Nothing here knows about tasks, the store or the loop: a task is any object with a ``build``
 method (:class:`Builder`).
@@ -7,6 +8,16 @@ method (:class:`Builder`).
 
 from __future__ import annotations
 
+from selfimprove.nn.mlp import (
+    ACTIVATIONS,
+    RIDGE,
+    MLPStructure,
+    cut_mlp,
+    parse_mlp,
+    prune_mlp,
+    refit_next_layer,
+    unit_importance,
+)
 from selfimprove.nn.modules import (
     TRANSFORM_KEYS,
     Builder,
@@ -32,21 +43,29 @@ from selfimprove.nn.runtime import (
 )
 
 __all__ = [
+    "ACTIVATIONS",
     "ENGINES",
+    "RIDGE",
     "SCHEME",
     "TRANSFORM_KEYS",
     "Builder",
+    "MLPStructure",
     "arch_params",
     "build_module",
     "checkpoint_bytes",
+    "cut_mlp",
     "engine_unavailable",
     "is_quantized",
     "load_quantized_state_",
     "load_state_",
     "module_state",
+    "parse_mlp",
+    "prune_mlp",
     "quantize_module",
     "quantized_engine",
     "quantized_state",
+    "refit_next_layer",
     "single_thread",
     "state_to_bytes",
+    "unit_importance",
 ]

@@ -8,15 +8,9 @@ from typing import Any
 from torch import nn
 
 from selfimprove.errors import TaskError
+from selfimprove.nn.mlp import ACTIVATIONS
 
 __all__ = ["ACTIVATIONS", "build_mlp"]
-
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "gelu": nn.GELU,
-    "tanh": nn.Tanh,
-    "silu": nn.SiLU,
-}
 
 
 def build_mlp(in_features: int, out_features: int, params: Mapping[str, Any]) -> nn.Sequential:
