@@ -24,42 +24,42 @@ parameter count (or ``student_params`` is given), a smaller architecture trained
 seeded initialisation (half the width of ``build_mlp``-style params by default).
 
 Teacher outputs are computed once over the training inputs before training, then looked up for
-each batch by the bytes of its input rows (see :class:`_TeacherTargets`).
+each batch by the bytes of its input rows (see :class:`TeacherTargets`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 import selfimprove.nn.quantize as quantize
 from selfimprove.errors import ConfigError, StrategyError, TaskError
-from selfimprove.measure.training import TrainConfig, _holdout_split, train_
+from selfimprove.measure.training import TrainConfig, TrainResult, _holdout_split, train_
 from selfimprove.nn.modules import TRANSFORM_KEYS, arch_params
 from selfimprove.objectives import EFFICIENCY_OBJECTIVES
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
+from selfimprove.strategies._distill_teacher import (
+    KINDS,
+    NO_TEACHER,
+    TeacherChoice,
+    TeacherTargets,
+    batched_outputs,
+    choose_teacher,
+    distillation_loss,
+    eval_mode,
+)
 from selfimprove.tasks import Split, Task
 
-__all__ = [
-    "DistillSettings",
-    "DistillStrategy",
-    "TeacherChoice",
-    "choose_teacher",
-    "distillation_loss",
-    "smaller_params",
-]
+__all__ = ["DistillConfig", "DistillStrategy", "smaller_params"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,18 +69,10 @@ COMPRESSION_OBJECTIVES = EFFICIENCY_OBJECTIVES
 #: ``context.params`` keys passed on to :class:`TrainConfig`.
 TRAIN_KEYS = ("lr", "weight_decay", "batch_size", "optimizer", "schedule", "patience", "clip_norm")
 
-NO_TEACHER = (
-    "no teacher: register another model of the same task, or keep earlier versions "
-    "(model_backup_enabled) so that they can teach"
-)
-
-_KINDS = ("classification", "regression")
-_BATCH = 1024  # rows per teacher forward when scoring or precomputing
-
 
 # ---------------------------------------------------------------------- settings
 @dataclass(frozen=True)
-class DistillSettings:
+class DistillConfig:
     """Distillation settings, read from ``context.params`` and checked at once.
 
     Attributes:
@@ -125,7 +117,7 @@ class DistillSettings:
                 )
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> DistillSettings:
+    def from_params(cls, params: Mapping[str, Any]) -> DistillConfig:
         """Settings from a strategy's ``params``.
 
         Args:
@@ -152,148 +144,6 @@ class DistillSettings:
         )
 
 
-# ---------------------------------------------------------------------- the loss
-def distillation_loss(
-    student: torch.Tensor,
-    teacher: torch.Tensor,
-    targets: torch.Tensor,
-    *,
-    kind: str,
-    temperature: float,
-    alpha: float,
-) -> torch.Tensor:
-    """The distillation loss of one batch (see the module docstring for the formulas).
-
-    Args:
-        student: Student outputs, ``(B, C)`` logits or ``(B, K)`` regression outputs.
-        teacher: For classification the teacher's probabilities **at temperature**
-            ``temperature``, ``(B, C)`` (an ensemble's mean); for regression its outputs.
-        targets: Labels ``(B,)`` (int) or regression targets ``(B, K)``.
-        kind: ``"classification"`` or ``"regression"``.
-        temperature: ``T`` (ignored for regression).
-        alpha: Weight of the soft term.
-
-    Returns:
-        The scalar loss (with a gradient through ``student``).
-
-    Raises:
-        ConfigError: ``kind`` is neither classification nor regression.
-    """
-    if kind == "classification":
-        hard = F.cross_entropy(student, targets)
-        if alpha == 0.0:  # labels only: exactly the hard-label loss, no teacher term at all
-            return hard
-        log_q = F.log_softmax(student / temperature, dim=-1)  # (B, C)
-        # kl_div(log q, p) = sum_c p_c (log p_c - log q_c), averaged over the batch.
-        soft = F.kl_div(log_q, teacher, reduction="batchmean") * temperature**2
-    elif kind == "regression":
-        hard = F.mse_loss(student, targets)
-        if alpha == 0.0:
-            return hard
-        soft = F.mse_loss(student, teacher)
-    else:
-        raise ConfigError(f"distillation needs kind in {_KINDS}, but got {kind!r}.")
-    return alpha * soft + (1.0 - alpha) * hard
-
-
-# ---------------------------------------------------------------------- choosing a teacher
-@dataclass(frozen=True)
-class TeacherChoice:
-    """The teacher (one, or an ensemble) chosen on the training holdout.
-
-    Attributes:
-        members: Indices of the chosen teachers (best single first).
-        score: Holdout score of the choice: ``{"accuracy", "nll"}`` or ``{"mse"}``.
-        incumbent: The incumbent's holdout score (same keys).
-        considered: Every option scored, as ``{"members": [...], **score}``.
-    """
-
-    members: tuple[int, ...]
-    score: dict[str, float]
-    incumbent: dict[str, float]
-    considered: list[dict[str, Any]]
-
-    @property
-    def ensemble(self) -> bool:
-        return len(self.members) > 1
-
-
-def _holdout_score(kind: str, outputs: Sequence[torch.Tensor], y: torch.Tensor) -> dict[str, float]:
-    """Score of the mean prediction of ``outputs`` (one or more models) against ``y``."""
-    if kind == "classification":
-        probs = torch.stack([o.softmax(dim=-1) for o in outputs]).mean(dim=0)  # (N, C)
-        acc = float((probs.argmax(dim=-1) == y).double().mean())
-        p_true = probs.gather(1, y[:, None]).squeeze(1)  # (N,)
-        nll = float(-p_true.clamp_min(1e-12).log().double().mean())
-        return {"accuracy": acc, "nll": nll}
-    mean = torch.stack(list(outputs)).mean(dim=0)  # (N, K)
-    return {"mse": float(((mean.double() - y.double()) ** 2).mean())}
-
-
-def _key(kind: str, score: Mapping[str, float]) -> tuple[float, ...]:
-    """Sort key, higher is better: accuracy then lower NLL; or lower MSE."""
-    if kind == "classification":
-        return (score["accuracy"], -score["nll"])
-    return (-score["mse"],)
-
-
-def choose_teacher(
-    kind: str,
-    targets: torch.Tensor,
-    incumbent: torch.Tensor,
-    teachers: Sequence[torch.Tensor],
-    names: Sequence[str],
-) -> tuple[TeacherChoice | None, str]:
-    """Pick the best teacher, or ensemble, on a holdout; a pure decision with its reason.
-
-    Each teacher alone is scored, then the ensembles of the best ``k`` (``k >= 2``, ranked by
-    their single scores); an ensemble is chosen only if it scores strictly better than the best
-    single teacher. Classification ranks by accuracy, then by the NLL of the (mean)
-    probabilities; regression by MSE of the (mean) outputs.
-
-    Args:
-        kind: ``"classification"`` or ``"regression"``.
-        targets: Holdout labels ``(N,)`` or targets ``(N, K)``.
-        incumbent: The incumbent's holdout outputs ``(N, C)`` / ``(N, K)``.
-        teachers: Each teacher's holdout outputs, same shape as ``incumbent``.
-        names: A readable name per teacher (for the reason).
-
-    Returns:
-        ``(choice, reason)``; ``choice`` is ``None`` when no option beats the incumbent.
-
-    Raises:
-        ConfigError: ``teachers`` and ``names`` differ in length.
-    """
-    if len(teachers) != len(names):
-        raise ConfigError(f"need one name per teacher, but got {len(teachers)} and {len(names)}.")
-    inc = _holdout_score(kind, [incumbent], targets)
-    if not teachers:
-        return None, NO_TEACHER
-    singles = [_holdout_score(kind, [t], targets) for t in teachers]
-    ranked = sorted(range(len(teachers)), key=lambda i: _key(kind, singles[i]), reverse=True)
-    options: list[tuple[tuple[int, ...], dict[str, float]]] = [((i,), singles[i]) for i in ranked]
-    for k in range(2, len(ranked) + 1):
-        members = tuple(ranked[:k])
-        options.append((members, _holdout_score(kind, [teachers[i] for i in members], targets)))
-    best_members, best = options[0]
-    for members, score in options[1:]:
-        if _key(kind, score) > _key(kind, best):  # strictly better: ties keep the simpler one
-            best_members, best = members, score
-    considered = [{"members": [names[i] for i in m], **s} for m, s in options]
-
-    def shown(s: Mapping[str, float]) -> str:
-        return ", ".join(f"{k} {v:.4g}" for k, v in s.items())
-
-    label = " + ".join(names[i] for i in best_members)
-    if _key(kind, best) <= _key(kind, inc):
-        return None, (
-            f"no teacher beats the incumbent on the training holdout: best {label} "
-            f"({shown(best)}) vs incumbent ({shown(inc)})"
-        )
-    choice = TeacherChoice(best_members, best, inc, considered)
-    return choice, f"{'ensemble' if choice.ensemble else 'teacher'} {label} ({shown(best)})"
-
-
 # ---------------------------------------------------------------------- students
 def smaller_params(params: Mapping[str, Any]) -> dict[str, Any] | None:
     """Half the width of ``build_mlp``-style params (``width`` or ``widths``).
@@ -317,81 +167,12 @@ def smaller_params(params: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-# ---------------------------------------------------------------------- teacher outputs
-@contextlib.contextmanager
-def _eval_mode(modules: Sequence[nn.Module]) -> Iterator[None]:
-    """Put ``modules`` in eval mode for a block, then restore every submodule's own flag."""
-    flags = [(m, m.training) for module in modules for m in module.modules()]
-    for module in modules:
-        module.eval()
-    try:
-        yield
-    finally:
-        for m, training in flags:
-            m.training = training
-
-
-@torch.no_grad()
-def _outputs(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)`` in batches; the caller holds eval mode. ``no_grad`` rather than
-    ``inference_mode``: these tensors later enter the student's autograd graph as targets."""
-    return torch.cat([module(x[i : i + _BATCH]) for i in range(0, len(x), _BATCH)])
-
-
-def _row_keys(x: torch.Tensor) -> list[bytes]:
-    """One exact key per input row: its bytes."""
-    rows = x.detach().cpu().contiguous().reshape(len(x), -1).numpy()  # (B, D)
-    return [r.tobytes() for r in rows]
-
-
-class _TeacherTargets:
-    """Teacher targets precomputed once over the training inputs, looked up by input bytes.
-
-    Why precompute rather than run the teacher on each batch: the teacher (or every member of an
-    ensemble) then runs once over the ``N`` training rows instead of once per epoch, and never
-    in the student's training loop. ``train_`` shuffles with its own generator and hands
-    ``loss_fn`` only the batch's inputs, so the batch is matched back by content: a teacher in
-    eval mode is a function of its input, so two identical rows (even with different labels)
-    rightly share one target. A row not seen here (a task whose training inputs change between
-    calls) is computed directly and counted as a miss.
-
-    Args:
-        x: The training inputs ``(N, ...)``.
-        compute: Inputs ``(B, ...)`` -> targets ``(B, C)`` (probabilities at ``T``) or ``(B, K)``.
-    """
-
-    def __init__(self, x: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        self._compute = compute
-        self._table = compute(x)  # (N, C) or (N, K)
-        self._index = {key: i for i, key in enumerate(_row_keys(x))}
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._table)
-
-    def __call__(self, xb: torch.Tensor) -> torch.Tensor:
-        keys = _row_keys(xb)
-        idx = [self._index.get(k, -1) for k in keys]
-        missing = [j for j, i in enumerate(idx) if i < 0]
-        self.hits += len(idx) - len(missing)
-        self.misses += len(missing)
-        if not missing:
-            return self._table[torch.tensor(idx)]  # (B, C)
-        out = self._table.new_empty((len(xb), *self._table.shape[1:]))
-        found = [j for j, i in enumerate(idx) if i >= 0]
-        if found:
-            out[found] = self._table[torch.tensor([idx[j] for j in found])]
-        out[missing] = self._compute(xb[missing])
-        return out
-
-
 # ---------------------------------------------------------------------- the strategy
 @dataclass(frozen=True)
 class _Plan:
     """Everything decided before training."""
 
-    settings: DistillSettings
+    settings: DistillConfig
     config: TrainConfig
     kind: str
     fit: Split
@@ -428,7 +209,7 @@ class DistillStrategy(Strategy):
     family = "distillation"
     needs_teachers = True
 
-    def config(self, context: StrategyContext, settings: DistillSettings) -> TrainConfig:
+    def config(self, context: StrategyContext, settings: DistillConfig) -> TrainConfig:
         """The training config: budget epochs and seconds, context seed, user overrides.
 
         Raises:
@@ -478,13 +259,13 @@ class DistillStrategy(Strategy):
         temperature = float(s.temperature)
 
         def teacher_targets(x: torch.Tensor) -> torch.Tensor:
-            with _eval_mode(teachers):
-                outs = [_outputs(m, x) for m in teachers]  # each (B, C) or (B, K)
+            with eval_mode(teachers):
+                outs = [batched_outputs(m, x) for m in teachers]  # each (B, C) or (B, K)
             if plan.kind == "classification":
                 return torch.stack([(o / temperature).softmax(dim=-1) for o in outs]).mean(dim=0)
             return torch.stack(outs).mean(dim=0)
 
-        cache = _TeacherTargets(plan.fit.x, teacher_targets)
+        cache = TeacherTargets(plan.fit.x, teacher_targets)
 
         def loss_fn(out: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
             return distillation_loss(
@@ -508,58 +289,23 @@ class DistillStrategy(Strategy):
             temperature,
             s.alpha,
         )
-        singles = {c["members"][0]: c for c in plan.choice.considered if len(c["members"]) == 1}
         return Candidate(
             module=student,
             params=plan.student_params,
             strategy=self.name,
             origin=origin,
-            details={
-                "teachers": [
-                    {
-                        "model": t.model.name,
-                        "version": t.version.number,
-                        "holdout": {k: v for k, v in singles[_name(t)].items() if k != "members"},
-                    }
-                    for t in plan.teachers
-                ],
-                "ensemble": plan.choice.ensemble,
-                "teacher_holdout": plan.choice.score,
-                "incumbent_holdout": plan.choice.incumbent,
-                "considered": plan.choice.considered,
-                "skipped_teachers": plan.skipped,
-                "kind": plan.kind,
-                "loss": (
-                    "alpha*T^2*KL(softmax(z_t/T)||softmax(z_s/T)) + (1-alpha)*CE(y,z_s)"
-                    if plan.kind == "classification"
-                    else "alpha*MSE(student,teacher) + (1-alpha)*MSE(student,y)"
-                ),
-                "temperature": temperature if plan.kind == "classification" else None,
-                "alpha": float(s.alpha),
-                "student": "fresh_init" if plan.fresh else "warm_start",
-                "student_params": plan.student_params,
-                "teacher_cache": {
-                    "precomputed_rows": len(cache),
-                    "hits": cache.hits,
-                    "misses": cache.misses,
-                },
-                "config": cfg.to_dict(),
-                "epochs_run": result.epochs_run,
-                "best_epoch": result.best_epoch,
-                "stopped": result.stopped,
-                "best_holdout_loss": result.best_holdout_loss,
-            },
+            details=_details(plan, cache, cfg, result),
             cost=Cost(epochs=result.epochs_run, seconds=time.perf_counter() - t0),
         )
 
     # ------------------------------------------------------------------ planning
     def _plan(self, incumbent: LoadedModel, context: StrategyContext) -> _Plan | str:
         """Settings, student and teacher, or the reason distillation cannot run."""
-        settings = DistillSettings.from_params(context.params)
+        settings = DistillConfig.from_params(context.params)
         cfg = self.config(context, settings)
         task = context.task
         kind = getattr(task, "kind", None)
-        if kind not in _KINDS:
+        if kind not in KINDS:
             return (
                 f"distill needs a classification or regression task, but task {task.name!r} "
                 f"has kind {kind!r}; build it with SupervisedTask.classification or .regression"
@@ -576,16 +322,16 @@ class DistillStrategy(Strategy):
         # validation and test stay the judge's alone.
         with torch_seeded(cfg.seed) as gen:
             fit, holdout = _holdout_split(task.splits().train, cfg.holdout_fraction, gen)
-        with _eval_mode([incumbent.module]):
-            inc_out = _outputs(incumbent.module, holdout.x)  # (H, C) or (H, K)
+        with eval_mode([incumbent.module]):
+            inc_out = batched_outputs(incumbent.module, holdout.x)  # (H, C) or (H, K)
         usable: list[LoadedModel] = []
         outs: list[torch.Tensor] = []
         skipped: list[dict[str, str]] = []
         for t in context.teachers:
             why = self._unusable(t, task)
             if why is None:
-                with _eval_mode([t.module]):
-                    out = _outputs(t.module, holdout.x)
+                with eval_mode([t.module]):
+                    out = batched_outputs(t.module, holdout.x)
                 if out.shape != inc_out.shape:
                     why = f"outputs {tuple(out.shape)}, the incumbent {tuple(inc_out.shape)}"
                 elif not bool(torch.isfinite(out).all()):
@@ -623,7 +369,7 @@ class DistillStrategy(Strategy):
 
     @staticmethod
     def _student(
-        incumbent: LoadedModel, context: StrategyContext, settings: DistillSettings
+        incumbent: LoadedModel, context: StrategyContext, settings: DistillConfig
     ) -> tuple[dict[str, Any], bool] | str:
         """``(params, fresh)`` of the student, or why none can be made."""
         if settings.student_params is not None:
@@ -644,3 +390,46 @@ class DistillStrategy(Strategy):
                 "size_bytes (a smaller float student) or pass student_params"
             )
         return dict(incumbent.version.params), False
+
+
+def _details(
+    plan: _Plan, cache: TeacherTargets, cfg: TrainConfig, result: TrainResult
+) -> dict[str, Any]:
+    """What a distillation did, for the candidate's record."""
+    temperature = float(plan.settings.temperature)
+    singles = {c["members"][0]: c for c in plan.choice.considered if len(c["members"]) == 1}
+    return {
+        "teachers": [
+            {
+                "model": t.model.name,
+                "version": t.version.number,
+                "holdout": {k: v for k, v in singles[_name(t)].items() if k != "members"},
+            }
+            for t in plan.teachers
+        ],
+        "ensemble": plan.choice.ensemble,
+        "teacher_holdout": plan.choice.score,
+        "incumbent_holdout": plan.choice.incumbent,
+        "considered": plan.choice.considered,
+        "skipped_teachers": plan.skipped,
+        "kind": plan.kind,
+        "loss": (
+            "alpha*T^2*KL(softmax(z_t/T)||softmax(z_s/T)) + (1-alpha)*CE(y,z_s)"
+            if plan.kind == "classification"
+            else "alpha*MSE(student,teacher) + (1-alpha)*MSE(student,y)"
+        ),
+        "temperature": temperature if plan.kind == "classification" else None,
+        "alpha": float(plan.settings.alpha),
+        "student": "fresh_init" if plan.fresh else "warm_start",
+        "student_params": plan.student_params,
+        "teacher_cache": {
+            "precomputed_rows": len(cache),
+            "hits": cache.hits,
+            "misses": cache.misses,
+        },
+        "config": cfg.to_dict(),
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "stopped": result.stopped,
+        "best_holdout_loss": result.best_holdout_loss,
+    }

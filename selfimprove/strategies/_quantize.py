@@ -36,7 +36,7 @@ from selfimprove.registry import LoadedModel
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
 from selfimprove.tasks import Task
 
-__all__ = ["QuantizeSettings", "QuantizeStrategy", "Timing", "time_interleaved", "training_inputs"]
+__all__ = ["QuantizeConfig", "QuantizeStrategy", "Timing", "time_interleaved", "training_inputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ SELECTION_RULE = (
 
 
 @dataclass(frozen=True)
-class QuantizeSettings:
+class QuantizeConfig:
     """Settings of one ``quantize`` experiment (from ``context.params``).
 
     Attributes:
@@ -92,7 +92,7 @@ class QuantizeSettings:
             )
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> QuantizeSettings:
+    def from_params(cls, params: Mapping[str, Any]) -> QuantizeConfig:
         """Settings from a strategy's params (unknown keys are ignored).
 
         Raises:
@@ -198,7 +198,7 @@ def time_interleaved(
 class QuantizeStrategy(Strategy):
     """Dynamic int8 quantization of the Linear layers of a copy of the incumbent.
 
-    Settings in ``context.params`` (see :class:`QuantizeSettings`): ``engines``, ``repeats``,
+    Settings in ``context.params`` (see :class:`QuantizeConfig`): ``engines``, ``repeats``,
     ``warmup``, ``serving_batch``. No training: the candidate costs 0 epochs.
     """
 
@@ -228,7 +228,7 @@ class QuantizeStrategy(Strategy):
             StrategyError: Bad settings, or no engine could quantize the model.
         """
         t0 = time.perf_counter()
-        settings = QuantizeSettings.from_params(context.params)
+        settings = QuantizeConfig.from_params(context.params)
         quantized, unavailable = self._quantize_all(incumbent.module, settings, context)
         if not quantized:
             raise StrategyError(
@@ -308,7 +308,7 @@ class QuantizeStrategy(Strategy):
 
     @staticmethod
     def _quantize_all(
-        module: nn.Module, settings: QuantizeSettings, context: StrategyContext
+        module: nn.Module, settings: QuantizeConfig, context: StrategyContext
     ) -> tuple[dict[str, nn.Module], dict[str, str]]:
         """A quantized copy per engine that can run, and the reason for each that cannot."""
         quantized: dict[str, nn.Module] = {}

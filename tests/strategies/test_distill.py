@@ -39,12 +39,8 @@ from selfimprove.registry import LoadedModel
 from selfimprove.seeding import numpy_rng, torch_seeded
 from selfimprove.store import Decision, ExperimentStatus
 from selfimprove.strategies import Budget, StrategyContext
-from selfimprove.strategies._distill import (
-    DistillStrategy,
-    choose_teacher,
-    distillation_loss,
-    smaller_params,
-)
+from selfimprove.strategies._distill import DistillStrategy, smaller_params
+from selfimprove.strategies._distill_teacher import choose_teacher, distillation_loss
 from selfimprove.tasks import DataSplits, Split, SupervisedTask, build_mlp, split_arrays
 
 logger = logging.getLogger(__name__)
