@@ -29,6 +29,7 @@ models with smaller gaps still get their turn.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,11 +40,16 @@ from selfimprove.objectives import Direction, Objective
 
 __all__ = [
     "KINDS",
+    "KIND_WEAKNESS_TYPE",
+    "SEVERITY_WEIGHT",
     "ModelImprovementTask",
     "Observation",
+    "Severity",
     "TaskRules",
     "Weakness",
+    "WeaknessType",
     "find_weaknesses",
+    "severity_for_gap",
     "severity_level",
     "strongest_by_task",
 ]
@@ -116,9 +122,64 @@ class Observation:
     training_stalled: int = 0
 
 
+class WeaknessType(str, enum.Enum):
+    """What kind of shortfall a weakness is (seed 002's types; the engine stores these)."""
+
+    CAPABILITY_GAP = "capability_gap"  # performance below target
+    RELIABILITY = "reliability"  # error rates, failures
+    EFFICIENCY = "efficiency"  # resource usage, speed
+    OUTPUT_QUALITY = "output_quality"  # quality of what is produced
+
+
+class Severity(str, enum.Enum):
+    """Seed 002's severity levels of a relative gap to the target (see :func:`severity_for_gap`)."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def default_impact(self) -> float:
+        """The seed's impact for this level."""
+        return {"critical": 0.9, "high": 0.7, "medium": 0.5, "low": 0.3}[self.value]
+
+
+#: Weight of each severity in a weakness's priority (priority = weight × impact).
+SEVERITY_WEIGHT = {"critical": 1.0, "high": 0.75, "medium": 0.5, "low": 0.25}
+
+#: The weakness type each kind of task serves: a model short of its quality target (training,
+#: architecture, distillation) has a capability gap, a slow one an efficiency weakness.
+KIND_WEAKNESS_TYPE: Mapping[str, WeaknessType] = {
+    "training": WeaknessType.CAPABILITY_GAP,
+    "architecture": WeaknessType.CAPABILITY_GAP,
+    "distillation": WeaknessType.CAPABILITY_GAP,
+    "optimisation": WeaknessType.EFFICIENCY,
+}
+
+
+def severity_for_gap(gap: float) -> Severity:
+    """Seed 002's level for a relative gap to the target (> 0.5, > 0.3, > 0.2, else low).
+
+    The one rule for the planner's weaknesses and the engine's stored ones.
+    """
+    if gap > 0.5:
+        return Severity.CRITICAL
+    if gap > 0.3:
+        return Severity.HIGH
+    if gap > 0.2:
+        return Severity.MEDIUM
+    return Severity.LOW
+
+
 @dataclass(frozen=True)
 class Weakness:
-    """A shortfall that calls for a kind of task."""
+    """A shortfall that calls for a kind of task.
+
+    The same concept as the engine's stored weakness record (its persisted form): ``gap`` is
+    the direction-aware relative gap of :meth:`~selfimprove.objectives.Objective.gap`, and
+    :attr:`type`, :attr:`severity` and :attr:`impact` are read in the one vocabulary above.
+    """
 
     model: str
     kind: str
@@ -126,6 +187,21 @@ class Weakness:
     gap: float
     reason: str
     teacher: str | None = None
+
+    @property
+    def type(self) -> WeaknessType:
+        """The weakness type its kind of task serves (see :data:`KIND_WEAKNESS_TYPE`)."""
+        return KIND_WEAKNESS_TYPE[self.kind]
+
+    @property
+    def severity(self) -> Severity:
+        """Seed 002's level of its gap."""
+        return severity_for_gap(self.gap)
+
+    @property
+    def impact(self) -> float:
+        """Seed 002's impact of its level."""
+        return self.severity.default_impact
 
 
 @dataclass(frozen=True)
@@ -162,14 +238,9 @@ class ModelImprovementTask:
 
 
 def severity_level(gap: float) -> tuple[str, float]:
-    """Seed 002's level and impact for a relative gap."""
-    if gap > 0.5:
-        return "critical", 0.9
-    if gap > 0.3:
-        return "high", 0.7
-    if gap > 0.2:
-        return "medium", 0.5
-    return "low", 0.3
+    """Seed 002's level and impact for a relative gap (:func:`severity_for_gap`, as strings)."""
+    level = severity_for_gap(gap)
+    return level.value, level.default_impact
 
 
 def _is_accuracy_like(obj: Objective) -> bool:

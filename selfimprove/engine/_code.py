@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from selfimprove.engine._actors import Actor
 from selfimprove.engine.codepatch import (
     CommandResult,
+    FileDigests,
     atomic_write,
     confine,
     digests,
@@ -37,48 +40,101 @@ from selfimprove.store import (
     utcnow,
 )
 
-__all__ = ["CodeImprovementMixin"]
+__all__ = ["CheckSettings", "CodeImprovements", "change_verdict", "check_summary"]
 
 logger = logging.getLogger(__name__)
 
+#: :meth:`Experiments.measure_improvement`, which measures a check's numbers before and after.
+Measure = Callable[..., ImprovementMeasurementRecord]
 
-class CodeImprovementMixin:
-    """The engine's code-improvement methods (mixed into :class:`SelfImprovementEngine`)."""
 
-    store: Store
-    root: Path
-    auto_improve: bool
-    check_command: list[str]
-    check_timeout_s: float
-    check_repeats: int
-    check_direction: Direction
+def _failure(last: CommandResult) -> str:
+    return f"exit {last.returncode}{', timed out' if last.timed_out else ''}"
 
-    if TYPE_CHECKING:  # provided by SelfImprovementEngine
 
-        def _actor(self, actor: str | None) -> str: ...
+def check_summary(runs: Sequence[CommandResult]) -> dict[str, Any]:
+    """What the check runs say, as stored with the improvement (``ran: False`` for none)."""
+    if not runs:
+        return {"ran": False}
+    values = [r.value for r in runs if r.value is not None]
+    return {
+        "ran": True,
+        "passed": all(r.passed for r in runs),
+        "runs": [r.to_dict() for r in runs],
+        "values": values,
+    }
 
-        def _event(
-            self,
-            kind: str,
-            message: str,
-            payload: dict[str, Any],
-            model_id: int | None = None,
-        ) -> None: ...
 
-        def measure_improvement(
-            self,
-            before_value: float,
-            after_value: float,
-            metric_name: str,
-            context: dict[str, Any] | None = None,
-            *,
-            before_samples: Sequence[float] | None = None,
-            after_samples: Sequence[float] | None = None,
-            direction: Direction | str | None = None,
-            experiment_id: int | None = None,
-            improvement_id: int | None = None,
-            test: str = "welch",
-        ) -> ImprovementMeasurementRecord: ...
+def change_verdict(
+    written: FileDigests, expected_sha256: str, after_runs: Sequence[CommandResult]
+) -> tuple[bool, str]:
+    """Keep a written change or restore the file, and why.
+
+    A change is kept when the file reads back as the patched bytes and the check (if any)
+    passes after it.
+    """
+    if written.sha256 != expected_sha256:
+        return False, "the file read back does not match the patched bytes"
+    if after_runs and not after_runs[-1].passed:
+        last = after_runs[-1]
+        return False, (
+            f"the check command failed after the change ({_failure(last)}): "
+            f"{last.output_tail[-300:].strip()}"
+        )
+    return True, "the file reads back as patched" + (" and the check passes" if after_runs else "")
+
+
+class CheckSettings:
+    """The check command run before and after a change, in ``root`` (settable).
+
+    Attributes:
+        root: The only folder code improvements may change.
+        command: The check's argv (empty: no check).
+        timeout_s: Seconds before the check is killed and counts as failed.
+        repeats: Runs of the check before and after.
+        direction: Whether the check's number is better lower or higher.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        command: list[str],
+        timeout_s: float,
+        repeats: int,
+        direction: Direction,
+    ) -> None:
+        self.root = root
+        self.command = command
+        self.timeout_s = timeout_s
+        self.repeats = repeats
+        self.direction = direction
+
+
+class CodeImprovements:
+    """Code improvements: proposal, approval, the check command, rollback, the audit trail.
+
+    Args:
+        store: The one store.
+        check: Root and check command.
+        actor: Who acts when a call names nobody.
+        measure: Measures the check's numbers before and after a change.
+        auto_improve: Apply proposals at once (still checked, still audited).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        check: CheckSettings,
+        actor: Actor,
+        measure: Measure,
+        *,
+        auto_improve: bool = False,
+    ) -> None:
+        self.store = store
+        self.check = check
+        self.actor = actor
+        self.measure = measure
+        self.auto_improve = auto_improve
 
     def apply_improvement(
         self,
@@ -112,10 +168,10 @@ class CodeImprovementMixin:
             CodePatchError: Outside the root, not parseable, no such function, no change.
             NotFoundError: Unknown experiment.
         """
-        who = self._actor(actor)
+        who = self.actor(actor)
         if experiment_id is not None:
             self.store.get_experiment(experiment_id)
-        path = confine(file_path, self.root)
+        path = confine(file_path, self.check.root)
         original = path.read_bytes()
         patch = replace_function(original, function_name, new_code, filename=str(path))
         if patch.patched == original:
@@ -127,7 +183,7 @@ class CodeImprovementMixin:
         rec = self.store.add_code_improvement(
             name=name,
             file_path=str(path),
-            root=str(self.root),
+            root=str(self.check.root),
             function_name=patch.qualname,
             experiment_id=experiment_id,
             new_code=patch.new_code,
@@ -137,7 +193,7 @@ class CodeImprovementMixin:
             sha256_after=after.sha256,
             md5_before=before.md5,
             md5_after=after.md5,
-            check_command=self.check_command,
+            check_command=self.check.command,
             requested_by=who,
         )
         self.store.add_audit(
@@ -198,129 +254,41 @@ class CodeImprovementMixin:
             CodePatchError: Not pending, outside the root, the file changed since, or the check
                 fails before the change; nothing was written.
         """
-        return self._apply(self._pending(improvement_id, "approved"), self._actor(actor))
+        return self._apply(self._pending(improvement_id, "approved"), self.actor(actor))
 
     def _checks(self, argv: list[str], when: str) -> list[CommandResult]:
         runs = []
-        for _ in range(self.check_repeats):
-            result = run_command(argv, self.root, timeout_s=self.check_timeout_s)
+        for _ in range(self.check.repeats):
+            result = run_command(argv, self.check.root, timeout_s=self.check.timeout_s)
             runs.append(result)
             if not result.passed:
                 break
         logger.info("check %s the change: %d run(s)", when, len(runs))
         return runs
 
-    @staticmethod
-    def _check_summary(runs: list[CommandResult]) -> dict[str, Any]:
-        if not runs:
-            return {"ran": False}
-        values = [r.value for r in runs if r.value is not None]
-        return {
-            "ran": True,
-            "passed": all(r.passed for r in runs),
-            "runs": [r.to_dict() for r in runs],
-            "values": values,
-        }
-
     def _apply(self, rec: CodeImprovementRecord, who: str) -> CodeImprovementRecord:
-        path = confine(rec.file_path, self.root)
-        current = digests(path.read_bytes())
-        if current.sha256 != rec.sha256_before:
-            raise CodePatchError(
-                f"{path} has changed since improvement {rec.id} was proposed (sha256 "
-                f"{current.sha256[:12]}…, expected {rec.sha256_before[:12]}…); nothing was "
-                "written: reject it and propose the change again on the current file."
-            )
+        """Check, write, check again; keep the change or restore the file and reject it."""
+        path = self._unchanged(rec)
         argv = list(rec.check_command)
         before_runs = self._checks(argv, "before") if argv else []
         if before_runs and not before_runs[-1].passed:
             last = before_runs[-1]
             raise CodePatchError(
-                f"the check command fails before the change (exit {last.returncode}"
-                f"{', timed out' if last.timed_out else ''}), so it cannot judge improvement "
-                f"{rec.id}; fix the project first. Output: {last.output_tail[-300:].strip()!r}"
+                f"the check command fails before the change ({_failure(last)}), so it cannot "
+                f"judge improvement {rec.id}; fix the project first. "
+                f"Output: {last.output_tail[-300:].strip()!r}"
             )
-        atomic_write(path, rec.patched_content)
-        written = digests(path.read_bytes())
-        self.store.add_audit(
-            "written",
-            who,
-            improvement_id=rec.id,
-            file_path=str(path),
-            sha256_before=rec.sha256_before,
-            sha256_after=written.sha256,
-            details={"function": rec.function_name},
-        )
+        written = self._write(rec, path, who)
         after_runs = self._checks(argv, "after") if argv else []
-        check_before, check_after = (
-            self._check_summary(before_runs),
-            self._check_summary(after_runs),
-        )
+        checks = {
+            "check_before": check_summary(before_runs),
+            "check_after": check_summary(after_runs),
+        }
         now = utcnow()
-        if written.sha256 != rec.sha256_after or (after_runs and not after_runs[-1].passed):
-            if written.sha256 != rec.sha256_after:
-                why = "the file read back does not match the patched bytes"
-            else:
-                last = after_runs[-1]
-                why = (
-                    f"the check command failed after the change (exit {last.returncode}"
-                    f"{', timed out' if last.timed_out else ''}): "
-                    f"{last.output_tail[-300:].strip()}"
-                )
-            atomic_write(path, rec.original_content)
-            restored = digests(path.read_bytes())
-            if restored.sha256 != rec.sha256_before:
-                raise CodePatchError(
-                    f"{path}: restoring after a failed check left sha256 {restored.sha256[:12]}…,"
-                    f" not {rec.sha256_before[:12]}…; restore it from improvement {rec.id}'s "
-                    "original_content by hand."
-                )
-            out = self.store.update_code_improvement(
-                rec.id,
-                status=CodeImprovementStatus.REJECTED,
-                reason=f"rejected automatically: {why}; the file was restored",
-                decided_by="check_command",
-                decided_at=now,
-                check_before=check_before,
-                check_after=check_after,
-            )
-            self.store.add_audit(
-                "auto_rejected",
-                who,
-                improvement_id=rec.id,
-                file_path=str(path),
-                sha256_before=written.sha256,
-                sha256_after=restored.sha256,
-                details={"reason": why, "restored": True},
-            )
-            logger.warning("code improvement %d rejected: %s", rec.id, why)
-            self._event("code_improvement_rejected", why, {"improvement_id": rec.id})
-            return out
-        performance: dict[str, Any] = {}
-        b_vals, a_vals = check_before.get("values", []), check_after.get("values", [])
-        if b_vals and a_vals:
-            m = self.measure_improvement(
-                float(np.median(b_vals)),
-                float(np.median(a_vals)),
-                f"code:{rec.name}",
-                {"file": str(path), "function": rec.function_name},
-                before_samples=b_vals if len(b_vals) >= 2 and len(a_vals) >= 2 else None,
-                after_samples=a_vals if len(b_vals) >= 2 and len(a_vals) >= 2 else None,
-                direction=self.check_direction,
-                experiment_id=rec.experiment_id,
-                improvement_id=rec.id,
-                test="mann_whitney",  # a check's number is usually a timing: skewed
-            )
-            performance = {
-                "metric": m.metric_name,
-                "before": m.before_value,
-                "after": m.after_value,
-                "improvement": m.improvement,
-                "p_value": m.p_value,
-                "significant": m.significant,
-                "confidence": m.confidence,
-                "measurement_id": m.id,
-            }
+        keep, why = change_verdict(written, rec.sha256_after, after_runs)
+        if not keep:
+            return self._restore(rec, path, who, why, written, now, checks)
+        performance = self._effect(rec, path, checks["check_before"], checks["check_after"])
         out = self.store.update_code_improvement(
             rec.id,
             status=CodeImprovementStatus.APPLIED,
@@ -328,9 +296,8 @@ class CodeImprovementMixin:
             decided_by=who,
             decided_at=now,
             applied_at=now,
-            check_before=check_before,
-            check_after=check_after,
             performance=performance,
+            **checks,
         )
         self.store.add_audit(
             "applied",
@@ -342,12 +309,122 @@ class CodeImprovementMixin:
             details={"check": bool(argv), "performance": performance},
         )
         logger.info("code improvement %d applied to %s by %s", rec.id, path, who)
-        self._event(
+        self.store.add_event(
             "code_improvement_applied",
             f"{rec.name}: {rec.function_name} in {path}",
-            {"improvement_id": rec.id, "performance": performance},
+            payload={"improvement_id": rec.id, "performance": performance},
         )
         return out
+
+    def _unchanged(self, rec: CodeImprovementRecord) -> Path:
+        """The file of ``rec``, which must still hold the bytes it had when proposed.
+
+        Raises:
+            CodePatchError: Outside the root, or changed since; nothing was written.
+        """
+        path = confine(rec.file_path, self.check.root)
+        current = digests(path.read_bytes())
+        if current.sha256 != rec.sha256_before:
+            raise CodePatchError(
+                f"{path} has changed since improvement {rec.id} was proposed (sha256 "
+                f"{current.sha256[:12]}…, expected {rec.sha256_before[:12]}…); nothing was "
+                "written: reject it and propose the change again on the current file."
+            )
+        return path
+
+    def _write(self, rec: CodeImprovementRecord, path: Path, who: str) -> FileDigests:
+        """Write the patched bytes in one rename; audit it; the digests read back."""
+        atomic_write(path, rec.patched_content)
+        written = digests(path.read_bytes())
+        self.store.add_audit(
+            "written",
+            who,
+            improvement_id=rec.id,
+            file_path=str(path),
+            sha256_before=rec.sha256_before,
+            sha256_after=written.sha256,
+            details={"function": rec.function_name},
+        )
+        return written
+
+    def _restore(
+        self,
+        rec: CodeImprovementRecord,
+        path: Path,
+        who: str,
+        why: str,
+        written: FileDigests,
+        now: datetime,
+        checks: dict[str, dict[str, Any]],
+    ) -> CodeImprovementRecord:
+        """Write the original bytes back (hash verified) and reject the change for ``why``.
+
+        Raises:
+            CodePatchError: The restored file does not hash as the original.
+        """
+        atomic_write(path, rec.original_content)
+        restored = digests(path.read_bytes())
+        if restored.sha256 != rec.sha256_before:
+            raise CodePatchError(
+                f"{path}: restoring after a failed check left sha256 {restored.sha256[:12]}…,"
+                f" not {rec.sha256_before[:12]}…; restore it from improvement {rec.id}'s "
+                "original_content by hand."
+            )
+        out = self.store.update_code_improvement(
+            rec.id,
+            status=CodeImprovementStatus.REJECTED,
+            reason=f"rejected automatically: {why}; the file was restored",
+            decided_by="check_command",
+            decided_at=now,
+            **checks,
+        )
+        self.store.add_audit(
+            "auto_rejected",
+            who,
+            improvement_id=rec.id,
+            file_path=str(path),
+            sha256_before=written.sha256,
+            sha256_after=restored.sha256,
+            details={"reason": why, "restored": True},
+        )
+        logger.warning("code improvement %d rejected: %s", rec.id, why)
+        self.store.add_event("code_improvement_rejected", why, payload={"improvement_id": rec.id})
+        return out
+
+    def _effect(
+        self,
+        rec: CodeImprovementRecord,
+        path: Path,
+        check_before: dict[str, Any],
+        check_after: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The change's measured effect when the check printed numbers before and after."""
+        b_vals, a_vals = check_before.get("values", []), check_after.get("values", [])
+        if not (b_vals and a_vals):
+            return {}
+        sampled = len(b_vals) >= 2 and len(a_vals) >= 2
+        m = self.measure(
+            float(np.median(b_vals)),
+            float(np.median(a_vals)),
+            f"code:{rec.name}",
+            {"file": str(path), "function": rec.function_name},
+            before_samples=b_vals if sampled else None,
+            after_samples=a_vals if sampled else None,
+            direction=self.check.direction,
+            experiment_id=rec.experiment_id,
+            improvement_id=rec.id,
+            test="mann_whitney",  # a check's number is usually a timing: skewed
+        )
+        return {
+            "metric": m.metric_name,
+            "before": m.before_value,
+            "after": m.after_value,
+            "improvement": m.improvement,
+            "p_value": m.p_value,
+            "significant": m.significant,
+            "confidence": m.confidence,
+            "measurement_id": m.id,
+        }
 
     def reject_improvement(
         self, improvement_id: int, reason: str = "", actor: str | None = None
@@ -359,7 +436,7 @@ class CodeImprovementMixin:
             CodePatchError: Not pending (an applied one is undone with rollback).
         """
         rec = self._pending(improvement_id, "rejected")
-        who = self._actor(actor)
+        who = self.actor(actor)
         out = self.store.update_code_improvement(
             rec.id,
             status=CodeImprovementStatus.REJECTED,
@@ -396,8 +473,8 @@ class CodeImprovementMixin:
                 f"code improvement {improvement_id} is {rec.status.value}; only an applied one "
                 "can be rolled back."
             )
-        who = self._actor(actor)
-        path = confine(rec.file_path, self.root)
+        who = self.actor(actor)
+        path = confine(rec.file_path, self.check.root)
         current = digests(path.read_bytes())
         if current.sha256 != rec.sha256_after:
             raise CodePatchError(
@@ -428,7 +505,9 @@ class CodeImprovementMixin:
             details={"reason": reason, "md5_after": restored.md5},
         )
         logger.info("code improvement %d rolled back by %s", rec.id, who)
-        self._event("code_improvement_rolled_back", reason or rec.name, {"improvement_id": rec.id})
+        self.store.add_event(
+            "code_improvement_rolled_back", reason or rec.name, payload={"improvement_id": rec.id}
+        )
         return out
 
     def list_improvements(

@@ -1,4 +1,4 @@
-"""Learning about learning: the engine's meta-learnings and its pattern learner.
+"""Learning about learning: the engine's meta-learnings, its pattern learner and its changelog.
 
 Meta-learnings go to the one ``meta_learnings`` table that the neural system's insights use
 too (seed 002's type → ``kind``, pattern → ``subject``, insight → ``statement``, experiments →
@@ -33,11 +33,12 @@ from selfimprove.store import (
     Decision,
     ExperimentRecord,
     ExperimentStatus,
+    HistoryRecord,
     MetaLearningRecord,
     Store,
 )
 
-__all__ = ["MetaLearningMixin", "wilson_lower"]
+__all__ = ["FINISHED", "Learning", "outcome", "wilson_lower"]
 
 FINISHED = (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED)
 
@@ -51,13 +52,41 @@ def wilson_lower(successes: int, count: int) -> float:
     return float(stats.binomtest(successes, count).proportion_ci(0.95, method="wilson").low)
 
 
-class MetaLearningMixin:
-    """The engine's meta-learning methods (mixed into :class:`SelfImprovementEngine`)."""
+def outcome(e: ExperimentRecord) -> tuple[bool, float]:
+    """Whether ``e`` succeeded and its measured relative improvement (0 when it failed)."""
+    rel = e.statistics.get("relative_improvement")
+    gain = float(rel) if isinstance(rel, (int, float)) and math.isfinite(rel) else 0.0
+    return (
+        e.decision is Decision.PROMOTE,
+        gain if e.status is ExperimentStatus.COMPLETED else 0.0,
+    )
 
-    store: Store
-    pattern_learner: PatternLearner
 
-    def _learn_from(self, exp: ExperimentRecord, wtype: str) -> None:
+def _failure_mode(e: ExperimentRecord) -> str | None:
+    """Why ``e`` did not succeed: its exception type, ``not_significant`` or
+    ``below_threshold`` (``None`` when it succeeded)."""
+    if e.status is ExperimentStatus.FAILED:
+        return str(e.statistics.get("error_type") or e.reason.split(":", 1)[0] or "error")
+    if e.decision is Decision.PROMOTE:
+        return None
+    if not e.statistics.get("significant", False):
+        return "not_significant"
+    return "below_threshold"
+
+
+class Learning:
+    """Meta-learnings, the pattern learner and the changelog (seed 002's learning layer).
+
+    Args:
+        store: The one store.
+        pattern_learner: Fitted to the store's experiment sequences before each use.
+    """
+
+    def __init__(self, store: Store, pattern_learner: PatternLearner | None = None) -> None:
+        self.store = store
+        self.pattern_learner = pattern_learner if pattern_learner is not None else PatternLearner()
+
+    def learn_from(self, exp: ExperimentRecord, wtype: str) -> None:
         """Update every derived meta-learning after ``exp`` finished."""
         self._learn_effectiveness(wtype, exp.strategy)
         self._learn_preference(wtype, exp)
@@ -77,15 +106,6 @@ class MetaLearningMixin:
 
     def _engine_experiments(self) -> list[ExperimentRecord]:
         return [e for e in self.store.list_experiments() if e.weakness_id is not None]
-
-    @staticmethod
-    def _outcome(e: ExperimentRecord) -> tuple[bool, float]:
-        rel = e.statistics.get("relative_improvement")
-        gain = float(rel) if isinstance(rel, (int, float)) and math.isfinite(rel) else 0.0
-        return (
-            e.decision is Decision.PROMOTE,
-            gain if e.status is ExperimentStatus.COMPLETED else 0.0,
-        )
 
     def _save_learning(
         self,
@@ -134,7 +154,7 @@ class MetaLearningMixin:
         ]
         if not runs:
             return
-        outcomes = [self._outcome(e) for e in runs]
+        outcomes = [outcome(e) for e in runs]
         n, s = len(runs), sum(ok for ok, _ in outcomes)
         mean = sum(g for _, g in outcomes) / n
         with_exp = [e for e in runs if e.expected_improvement is not None]
@@ -142,7 +162,7 @@ class MetaLearningMixin:
             1
             for e in with_exp
             if e.status is ExperimentStatus.COMPLETED
-            and self._outcome(e)[1] >= float(e.expected_improvement or 0.0)
+            and outcome(e)[1] >= float(e.expected_improvement or 0.0)
         )
         self._save_learning(
             MetaLearningType.EXPERIMENT_EFFECTIVENESS,
@@ -164,7 +184,7 @@ class MetaLearningMixin:
         by_approach: dict[str, list[tuple[bool, float]]] = defaultdict(list)
         for e in self._engine_experiments():
             if e.params.get("weakness_type") == wtype and e.status in FINISHED:
-                by_approach[e.strategy].append(self._outcome(e))
+                by_approach[e.strategy].append(outcome(e))
         if not by_approach:
             return
 
@@ -206,7 +226,7 @@ class MetaLearningMixin:
         ]
         modes: dict[str, list[int]] = defaultdict(list)
         for e in runs:
-            mode = self._failure_mode(e)
+            mode = _failure_mode(e)
             if mode is not None:
                 modes[mode].append(e.id)
         for mode, ids in modes.items():
@@ -223,15 +243,6 @@ class MetaLearningMixin:
                 validated=prev is not None and len(ids) > prev.successes,
             )
 
-    def _failure_mode(self, e: ExperimentRecord) -> str | None:
-        if e.status is ExperimentStatus.FAILED:
-            return str(e.statistics.get("error_type") or e.reason.split(":", 1)[0] or "error")
-        if e.decision is Decision.PROMOTE:
-            return None
-        if not e.statistics.get("significant", False):
-            return "not_significant"
-        return "below_threshold"
-
     def _sequences(self) -> list[list[Step]]:
         """Experiment sequences: per weakness for the engine's, per model for the neural
         system's strategy runs, each in the order they finished."""
@@ -246,10 +257,11 @@ class MetaLearningMixin:
         out = []
         for _, runs in sorted(groups.items()):
             runs.sort(key=lambda e: (e.finished_at or e.created_at, e.id))
-            out.append([Step(e.strategy, *self._outcome(e)) for e in runs])
+            out.append([Step(e.strategy, *outcome(e)) for e in runs])
         return out
 
-    def _fit_patterns(self) -> None:
+    def fit_patterns(self) -> None:
+        """Fit the pattern learner to every experiment sequence in the store."""
         self.pattern_learner.fit(self._sequences())
 
     def learn_patterns(self) -> list[MetaLearningRecord]:
@@ -331,3 +343,46 @@ class MetaLearningMixin:
         kind = MetaLearningType(type).value if type is not None else None
         rows = [m for m in self.store.list_meta_learnings(kind) if m.confidence >= min_confidence]
         return sorted(rows, key=lambda m: (-m.confidence, -m.times_validated, m.id))
+
+    # ------------------------------------------------------------------ changelog
+    def track_improvement_history(
+        self,
+        version: str,
+        summary: str,
+        improvements: Sequence[Any] | None = None,
+        delta: float | None = None,
+        changes: Sequence[Any] | None = None,
+    ) -> HistoryRecord:
+        """Add a version to the changelog.
+
+        Args:
+            version: The version's name (``"1.4.0"``).
+            summary: What changed, in a sentence.
+            improvements: Ids or descriptions of the improvements it contains.
+            delta: The measured overall performance change (``None``: not measured).
+            changes: Notable changes, one entry each.
+
+        Raises:
+            ConfigError: Empty version, or a non-finite delta.
+        """
+        if not version:
+            raise ConfigError("a history entry needs a version, e.g. '1.4.0'.")
+        if delta is not None and not math.isfinite(delta):
+            raise ConfigError(f"delta must be a finite number or None, but got {delta!r}.")
+        return self.store.add_history_entry(
+            str(version),
+            summary,
+            improvements=list(improvements or []),
+            performance_delta=delta,
+            changes=list(changes or []),
+        )
+
+    def get_improvement_history(self, limit: int = 10) -> list[HistoryRecord]:
+        """The newest ``limit`` changelog entries, newest first.
+
+        Raises:
+            ConfigError: ``limit < 1``.
+        """
+        if limit < 1:
+            raise ConfigError(f"limit must be >= 1, but got {limit=}.")
+        return self.store.list_history_entries(limit)

@@ -1,8 +1,10 @@
-"""The engine's vocabulary: weakness types, severity levels, approach templates, result records.
+"""The engine's vocabulary: approach templates, meta-learning kinds and result records.
 
-Seed 002's levels: a relative gap to the target above 50 % is ``critical`` (impact 0.9), above
-30 % ``high`` (0.7), above 20 % ``medium`` (0.5), anything else ``low`` (0.3). A weakness's
-priority is its severity weight (critical 1, high 0.75, medium 0.5, low 0.25) times its impact.
+Weakness types, severity levels and their weights are the planner's
+(:mod:`selfimprove.brain.planning`), re-exported here: one vocabulary for both. Seed 002's
+levels: a relative gap to the target above 50 % is ``critical`` (impact 0.9), above 30 %
+``high`` (0.7), above 20 % ``medium`` (0.5), anything else ``low`` (0.3). A weakness's priority
+is its severity weight (critical 1, high 0.75, medium 0.5, low 0.25) times its impact.
 
 The approach templates are the seed's, per weakness type (capability gap: algorithm
 optimisation, parallel processing, more training examples; reliability: error handling, retry
@@ -19,7 +21,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from selfimprove.brain.planning import severity_level
+from selfimprove.brain.planning import (
+    SEVERITY_WEIGHT,
+    Severity,
+    WeaknessType,
+    severity_for_gap,
+)
 
 __all__ = [
     "SEVERITY_WEIGHT",
@@ -33,43 +40,6 @@ __all__ = [
     "WeaknessType",
     "severity_for_gap",
 ]
-
-
-class WeaknessType(str, enum.Enum):
-    """What kind of shortfall a weakness is."""
-
-    CAPABILITY_GAP = "capability_gap"  # performance below target
-    RELIABILITY = "reliability"  # error rates, failures
-    EFFICIENCY = "efficiency"  # resource usage, speed
-    OUTPUT_QUALITY = "output_quality"  # quality of what is produced
-
-
-class Severity(str, enum.Enum):
-    """Seed 002's severity levels."""
-
-    CRITICAL = "critical"
-    HIGH = "high"
-    MEDIUM = "medium"
-    LOW = "low"
-
-    @property
-    def default_impact(self) -> float:
-        """The seed's impact for this level."""
-        return {"critical": 0.9, "high": 0.7, "medium": 0.5, "low": 0.3}[self.value]
-
-
-#: Weight of each severity in a weakness's priority (priority = weight × impact).
-SEVERITY_WEIGHT = {"critical": 1.0, "high": 0.75, "medium": 0.5, "low": 0.25}
-
-
-def severity_for_gap(gap: float) -> Severity:
-    """Seed 002's level for a relative gap to the target (> 0.5, > 0.3, > 0.2, else low).
-
-    The thresholds live in :func:`selfimprove.brain.planning.severity_level`, which the neural
-    system's planner uses too: one rule for both.
-    """
-    level, _ = severity_level(gap)
-    return Severity(level)
 
 
 class MetaLearningType(str, enum.Enum):

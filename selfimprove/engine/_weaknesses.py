@@ -6,6 +6,10 @@ automatic weakness yet), update the automatic one (its gap or value changed), or
 it is. The engine reads every capability's inputs in a few queries and writes only the plans
 that change something, so its per-cycle scan costs the same few statements at 10 or 3000
 capabilities and an unchanged weakness is not rewritten.
+
+A stored weakness is the persisted form of the planner's
+:class:`~selfimprove.brain.planning.Weakness`: :func:`record_fields` builds one from the other
+and :func:`same_weakness` compares them, in the one vocabulary of types and severities.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from selfimprove.brain.planning import Weakness
 from selfimprove.engine._types import SEVERITY_WEIGHT, WeaknessType, severity_for_gap
 from selfimprove.measure.stats import as_direction
 from selfimprove.objectives import EFFICIENCY_OBJECTIVES, Direction, Objective
@@ -35,6 +40,8 @@ __all__ = [
     "capability_objective",
     "plan_weakness",
     "priority",
+    "record_fields",
+    "same_weakness",
     "weakness_type_for",
 ]
 
@@ -214,3 +221,42 @@ def plan_weakness(
         w.id: {**derived, "evidence": {**w.evidence, "observations": [*seen, obs][-EVIDENCE_KEPT:]}}
     }
     return WeaknessPlan(WeaknessAction.UPDATE, description, cap.id, cap.model_id, changes=changes)
+
+
+def record_fields(planned: Weakness, capability: CapabilityRecord | None = None) -> dict[str, Any]:
+    """The stored form of a planner weakness, as :meth:`~selfimprove.store.Store.add_weakness`
+    takes it: its type, severity, impact and priority in the one vocabulary, its gap and reason.
+
+    Args:
+        planned: The planner's weakness (one model, one objective, one kind of task).
+        capability: The capability it concerns (the neural system's ``<model>/<objective>``).
+    """
+    sev = planned.severity
+    return {
+        "name": f"{planned.model}/{planned.objective}: {planned.kind}",
+        "type": planned.type.value,
+        "severity": sev.value,
+        "impact": planned.impact,
+        "priority": priority(sev.value, planned.impact),
+        "gap": planned.gap,
+        "description": planned.reason,
+        "capability_id": capability.id if capability is not None else None,
+        "source": "planner",
+        "evidence": {
+            "observations": [{"kind": planned.kind, "gap": planned.gap, "teacher": planned.teacher}]
+        },
+    }
+
+
+def same_weakness(record: WeaknessRecord, planned: Weakness) -> tuple[bool, str]:
+    """Whether a stored weakness says what a planner weakness says, and why (or why not).
+
+    They agree when their type and severity are the same and their gaps match.
+    """
+    if record.type != planned.type.value:
+        return False, f"type {record.type} vs {planned.type.value}"
+    if record.severity != planned.severity.value:
+        return False, f"severity {record.severity} vs {planned.severity.value}"
+    if record.gap is None or not math.isclose(record.gap, planned.gap, rel_tol=1e-9):
+        return False, f"gap {record.gap} vs {planned.gap:.6g}"
+    return True, f"both {planned.severity.value} {planned.type.value}, gap {planned.gap:.0%}"
