@@ -50,6 +50,12 @@ from selfimprove.plasticity._adaptation import (
     adapt_levels,
     cycle_reward,
 )
+from selfimprove.plasticity._config import (
+    CycleOutcome,
+    PlasticityConfig,
+    PlasticityResults,
+    load_results,
+)
 from selfimprove.plasticity._dashboard import DASHBOARD_FILE, build_dashboard
 from selfimprove.plasticity._degeneration import (
     DEGENERATE,
@@ -61,13 +67,7 @@ from selfimprove.plasticity._degeneration import (
     text_statistics,
 )
 from selfimprove.plasticity._metrics import METRICS_FILE, read_metrics
-from selfimprove.plasticity._system import (
-    AdaptivePlasticitySystem,
-    CycleOutcome,
-    PlasticityConfig,
-    PlasticityResults,
-    load_results,
-)
+from selfimprove.plasticity._system import AdaptivePlasticitySystem
 from selfimprove.plasticity._tiny import load_tiny
 from selfimprove.tasks.corpus import (
     BUILTIN_DATASET,

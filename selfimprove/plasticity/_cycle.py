@@ -1,0 +1,500 @@
+"""One plasticity cycle as steps: choose -> prune -> measure -> grow -> learn -> decide -> record.
+
+Each step is a function with one job: it reads the run (:class:`RunContext`, fixed for the
+run), the model as last accepted (:class:`RunState`), and what the earlier steps of the cycle
+returned; it writes its phase's record to ``metrics.jsonl`` and returns a small frozen result.
+Only :func:`decide` (keep or undo) and :func:`adapt` / :func:`record` change the run's state.
+The accept/reject rule itself is :func:`selfimprove.measure.lm_judge.judge_cycle`, a pure
+function of the cycle's figures. :func:`run_cycle` chains the steps.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import torch
+
+from selfimprove.checkpoints import sha256_hex
+from selfimprove.measure.finetune import finetune_
+from selfimprove.measure.lm_judge import CycleFigures, CycleVerdict, judge_cycle
+from selfimprove.nn.modules import state_to_bytes
+from selfimprove.nn.transformer.checkpoint import SavedModel, load_model, save_model
+from selfimprove.nn.transformer.gates import heads_per_layer
+from selfimprove.nn.transformer.growth import plan_growth
+from selfimprove.nn.transformer.importance import head_importance, prune_iteratively
+from selfimprove.nn.transformer.surgery import grow_heads
+from selfimprove.plasticity._adaptation import (
+    MAX_PRUNING_LEVEL,
+    Transformation,
+    adapt_levels,
+    cycle_reward,
+)
+from selfimprove.plasticity._config import CycleOutcome
+from selfimprove.plasticity._cycle_state import (
+    Choice,
+    Grown,
+    Learned,
+    Pruned,
+    RunContext,
+    RunState,
+)
+from selfimprove.plasticity._selection import drop_unpaid_heads, screen_estimators
+from selfimprove.plasticity._slots import SlotBook
+from selfimprove.plasticity._workbench import snapshot, to_device, window_losses
+from selfimprove.seeding import derive_seed
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = ["adapt", "choose", "decide", "grow", "learn", "measure", "prune", "record", "run_cycle"]
+
+logger = logging.getLogger(__name__)
+
+
+def choose(ctx: RunContext, state: RunState, cycle: int) -> Choice | None:
+    """Choose the pruning level, the estimator and the growth (``None``: no head removable).
+
+    A remembered success from a similar state is reused; otherwise the level is the run's and
+    the ratings choose. A level that failed here before is halved.
+    """
+    cfg = ctx.config
+    heads = heads_per_layer(state.model)
+    removable = sum(max(0, h - cfg.min_heads_per_layer) for h in heads)
+    if removable == 0:
+        return None
+    fractions = [h / o for h, o in zip(heads, ctx.original_heads, strict=True)]
+    rel_ppl = state.perplexity / ctx.start_perplexity
+    hit = ctx.memory.recall(ctx.model_key, fractions, rel_ppl)
+    g_why = ""
+    if hit is not None:
+        p_strategy, c_level = hit.pruning_strategy, hit.pruning_level
+        g_strategy, c_ratio = hit.growth_strategy, hit.growth_ratio
+        why = (
+            f"memory: reused {hit.run} cycle {hit.cycle} (reward {hit.reward:+.3f}) "
+            "from a similar state"
+        )
+    else:
+        p_strategy, p_why = ctx.pruning.choose()
+        g_strategy, g_why = ctx.growth.choose()
+        c_level, c_ratio = state.level, state.ratio
+        why = f"pruning {p_why}; growth {g_why}"
+    screen = cfg.screen_estimators and hit is None
+    failed = [
+        t.pruning_level
+        for t in ctx.memory.failures(ctx.model_key, fractions, rel_ppl)
+        if (screen or t.pruning_strategy == p_strategy) and t.pruning_level <= c_level
+    ]
+    if failed:
+        c_level = 0.5 * min(failed)
+        why += f"; memory: level {min(failed):.3g} failed here before, now {c_level:.3g}"
+    return Choice(
+        cycle=cycle,
+        seed=derive_seed(cfg.seed, "cycle", cycle),
+        heads=heads,
+        fractions=fractions,
+        perplexity_before=state.perplexity,
+        relative_perplexity=rel_ppl,
+        pruning_strategy=p_strategy,
+        level=c_level,
+        growth_strategy=g_strategy,
+        ratio=c_ratio,
+        why=why,
+        growth_why=g_why,
+        screen=screen,
+        n_prune=min(removable, max(1, round(c_level * sum(heads)))),
+    )
+
+
+def prune(ctx: RunContext, state: RunState, choice: Choice, book: SlotBook) -> Pruned:
+    """Remove ``choice.n_prune`` heads by importance (screened estimators or the chosen one)."""
+    cfg, bench, current = ctx.config, ctx.bench, state.model
+    ctx.phase(choice.cycle, "prune")
+    batches = bench.importance_batches(choice.seed)
+    probe = bench.probe(choice.seed)
+    strategy, why = choice.pruning_strategy, choice.why
+    screened: dict[str, float] | None = None
+    if choice.screen:
+        strategy, model, removed, steps, screened = screen_estimators(
+            current, choice.n_prune, batches, probe, choice.seed, cfg
+        )
+        ranked = sorted(screened.items(), key=lambda kv: kv[1])
+        why = (
+            f"pruning {strategy}: screened on probe training windows ("
+            + ", ".join(f"{k} {v:.4f}" for k, v in ranked)
+            + f" nats); growth {choice.growth_why}"
+        )
+    else:
+        model, removed, steps = prune_iteratively(
+            current,
+            choice.n_prune,
+            strategy,
+            batches,
+            step_fraction=cfg.prune_step_fraction,
+            min_heads=cfg.min_heads_per_layer,
+            seed=choice.seed,
+        )
+    grad_scores = (
+        steps[0].importance
+        if strategy == "gradient"
+        else [s.tolist() for s in head_importance(current, batches, "gradient")]
+    )
+    slots_before = [list(s) for s in book.slots]
+    pruned_slots = book.prune_(removed)
+    ctx.log.write(
+        choice.cycle,
+        "prune",
+        {
+            **snapshot(model),
+            "strategy": strategy,
+            "level": choice.level,
+            "choice": why,
+            "slots": slots_before,
+            "importance": {"method": strategy, "scores": steps[0].importance},
+            "screen": screened,
+            "gradient": grad_scores,
+            "pruned": pruned_slots,
+            "steps": len(steps),
+        },
+    )
+    return Pruned(model=model, strategy=strategy, why=why, slots=pruned_slots, batches=batches)
+
+
+def measure(ctx: RunContext, cycle: int, pruned: Pruned) -> float:
+    """Validation perplexity of the pruned model."""
+    ctx.phase(cycle, "measure")
+    ppl = ctx.bench.perplexity(pruned.model)
+    ctx.log.write(cycle, "measure", {**snapshot(pruned.model), "perplexity": ppl})
+    return ppl
+
+
+def grow(
+    ctx: RunContext, choice: Choice, pruned: Pruned, ppl_pruned: float, book: SlotBook
+) -> Grown:
+    """Add ``round(ratio * pruned)`` function-preserving heads where the placement says."""
+    bench = ctx.bench
+    ctx.phase(choice.cycle, "grow")
+    n_grow = choice.n_grow
+    raw = (
+        head_importance(pruned.model, pruned.batches, "gradient", normalise=False)
+        if choice.growth_strategy == "importance" and n_grow
+        else None
+    )
+    plan = plan_growth(
+        n_grow,
+        heads_per_layer(pruned.model),
+        strategy=choice.growth_strategy,
+        max_heads=ctx.original_heads,
+        raw_importance=raw,
+        seed=choice.seed,
+    )
+    model, new_positions = grow_heads(pruned.model, plan, seed=choice.seed)
+    probe = bench.val[:4]
+    with torch.no_grad():
+        before_logits = pruned.model(input_ids=probe[:, :-1].to(bench.device)).logits
+        after_logits = model(input_ids=probe[:, :-1].to(bench.device)).logits
+    max_change = float((after_logits - before_logits).abs().max())
+    ppl = bench.perplexity(model) if plan else ppl_pruned
+    grown_slots = book.grow_(new_positions)
+    ctx.log.write(
+        choice.cycle,
+        "grow",
+        {
+            **snapshot(model),
+            "strategy": choice.growth_strategy,
+            "ratio": choice.ratio,
+            "plan": {str(k): v for k, v in plan.items()},
+            "grown": grown_slots,
+            "perplexity": ppl,
+            "max_logit_change": max_change,
+            "slots": book.slots,
+        },
+    )
+    return Grown(
+        model=model,
+        new_positions=new_positions,
+        planned=sum(plan.values()),
+        perplexity=ppl,
+        slots=grown_slots,
+    )
+
+
+def learn(
+    ctx: RunContext,
+    state: RunState,
+    choice: Choice,
+    pruned: Pruned,
+    grown: Grown,
+    book: SlotBook,
+) -> Learned:
+    """Fine-tune the grown model, drop grown heads that do not pay, measure the candidate."""
+    cfg, bench = ctx.config, ctx.bench
+    ctx.phase(choice.cycle, "learn")
+    ft_seed = derive_seed(choice.seed, "finetune")
+    model = grown.model
+    result = finetune_(
+        model,
+        bench.data,
+        cfg.finetune_config(bench.context),
+        seed=ft_seed,
+        new_heads=grown.new_positions,
+    )
+    model.eval()
+    dropped: dict[int, list[int]] = {}
+    pay = "no head grown"
+    grown_slots = grown.slots
+    if cfg.drop_unpaid_heads and any(grown.new_positions.values()):
+        probe = bench.val[:4]
+        head_cost = (
+            float(window_losses(pruned.model, probe).mean())
+            - float(window_losses(state.model, probe).mean())
+        ) / max(1, choice.n_prune)
+        model, dropped, pay = drop_unpaid_heads(model, dict(grown.new_positions), probe, head_cost)
+        grown_slots = book.drop_(dropped, grown_slots)
+    ppl_after = bench.perplexity(model)
+    test_after = bench.perplexity(model, "test")
+    deg = bench.degeneration(model)
+    (lat_before, serving_before), (lat_after, serving_after) = bench.latency(state.model, model)
+    snap = snapshot(model)
+    start = ctx.start
+    ctx.log.write(
+        choice.cycle,
+        "learn",
+        {
+            **snap,
+            "perplexity": ppl_after,
+            "test_perplexity": test_after,
+            "degeneration": deg.score,
+            "degeneration_report": deg.to_dict(),
+            "latency_ms": lat_after,
+            "latency_before_ms": lat_before,
+            "serving_latency_ms": serving_after,
+            "serving_latency_before_ms": serving_before,
+            "finetune_steps": result.steps,
+            "growth_paid": pay,
+            "slots": book.slots,
+            "grown_removed": {str(k): v for k, v in dropped.items()},
+            "finetune_first_loss": result.losses[0] if result.losses else None,
+            "finetune_last_loss": result.losses[-1] if result.losses else None,
+            "efficiency": (start["heads"] / snap["heads"]) * (ctx.start_perplexity / ppl_after),
+        },
+    )
+    return Learned(
+        model=model,
+        finetune_seed=ft_seed,
+        finetune=result,
+        dropped=dropped,
+        grown_slots=grown_slots,
+        perplexity=ppl_after,
+        test_perplexity=test_after,
+        degeneration=deg,
+        latency_before_ms=lat_before,
+        latency_after_ms=lat_after,
+        serving_before_ms=serving_before,
+        serving_after_ms=serving_after,
+        snapshot=snap,
+    )
+
+
+def decide(
+    ctx: RunContext, state: RunState, cycle: int, learned: Learned, book: SlotBook
+) -> tuple[CycleVerdict, SavedModel | None, str | None]:
+    """Judge the candidate (:func:`judge_cycle`) and keep it or undo the cycle for real.
+
+    A kept candidate is saved as ``checkpoints/cycle_NNN`` and becomes the state's model; an
+    undone cycle reads the pre-cycle checkpoint back from disk (sha256 checked).
+
+    Returns:
+        The verdict, the kept cycle's checkpoint (else ``None``), and the sha256 of the
+        restored weights (``None`` when kept).
+    """
+    cfg = ctx.config
+    verdict = judge_cycle(
+        CycleFigures(
+            perplexity_start=ctx.start_perplexity,
+            perplexity_after=learned.perplexity,
+            degeneration=learned.degeneration.score,
+            tolerance=cfg.perplexity_tolerance,
+            degeneration_threshold=cfg.degeneration_threshold,
+        )
+    )
+    if verdict.accepted:
+        state.saved = save_model(
+            learned.model,
+            ctx.run_dir / "checkpoints" / f"cycle_{cycle:03d}",
+            extra={"cycle": cycle},
+        )
+        state.model, state.perplexity, state.book = learned.model, learned.perplexity, book
+        state.accepted_seeds.append(learned.finetune_seed)
+        return verdict, state.saved, None
+    # Undo for real: the pre-cycle weights come back from disk, checksum verified.
+    state.model = to_device(load_model(state.saved.weights.with_suffix("")), ctx.bench.device)
+    return verdict, None, sha256_hex(state_to_bytes(state.model))
+
+
+def adapt(
+    ctx: RunContext,
+    state: RunState,
+    choice: Choice,
+    pruned: Pruned,
+    learned: Learned,
+    verdict: CycleVerdict,
+) -> tuple[float, str]:
+    """Reward the strategies, set the next level and ratio, remember the transformation.
+
+    Returns:
+        The reward and the label of the level change.
+    """
+    cfg = ctx.config
+    reward = cycle_reward(
+        accepted=verdict.accepted,
+        heads_before=sum(choice.heads),
+        heads_after=learned.snapshot["heads"],
+        perplexity_start=ctx.start_perplexity,
+        perplexity_after=learned.perplexity,
+        tolerance=cfg.perplexity_tolerance,
+    )
+    ctx.pruning.update(pruned.strategy, reward)
+    if choice.n_grow:
+        ctx.growth.update(choice.growth_strategy, reward)
+    level, ratio, label = adapt_levels(
+        choice.level, choice.ratio, accepted=verdict.accepted, margin=verdict.margin
+    )
+    state.level = min(MAX_PRUNING_LEVEL, max(level, 1 / max(1, sum(heads_per_layer(state.model)))))
+    state.ratio = ratio
+    ctx.memory.add(
+        Transformation(
+            model=ctx.model_key,
+            run=ctx.run_dir.name,
+            cycle=choice.cycle,
+            head_fractions=choice.fractions,
+            relative_perplexity=choice.relative_perplexity,
+            pruning_strategy=pruned.strategy,
+            pruning_level=choice.level,
+            growth_strategy=choice.growth_strategy,
+            growth_ratio=choice.ratio,
+            pruned=[[int(a), int(b)] for a, b in pruned.slots],
+            grown=[[int(a), int(b)] for a, b, _ in learned.grown_slots],
+            accepted=verdict.accepted,
+            reward=reward,
+        )
+    )
+    return reward, label
+
+
+def record(
+    ctx: RunContext,
+    state: RunState,
+    step: tuple[Choice, Pruned, float, Grown, Learned],
+    verdict: CycleVerdict,
+    kept: SavedModel | None,
+    restored_sha: str | None,
+) -> CycleOutcome:
+    """Learn from the cycle (:func:`adapt`) and write its outcome: the decision record in
+    ``metrics.jsonl``, the experiment (and, if kept, the version) in the store.
+
+    Args:
+        ctx: The run.
+        state: The run's state after :func:`decide`.
+        step: What the cycle's steps returned: the choice, the pruned model, its perplexity,
+            the grown model and the learned candidate.
+        verdict: The rule's decision.
+        kept: The kept cycle's checkpoint, or ``None``.
+        restored_sha: sha256 of the weights restored after a rejection.
+
+    Returns:
+        The cycle's outcome (also appended to ``state.outcomes``).
+    """
+    choice, pruned, ppl_pruned, grown, learned = step
+    reward, label = adapt(ctx, state, choice, pruned, learned, verdict)
+    snap = learned.snapshot
+    outcome = CycleOutcome(
+        cycle=choice.cycle,
+        accepted=verdict.accepted,
+        reason=verdict.reason,
+        choice=pruned.why,
+        pruning_strategy=pruned.strategy,
+        pruning_level=choice.level,
+        growth_strategy=choice.growth_strategy,
+        growth_ratio=choice.ratio,
+        heads_before=sum(choice.heads),
+        heads_pruned=choice.n_prune,
+        heads_grown=grown.planned - sum(len(v) for v in learned.dropped.values()),
+        heads_after=snap["heads"],
+        heads_per_layer=snap["heads_per_layer"],
+        perplexity_before=choice.perplexity_before,
+        perplexity_pruned=ppl_pruned,
+        perplexity_grown=grown.perplexity,
+        perplexity_after=learned.perplexity,
+        test_perplexity_after=learned.test_perplexity,
+        degeneration=learned.degeneration.score,
+        parameters_after=snap["parameters"],
+        latency_before_ms=learned.latency_before_ms,
+        latency_after_ms=learned.latency_after_ms,
+        serving_latency_before_ms=learned.serving_before_ms,
+        serving_latency_after_ms=learned.serving_after_ms,
+        reward=reward,
+        adaptation=label,
+        restored_sha256=restored_sha,
+    )
+    state.outcomes.append(outcome)
+    ctx.log.write(
+        choice.cycle,
+        "decision",
+        {
+            "accepted": verdict.accepted,
+            "reason": verdict.reason,
+            "reward": reward,
+            "adaptation": label,
+            "next_pruning_level": state.level,
+            "next_growth_ratio": state.ratio,
+            "restored_sha256": restored_sha,
+            "checkpoint_sha256": state.saved.sha256,
+            "pruning_strategy": pruned.strategy,
+            "growth_strategy": choice.growth_strategy,
+            "ratings": {"pruning": ctx.pruning.to_dict(), "growth": ctx.growth.to_dict()},
+            **snapshot(state.model),
+        },
+    )
+    ctx.ledger.record_cycle(
+        outcome,
+        verdict,
+        seed=choice.seed,
+        start_perplexity=ctx.start_perplexity,
+        saved=kept,
+    )
+    level = logging.INFO if ctx.verbose else logging.DEBUG
+    logger.log(
+        level,
+        "cycle %d: %s (%s)",
+        choice.cycle,
+        "accepted" if verdict.accepted else "rejected",
+        verdict.reason,
+    )
+    ctx.emit("cycle", outcome=outcome, max_cycles=ctx.max_cycles)
+    return outcome
+
+
+def run_cycle(ctx: RunContext, state: RunState, cycle: int) -> CycleOutcome | None:
+    """One cycle: choose -> prune -> measure -> grow -> learn -> decide -> record.
+
+    Args:
+        ctx: The run.
+        state: The model as last accepted (updated in place).
+        cycle: Cycle number (from 1).
+
+    Returns:
+        The outcome, or ``None`` when no head is left to remove (the run stops).
+    """
+    choice = choose(ctx, state, cycle)
+    if choice is None:
+        return None
+    book = state.book.copy()  # the cycle's slot ids; the run's change only if it is kept
+    pruned = prune(ctx, state, choice, book)
+    ppl_pruned = measure(ctx, cycle, pruned)
+    grown = grow(ctx, choice, pruned, ppl_pruned, book)
+    learned = learn(ctx, state, choice, pruned, grown, book)
+    verdict, kept, restored_sha = decide(ctx, state, cycle, learned, book)
+    return record(
+        ctx, state, (choice, pruned, ppl_pruned, grown, learned), verdict, kept, restored_sha
+    )
