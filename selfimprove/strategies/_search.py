@@ -3,7 +3,10 @@
 Both strategies run many short training trials and pick one of them, so both need:
 
 - Optuna, imported lazily (it is the optional ``search`` extra) with its own logging held at
-  WARNING while a study runs;
+  WARNING while a study runs, and a study seeded and named from the experiment's seed
+  (:func:`seeded_study`);
+- one trial loop (:class:`TrialLoop`) that asks for trials until the epoch budget, the seconds
+  budget or ``max_trials`` says stop, and records which of them did;
 - an :class:`EpochLedger`: the budget counts the *sum* of epochs over all trials (pruned and
   failed trials count what they ran), so every trial gets ``min(per-trial cap, what is left)``;
 - a **selection holdout** carved (seeded) from the *training* split, on which trials are scored.
@@ -25,7 +28,7 @@ import importlib.util
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -44,6 +47,7 @@ __all__ = [
     "OPTUNA_MISSING",
     "EpochLedger",
     "TrainingSubset",
+    "TrialLoop",
     "TrialRun",
     "carve_selection_holdout",
     "check_settings",
@@ -55,6 +59,7 @@ __all__ = [
     "quiet_optuna",
     "require_optuna",
     "sampler_seed",
+    "seeded_study",
     "space_summary",
     "train_trial",
 ]
@@ -103,6 +108,77 @@ def quiet_optuna() -> Iterator[ModuleType]:
         yield optuna
     finally:
         optuna.logging.set_verbosity(before)
+
+
+@contextlib.contextmanager
+def seeded_study(
+    sampler: Callable[[ModuleType], Any],
+    *,
+    directions: Sequence[str],
+    study_name: str,
+    pruner: Callable[[ModuleType], Any] | None = None,
+) -> Iterator[tuple[ModuleType, Any]]:
+    """A new in-memory Optuna study, with Optuna's logging held at WARNING inside the block.
+
+    Args:
+        sampler: Builds the (seeded) sampler from the ``optuna`` module.
+        directions: ``"minimize"`` or ``"maximize"`` per objective.
+        study_name: The study's name; seed it too (Hyperband assigns brackets by hashing it).
+        pruner: Builds the pruner from the ``optuna`` module (``None``: Optuna's default).
+
+    Yields:
+        The ``optuna`` module and the study.
+
+    Raises:
+        StrategyError: Optuna is not installed.
+    """
+    with quiet_optuna() as optuna:
+        study = optuna.create_study(
+            directions=list(directions),
+            sampler=sampler(optuna),
+            pruner=None if pruner is None else pruner(optuna),
+            study_name=study_name,
+        )
+        yield optuna, study
+
+
+class TrialLoop:
+    """Trials asked from ``study`` until a budget says stop; ``stopped`` records which.
+
+    Before each trial: the epoch ledger must allow one more epoch (else ``"epoch_budget"``),
+    seconds must be left (else ``"time_budget"``), and fewer than ``max_trials`` trials may
+    have run (0: no limit; else ``"max_trials"``).
+
+    Args:
+        study: The Optuna study.
+        ledger: The epochs the search may spend (the caller charges each trial's epochs).
+        remaining: Seconds left of the budget.
+        max_trials: The most trials to run (0: no limit).
+    """
+
+    def __init__(
+        self, study: Any, ledger: EpochLedger, remaining: Callable[[], float], max_trials: int
+    ) -> None:
+        self.study, self.ledger, self.remaining = study, ledger, remaining
+        self.max_trials = max_trials
+        self.asked = 0
+        self.stopped = "epoch_budget"
+
+    def __iter__(self) -> Iterator[tuple[Any, int]]:
+        """Yields ``(trial, epoch cap)`` pairs until a budget says stop."""
+        while True:
+            cap = self.ledger.next_cap()
+            if cap == 0:
+                self.stopped = "epoch_budget"
+                return
+            if self.remaining() <= 0:
+                self.stopped = "time_budget"
+                return
+            if self.max_trials and self.asked >= self.max_trials:
+                self.stopped = "max_trials"
+                return
+            self.asked += 1
+            yield self.study.ask(), cap
 
 
 def sampler_seed(seed: int, *keys: object) -> int:

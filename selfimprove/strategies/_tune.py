@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import Any
 
@@ -35,6 +35,7 @@ from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
 from selfimprove.strategies._search import (
     EpochLedger,
+    TrialLoop,
     carve_selection_holdout,
     check_settings,
     float_setting,
@@ -42,14 +43,14 @@ from selfimprove.strategies._search import (
     holdout_loss,
     int_setting,
     optuna_missing,
-    quiet_optuna,
     sampler_seed,
+    seeded_study,
     space_summary,
     train_trial,
 )
 from selfimprove.tasks import CategoricalParam, FloatParam, SearchSpace, Split, Task
 
-__all__ = ["DROPOUT_PARAM", "TRAINING_SPACE", "TuneStrategy"]
+__all__ = ["DROPOUT_PARAM", "TRAINING_SPACE", "TuneConfig", "TuneStrategy"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +70,21 @@ NOT_FOR = EFFICIENCY_OBJECTIVES
 
 
 @dataclass(frozen=True)
-class _Settings:
-    """``tune``'s settings, from ``context.params`` (see :class:`TuneStrategy`)."""
+class TuneConfig:
+    """``tune``'s settings, read from ``context.params`` by :meth:`TuneStrategy.settings`.
+
+    Attributes:
+        trial_epochs: Epoch cap of one trial, also Hyperband's maximum resource (>= 1).
+        pruner: ``"hyperband"`` or ``"median"``.
+        n_startup_trials: Random trials before TPE models the results, in [1, 1000].
+        holdout_fraction: Share of the training split held out to score trials, in (0, 0.5).
+        max_trials: Stop after this many trials (0: no limit).
+        optimizer: One of :data:`~selfimprove.measure.training.OPTIMIZERS`.
+        patience: Early-stopping patience inside a trial, in [0, 1000].
+
+    Raises:
+        ConfigError: A value out of range (the message names it and a valid one).
+    """
 
     trial_epochs: int
     pruner: str
@@ -79,6 +93,22 @@ class _Settings:
     max_trials: int
     optimizer: str
     patience: int
+
+    def __post_init__(self) -> None:
+        if self.pruner not in PRUNERS:
+            raise ConfigError(
+                f"setting 'pruner' must be one of {PRUNERS}, but got {self.pruner!r}."
+            )
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"setting 'optimizer' must be one of {OPTIMIZERS}, but got {self.optimizer!r}."
+            )
+        values = asdict(self)
+        int_setting(values, "trial_epochs", 1, 1, 1_000_000)
+        int_setting(values, "n_startup_trials", 5, 1, 1000)
+        float_setting(values, "holdout_fraction", 0.15, 0.0, 0.5)
+        int_setting(values, "max_trials", 0, 0, 1_000_000)
+        int_setting(values, "patience", 5, 0, 1000)
 
 
 @dataclass
@@ -186,7 +216,7 @@ class TuneStrategy(Strategy):
         return f"tune {missing}" if missing else None
 
     # ------------------------------------------------------------------ settings
-    def settings(self, context: StrategyContext) -> _Settings:
+    def settings(self, context: StrategyContext) -> TuneConfig:
         """Read and check ``context.params``.
 
         Raises:
@@ -203,7 +233,7 @@ class TuneStrategy(Strategy):
             raise ConfigError(
                 f"setting 'optimizer' must be one of {OPTIMIZERS}, but got {optimizer!r}."
             )
-        return _Settings(
+        return TuneConfig(
             trial_epochs=int_setting(p, "trial_epochs", min(20, max(1, epochs // 4)), 1, epochs),
             pruner=pruner,
             n_startup_trials=int_setting(p, "n_startup_trials", 5, 1, 1000),
@@ -255,93 +285,27 @@ class TuneStrategy(Strategy):
         state = {k: v.detach().clone() for k, v in incumbent.module.state_dict().items()}
         space, dropout_note = self.space(task, base, state)
         ledger = EpochLedger(context.budget.epochs, s.trial_epochs)
-        primary = task.primary
         rows: list[dict[str, Any]] = []
         best: _Best | None = None
-        stopped = "epoch_budget"
-
-        with quiet_optuna() as optuna:
-            sampler = optuna.samplers.TPESampler(
+        with seeded_study(
+            lambda optuna: optuna.samplers.TPESampler(
                 seed=sampler_seed(context.seed, self.name, "tpe"),
                 n_startup_trials=s.n_startup_trials,
-            )
-            study = optuna.create_study(
-                direction="minimize",
-                sampler=sampler,
-                pruner=self._pruner(optuna, s),
-                # Hyperband assigns brackets by hashing the study name: keep it seeded too.
-                study_name=f"selfimprove-tune-{context.seed}",
-            )
-            while True:
-                cap = ledger.next_cap()
-                if cap == 0:
-                    stopped = "epoch_budget"
-                    break
-                if context.remaining() <= 0:
-                    stopped = "time_budget"
-                    break
-                if s.max_trials and len(rows) >= s.max_trials:
-                    stopped = "max_trials"
-                    break
-                trial = study.ask()
-                hyper: dict[str, Any] = {n: p.suggest(trial, n) for n, p in space.items()}
-                params = dict(base)
-                if "dropout" in hyper:
-                    params["dropout"] = hyper["dropout"]
-                trial_seed = derive_seed(context.seed, self.name, "trial", trial.number)
-                with torch_seeded(trial_seed):
-                    module = task.build(params)
-                warm = load_warm_state_(module, state)
-                config = TrainConfig(
-                    epochs=cap,
-                    lr=hyper["lr"],
-                    weight_decay=hyper["weight_decay"],
-                    batch_size=hyper["batch_size"],
-                    schedule=hyper["schedule"],
-                    optimizer=s.optimizer,
-                    patience=s.patience,
-                    max_seconds=max(context.remaining(), 0.01),
-                    seed=trial_seed,
-                )
-                reporter = _Reporter(optuna, trial, module, task, holdout)
-                run = train_trial(
-                    module, fit_task, config, check=context.check_budget, on_epoch=reporter
-                )
-                ledger.charge(run.epochs)
-                row: dict[str, Any] = {
-                    "trial": trial.number,
-                    "params": hyper,
-                    "epochs": run.epochs,
-                    "state": run.state,
-                    "warm_start": warm,
-                }
-                if run.state == "complete":
-                    score = holdout_loss(module, task, holdout)
-                    row["holdout_loss"] = score
-                    row["holdout_error"] = holdout_error(module, task, holdout, primary)
-                    row["best_epoch"] = run.result.best_epoch if run.result else None
-                    if math.isfinite(score):
-                        study.tell(trial, score)
-                        if best is None or score < best.score:
-                            best = _Best(trial.number, score, module, params, hyper)
-                    else:
-                        row["state"], row["reason"] = "failed", "holdout loss not finite"
-                        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                elif run.state == "pruned":
-                    row["holdout_loss"] = reporter.last
-                    row["reason"] = run.reason
-                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                else:
-                    row["reason"] = run.reason
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            ),
+            directions=["minimize"],
+            pruner=lambda optuna: self._pruner(optuna, s),
+            # Hyperband assigns brackets by hashing the study name: keep it seeded too.
+            study_name=f"selfimprove-tune-{context.seed}",
+        ) as (optuna, study):
+            loop = TrialLoop(study, ledger, context.remaining, s.max_trials)
+            trial_run = _TrialRunner(optuna, study, task, fit_task, holdout, state, context, s)
+            for trial, cap in loop:
+                row, done = trial_run(trial, cap, space, base)
+                ledger.charge(row["epochs"])
+                if done is not None and (best is None or done.score < best.score):
+                    best = done
                 rows.append(row)
-                logger.debug(
-                    "tune trial %d: %s, %d epochs, holdout loss %s",
-                    trial.number,
-                    row["state"],
-                    run.epochs,
-                    row.get("holdout_loss"),
-                )
+        stopped = loop.stopped
 
         n_pruned = sum(r["state"] == "pruned" for r in rows)
         n_failed = sum(r["state"] == "failed" for r in rows)
@@ -368,26 +332,18 @@ class TuneStrategy(Strategy):
             "best_trial": best.number,
             "best_params": best.hyper,
             "best_holdout_loss": best.score,
-            "best_holdout_error": holdout_error(best.module, task, holdout, primary),
+            "best_holdout_error": holdout_error(best.module, task, holdout, task.primary),
             # The incumbent may have trained on some of these examples (its own holdout was
             # drawn differently): its figures here are optimistic, for reference only.
             "incumbent_holdout_loss": holdout_loss(incumbent.module, task, holdout),
-            "incumbent_holdout_error": holdout_error(incumbent.module, task, holdout, primary),
-            "error_objective": primary.name,
+            "incumbent_holdout_error": holdout_error(incumbent.module, task, holdout, task.primary),
+            "error_objective": task.primary.name,
             "n_trials": len(rows),
             "n_pruned": n_pruned,
             "n_failed": n_failed,
             "epochs_used": ledger.spent,
             "epoch_budget": ledger.total,
-            "trial_epochs": s.trial_epochs,
-            "stopped": stopped,
-            "score": "task loss on a selection holdout carved from the training split",
-            "holdout": {"fraction": s.holdout_fraction, "examples": len(holdout)},
-            "sampler": f"TPESampler(n_startup_trials={s.n_startup_trials}, seeded)",
-            "pruner": self._pruner_label(s),
-            "optimizer": s.optimizer,
-            "space": space_summary(space),
-            "dropout": dropout_note,
+            **self._search_record(s, stopped, holdout, space, dropout_note),
             "exported": exported,
             "trials": rows,
         }
@@ -436,8 +392,24 @@ class TuneStrategy(Strategy):
             "training hyperparameter; eval outputs checked identical)",
         )
 
+    def _search_record(
+        self, s: TuneConfig, stopped: str, holdout: Split, space: SearchSpace, dropout_note: str
+    ) -> dict[str, Any]:
+        """How the search ran, for the candidate's record."""
+        return {
+            "trial_epochs": s.trial_epochs,
+            "stopped": stopped,
+            "score": "task loss on a selection holdout carved from the training split",
+            "holdout": {"fraction": s.holdout_fraction, "examples": len(holdout)},
+            "sampler": f"TPESampler(n_startup_trials={s.n_startup_trials}, seeded)",
+            "pruner": self._pruner_label(s),
+            "optimizer": s.optimizer,
+            "space": space_summary(space),
+            "dropout": dropout_note,
+        }
+
     @staticmethod
-    def _pruner(optuna: ModuleType, s: _Settings) -> Any:
+    def _pruner(optuna: ModuleType, s: TuneConfig) -> Any:
         if s.pruner == "median":
             return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
         return optuna.pruners.HyperbandPruner(
@@ -445,7 +417,89 @@ class TuneStrategy(Strategy):
         )
 
     @staticmethod
-    def _pruner_label(s: _Settings) -> str:
+    def _pruner_label(s: TuneConfig) -> str:
         if s.pruner == "median":
             return "MedianPruner(n_startup_trials=3, n_warmup_steps=1)"
         return f"HyperbandPruner(min_resource=1, max_resource={s.trial_epochs}, reduction_factor=3)"
+
+
+class _TrialRunner:
+    """Runs one tune trial: propose, warm-start, train, score on the holdout, tell the study."""
+
+    def __init__(
+        self,
+        optuna: ModuleType,
+        study: Any,
+        task: Task,
+        fit_task: Task,
+        holdout: Split,
+        state: Mapping[str, torch.Tensor],
+        context: StrategyContext,
+        s: TuneConfig,
+    ) -> None:
+        self.optuna, self.study, self.task, self.fit_task = optuna, study, task, fit_task
+        self.holdout, self.state, self.context, self.s = holdout, state, context, s
+
+    def __call__(
+        self, trial: Any, cap: int, space: SearchSpace, base: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], _Best | None]:
+        """The trial's record, and the trial as a :class:`_Best` when it completed."""
+        task, holdout, context, s = self.task, self.holdout, self.context, self.s
+        hyper: dict[str, Any] = {n: p.suggest(trial, n) for n, p in space.items()}
+        params = dict(base)
+        if "dropout" in hyper:
+            params["dropout"] = hyper["dropout"]
+        trial_seed = derive_seed(context.seed, TuneStrategy.name, "trial", trial.number)
+        with torch_seeded(trial_seed):
+            module = task.build(params)
+        warm = load_warm_state_(module, self.state)
+        config = TrainConfig(
+            epochs=cap,
+            lr=hyper["lr"],
+            weight_decay=hyper["weight_decay"],
+            batch_size=hyper["batch_size"],
+            schedule=hyper["schedule"],
+            optimizer=s.optimizer,
+            patience=s.patience,
+            max_seconds=max(context.remaining(), 0.01),
+            seed=trial_seed,
+        )
+        reporter = _Reporter(self.optuna, trial, module, task, holdout)
+        run = train_trial(
+            module, self.fit_task, config, check=context.check_budget, on_epoch=reporter
+        )
+        row: dict[str, Any] = {
+            "trial": trial.number,
+            "params": hyper,
+            "epochs": run.epochs,
+            "state": run.state,
+            "warm_start": warm,
+        }
+        done: _Best | None = None
+        states = self.optuna.trial.TrialState
+        if run.state == "complete":
+            score = holdout_loss(module, task, holdout)
+            row["holdout_loss"] = score
+            row["holdout_error"] = holdout_error(module, task, holdout, task.primary)
+            row["best_epoch"] = run.result.best_epoch if run.result else None
+            if math.isfinite(score):
+                self.study.tell(trial, score)
+                done = _Best(trial.number, score, module, params, hyper)
+            else:
+                row["state"], row["reason"] = "failed", "holdout loss not finite"
+                self.study.tell(trial, state=states.FAIL)
+        elif run.state == "pruned":
+            row["holdout_loss"] = reporter.last
+            row["reason"] = run.reason
+            self.study.tell(trial, state=states.PRUNED)
+        else:
+            row["reason"] = run.reason
+            self.study.tell(trial, state=states.FAIL)
+        logger.debug(
+            "tune trial %d: %s, %d epochs, holdout loss %s",
+            trial.number,
+            row["state"],
+            run.epochs,
+            row.get("holdout_loss"),
+        )
+        return row, done
