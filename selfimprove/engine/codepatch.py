@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, WhitespaceInclusivePositionProvider
+from libcst.metadata import CodeRange, MetadataWrapper, WhitespaceInclusivePositionProvider
 
 from selfimprove.errors import CodePatchError, ConfigError
 
@@ -197,6 +197,111 @@ def _line_starts(text: str) -> list[int]:
     return [0, *(m.end() for m in re.finditer(r"\r\n|\r|\n", text))]
 
 
+def _find_function(
+    module: cst.Module, function_name: str, filename: str
+) -> tuple[str, cst.FunctionDef]:
+    """The one function of ``module`` called ``function_name`` (``name`` or ``Class.method``).
+
+    Raises:
+        CodePatchError: The name matches no function or several.
+    """
+    candidates = _functions(module.body)
+    wanted = function_name.strip()
+    if "." in wanted:
+        matches = [(q, n) for q, n in candidates if q == wanted]
+    else:
+        matches = [(q, n) for q, n in candidates if q.rsplit(".", 1)[-1] == wanted]
+    if not matches:
+        known = ", ".join(q for q, _ in candidates) or "none"
+        raise CodePatchError(
+            f"{filename} has no function {function_name!r}; functions found: {known}."
+        )
+    if len(matches) > 1:
+        names = ", ".join(q for q, _ in matches)
+        raise CodePatchError(
+            f"{filename}: {function_name!r} matches {len(matches)} definitions ({names}); "
+            "name one as Class.method, or rename the duplicates."
+        )
+    return matches[0]
+
+
+def _new_function(new_code: str, target: cst.FunctionDef) -> cst.FunctionDef:
+    """``new_code`` parsed as one function named as ``target``, with ``target``'s leading lines.
+
+    Raises:
+        CodePatchError: Not exactly one function, comments outside it, or another name.
+    """
+    new_text = textwrap.dedent(new_code).strip("\n") + "\n"
+    new_module = _parse(new_text.encode("utf-8"), "the new code")
+    stray = [
+        line.comment.value
+        for line in (*new_module.header, *new_module.footer)
+        if line.comment is not None
+    ]
+    if len(new_module.body) != 1 or not isinstance(new_module.body[0], cst.FunctionDef):
+        raise CodePatchError(
+            "the new code must be exactly one function definition (decorators allowed), "
+            f"but it holds {len(new_module.body)} statement(s)."
+        )
+    if stray:
+        raise CodePatchError(
+            f"the new code has comments outside the function ({stray[0]!r}); move them inside "
+            "the function body so that they are not lost."
+        )
+    new_fn = new_module.body[0]
+    if new_fn.name.value != target.name.value:
+        raise CodePatchError(
+            f"the new code defines {new_fn.name.value!r}, not {target.name.value!r}; a code "
+            "improvement replaces a function under its own name."
+        )
+    return new_fn.with_changes(leading_lines=target.leading_lines)
+
+
+def _swap(module: cst.Module, target: cst.FunctionDef, replacement: cst.FunctionDef) -> cst.Module:
+    """``module`` with ``target`` replaced by ``replacement`` (a new module; ``module`` is kept)."""
+
+    class _Swap(cst.CSTTransformer):
+        def leave_FunctionDef(
+            self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
+        ) -> cst.FunctionDef:
+            return replacement if original_node is target else updated_node
+
+    return module.visit(_Swap())
+
+
+def _check_outside_unchanged(
+    module: cst.Module, patched: cst.Module, target: cst.FunctionDef, qualname: str, filename: str
+) -> CodeRange:
+    """Verify, do not trust: everything outside the function's whitespace-inclusive span must
+    be byte-identical (compared on the decoded text, whose encoding round-trips).
+
+    Returns:
+        The function's span in the original.
+
+    Raises:
+        CodePatchError: Text outside the function changed.
+    """
+    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(
+        WhitespaceInclusivePositionProvider
+    )
+    span = positions[target]
+    old_text, new_full = module.code, patched.code
+    starts = _line_starts(old_text)
+    begin = starts[span.start.line - 1] + span.start.column
+    end = (
+        starts[span.end.line - 1] + span.end.column
+        if span.end.line <= len(starts)
+        else len(old_text)
+    )
+    tail = len(old_text) - end
+    if new_full[:begin] != old_text[:begin] or new_full[len(new_full) - tail :] != old_text[end:]:
+        raise CodePatchError(
+            f"{filename}: replacing {qualname} would change text outside the function; "
+            "nothing was written (please report this with the file)."
+        )
+    return span
+
+
 def replace_function(
     source: bytes, function_name: str, new_code: str, *, filename: str = "<source>"
 ) -> FunctionPatch:
@@ -226,79 +331,11 @@ def replace_function(
             f"{filename}: libcst does not reproduce this file byte for byte (unusual encoding "
             "or line endings), so a patch could not guarantee the rest stays identical."
         )
-    candidates = _functions(module.body)
-    wanted = function_name.strip()
-    if "." in wanted:
-        matches = [(q, n) for q, n in candidates if q == wanted]
-    else:
-        matches = [(q, n) for q, n in candidates if q.rsplit(".", 1)[-1] == wanted]
-    if not matches:
-        known = ", ".join(q for q, _ in candidates) or "none"
-        raise CodePatchError(
-            f"{filename} has no function {function_name!r}; functions found: {known}."
-        )
-    if len(matches) > 1:
-        names = ", ".join(q for q, _ in matches)
-        raise CodePatchError(
-            f"{filename}: {function_name!r} matches {len(matches)} definitions ({names}); "
-            "name one as Class.method, or rename the duplicates."
-        )
-    qualname, target = matches[0]
-
-    new_text = textwrap.dedent(new_code).strip("\n") + "\n"
-    new_module = _parse(new_text.encode("utf-8"), "the new code")
-    stray = [
-        line.comment.value
-        for line in (*new_module.header, *new_module.footer)
-        if line.comment is not None
-    ]
-    if len(new_module.body) != 1 or not isinstance(new_module.body[0], cst.FunctionDef):
-        raise CodePatchError(
-            "the new code must be exactly one function definition (decorators allowed), "
-            f"but it holds {len(new_module.body)} statement(s)."
-        )
-    if stray:
-        raise CodePatchError(
-            f"the new code has comments outside the function ({stray[0]!r}); move them inside "
-            "the function body so that they are not lost."
-        )
-    new_fn = new_module.body[0]
-    if new_fn.name.value != target.name.value:
-        raise CodePatchError(
-            f"the new code defines {new_fn.name.value!r}, not {target.name.value!r}; a code "
-            "improvement replaces a function under its own name."
-        )
-    replacement = new_fn.with_changes(leading_lines=target.leading_lines)
-
-    class _Swap(cst.CSTTransformer):
-        def leave_FunctionDef(
-            self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef
-        ) -> cst.FunctionDef:
-            return replacement if original_node is target else updated_node
-
-    patched_module = module.visit(_Swap())
+    qualname, target = _find_function(module, function_name, filename)
+    replacement = _new_function(new_code, target)
+    patched_module = _swap(module, target, replacement)
     patched = patched_module.bytes
-
-    # Verify, do not trust: everything outside the function's whitespace-inclusive span must
-    # be byte-identical (compared on the decoded text, whose encoding round-trips, see above).
-    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(
-        WhitespaceInclusivePositionProvider
-    )
-    span = positions[target]
-    old_text, new_full = module.code, patched_module.code
-    starts = _line_starts(old_text)
-    begin = starts[span.start.line - 1] + span.start.column
-    end = (
-        starts[span.end.line - 1] + span.end.column
-        if span.end.line <= len(starts)
-        else len(old_text)
-    )
-    tail = len(old_text) - end
-    if new_full[:begin] != old_text[:begin] or new_full[len(new_full) - tail :] != old_text[end:]:
-        raise CodePatchError(
-            f"{filename}: replacing {qualname} would change text outside the function; "
-            "nothing was written (please report this with the file)."
-        )
+    span = _check_outside_unchanged(module, patched_module, target, qualname, filename)
     try:
         compile(patched, filename, "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as exc:
