@@ -28,8 +28,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # 2: state, cycle_metrics; 3: meta_learnings; 4: the engine's weaknesses, code_improvements,
 # audit_trail, improvement_history, improvement_measurements, and the columns
-# experiments.weakness_id, experiments.expected_improvement, meta_learnings.times_validated
-# (added in place by ``ALTER TABLE`` when an older store is opened; see ``COLUMN_ADDITIONS``).
+# experiments.weakness_id, experiments.expected_improvement, meta_learnings.times_validated.
+# Each version is one Alembic revision in ``migrations/versions``: a change here needs one.
 SCHEMA_VERSION = 4
 
 
@@ -306,13 +306,3 @@ class ImprovementMeasurementRow(Base):
     n_after: Mapped[int] = mapped_column(Integer)
     context: Mapped[dict[str, Any]] = mapped_column(JSON)
     measured_at: Mapped[datetime] = mapped_column(DateTime)
-
-
-#: Columns added to tables that older stores already have: ``create_all`` creates missing
-#: tables but never alters an existing one, so ``Store`` adds these with ``ALTER TABLE`` when
-#: it opens a store older than the version that introduced them. (version, table, column, DDL)
-COLUMN_ADDITIONS: tuple[tuple[int, str, str, str], ...] = (
-    (4, "experiments", "weakness_id", "INTEGER"),
-    (4, "experiments", "expected_improvement", "FLOAT"),
-    (4, "meta_learnings", "times_validated", "INTEGER NOT NULL DEFAULT 0"),
-)

@@ -1,0 +1,212 @@
+"""Experiments: one strategy run each, planned, running, finished or cut short."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from selfimprove.errors import NotFoundError, StoreError
+from selfimprove.store._convert import clean_json, to_record, utcnow
+from selfimprove.store._database import Database
+from selfimprove.store._schema import ExperimentRow
+from selfimprove.store.records import ExperimentRecord, ExperimentStatus
+
+__all__ = ["ExperimentRepository"]
+
+_COLUMNS = frozenset(ExperimentRow.__table__.columns.keys())
+
+
+def _new_experiment(
+    spec: Mapping[str, Any], status: ExperimentStatus, now: datetime
+) -> dict[str, Any]:
+    """The column values of a new experiment: ``spec``'s fields, nothing decided yet."""
+    return {
+        "model_id": spec.get("model_id"),
+        "capability_id": spec.get("capability_id"),
+        "strategy": spec["strategy"],
+        "objective": spec.get("objective"),
+        "params": clean_json(spec.get("params") or {}),
+        "hypothesis": spec.get("hypothesis", ""),
+        "cycle": spec.get("cycle"),
+        "seed": spec.get("seed"),
+        "status": status.value,
+        "decision": None,
+        "reason": "",
+        "statistics": {},
+        "incumbent_version_id": spec.get("incumbent_version_id"),
+        "candidate_version_id": None,
+        "compute": {},
+        "durations": {},
+        "created_at": now,
+        "started_at": now if status is ExperimentStatus.RUNNING else None,
+        "weakness_id": spec.get("weakness_id"),
+        "expected_improvement": clean_json(spec.get("expected_improvement")),
+    }
+
+
+class ExperimentRepository(Database):
+    """The ``experiments`` table (a part of :class:`~selfimprove.store.Store`)."""
+
+    def add_experiment(
+        self,
+        *,
+        model_id: int | None,
+        strategy: str,
+        objective: str | None = None,
+        capability_id: int | None = None,
+        params: dict[str, Any] | None = None,
+        hypothesis: str = "",
+        cycle: int | None = None,
+        seed: int | None = None,
+        incumbent_version_id: int | None = None,
+        status: ExperimentStatus = ExperimentStatus.PLANNED,
+    ) -> ExperimentRecord:
+        """Insert an experiment (``RUNNING`` sets ``started_at``)."""
+        spec = {
+            "model_id": model_id,
+            "strategy": strategy,
+            "objective": objective,
+            "capability_id": capability_id,
+            "params": params,
+            "hypothesis": hypothesis,
+            "cycle": cycle,
+            "seed": seed,
+            "incumbent_version_id": incumbent_version_id,
+        }
+        values = _new_experiment(spec, status, utcnow())
+        return self._insert(ExperimentRow, [values], ExperimentRecord)[0]
+
+    def add_experiments(self, specs: list[dict[str, Any]]) -> list[ExperimentRecord]:
+        """Insert several planned experiments in one transaction.
+
+        Each spec holds :class:`ExperimentRow` fields (``strategy`` is required; ``model_id``,
+        ``capability_id``, ``objective``, ``params``, ``hypothesis``, ``weakness_id``,
+        ``expected_improvement`` are optional).
+
+        Raises:
+            StoreError: A field experiments do not have.
+        """
+        now = utcnow()
+        values = []
+        for spec in specs:
+            unknown = set(spec) - _COLUMNS
+            if unknown:
+                raise StoreError(f"experiments have no fields {sorted(unknown)}.")
+            # A planned experiment has no incumbent yet, whatever the spec says.
+            planned = {**spec, "incumbent_version_id": None}
+            values.append(_new_experiment(planned, ExperimentStatus.PLANNED, now))
+        return self._insert(ExperimentRow, values, ExperimentRecord)
+
+    def update_experiment(self, experiment_id: int, **changes: Any) -> ExperimentRecord:
+        """Change fields of an experiment (enums and NaN are converted for storage).
+
+        Finishing states set ``finished_at``; ``RUNNING`` sets ``started_at``.
+
+        Raises:
+            NotFoundError: No such experiment.
+            StoreError: A field experiments do not have.
+        """
+        with self.transaction() as s:
+            row = s.get(ExperimentRow, experiment_id)
+            if row is None:
+                raise NotFoundError(f"unknown experiment id {experiment_id}.")
+            for key, value in changes.items():
+                if not hasattr(ExperimentRow, key):
+                    raise StoreError(f"experiments have no field {key!r}.")
+                setattr(row, key, clean_json(value))
+            status = changes.get("status")
+            if status is not None:
+                status = ExperimentStatus(status)
+                if status is ExperimentStatus.RUNNING and row.started_at is None:
+                    row.started_at = utcnow()
+                if status.is_finished():
+                    row.finished_at = utcnow()
+            s.flush()
+            return to_record(ExperimentRecord, row)
+
+    def get_experiment(self, experiment_id: int) -> ExperimentRecord:
+        """The experiment with this id.
+
+        Raises:
+            NotFoundError: No such experiment.
+        """
+        with self.read() as s:
+            row = s.get(ExperimentRow, experiment_id)
+            if row is None:
+                raise NotFoundError(f"unknown experiment id {experiment_id}.")
+            return to_record(ExperimentRecord, row)
+
+    def list_experiments(
+        self,
+        *,
+        model_id: int | None = None,
+        status: ExperimentStatus | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[ExperimentRecord]:
+        """Experiments by id (of one model / in one status if given; the first ``limit``)."""
+        with self.read() as s:
+            order = ExperimentRow.id.desc() if newest_first else ExperimentRow.id
+            q = select(ExperimentRow).order_by(order)
+            if model_id is not None:
+                q = q.where(ExperimentRow.model_id == model_id)
+            if status is not None:
+                q = q.where(ExperimentRow.status == status.value)
+            if limit is not None:
+                q = q.limit(limit)
+            return [to_record(ExperimentRecord, r) for r in s.scalars(q)]
+
+    def list_weakness_experiments(self, weakness_id: int) -> list[ExperimentRecord]:
+        """The experiments planned for one weakness, oldest first."""
+        with self.read() as s:
+            q = (
+                select(ExperimentRow)
+                .where(ExperimentRow.weakness_id == weakness_id)
+                .order_by(ExperimentRow.id)
+            )
+            return [to_record(ExperimentRecord, r) for r in s.scalars(q)]
+
+    def experiment_outline(self) -> list[tuple[int | None, int | None, str, str, str | None]]:
+        """Every experiment as ``(model_id, cycle, strategy, status, decision)``, oldest first:
+        the columns planning needs, without decoding each experiment's statistics (reading whole
+        records made every cycle slower as the ledger grew)."""
+        with self.read() as s:
+            q = select(
+                ExperimentRow.model_id,
+                ExperimentRow.cycle,
+                ExperimentRow.strategy,
+                ExperimentRow.status,
+                ExperimentRow.decision,
+            ).order_by(ExperimentRow.id)
+            return [(r[0], r[1], r[2], r[3], r[4]) for r in s.execute(q)]
+
+    def max_cycle(self) -> int:
+        """The highest cycle number recorded (0 when none)."""
+        with self.read() as s:
+            value = s.scalar(select(func.max(ExperimentRow.cycle)))
+            return int(value or 0)
+
+    def mark_stale_experiments(self) -> list[ExperimentRecord]:
+        """Mark experiments left ``running`` by a crashed process as ``stale``.
+
+        Planned experiments (the engine's, not started yet) are left alone: nothing cut them
+        short.
+        """
+        with self.transaction() as s:
+            rows = list(
+                s.scalars(
+                    select(ExperimentRow).where(
+                        ExperimentRow.status == ExperimentStatus.RUNNING.value
+                    )
+                )
+            )
+            now = utcnow()
+            for row in rows:
+                row.status = ExperimentStatus.STALE.value
+                row.reason = "cut short: the process stopped before the experiment finished"
+                row.finished_at = now
+            s.flush()
+            return [to_record(ExperimentRecord, r) for r in rows]

@@ -1,0 +1,230 @@
+"""Models and their versions: registration, the incumbent pointer, lineage."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from selfimprove.errors import ConfigError, NotFoundError, StoreError
+from selfimprove.store._convert import clean_json, to_record, utcnow
+from selfimprove.store._database import Database
+from selfimprove.store._schema import ModelRow, VersionRow
+from selfimprove.store.records import ModelRecord, VersionRecord, VersionStatus
+
+__all__ = ["ModelRepository"]
+
+
+def _flip_incumbent(s: Session, model_id: int, version_id: int, old_status: VersionStatus) -> None:
+    """Make ``version_id`` the incumbent of ``model_id``; the previous one gets ``old_status``.
+
+    Raises:
+        NotFoundError: The version belongs to another model.
+    """
+    model = s.get_one(ModelRow, model_id)
+    now = utcnow()
+    if model.incumbent_version_id is not None and model.incumbent_version_id != version_id:
+        old = s.get_one(VersionRow, model.incumbent_version_id)
+        old.status, old.retired_at = old_status.value, now
+    new = s.get_one(VersionRow, version_id)
+    if new.model_id != model_id:
+        raise NotFoundError(f"version id {version_id} does not belong to model {model.name!r}.")
+    new.status, new.retired_at = VersionStatus.INCUMBENT.value, None
+    model.incumbent_version_id = version_id
+
+
+class ModelRepository(Database):
+    """The ``models`` and ``versions`` tables (a part of :class:`~selfimprove.store.Store`)."""
+
+    # ------------------------------------------------------------------ models
+    def add_model(self, name: str, task: str, family: str, description: str = "") -> ModelRecord:
+        """Insert a model (no versions yet).
+
+        Raises:
+            ConfigError: A model of that name is registered already.
+        """
+        with self.transaction() as s:
+            if s.scalar(select(ModelRow).where(ModelRow.name == name)) is not None:
+                raise ConfigError(
+                    f"a model named {name!r} is already registered; pick another name."
+                )
+            values = {
+                "name": name,
+                "task": task,
+                "family": family,
+                "description": description,
+                "created_at": utcnow(),
+            }
+            return self._insert(ModelRow, [values], ModelRecord, session=s)[0]
+
+    def find_model(self, name: str) -> ModelRecord | None:
+        """The model called ``name``, or ``None``."""
+        with self.read() as s:
+            row = s.scalar(select(ModelRow).where(ModelRow.name == name))
+            return to_record(ModelRecord, row) if row is not None else None
+
+    def get_model(self, name: str) -> ModelRecord:
+        """The model called ``name``.
+
+        Raises:
+            NotFoundError: No such model.
+        """
+        record = self.find_model(name)
+        if record is None:
+            known = [m.name for m in self.list_models()]
+            raise NotFoundError(
+                f"unknown model {name!r}; registered models: {', '.join(known) or 'none'} "
+                "(see `selfimprove models`)."
+            )
+        return record
+
+    def model_by_id(self, model_id: int) -> ModelRecord:
+        """The model with this id.
+
+        Raises:
+            NotFoundError: No such model.
+        """
+        with self.read() as s:
+            row = s.get(ModelRow, model_id)
+            if row is None:
+                raise NotFoundError(f"unknown model id {model_id}.")
+            return to_record(ModelRecord, row)
+
+    def list_models(self) -> list[ModelRecord]:
+        """Every model, oldest first."""
+        with self.read() as s:
+            rows = s.scalars(select(ModelRow).order_by(ModelRow.id))
+            return [to_record(ModelRecord, r) for r in rows]
+
+    # ------------------------------------------------------------------ versions
+    def add_version(
+        self,
+        *,
+        model_id: int,
+        number: int,
+        parent_id: int | None,
+        status: VersionStatus,
+        strategy: str,
+        origin: str,
+        params: dict[str, Any],
+        metrics: dict[str, Any],
+        checkpoint_path: str,
+        manifest_path: str,
+        sha256: str,
+        size_bytes: int,
+    ) -> VersionRecord:
+        """Insert a version row; with ``status=INCUMBENT`` the pointer moves in the same
+        transaction (the previous incumbent becomes a backup)."""
+        values = {
+            "model_id": model_id,
+            "number": number,
+            "parent_id": parent_id,
+            "status": VersionStatus.CANDIDATE.value,
+            "strategy": strategy,
+            "origin": origin,
+            "params": clean_json(params),
+            "metrics": clean_json(metrics),
+            "checkpoint_path": checkpoint_path,
+            "manifest_path": manifest_path,
+            "sha256": sha256,
+            "size_bytes": size_bytes,
+            "created_at": utcnow(),
+        }
+        with self.transaction() as s:
+            [record] = self._insert(VersionRow, [values], VersionRecord, session=s)
+            row = s.get_one(VersionRow, record.id)
+            if status is VersionStatus.INCUMBENT:
+                _flip_incumbent(s, model_id, row.id, VersionStatus.BACKUP)
+            else:
+                row.status = status.value
+            s.flush()
+            return to_record(VersionRecord, row)
+
+    def next_version_number(self, model_id: int) -> int:
+        """One more than the highest version number of the model (1 for its first)."""
+        with self.read() as s:
+            rows = s.scalars(select(VersionRow.number).where(VersionRow.model_id == model_id))
+            return max(rows, default=0) + 1
+
+    def set_incumbent(
+        self, model_id: int, version_id: int, *, old_status: VersionStatus = VersionStatus.BACKUP
+    ) -> None:
+        """Move the incumbent pointer to ``version_id`` in one transaction."""
+        with self.transaction() as s:
+            _flip_incumbent(s, model_id, version_id, old_status)
+
+    def set_version_status(self, version_id: int, status: VersionStatus) -> None:
+        """Set a version's status (``PRUNED`` forgets its checkpoint path).
+
+        Raises:
+            StoreError: The version is the incumbent and ``status`` is not.
+        """
+        with self.transaction() as s:
+            row = s.get_one(VersionRow, version_id)
+            if (
+                row.status == VersionStatus.INCUMBENT.value
+                and status is not VersionStatus.INCUMBENT
+            ):
+                raise StoreError(
+                    f"version id {version_id} is the incumbent; promote another version first."
+                )
+            row.status = status.value
+            if status is VersionStatus.PRUNED:
+                row.checkpoint_path = None
+
+    def version_by_id(self, version_id: int) -> VersionRecord:
+        """The version with this id.
+
+        Raises:
+            NotFoundError: No such version.
+        """
+        with self.read() as s:
+            row = s.get(VersionRow, version_id)
+            if row is None:
+                raise NotFoundError(f"unknown version id {version_id}.")
+            return to_record(VersionRecord, row)
+
+    def versions_by_ids(self, version_ids: Iterable[int]) -> dict[int, VersionRecord]:
+        """The versions with these ids (unknown ids left out), read in a few queries."""
+        wanted = sorted(set(version_ids))
+        out: dict[int, VersionRecord] = {}
+        with self.read() as s:
+            for i in range(0, len(wanted), 500):  # well under SQLite's bound-parameter limit
+                q = select(VersionRow).where(VersionRow.id.in_(wanted[i : i + 500]))
+                out.update({r.id: to_record(VersionRecord, r) for r in s.scalars(q)})
+        return out
+
+    def get_version(self, model: ModelRecord, number: int) -> VersionRecord:
+        """Version ``number`` of ``model``.
+
+        Raises:
+            NotFoundError: No such version.
+        """
+        with self.read() as s:
+            row = s.scalar(
+                select(VersionRow).where(
+                    VersionRow.model_id == model.id, VersionRow.number == number
+                )
+            )
+            if row is None:
+                numbers = s.scalars(
+                    select(VersionRow.number).where(VersionRow.model_id == model.id)
+                ).all()
+                raise NotFoundError(
+                    f"model {model.name!r} has no version {number}; versions: "
+                    f"{', '.join(map(str, sorted(numbers))) or 'none'} "
+                    f"(see `selfimprove history {model.name}`)."
+                )
+            return to_record(VersionRecord, row)
+
+    def list_versions(self, model_id: int) -> list[VersionRecord]:
+        """The model's versions by number."""
+        with self.read() as s:
+            rows = s.scalars(
+                select(VersionRow)
+                .where(VersionRow.model_id == model_id)
+                .order_by(VersionRow.number)
+            )
+            return [to_record(VersionRecord, r) for r in rows]

@@ -1,0 +1,1 @@
+"""The revision chain, one file per schema version (``v<N>_...``, revision ``000N``)."""
