@@ -45,7 +45,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -62,6 +62,7 @@ from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
 from selfimprove.strategies._search import (
     EpochLedger,
+    TrialLoop,
     carve_selection_holdout,
     check_settings,
     closed_float_setting,
@@ -69,14 +70,14 @@ from selfimprove.strategies._search import (
     holdout_error,
     int_setting,
     optuna_missing,
-    quiet_optuna,
     sampler_seed,
+    seeded_study,
     space_summary,
     train_trial,
 )
-from selfimprove.tasks import Split, Task
+from selfimprove.tasks import SearchSpace, Split, Task
 
-__all__ = ["COSTS", "EvolveStrategy", "time_batch1"]
+__all__ = ["COSTS", "EvolveConfig", "EvolveStrategy", "time_batch1"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +86,13 @@ COSTS = EFFICIENCY_OBJECTIVES
 
 
 @dataclass(frozen=True)
-class _Settings:
-    """``evolve``'s settings, from ``context.params`` (see :class:`EvolveStrategy`)."""
+class EvolveConfig:
+    """``evolve``'s settings, read from ``context.params`` by :meth:`EvolveStrategy.settings`
+    (see :class:`EvolveStrategy` for each one's meaning and default).
+
+    Raises:
+        ConfigError: A value out of range (the message names it and a valid one).
+    """
 
     population_size: int
     trial_epochs: int
@@ -101,6 +107,26 @@ class _Settings:
     error_tolerance: float
     refit_share: float
     search_epochs: int  # the budget's epochs left to the trials
+
+    def __post_init__(self) -> None:
+        if self.cost not in COSTS:
+            raise ConfigError(f"setting 'cost' must be one of {COSTS}, but got {self.cost!r}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"setting 'optimizer' must be one of {OPTIMIZERS}, but got {self.optimizer!r}."
+            )
+        v = asdict(self)
+        int_setting(v, "population_size", 6, 2, 1000)
+        int_setting(v, "trial_epochs", 1, 1, 1_000_000)
+        int_setting(v, "search_epochs", 1, 1, 1_000_000)
+        float_setting(v, "holdout_fraction", 0.15, 0.0, 0.5)
+        int_setting(v, "max_trials", 0, 0, 1_000_000)
+        float_setting(v, "lr", 3e-3, 0.0, 10.0)
+        int_setting(v, "batch_size", 64, 1, 1_000_000)
+        int_setting(v, "patience", 5, 0, 1000)
+        int_setting(v, "latency_repeats", 15, 3, 10_000)
+        closed_float_setting(v, "error_tolerance", 0.0, 0.0)
+        closed_float_setting(v, "refit_share", 0.4, 0.0, 0.9)
 
     def train_config(self, epochs: int, seed: int, context: StrategyContext) -> TrainConfig:
         """How a trial (or the chosen point's refit) trains: at most ``epochs``, within what is
@@ -253,7 +279,7 @@ class EvolveStrategy(Strategy):
         return f"evolve {missing}" if missing else None
 
     # ------------------------------------------------------------------ settings
-    def settings(self, context: StrategyContext) -> _Settings:
+    def settings(self, context: StrategyContext) -> EvolveConfig:
         """Read and check ``context.params``.
 
         Raises:
@@ -276,7 +302,7 @@ class EvolveStrategy(Strategy):
         refit_share = closed_float_setting(p, "refit_share", 0.4, 0.0, 0.9)
         search = max(1, epochs - round(refit_share * epochs))
         default_trial = min(20, max(1, search // (2 * pop)))
-        return _Settings(
+        return EvolveConfig(
             population_size=pop,
             trial_epochs=int_setting(p, "trial_epochs", default_trial, 1, epochs),
             holdout_fraction=float_setting(p, "holdout_fraction", 0.15, 0.0, 0.5),
@@ -321,79 +347,9 @@ class EvolveStrategy(Strategy):
         inc_latency = float(np.median(inc_times))
         base = arch_params(task.default_params())
         ledger = EpochLedger(s.search_epochs, s.trial_epochs)
-        points: dict[int, _Point] = {}
-        rows: list[dict[str, Any]] = []
-        stopped = "epoch_budget"
-
-        with quiet_optuna() as optuna:
-            sampler = optuna.samplers.NSGAIISampler(
-                seed=sampler_seed(context.seed, self.name, "nsga2"),
-                population_size=s.population_size,
-            )
-            study = optuna.create_study(
-                directions=["minimize", "minimize"],
-                sampler=sampler,
-                study_name=f"selfimprove-evolve-{context.seed}",
-            )
-            while True:
-                cap = ledger.next_cap()
-                if cap == 0:
-                    stopped = "epoch_budget"
-                    break
-                if context.remaining() <= 0:
-                    stopped = "time_budget"
-                    break
-                if s.max_trials and len(rows) >= s.max_trials:
-                    stopped = "max_trials"
-                    break
-                trial = study.ask()
-                suggested = {name: param.suggest(trial, name) for name, param in space.items()}
-                params = {**base, **suggested}
-                trial_seed = derive_seed(context.seed, self.name, "trial", trial.number)
-                with torch_seeded(trial_seed):
-                    module = task.build(params)
-                config = s.train_config(cap, trial_seed, context)
-                run = train_trial(module, fit_task, config, check=context.check_budget)
-                ledger.charge(run.epochs)
-                row: dict[str, Any] = {
-                    "trial": trial.number,
-                    "params": params,
-                    "epochs": run.epochs,
-                    "state": run.state,
-                }
-                error = holdout_error(module, task, holdout, primary)
-                if run.state == "complete" and math.isfinite(error):
-                    t_trial, t_inc = time_batch1([module, inc], x1, s.latency_repeats)
-                    # Rescaled by the incumbent timed in the same rounds: drift cancels.
-                    latency = float(np.median(t_trial) / np.median(t_inc) * inc_latency)
-                    point = _Point(
-                        number=trial.number,
-                        params=params,
-                        module=module,
-                        error=error,
-                        latency_ms=latency,
-                        size_bytes=checkpoint_bytes(module),
-                        parameters=sum(p.numel() for p in module.parameters()),
-                        epochs=run.epochs,
-                    )
-                    points[trial.number] = point
-                    study.tell(trial, [error, point.cost(s.cost)])
-                    row.update(point.row())
-                else:
-                    row["reason"] = run.reason or "holdout error not finite"
-                    row["state"] = "failed"
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                rows.append(row)
-                logger.debug(
-                    "evolve trial %d: %s, %d epochs, error %s, %s %s",
-                    trial.number,
-                    row["state"],
-                    run.epochs,
-                    row.get("holdout_error"),
-                    s.cost,
-                    row.get(s.cost),
-                )
-            front_numbers = sorted(t.number for t in study.best_trials)
+        points, rows, front_numbers, stopped = self._search(
+            space, base, (fit_task, holdout), context, s, ledger, (inc, x1, inc_latency)
+        )
 
         if not front_numbers:
             raise StrategyError(
@@ -424,29 +380,10 @@ class EvolveStrategy(Strategy):
             "choice": choice,
             "chosen_trial": chosen.number,
             "chosen_params": chosen.params,
-            "incumbent": {
-                "holdout_error": inc_error,
-                "latency_ms": inc_latency,
-                "size_bytes": checkpoint_bytes(inc),
-                "parameters": sum(p.numel() for p in inc.parameters()),
-            },
+            "incumbent": _incumbent_record(inc, inc_error, inc_latency),
             "pareto_front": [p.row() for p in front],
             "refit": refit,
-            "n_trials": len(rows),
-            "n_failed": sum(r["state"] == "failed" for r in rows),
-            "epochs_used": ledger.spent + refit["epochs"],
-            "search_epochs": ledger.spent,
-            "epoch_budget": context.budget.epochs,
-            "trial_epochs": s.trial_epochs,
-            "population_size": s.population_size,
-            "generations": -(-len(rows) // s.population_size),
-            "stopped": stopped,
-            "training": {
-                "lr": s.lr,
-                "batch_size": s.batch_size,
-                "optimizer": s.optimizer,
-                "patience": s.patience,
-            },
+            **_search_record(s, rows, ledger.spent, refit["epochs"], stopped, context),
             "holdout": {"fraction": s.holdout_fraction, "examples": len(holdout)},
             "sampler": f"NSGAIISampler(population_size={s.population_size}, seeded)",
             "space": space_summary(space),
@@ -461,6 +398,106 @@ class EvolveStrategy(Strategy):
             cost=Cost(epochs=ledger.spent + refit["epochs"], seconds=time.perf_counter() - t0),
         )
 
+    # ------------------------------------------------------------------ the search
+    def _search(
+        self,
+        space: SearchSpace,
+        base: dict[str, Any],
+        data: tuple[Task, Split],
+        context: StrategyContext,
+        s: EvolveConfig,
+        ledger: EpochLedger,
+        reference: tuple[nn.Module, torch.Tensor, float],
+    ) -> tuple[dict[int, _Point], list[dict[str, Any]], list[int], str]:
+        """The NSGA-II trial loop: complete points by trial, every trial's record, the Pareto
+        front's trial numbers, and what stopped the search."""
+        points: dict[int, _Point] = {}
+        rows: list[dict[str, Any]] = []
+        with seeded_study(
+            lambda optuna: optuna.samplers.NSGAIISampler(
+                seed=sampler_seed(context.seed, self.name, "nsga2"),
+                population_size=s.population_size,
+            ),
+            directions=["minimize", "minimize"],
+            study_name=f"selfimprove-evolve-{context.seed}",
+        ) as (optuna, study):
+            loop = TrialLoop(study, ledger, context.remaining, s.max_trials)
+            for trial, cap in loop:
+                params = {**base, **{n: p.suggest(trial, n) for n, p in space.items()}}
+                row, point = self._trial(trial.number, cap, params, data, context, s, reference)
+                ledger.charge(row["epochs"])
+                if point is None:
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                else:
+                    points[trial.number] = point
+                    study.tell(trial, [point.error, point.cost(s.cost)])
+                    row.update(point.row())
+                rows.append(row)
+                logger.debug(
+                    "evolve trial %d: %s, %d epochs, error %s, %s %s",
+                    trial.number,
+                    row["state"],
+                    row["epochs"],
+                    row.get("holdout_error"),
+                    s.cost,
+                    row.get(s.cost),
+                )
+            front_numbers = sorted(t.number for t in study.best_trials)
+        stopped = loop.stopped
+        return points, rows, front_numbers, stopped
+
+    # ------------------------------------------------------------------ one trial
+    def _trial(
+        self,
+        number: int,
+        cap: int,
+        params: dict[str, Any],
+        data: tuple[Task, Split],
+        context: StrategyContext,
+        s: EvolveConfig,
+        reference: tuple[nn.Module, torch.Tensor, float],
+    ) -> tuple[dict[str, Any], _Point | None]:
+        """Train trial ``number`` from a fresh seeded init; its record, and its point if it
+        completed with a finite holdout error.
+
+        Args:
+            data: The task narrowed to the fit data, and the selection holdout.
+            reference: The incumbent, one input ``(1, ...)`` and the incumbent's first batch-1
+                latency: the trial is timed beside the incumbent and rescaled by it.
+        """
+        (fit_task, holdout), (inc, x1, inc_latency) = data, reference
+        task = context.task
+        trial_seed = derive_seed(context.seed, self.name, "trial", number)
+        with torch_seeded(trial_seed):
+            module = task.build(params)
+        config = s.train_config(cap, trial_seed, context)
+        run = train_trial(module, fit_task, config, check=context.check_budget)
+        row: dict[str, Any] = {
+            "trial": number,
+            "params": params,
+            "epochs": run.epochs,
+            "state": run.state,
+        }
+        error = holdout_error(module, task, holdout, task.primary)
+        if run.state != "complete" or not math.isfinite(error):
+            row["reason"] = run.reason or "holdout error not finite"
+            row["state"] = "failed"
+            return row, None
+        t_trial, t_inc = time_batch1([module, inc], x1, s.latency_repeats)
+        # Rescaled by the incumbent timed in the same rounds: drift cancels.
+        latency = float(np.median(t_trial) / np.median(t_inc) * inc_latency)
+        point = _Point(
+            number=number,
+            params=params,
+            module=module,
+            error=error,
+            latency_ms=latency,
+            size_bytes=checkpoint_bytes(module),
+            parameters=sum(p.numel() for p in module.parameters()),
+            epochs=run.epochs,
+        )
+        return row, point
+
     # ------------------------------------------------------------------ refit
     def _refit(
         self,
@@ -469,7 +506,7 @@ class EvolveStrategy(Strategy):
         holdout: Split,
         primary: Objective,
         context: StrategyContext,
-        s: _Settings,
+        s: EvolveConfig,
         spent: int,
     ) -> dict[str, Any]:
         """Train the chosen point on for the epochs the search left; keep it only if its
@@ -499,7 +536,7 @@ class EvolveStrategy(Strategy):
         front: list[_Point],
         incumbent: nn.Module,
         x1: torch.Tensor,
-        s: _Settings,
+        s: EvolveConfig,
         inc_error: float,
         inc_latency: float,
         task: Task,
@@ -562,3 +599,41 @@ class EvolveStrategy(Strategy):
                 for p in qualifying
             ],
         }
+
+
+def _incumbent_record(inc: nn.Module, error: float, latency: float) -> dict[str, Any]:
+    """The incumbent's figures the choice was measured against, for the record."""
+    return {
+        "holdout_error": error,
+        "latency_ms": latency,
+        "size_bytes": checkpoint_bytes(inc),
+        "parameters": sum(p.numel() for p in inc.parameters()),
+    }
+
+
+def _search_record(
+    s: EvolveConfig,
+    rows: list[dict[str, Any]],
+    spent: int,
+    refit_epochs: int,
+    stopped: str,
+    context: StrategyContext,
+) -> dict[str, Any]:
+    """How the search ran (trials, epochs, generations, training), for the record."""
+    return {
+        "n_trials": len(rows),
+        "n_failed": sum(r["state"] == "failed" for r in rows),
+        "epochs_used": spent + refit_epochs,
+        "search_epochs": spent,
+        "epoch_budget": context.budget.epochs,
+        "trial_epochs": s.trial_epochs,
+        "population_size": s.population_size,
+        "generations": -(-len(rows) // s.population_size),
+        "stopped": stopped,
+        "training": {
+            "lr": s.lr,
+            "batch_size": s.batch_size,
+            "optimizer": s.optimizer,
+            "patience": s.patience,
+        },
+    }
