@@ -67,8 +67,7 @@ def recorded_schema(conn: Connection) -> tuple[int | None, str | None]:
 def _refuse(plan: UpgradePlan, display_url: str) -> SchemaVersionError:
     return SchemaVersionError(
         f"the store at {display_url} {plan.reason}, newer than this selfimprove understands "
-        f"(schema {SCHEMA_VERSION}); "
-        "upgrade selfimprove or use another --home."
+        f"(schema {SCHEMA_VERSION}); upgrade selfimprove or use another --home."
     )
 
 
@@ -159,7 +158,6 @@ def _script_directory() -> ScriptDirectory:
 
 def _run_alembic(conn: Connection, plan: UpgradePlan) -> None:
     """Stamp (when the plan says so) and upgrade to the head on ``conn``, inside its transaction."""
-    # Alembic is loaded only here: a store at the head never needs it.
     from alembic import command
     from alembic.config import Config
 
@@ -168,5 +166,4 @@ def _run_alembic(conn: Connection, plan: UpgradePlan) -> None:
     config.attributes["connection"] = conn
     if plan.restamp:
         command.stamp(config, plan.start or "base", purge=True)
-    if plan.action is SchemaAction.UPGRADE:
-        command.upgrade(config, "head")
+    command.upgrade(config, "head")
