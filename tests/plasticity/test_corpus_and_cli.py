@@ -18,7 +18,7 @@ from selfimprove.plasticity import (
     load_tiny,
     tokenize_corpus,
 )
-from selfimprove.surfaces.cli.plasticity import app
+from selfimprove.surfaces.cli.plasticity import _run_checks, _surgery_checks, app
 
 from .conftest import TEST_TINY
 
@@ -150,3 +150,19 @@ def test_every_command_has_help_with_an_example() -> None:
     for cmd in ("run", "test", "visualize"):
         res = runner.invoke(app, [cmd, "--help"])
         assert res.exit_code == 0 and "Example:" in res.output, cmd
+
+
+def test_the_self_test_checks_pass_on_a_short_run(
+    short_run: AdaptivePlasticitySystem, tiny: torch.nn.Module
+) -> None:
+    x = short_run.val_[:2, :-1]  # (2, T)
+    checks = _surgery_checks(tiny, x, seed=0) + _run_checks(short_run, short_run.config, x)
+    assert [name for name, _, _ in checks] == [
+        "gated logits = pruned logits",
+        "growth keeps the logits",
+        "perplexity within tolerance",
+        "degeneration below threshold",
+        "heads not more",
+        "final checkpoint reloads exactly",
+    ]
+    assert all(passed for _, passed, _ in checks), checks

@@ -280,6 +280,92 @@ def run(
     _print_summary(results)
 
 
+#: A self-test check: its name, whether it passed, the figures.
+Check = tuple[str, bool, str]
+
+
+def _surgery_checks(model: Any, x: Any, seed: int) -> list[Check]:
+    """Gated logits equal pruned logits, and growth keeps the logits (half the heads of each
+    layer, drawn with ``seed``; ``x`` is ``(B, T)`` token ids on the model's device)."""
+    import torch
+
+    from selfimprove.plasticity import HeadGates, grow_heads, heads_per_layer, prune_heads
+
+    gen = torch.Generator().manual_seed(seed)
+    remove = {
+        layer: sorted(torch.randperm(h, generator=gen)[: h // 2].tolist())
+        for layer, h in enumerate(heads_per_layer(model))
+        if h > 1
+    }
+    checks: list[Check] = []
+    with torch.no_grad():
+        with HeadGates.mask(model, remove):
+            gated = model(input_ids=x).logits
+        pruned = prune_heads(model, remove)
+        diff = float((pruned(input_ids=x).logits - gated).abs().max())
+        checks.append(("gated logits = pruned logits", diff <= 1e-4, f"max |Δ| {diff:.2e}"))
+        grown, _ = grow_heads(pruned, dict.fromkeys(remove, 1), seed=seed)
+        diff = float((grown(input_ids=x).logits - pruned(input_ids=x).logits).abs().max())
+        checks.append(("growth keeps the logits", diff <= 1e-4, f"max |Δ| {diff:.2e}"))
+    return checks
+
+
+def _run_checks(system: Any, config: Any, x: Any) -> list[Check]:
+    """Perplexity and degeneration within bounds, no more heads, and the last kept checkpoint
+    reloads to the final model exactly."""
+    import torch
+
+    from selfimprove.plasticity import load_model
+
+    results = system.results_
+    s, f = results.start, results.final
+    limit = s["perplexity"] * (1 + config.perplexity_tolerance)
+    checks: list[Check] = [
+        (
+            "perplexity within tolerance",
+            f["perplexity"] <= limit,
+            f"{f['perplexity']:.4g} <= {limit:.4g}",
+        ),
+        (
+            "degeneration below threshold",
+            f["degeneration"] <= config.degeneration_threshold,
+            f"{f['degeneration']:.3f} <= {config.degeneration_threshold}",
+        ),
+        ("heads not more", f["heads"] <= s["heads"], f"{s['heads']} → {f['heads']}"),
+    ]
+    last = max((c.cycle for c in results.cycles if c.accepted), default=0)
+    reloaded = load_model(results.run_dir / "checkpoints" / f"cycle_{last:03d}")
+    torch.nn.Module.to(reloaded, x.device)
+    with torch.no_grad():
+        diff = float((reloaded(input_ids=x).logits - system.model_(input_ids=x).logits).abs().max())
+    checks.append(("final checkpoint reloads exactly", diff == 0.0, f"max |Δ| {diff:.2e}"))
+    return checks
+
+
+def _report_checks(checks: list[Check], results: Any, as_json: bool) -> bool:
+    """Print the checks (and the run's summary); returns whether all passed."""
+    ok = all(c[1] for c in checks)
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {
+                    "ok": ok,
+                    "checks": [{"check": n, "ok": o, "detail": d} for n, o, d in checks],
+                    "results": results.to_dict(),
+                }
+            )
+        )
+        return ok
+    _print_summary(results)
+    table = Table(title="Self-test")
+    for col in ("check", "result", "detail"):
+        table.add_column(col)
+    for name, passed, detail in checks:
+        table.add_row(name, "[green]pass[/]" if passed else "[red]FAIL[/]", detail)
+    out.print(table)
+    return ok
+
+
 @app.command()
 @handle_errors
 def test(
@@ -302,17 +388,7 @@ def test(
 
     Example: selfimprove plasticity test --model_name tiny --cycles 2
     """
-    import torch
-
-    from selfimprove.plasticity import (
-        AdaptivePlasticitySystem,
-        HeadGates,
-        PlasticityConfig,
-        grow_heads,
-        heads_per_layer,
-        load_model,
-        prune_heads,
-    )
+    from selfimprove.plasticity import AdaptivePlasticitySystem, PlasticityConfig
 
     setup_logging(verbose)
     config = PlasticityConfig(
@@ -323,24 +399,8 @@ def test(
     )
     with err.status("loading the model and data…"):
         probe_system.setup()
-    model = probe_system.model_
     x = probe_system.val_[:2, :-1].to(probe_system.device_)  # (2, T)
-    gen = torch.Generator().manual_seed(seed)
-    remove = {
-        layer: sorted(torch.randperm(h, generator=gen)[: h // 2].tolist())
-        for layer, h in enumerate(heads_per_layer(model))
-        if h > 1
-    }
-    checks: list[tuple[str, bool, str]] = []
-    with torch.no_grad():
-        with HeadGates.mask(model, remove):
-            gated = model(input_ids=x).logits
-        pruned = prune_heads(model, remove)
-        diff = float((pruned(input_ids=x).logits - gated).abs().max())
-        checks.append(("gated logits = pruned logits", diff <= 1e-4, f"max |Δ| {diff:.2e}"))
-        grown, _ = grow_heads(pruned, dict.fromkeys(remove, 1), seed=seed)
-        diff = float((grown(input_ids=x).logits - pruned(input_ids=x).logits).abs().max())
-        checks.append(("growth keeps the logits", diff <= 1e-4, f"max |Δ| {diff:.2e}"))
+    checks = _surgery_checks(probe_system.model_, x, seed)
     system = _run_system(
         model_name=model_name,
         dataset=dataset,
@@ -353,50 +413,8 @@ def test(
         home=home,
         verbose=verbose,
     )
-    results = system.results_
-    s, f = results.start, results.final
-    limit = s["perplexity"] * (1 + config.perplexity_tolerance)
-    checks.append(
-        (
-            "perplexity within tolerance",
-            f["perplexity"] <= limit,
-            f"{f['perplexity']:.4g} <= {limit:.4g}",
-        )
-    )
-    checks.append(
-        (
-            "degeneration below threshold",
-            f["degeneration"] <= config.degeneration_threshold,
-            f"{f['degeneration']:.3f} <= {config.degeneration_threshold}",
-        )
-    )
-    checks.append(("heads not more", f["heads"] <= s["heads"], f"{s['heads']} → {f['heads']}"))
-    last = max((c.cycle for c in results.cycles if c.accepted), default=0)
-    reloaded = load_model(results.run_dir / "checkpoints" / f"cycle_{last:03d}")
-    torch.nn.Module.to(reloaded, x.device)
-    with torch.no_grad():
-        diff = float((reloaded(input_ids=x).logits - system.model_(input_ids=x).logits).abs().max())
-    checks.append(("final checkpoint reloads exactly", diff == 0.0, f"max |Δ| {diff:.2e}"))
-    ok = all(c[1] for c in checks)
-    if as_json:
-        out.print_json(
-            json.dumps(
-                {
-                    "ok": ok,
-                    "checks": [{"check": n, "ok": o, "detail": d} for n, o, d in checks],
-                    "results": results.to_dict(),
-                }
-            )
-        )
-    else:
-        _print_summary(results)
-        table = Table(title="Self-test")
-        for col in ("check", "result", "detail"):
-            table.add_column(col)
-        for name, passed, detail in checks:
-            table.add_row(name, "[green]pass[/]" if passed else "[red]FAIL[/]", detail)
-        out.print(table)
-    if not ok:
+    checks += _run_checks(system, config, x)
+    if not _report_checks(checks, system.results_, as_json):
         raise typer.Exit(1)
 
 
