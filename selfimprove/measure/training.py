@@ -130,6 +130,71 @@ def _all_finite(module: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in module.parameters())
 
 
+def _optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer ``config`` names (SGD with momentum 0.9; AdamW's decay is decoupled)."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig) -> Any:
+    """The LR schedule ``config`` names (``None`` for a constant learning rate)."""
+    if config.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+    return None
+
+
+def _train_epoch(
+    module: nn.Module,
+    task: Task,
+    fit: Split,
+    opt: torch.optim.Optimizer,
+    config: TrainConfig,
+    epoch: int,
+    gen: torch.Generator,
+    *,
+    check: Callable[[], None] | None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None,
+) -> float:
+    """One pass over ``fit`` in a seeded order; the mean training loss.
+
+    Raises:
+        DivergedError: The loss or a gradient became NaN or infinite.
+    """
+    module.train()
+    order = torch.randperm(len(fit), generator=gen)
+    running, seen = 0.0, 0
+    for i in range(0, len(fit), config.batch_size):
+        if check is not None:
+            check()
+        idx = order[i : i + config.batch_size]
+        xb, yb = fit.x[idx], fit.y[idx]
+        opt.zero_grad(set_to_none=True)
+        out = module(xb)
+        loss = task.loss(out, yb) if loss_fn is None else loss_fn(out, xb, yb)
+        if not torch.isfinite(loss):
+            raise DivergedError(
+                f"training diverged at epoch {epoch}: the loss became "
+                f"{float(loss.detach())} "
+                f"(lr={opt.param_groups[0]['lr']:.3g}); lower the learning rate."
+            )
+        loss.backward()
+        if config.clip_norm is not None:
+            norm = nn.utils.clip_grad_norm_(module.parameters(), config.clip_norm)
+            if not torch.isfinite(norm):
+                raise DivergedError(
+                    f"training diverged at epoch {epoch}: a gradient became NaN or infinite."
+                )
+        opt.step()
+        running += float(loss.detach()) * len(idx)
+        seen += len(idx)
+    return running / max(seen, 1)
+
+
 def train_(
     module: nn.Module,
     task: Task,
@@ -160,21 +225,9 @@ def train_(
     start = time.perf_counter()
     with torch_seeded(config.seed) as gen:
         fit, holdout = _holdout_split(task.splits().train, config.holdout_fraction, gen)
-        opt: torch.optim.Optimizer
         params = list(module.parameters())
-        if config.optimizer == "sgd":
-            opt = torch.optim.SGD(
-                params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay
-            )
-        elif config.optimizer == "adamw":
-            opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-        else:
-            opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-        sched: Any = None
-        if config.schedule == "plateau":
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
-        elif config.schedule == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+        opt = _optimizer(params, config)
+        sched = _scheduler(opt, config)
 
         best_loss = _mean_loss(module, task, holdout)
         if not math.isfinite(best_loss):
@@ -184,41 +237,16 @@ def train_(
         history: list[dict[str, float]] = []
         epoch = 0
         for epoch in range(1, config.epochs + 1):
-            module.train()
-            order = torch.randperm(len(fit), generator=gen)
-            running, seen = 0.0, 0
-            for i in range(0, len(fit), config.batch_size):
-                if check is not None:
-                    check()
-                idx = order[i : i + config.batch_size]
-                xb, yb = fit.x[idx], fit.y[idx]
-                opt.zero_grad(set_to_none=True)
-                out = module(xb)
-                loss = task.loss(out, yb) if loss_fn is None else loss_fn(out, xb, yb)
-                if not torch.isfinite(loss):
-                    raise DivergedError(
-                        f"training diverged at epoch {epoch}: the loss became "
-                        f"{float(loss.detach())} "
-                        f"(lr={opt.param_groups[0]['lr']:.3g}); lower the learning rate."
-                    )
-                loss.backward()
-                if config.clip_norm is not None:
-                    norm = nn.utils.clip_grad_norm_(params, config.clip_norm)
-                    if not torch.isfinite(norm):
-                        raise DivergedError(
-                            f"training diverged at epoch {epoch}: a gradient became NaN or "
-                            "infinite."
-                        )
-                opt.step()
-                running += float(loss.detach()) * len(idx)
-                seen += len(idx)
+            train_loss = _train_epoch(
+                module, task, fit, opt, config, epoch, gen, check=check, loss_fn=loss_fn
+            )
             if not _all_finite(module):
                 raise DivergedError(f"training diverged at epoch {epoch}: a weight became NaN.")
             hold_loss = _mean_loss(module, task, holdout)
             lr_now = float(opt.param_groups[0]["lr"])
             row = {
                 "epoch": float(epoch),
-                "train_loss": running / max(seen, 1),
+                "train_loss": train_loss,
                 "holdout_loss": hold_loss,
                 "lr": lr_now,
             }
