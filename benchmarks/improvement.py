@@ -67,6 +67,8 @@ from benchmarks._common import (
     write_json,
 )
 from selfimprove.config import JudgeConfig, SelfImprovementConfig
+from selfimprove.loop.cycle import ImprovementCycle
+from selfimprove.loop.improver import SelfImprover
 from selfimprove.loop.system import SelfImprovingNeuralSystem
 from selfimprove.measure.evaluation import Evaluator
 from selfimprove.seeding import derive_seed, torch_seeded
@@ -203,17 +205,17 @@ class Config:
 
 
 # ---------------------------------------------------------------------- the engine
-class _BudgetedSystem(SelfImprovingNeuralSystem):
-    """The product's system with one addition for an equal-budget comparison: the epochs an
-    experiment may spend are capped at what is left of the benchmark's total (the hormones may
+class _BudgetedCycle(ImprovementCycle):
+    """The product's planned cycle with one addition for an equal-budget comparison: the epochs
+    an experiment may spend are capped at what is left of the benchmark's total (the hormones may
     scale a budget up to 2x; without the cap the last experiment could overspend)."""
 
     def __init__(self, *args: Any, epoch_budget: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.epochs_left = epoch_budget
 
-    def _budget(self) -> Budget:
-        b = super()._budget()
+    def budget(self) -> Budget:
+        b = super().budget()
         return Budget(epochs=max(1, min(b.epochs, self.epochs_left)), seconds=b.seconds)
 
 
@@ -237,7 +239,11 @@ def run_engine(
         train_epochs=engine_epochs,
         train_seconds=cfg.engine_seconds,
     )
-    system = _BudgetedSystem(home=home, config=config, seed=seed, epoch_budget=budget - spent)
+    improver = SelfImprover(home, config=config, seed=seed)
+    budgeted = _BudgetedCycle(
+        improver, improver.loop, config, seed=seed, epoch_budget=budget - spent
+    )
+    system = SelfImprovingNeuralSystem(improver=improver, cycle=budgeted)
     if (cfg.engine_latency_repeats, cfg.engine_serving_batch) != (30, 64):  # smoke only
         cheap = Evaluator(
             JudgeConfig(
@@ -254,7 +260,7 @@ def run_engine(
         experiments: list[dict[str, Any]] = []
         idle = 0
         cycle = 0
-        while system.epochs_left > 0 and idle < MAX_IDLE_CYCLES:
+        while budgeted.epochs_left > 0 and idle < MAX_IDLE_CYCLES:
             system.run_cycle_sync(models=[MODEL])
             cycle += 1
             ran = False
@@ -277,8 +283,8 @@ def run_engine(
                     epochs = int(exp.compute.get("epochs", given))
                 else:  # failed: charged its whole budget (what it ran is not recorded)
                     epochs = given
-                epochs = min(epochs, system.epochs_left)
-                system.epochs_left -= epochs
+                epochs = min(epochs, budgeted.epochs_left)
+                budgeted.epochs_left -= epochs
                 spent += epochs
                 if outcome.promoted:
                     val, test = outcome.after, outcome.test_after
@@ -305,7 +311,7 @@ def run_engine(
         final = system.improver.load(MODEL)
         final_val = score(final.module, bt.task, "validation")
         final_test = score(final.module, bt.task, "test")
-        stopped = "budget spent" if system.epochs_left <= 0 else "nothing to do"
+        stopped = "budget spent" if budgeted.epochs_left <= 0 else "nothing to do"
     finally:
         system.close()
     shutil.rmtree(home, ignore_errors=True)

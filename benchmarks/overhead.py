@@ -192,10 +192,10 @@ def measure_overhead(n: int, cfg: Config, workdir: Path) -> dict[str, Any]:
         register_s = time.perf_counter() - t0
         # Where the time outside training and evaluation goes (instrumented, not changed).
         probes = {
-            "observe (less evaluation)": _timed_method(system, "_observe_all", evaluator),
-            "plan": _timed_method(system, "plan"),
-            "meta-learning": _timed_method(system, "_learn_about_learning"),
-            "save brain state": _timed_method(system, "_save_brain"),
+            "observe (less evaluation)": _timed_method(system.cycle, "observe", evaluator),
+            "plan": _timed_method(system.cycle, "plan"),
+            "meta-learning": _timed_method(system.cycle.learner, "learn_about_learning"),
+            "save brain state": _timed_method(system.cycle.learner, "save_brain"),
             "checkpoint writes": _timed_method(system.improver.registry, "save_version"),
         }
         tx, stop_counting = _count_transactions()

@@ -88,7 +88,8 @@ _HOMES: dict[str, str] = {
     "ImprovementLoop": "selfimprove.loop.experiment",
     "SelfImprover": "selfimprove.loop.improver",
     "SelfImprovingNeuralSystem": "selfimprove.loop.system",
-    "SelfImprovementMetrics": "selfimprove.loop.system",
+    "SelfImprovementMetrics": "selfimprove.loop.learning",
+    "ImprovementCycle": "selfimprove.loop.cycle",
     "AdaptivePlasticitySystem": "selfimprove.plasticity",
     "SelfImprovementIntegration": "selfimprove.surfaces.integration",
 }
@@ -113,6 +114,7 @@ __all__ = [
     "ExperimentStatus",
     "GeneticTriggerSystem",
     "HormoneSystemController",
+    "ImprovementCycle",
     "ImprovementLoop",
     "Judge",
     "JudgeConfig",
@@ -183,9 +185,11 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
         StrategyError,
         TaskError,
     )
+    from selfimprove.loop.cycle import ImprovementCycle
     from selfimprove.loop.experiment import ExperimentOutcome, ImprovementLoop
     from selfimprove.loop.improver import SelfImprover
-    from selfimprove.loop.system import SelfImprovementMetrics, SelfImprovingNeuralSystem
+    from selfimprove.loop.learning import SelfImprovementMetrics
+    from selfimprove.loop.system import SelfImprovingNeuralSystem
     from selfimprove.measure.evaluation import Evaluation, Evaluator
     from selfimprove.measure.judge import Judge, Judgement
     from selfimprove.measure.training import TrainConfig, TrainResult, train_

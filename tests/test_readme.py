@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from selfimprove.strategies import STRATEGIES
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -18,7 +20,12 @@ def test_readme_python_example_runs(
     monkeypatch.chdir(tmp_path)
     exec(compile(blocks[0], "README.md", "exec"), {"__name__": "readme"})
     printed = capsys.readouterr().out.splitlines()
-    assert len(printed) == 2 and "Decision." in printed[0]
+    assert printed and all(line.split()[2] in ("promote", "reject", "failed") for line in printed)
+    # The planned loop: more than one strategy family on a model with a search space.
+    strategies = {line.split()[1] for line in printed}
+    families = {STRATEGIES[s].family for s in strategies}
+    assert len(families) > 1, printed
+    assert "Decision." not in "\n".join(printed)
     assert (tmp_path / ".selfimprove-wine" / "selfimprove.db").exists()
 
 

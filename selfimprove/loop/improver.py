@@ -1,25 +1,33 @@
-"""`SelfImprover`: one object for a home folder — its store, registry and improvement loop.
+"""`SelfImprover`: the front door — a home folder's models and the loop that improves them.
 
-This is the Python API of the foundation and what the CLI calls::
+::
 
     si = SelfImprover(home=".selfimprove")
-    si.register_model("wine_mlp", task, module, params)
-    si.run(cycles=2)
+    si.register_model("wine_mlp", task, module, params)   # give the task a search_space()
+    si.run(cycles=6)        # the planned loop: bandit, hormones, triggers, every strategy
+
+``run`` is the same planned cycle as ``selfimprove run`` (:class:`~selfimprove.loop.cycle.
+ImprovementCycle`): weaknesses found on validation, a strategy chosen for each (train, tune,
+evolve, distill, prune, quantize, ...), every candidate judged. ``run(planned=False)`` is the
+plain loop that only trains models below their target; ``improve`` runs one chosen strategy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 import logging
 import os
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from torch import nn
 
 from selfimprove.config import SelfImprovementConfig, resolve_home
 from selfimprove.errors import ConfigError
+from selfimprove.loop.cycle import ImprovementCycle
 from selfimprove.loop.experiment import ExperimentOutcome, ImprovementLoop, ProgressCallback
 from selfimprove.measure.evaluation import Evaluator
 from selfimprove.measure.training import TrainConfig, train_
@@ -36,11 +44,34 @@ from selfimprove.store import (
 from selfimprove.strategies import Budget
 from selfimprove.tasks import BUILTIN_TASKS, Task, resolve_task
 
-__all__ = ["CSV_TABLES", "EXPORT_FORMATS", "SelfImprover"]
+__all__ = ["CSV_TABLES", "EXPORT_FORMATS", "MAX_CYCLES", "SelfImprover", "run_sync"]
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 EXPORT_FORMATS = ("json", "csv")
+#: Most cycles one ``run`` call accepts.
+MAX_CYCLES = 10_000
+
+
+def run_sync(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine from synchronous code (scripts, notebooks, the CLI).
+
+    Raises:
+        ConfigError: Called inside a running event loop (await the async method instead).
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_call(fn))
+    raise ConfigError(
+        "a sync wrapper was called inside a running event loop; await the async method instead."
+    )
+
+
+async def _call(fn: Callable[[], Awaitable[T]]) -> T:
+    return await fn()
 
 
 class SelfImprover:
@@ -72,8 +103,25 @@ class SelfImprover:
         self.loop = ImprovementLoop(
             self.store, self.registry, self.config, seed=seed, evaluator=self.evaluator
         )
+        self._cycle: ImprovementCycle | None = None
+
+    @property
+    def cycle(self) -> ImprovementCycle:
+        """The planned cycle and its brain (restored from the store; built on first use)."""
+        if self._cycle is None:
+            self._cycle = ImprovementCycle(self, self.loop, self.config, seed=self.seed)
+        return self._cycle
+
+    def use_cycle(self, cycle: ImprovementCycle) -> None:
+        """Run ``cycle`` (e.g. one with a given brain or executor) from now on."""
+        if self._cycle is not None and self._cycle is not cycle:
+            self._cycle.close()
+        self._cycle = cycle
 
     def close(self) -> None:
+        """Release the cycle's workers and the store."""
+        if self._cycle is not None:
+            self._cycle.close()
         self.store.close()
 
     def __enter__(self) -> SelfImprover:
@@ -146,9 +194,41 @@ class SelfImprover:
         *,
         models: list[str] | None = None,
         progress: ProgressCallback | None = None,
+        planned: bool = True,
     ) -> list[ExperimentOutcome]:
-        """Run improvement cycles (see :class:`ImprovementLoop`)."""
-        return self.loop.run(cycles, models=models, progress=progress)
+        """Run improvement cycles.
+
+        Args:
+            cycles: How many (1 to 10,000).
+            models: Only these models (default: every registered one).
+            progress: Called with ``("cycle", {"cycle": n, "outcomes": [...]})`` after each
+                planned cycle (``("start"|"done", ...)`` per model in the plain loop).
+            planned: The planned loop (default; see :class:`ImprovementCycle`). ``False``: the
+                plain loop, which only trains the models below their target.
+
+        Returns:
+            Every outcome, in order (a skipped model's too).
+
+        Raises:
+            ConfigError: ``cycles`` out of range.
+            NotFoundError: An unknown model name (nothing has run).
+        """
+        if not 1 <= cycles <= MAX_CYCLES:
+            raise ConfigError(f"cycles must be between 1 and {MAX_CYCLES}, but got {cycles=}.")
+        if not planned:
+            return self.loop.run(cycles, models=models, progress=progress)
+        for name in models or ():
+            self.store.get_model(name)  # unknown names fail before anything runs
+        outcomes: list[ExperimentOutcome] = []
+        for _ in range(cycles):
+            metrics = run_sync(lambda: self.cycle.run(models))
+            outcomes.extend(self.cycle.last_outcomes)
+            if progress:
+                progress(
+                    "cycle",
+                    {"cycle": metrics.iteration, "outcomes": list(self.cycle.last_outcomes)},
+                )
+        return outcomes
 
     def improve(
         self,

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfimprove.errors import ConfigError
-from selfimprove.meta.gain_model import MODEL_OBJECTIVES, ExperimentFacts, experiment_facts
+from selfimprove.meta.gain.features import MODEL_OBJECTIVES, ExperimentFacts, experiment_facts
 from selfimprove.store import (
     ExperimentRecord,
     ExperimentStatus,
@@ -397,7 +397,7 @@ def update_insights(
 
 
 def record_comparison(store: Store, result: Mapping[str, Any]) -> MetaLearningRecord:
-    """Keep a :func:`selfimprove.meta.gain_model.compare_with_bandit` result as a meta-learning.
+    """Keep a :func:`selfimprove.meta.gain.compare_with_bandit` result as a meta-learning.
 
     Kind ``gain_model``, subject ``gain_model_vs_bandit``; ``count`` = held-out experiments,
     ``successes`` = those where the gain model's absolute error was smaller than the bandit's,

@@ -103,12 +103,12 @@ class SelfImprovementIntegration:
         """
         self.store.get_model(model_id)
         if strategy == "auto":
-            observations, _ = await asyncio.to_thread(self.system._observe_all, [model_id])
+            observations, _ = await asyncio.to_thread(self.system.cycle.observe, [model_id])
             if model_id not in observations:
                 return {
                     "model": model_id,
                     "status": "skipped",
-                    "reason": self.system._unusable.get(model_id, "checkpoint unusable"),
+                    "reason": self.system.cycle.unusable.get(model_id, "checkpoint unusable"),
                 }
             env = await asyncio.to_thread(self.system.brain_state.environment)
             planned = self.system.plan(observations, env)

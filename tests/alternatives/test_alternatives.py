@@ -319,7 +319,7 @@ def test_register_alternative_reloads_identically_and_the_loop_improves_it(
     before = alt.tracker.validation
     assert before is not None
 
-    (outcome,) = improver.run(1, models=[op.name])
+    (outcome,) = improver.run(1, models=[op.name], planned=False)
     assert outcome.status == "completed" and outcome.experiment_id is not None
     (exp,) = improver.history(op.name)
     assert exp.id == outcome.experiment_id and exp.status.value == "completed"

@@ -22,7 +22,7 @@ import sys
 from selfimprove.config import SelfImprovementConfig
 from selfimprove.loop.improver import SelfImprover
 si = SelfImprover(sys.argv[1], config=SelfImprovementConfig(train_epochs=20), seed=0)
-si.run(1)
+si.run(1, planned=False)
 print("finished without being killed")
 """
 
@@ -70,7 +70,7 @@ def test_kill_mid_promotion_leaves_old_incumbent_loadable(home: Path, point: str
         assert running.status is ExperimentStatus.RUNNING
 
         # The next start marks the cut-short experiment stale and carries on.
-        outcome = si.run(1)[0]
+        outcome = si.run(1, planned=False)[0]
         assert si.store.get_experiment(running.id).status is ExperimentStatus.STALE
         assert outcome.status == "completed"
         si.load("wine")

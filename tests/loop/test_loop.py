@@ -29,7 +29,7 @@ def test_weak_model_improves_through_train_and_decision_carries_test(
 ) -> None:
     _register_weak(improver)
     before_sha = improver.registry.incumbent("wine").sha256
-    (outcome,) = improver.run(1)
+    (outcome,) = improver.run(1, planned=False)
     assert outcome.decision is Decision.PROMOTE, outcome.reason
     assert outcome.after > outcome.before
     exp = improver.store.get_experiment(outcome.experiment_id)  # type: ignore[arg-type]
@@ -48,7 +48,7 @@ def test_weak_model_improves_through_train_and_decision_carries_test(
 
 def test_measurements_form_a_time_series(improver: SelfImprover) -> None:
     _register_weak(improver)
-    improver.run(2)
+    improver.run(2, planned=False)
     cap = improver.store.get_capability("wine/accuracy")
     vals = improver.store.list_measurements(cap.id, split="validation")
     assert len(vals) >= 3  # observed each cycle, plus each promotion
@@ -61,7 +61,7 @@ def test_same_seed_same_decisions(tmp_path: Path, fast_config: SelfImprovementCo
     for i in range(2):
         with SelfImprover(tmp_path / f"h{i}", config=fast_config, seed=5) as si:
             _register_weak(si)
-            outcomes = si.run(3)
+            outcomes = si.run(3, planned=False)
             runs.append([(o.decision, o.before, o.after, o.p_value) for o in outcomes])
     assert runs[0] == runs[1]
 
@@ -83,7 +83,7 @@ def test_failing_strategy_is_a_failed_experiment_and_loop_goes_on(
     exp = improver.store.get_experiment(out.experiment_id)  # type: ignore[arg-type]
     assert exp.status is ExperimentStatus.FAILED and exp.finished_at is not None
     assert improver.registry.incumbent("wine").number == 1
-    assert improver.run(1)[0].status == "completed"
+    assert improver.run(1, planned=False)[0].status == "completed"
 
 
 def test_diverging_training_is_a_failed_experiment(improver: SelfImprover) -> None:
@@ -101,7 +101,7 @@ def test_corrupted_incumbent_is_reported_and_left_alone(improver: SelfImprover) 
     v = improver.registry.incumbent("wine")
     path = improver.home / v.checkpoint_path  # type: ignore[operator]
     path.write_bytes(path.read_bytes()[:-10])
-    outcomes = {o.model: o for o in improver.run(1)}
+    outcomes = {o.model: o for o in improver.run(1, planned=False)}
     assert outcomes["wine"].status == "skipped" and "corrupted" in outcomes["wine"].reason
     assert outcomes["wine2"].status == "completed"
     assert [x.number for x in improver.registry.versions("wine")] == [1]
@@ -141,7 +141,7 @@ def test_model_at_target_is_not_touched(improver: SelfImprover) -> None:
     module = task.build({"width": 16, "depth": 1})
     train_(module, task, TrainConfig(epochs=50, lr=3e-3, seed=0))
     improver.register_model("wine", task, module, {"width": 16, "depth": 1})
-    (out,) = improver.run(1)
+    (out,) = improver.run(1, planned=False)
     assert out.status == "skipped" and "meets its target" in out.reason
     assert improver.store.list_experiments() == []
 

@@ -13,6 +13,7 @@ import torch
 from selfimprove.brain.planning import Observation, TaskRules
 from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import ConfigError, NotFoundError
+from selfimprove.loop.improver import SelfImprover
 from selfimprove.loop.system import SelfImprovingNeuralSystem
 from selfimprove.measure.training import TrainConfig, train_
 from selfimprove.objectives import Direction, Objective
@@ -95,7 +96,7 @@ def test_custom_task_goes_first_with_the_users_priority(tmp_path: Path) -> None:
     assert planned[0] == task
     s.run_cycle_sync()
     assert s.improvement_history[-1]["strategy"] == "retrain"
-    assert s._custom == []  # consumed
+    assert s.cycle.queue == []  # consumed
     with pytest.raises(NotFoundError):
         asyncio.run(s.add_custom_improvement_task("nope", "training"))
     with pytest.raises(ConfigError, match="improvement_type"):
@@ -212,7 +213,7 @@ def test_hormone_driven_false_ignores_hormones(tmp_path: Path) -> None:
     s.hormone_system.set_level("dopamine", 0.95)
     tasks = s.plan({"m": _obs("m", 0.5, 1.0)}, {})
     assert tasks[0].hormone_multiplier == 1.0
-    assert s._budget().epochs == FAST["train_epochs"]
+    assert s.cycle.budget().epochs == FAST["train_epochs"]
     s.close()
 
 
@@ -301,7 +302,7 @@ def test_export_has_everything_and_caps_history(tmp_path: Path) -> None:
 
 
 def test_gain_model_takes_over_priority_when_it_beats_the_bandit(tmp_path: Path) -> None:
-    from selfimprove.meta.gain_model import register_gain_model
+    from selfimprove.meta.gain import register_gain_model
     from selfimprove.strategies import Budget
     from tests.meta.test_gain_model import _synthetic_history
 
@@ -435,8 +436,8 @@ def test_the_system_counts_stalled_training_from_the_ledger(
     finished("train", Decision.REJECT, ExperimentStatus.COMPLETED)
     finished("evolve", Decision.REJECT, ExperimentStatus.COMPLETED)  # not training: no count
     finished("tune", None, ExperimentStatus.FAILED)
-    assert s._history()[1] == {"wine": 2}
-    obs, _ = s._observe_all()
+    assert s.cycle.history()[1] == {"wine": 2}
+    obs, _ = s.cycle.observe()
     (task_,) = s.plan(obs, {})
     assert "training stalled" in task_.reason
     if searchable:  # architecture, served by evolve (tune keeps the architecture)
@@ -444,7 +445,7 @@ def test_the_system_counts_stalled_training_from_the_ledger(
     else:  # nothing to search: back to the training strategies
         assert task_.kind == "training" and "no architecture search space" in task_.reason
     finished("evolve", Decision.PROMOTE, ExperimentStatus.COMPLETED)  # any promotion resets
-    assert s._history()[1] == {"wine": 0}
+    assert s.cycle.history()[1] == {"wine": 0}
 
 
 def test_the_strongest_peer_is_found_once_per_task() -> None:
@@ -465,3 +466,27 @@ def test_the_strongest_peer_is_found_once_per_task() -> None:
     (w,) = [w for w in find_weaknesses(peers[0], peers, rules) if w.kind == "distillation"]
     assert w.teacher == "b"
     assert not [w for w in find_weaknesses(peers[1], peers, rules) if w.kind == "distillation"]
+
+
+def test_the_engine_fed_each_cycle_shares_the_one_store(home: Path) -> None:
+    with SelfImprovingNeuralSystem(home=home, config=SelfImprovementConfig(**FAST), seed=0) as s:
+        s.improver.ensure_builtin_models()
+        assert s.cycle.learner.engine is None
+        s.run_cycle_sync(models=["neural_sort"])
+        engine = s.cycle.learner.engine
+        assert engine is not None and engine.store is s.store  # no second connection pool
+        assert engine.profile_all_capabilities()  # the models' objectives, seen by the engine
+    assert s.cycle.learner.engine is None  # closed with the system
+
+
+def test_selfimprover_run_is_the_planned_loop_and_the_plain_one_is_an_option(home: Path) -> None:
+    with SelfImprover(home, config=SelfImprovementConfig(**FAST), seed=0) as si:
+        si.ensure_builtin_models()
+        planned = si.run(1, models=["neural_sort"])
+        assert si.cycle.last_tasks and planned[0].strategy == si.cycle.last_tasks[0].strategy
+        metrics = si.store.list_cycle_metrics(limit=1)
+        assert metrics and metrics[0]["extra"]["tasks"]  # a planned cycle records its tasks
+        plain = si.run(1, models=["neural_sort"], planned=False)
+        assert [o.strategy for o in plain] == ["train"] or plain[0].status == "skipped"
+        with pytest.raises(ConfigError, match="cycles must be between 1 and"):
+            si.run(0)

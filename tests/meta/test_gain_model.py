@@ -14,7 +14,7 @@ from selfimprove.errors import ConfigError, TaskError
 from selfimprove.loop.improver import SelfImprover
 from selfimprove.measure.training import TrainConfig, train_
 from selfimprove.meta.bandit import StrategyBandit
-from selfimprove.meta.gain_model import (
+from selfimprove.meta.gain import (
     FAMILY_BUCKETS,
     FEATURE_NAMES,
     GAIN_MODEL_NAME,
@@ -171,7 +171,7 @@ def test_register_refuses_below_the_minimum_then_the_loop_improves_it(
     name = register_gain_model(improver, improver.store, seed=0)
     model = improver.store.get_model(name)
     assert (model.task, model.family) == ("gain_prediction", "meta_learning")
-    (outcome,) = improver.run(1, models=[name])
+    (outcome,) = improver.run(1, models=[name], planned=False)
     assert outcome.status == "completed", outcome.reason
     exp = improver.store.get_experiment(outcome.experiment_id)  # type: ignore[arg-type]
     assert exp.model_id == model.id and exp.objective == "mse" and exp.decision is not None

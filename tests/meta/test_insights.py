@@ -11,7 +11,7 @@ import torch
 from selfimprove.errors import ConfigError
 from selfimprove.loop.improver import SelfImprover
 from selfimprove.measure.training import TrainConfig, train_
-from selfimprove.meta.gain_model import MODEL_OBJECTIVES
+from selfimprove.meta.gain import MODEL_OBJECTIVES
 from selfimprove.meta.insights import (
     Insight,
     derive_insights,
