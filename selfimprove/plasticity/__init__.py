@@ -1,8 +1,10 @@
 """Adaptive neural plasticity (seed 004): prune -> measure -> grow -> learn on GPT-2 models.
 
 Head gating, importance, surgery and growth are written here by hand: transformers 5 removed
-GPT-2's ``head_mask`` and ``prune_heads``. Start with :class:`AdaptivePlasticitySystem`; the
-pieces are usable alone:
+GPT-2's ``head_mask`` and ``prune_heads``. Start with :class:`AdaptivePlasticitySystem`: its
+cycle is a chain of step functions (``_cycle``), judged by
+:func:`selfimprove.measure.lm_judge.judge_cycle`, and every cycle is an experiment (every kept
+one a version) in the one :class:`~selfimprove.store.Store`. The pieces are usable alone:
 
 - :class:`HeadGates` (per-head gates), :func:`prune_heads` / :func:`grow_heads` (structural
   surgery that returns new models), :func:`build_gpt2` (uneven heads from a spec);
