@@ -20,6 +20,7 @@ from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import BudgetExceededError, CheckpointError, NotFoundError, TaskError
 from selfimprove.measure.evaluation import Evaluation, Evaluator
 from selfimprove.measure.judge import Judge
+from selfimprove.objectives import Objective
 from selfimprove.registry import LoadedModel, Registry
 from selfimprove.seeding import derive_seed
 from selfimprove.store import (
@@ -32,7 +33,7 @@ from selfimprove.store import (
     VersionStatus,
     utcnow,
 )
-from selfimprove.strategies import Budget, Strategy, StrategyContext, get_strategy
+from selfimprove.strategies import Budget, Candidate, Strategy, StrategyContext, get_strategy
 
 __all__ = ["ExperimentOutcome", "ImprovementLoop", "ProgressCallback"]
 
@@ -68,6 +69,19 @@ class ExperimentOutcome:
     @property
     def promoted(self) -> bool:
         return self.decision is Decision.PROMOTE
+
+
+@dataclass
+class _Plan:
+    """One experiment's inputs, settled before anything runs."""
+
+    model: ModelRecord
+    strategy: Strategy
+    incumbent: LoadedModel
+    target: Objective
+    context: StrategyContext
+    cycle: int
+    outcome: ExperimentOutcome  # what is known so far (filled in as the experiment goes)
 
 
 class ImprovementLoop:
@@ -162,8 +176,43 @@ class ImprovementLoop:
         Returns:
             The outcome; ``status`` is ``skipped`` or ``not_applicable`` when nothing ran.
         """
+        plan = self._plan(name, cycle, get_strategy(strategy), objective, params, budget)
+        if isinstance(plan, ExperimentOutcome):
+            return plan
+        # Refusals come before any measurement is recorded: a refused request changes nothing.
+        why_not = plan.strategy.applicable(plan.incumbent, plan.context)
+        if why_not is not None:
+            return replace(plan.outcome, status="not_applicable", reason=why_not)
+        inc_eval = observation or self._observe(plan.model, plan.incumbent)
+        target = plan.target
+        current = inc_eval.value(target.name)
+        plan.outcome = replace(
+            plan.outcome, before=current, test_before=inc_eval.value(target.name, "test")
+        )
+        if only_below_target and target.meets_target(current):
+            return replace(
+                plan.outcome,
+                reason=f"{target.name} {current:.4g} meets its target {target.target}",
+            )
+        exp_id = self._start(plan)
+        t0 = time.perf_counter()
+        try:
+            cand = self._run_strategy(plan)
+        except Exception as exc:  # any strategy failure is a failed experiment; the loop goes on
+            return self._fail(plan, exp_id, exc, time.perf_counter() - t0)
+        return self._judge_and_commit(plan, exp_id, cand, inc_eval, t0)
+
+    def _plan(
+        self,
+        name: str,
+        cycle: int,
+        strat: Strategy,
+        objective: str | None,
+        params: dict[str, Any] | None,
+        budget: Budget | None,
+    ) -> _Plan | ExperimentOutcome:
+        """The experiment's inputs, or the outcome when the incumbent cannot be loaded."""
         model = self.store.get_model(name)
-        strat = get_strategy(strategy)
         try:
             inc = self.registry.load(name)
         except (CheckpointError, NotFoundError) as exc:
@@ -174,8 +223,16 @@ class ImprovementLoop:
             )
         task = inc.task
         target = task.objective(objective or strat.default_objective or task.primary.name)
-
-        base = ExperimentOutcome(
+        seed = derive_seed(self.seed, cycle, name, strat.name)
+        context = StrategyContext(
+            task=task,
+            objective=target.name,
+            budget=budget or Budget(self.config.train_epochs, self.config.train_seconds),
+            seed=seed,
+            teachers=self._teachers(model, inc) if strat.needs_teachers else (),
+            params=dict(params or {}),
+        )
+        outcome = ExperimentOutcome(
             model=name,
             cycle=cycle,
             strategy=strat.name,
@@ -185,78 +242,81 @@ class ImprovementLoop:
             reason="",
             version_before=inc.version.number,
         )
-        seed = derive_seed(self.seed, cycle, name, strat.name)
-        ctx = StrategyContext(
-            task=task,
-            objective=target.name,
-            budget=budget or Budget(self.config.train_epochs, self.config.train_seconds),
-            seed=seed,
-            teachers=self._teachers(model, inc) if strat.needs_teachers else (),
-            params=dict(params or {}),
-        )
-        # Refusals come before any measurement is recorded: a refused request changes nothing.
-        why_not = strat.applicable(inc, ctx)
-        if why_not is not None:
-            return replace(base, status="not_applicable", reason=why_not)
+        return _Plan(model, strat, inc, target, context, cycle, outcome)
 
-        inc_eval = observation if observation is not None else self._observe(model, inc)
-        current = inc_eval.value(target.name)
-        base = replace(base, before=current, test_before=inc_eval.value(target.name, "test"))
-        if only_below_target and target.meets_target(current):
-            return replace(
-                base, reason=f"{target.name} {current:.4g} meets its target {target.target}"
-            )
-
+    def _start(self, plan: _Plan) -> int:
+        """Record the experiment as running (its inputs, hypothesis and seed); returns its id."""
+        name, target = plan.model.name, plan.target
         cap = self.store.get_capability(f"{name}/{target.name}")
         exp = self.store.add_experiment(
-            model_id=model.id,
+            model_id=plan.model.id,
             capability_id=cap.id,
-            strategy=strat.name,
+            strategy=plan.strategy.name,
             objective=target.name,
-            params={"budget": vars(ctx.budget), **ctx.params},
+            params={"budget": vars(plan.context.budget), **plan.context.params},
             hypothesis=(
-                f"{strat.name} reduces the {target.name} error of {name} "
+                f"{plan.strategy.name} reduces the {target.name} error of {name} "
                 f"by at least {self.config.performance_threshold:.0%}"
             ),
-            cycle=cycle,
-            seed=seed,
-            incumbent_version_id=inc.version.id,
+            cycle=plan.cycle,
+            seed=plan.context.seed,
+            incumbent_version_id=plan.incumbent.version.id,
             status=ExperimentStatus.RUNNING,
         )
+        return exp.id
+
+    @staticmethod
+    def _run_strategy(plan: _Plan) -> Candidate:
+        """The strategy's candidate, built from a copy of the incumbent within the budget.
+
+        Raises:
+            BudgetExceededError: It ran past its seconds (hard limit) or its epochs.
+        """
+        budget = plan.context.budget
         t0 = time.perf_counter()
-        try:
-            cand = strat.apply(inc, ctx)
-            wall = time.perf_counter() - t0
-            if wall > ctx.budget.hard_limit_s:
-                raise BudgetExceededError(
-                    f"ran {wall:.1f} s, over its budget of {ctx.budget.seconds:g} s"
-                )
-            if cand.cost.epochs > ctx.budget.epochs:
-                raise BudgetExceededError(
-                    f"ran {cand.cost.epochs} epochs, over its budget of {ctx.budget.epochs}"
-                )
-        except Exception as exc:  # any strategy failure is a failed experiment; the loop goes on
-            reason = f"{type(exc).__name__}: {exc}"
-            logger.warning("experiment %d (%s on %s) failed: %s", exp.id, strat.name, name, reason)
-            self.store.update_experiment(
-                exp.id,
-                status=ExperimentStatus.FAILED,
-                reason=reason,
-                durations={"strategy_s": time.perf_counter() - t0},
+        cand = plan.strategy.apply(plan.incumbent, plan.context)
+        wall = time.perf_counter() - t0
+        if wall > budget.hard_limit_s:
+            raise BudgetExceededError(f"ran {wall:.1f} s, over its budget of {budget.seconds:g} s")
+        if cand.cost.epochs > budget.epochs:
+            raise BudgetExceededError(
+                f"ran {cand.cost.epochs} epochs, over its budget of {budget.epochs}"
             )
-            self.store.add_event(
-                "experiment_failed", reason, model_id=model.id, payload={"experiment": exp.id}
-            )
-            return replace(
-                base, status=ExperimentStatus.FAILED.value, reason=reason, experiment_id=exp.id
-            )
+        return cand
+
+    def _fail(self, plan: _Plan, exp_id: int, exc: Exception, seconds: float) -> ExperimentOutcome:
+        """Record a strategy's failure (exception, NaN, overrun) with its reason."""
+        reason = f"{type(exc).__name__}: {exc}"
+        name = plan.model.name
+        logger.warning(
+            "experiment %d (%s on %s) failed: %s", exp_id, plan.strategy.name, name, reason
+        )
+        self.store.update_experiment(
+            exp_id,
+            status=ExperimentStatus.FAILED,
+            reason=reason,
+            durations={"strategy_s": seconds},
+        )
+        self.store.add_event(
+            "experiment_failed", reason, model_id=plan.model.id, payload={"experiment": exp_id}
+        )
+        return replace(
+            plan.outcome, status=ExperimentStatus.FAILED.value, reason=reason, experiment_id=exp_id
+        )
+
+    def _judge_and_commit(
+        self, plan: _Plan, exp_id: int, cand: Candidate, inc_eval: Evaluation, t0: float
+    ) -> ExperimentOutcome:
+        """Evaluate the candidate beside the incumbent, judge it, save it, promote or reject."""
+        model, inc, target, task = plan.model, plan.incumbent, plan.target, plan.incumbent.task
+        name = model.name
         t1 = time.perf_counter()
         # The incumbent was scored when observed: only its latency is timed again, beside the
         # candidate's.
         inc_eval, cand_eval = self.evaluator.evaluate(
             [inc.module, cand.module], task, known=[inc_eval, None]
         )
-        judgement = Judge(self.config.judge(), seed=seed).judge(
+        judgement = Judge(self.config.judge(), seed=plan.context.seed).judge(
             task, inc_eval, cand_eval, target.name
         )
         t2 = time.perf_counter()
@@ -271,12 +331,12 @@ class ImprovementLoop:
         )
         if judgement.promoted:
             self.registry.promote(name, version.number)
-            self._record(model, cand_eval, version.id, cycle, "promoted")
+            self._record(model, cand_eval, version.id, plan.cycle, "promoted")
         else:
             self.registry.reject(name, version.number)
         t3 = time.perf_counter()
         self.store.update_experiment(
-            exp.id,
+            exp_id,
             status=ExperimentStatus.COMPLETED,
             decision=judgement.decision,
             reason=judgement.reason,
@@ -294,18 +354,20 @@ class ImprovementLoop:
             judgement.decision.value,
             f"{name} v{version.number}: {judgement.reason}",
             model_id=model.id,
-            payload={"experiment": exp.id, "version": version.number},
+            payload={"experiment": exp_id, "version": version.number},
         )
-        logger.info("%s cycle %d: %s (%s)", name, cycle, judgement.decision.value, judgement.reason)
+        logger.info(
+            "%s cycle %d: %s (%s)", name, plan.cycle, judgement.decision.value, judgement.reason
+        )
         st = judgement.statistics
         return replace(
-            base,
+            plan.outcome,
             before=st["before"],
             test_before=st["test_before"],
             status=ExperimentStatus.COMPLETED.value,
             decision=judgement.decision,
             reason=judgement.reason,
-            experiment_id=exp.id,
+            experiment_id=exp_id,
             after=st["after"],
             test_after=st["test_after"],
             p_value=st.get("p_value"),
