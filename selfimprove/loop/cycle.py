@@ -57,7 +57,7 @@ from selfimprove.meta.gain import GAIN_MODEL_NAME, GainAdvisor
 from selfimprove.registry import ModelHome
 from selfimprove.store import Decision, ExperimentStatus
 from selfimprove.strategies import STRATEGIES, Budget
-from selfimprove.tasks import resolve_task
+from selfimprove.tasks import is_external, resolve_task
 
 __all__ = ["EVOLVE_EVERY", "MAX_WAIT", "ImprovementCycle", "SelfImprovementMetrics"]
 
@@ -168,7 +168,7 @@ class ImprovementCycle:
         evals: dict[str, Evaluation] = {}
         self.unusable = {}
         records = (
-            self.store.list_models()
+            [m for m in self.store.list_models() if not is_external(m.task)]
             if models is None
             else [self.store.get_model(name) for name in models]
         )

@@ -34,6 +34,7 @@ from selfimprove.store import (
     utcnow,
 )
 from selfimprove.strategies import Budget, Candidate, Strategy, StrategyContext, get_strategy
+from selfimprove.tasks import is_external
 
 __all__ = ["ExperimentOutcome", "ImprovementLoop", "ProgressCallback"]
 
@@ -125,7 +126,11 @@ class ImprovementLoop:
         if cycles < 1:
             raise TaskError(f"cycles must be >= 1, but got {cycles=}.")
         self.recover()
-        names = models if models is not None else [m.name for m in self.store.list_models()]
+        names = (
+            models
+            if models is not None
+            else [m.name for m in self.store.list_models() if not is_external(m.task)]
+        )
         for name in names:
             self.store.get_model(name)  # unknown names fail before anything runs
         first = self.store.max_cycle() + 1

@@ -1,7 +1,8 @@
 """A plasticity run in the one ledger: a model, an experiment per cycle, a version per kept one.
 
 Per run, :meth:`PlasticityLedger.open` adds a model row (family ``gpt2``, named
-``<model>:<run folder>``) and its first version, the starting checkpoint (``cycle_000``), as
+``<model>:<run folder>``, task ``external:language-model:<corpus>``: the improvement loop leaves
+external models alone, see :data:`selfimprove.tasks.EXTERNAL_TASK_PREFIX`) and its first version, the starting checkpoint (``cycle_000``), as
 incumbent. :meth:`~PlasticityLedger.record_cycle` adds one experiment per cycle (strategy
 ``plasticity``, decision promote or reject with the rule's reason, the perplexities and head
 counts in its statistics) and, for a kept cycle, a version pointing at the checkpoint the run
@@ -21,6 +22,7 @@ from selfimprove.nn.transformer.checkpoint import SavedModel
 from selfimprove.plasticity._config import CycleOutcome
 from selfimprove.store import Store
 from selfimprove.store.records import ExperimentRecord, ExperimentStatus, VersionStatus
+from selfimprove.tasks import EXTERNAL_TASK_PREFIX
 
 __all__ = ["FAMILY", "STRATEGY", "PlasticityLedger"]
 
@@ -121,7 +123,7 @@ class PlasticityLedger:
         with store.batch():
             model = store.add_model(
                 _unique_name(store, base),
-                task=f"language-model:{dataset}",
+                task=f"{EXTERNAL_TASK_PREFIX}language-model:{dataset}",
                 family=FAMILY,
                 description=f"plasticity run {run_dir} ({model_name} on {dataset})",
             )

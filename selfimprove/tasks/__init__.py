@@ -36,6 +36,7 @@ from selfimprove.tasks.builtin import neural_sort, pattern_recognition
 __all__ = [
     "ACTIVATIONS",
     "BUILTIN_TASKS",
+    "EXTERNAL_TASK_PREFIX",
     "MLP_SPACE",
     "SPLITS",
     "CategoricalParam",
@@ -48,6 +49,7 @@ __all__ = [
     "SupervisedTask",
     "Task",
     "build_mlp",
+    "is_external",
     "latency_objective",
     "register_task",
     "resolve_task",
@@ -82,6 +84,17 @@ BUILTIN_TASKS: dict[str, Callable[[], Task]] = {
         for name in ("hormone_response", "trigger_activation", "memory_consolidation")
     },
 }
+
+#: Task names under this prefix belong to models another system records in the ledger (a
+#: plasticity run's GPT-2): their history is kept and reported, but the improvement loop neither
+#: loads nor plans for them (their checkpoints are that system's folders).
+EXTERNAL_TASK_PREFIX = "external:"
+
+
+def is_external(task_name: str) -> bool:
+    """Whether a model of this task is recorded by another system (see ``EXTERNAL_TASK_PREFIX``)."""
+    return task_name.startswith(EXTERNAL_TASK_PREFIX)
+
 
 _registered: dict[str, Task] = {}
 _cache: dict[str, Task] = {}

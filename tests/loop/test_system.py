@@ -490,3 +490,16 @@ def test_selfimprover_run_is_the_planned_loop_and_the_plain_one_is_an_option(hom
         assert [o.strategy for o in plain] == ["train"] or plain[0].status == "skipped"
         with pytest.raises(ConfigError, match="cycles must be between 1 and"):
             si.run(0)
+
+
+def test_models_another_system_records_are_left_out_of_the_loops(home: Path) -> None:
+    with SelfImprover(home, config=SelfImprovementConfig(**FAST), seed=0) as si:
+        si.ensure_builtin_models()
+        # What a plasticity run records: a model whose checkpoints are that run's folders.
+        si.store.add_model("tiny:run-1", task="external:language-model:pydoc", family="gpt2")
+        si.run(1)
+        assert si.cycle.last_outcomes  # the built-in models were planned for
+        assert all(o.model != "tiny:run-1" for o in si.cycle.last_outcomes)
+        assert "tiny:run-1" not in si.cycle.unusable
+        assert all(o.model != "tiny:run-1" for o in si.run(1, planned=False))
+        assert not [e for e in si.store.list_events() if e.kind == "checkpoint_error"]
