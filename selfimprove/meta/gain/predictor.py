@@ -121,6 +121,52 @@ def _reward_seconds(facts: ExperimentFacts) -> float:
     return max(facts.seconds, MIN_REWARD_SECONDS)
 
 
+def _replayed_bandit(bandit: StrategyBandit, seen: Sequence[ExperimentFacts]) -> StrategyBandit:
+    """A bandit with ``bandit``'s prior and seed, fed only the experiments in ``seen``."""
+    replay = StrategyBandit(
+        bandit.seed,
+        prior_mean=bandit.prior_mean,
+        prior_scale=bandit.prior_scale,
+        prior_strength=bandit.prior_strength,
+    )
+    for f in seen:
+        replay.update((str(f.kind), f.family), f.strategy, f.gain / _reward_seconds(f))
+    return replay
+
+
+def _bandit_gain(replay: StrategyBandit, f: ExperimentFacts) -> float:
+    """The bandit's estimate of an experiment's gain: its mean reward times the seconds."""
+    mean = replay.estimates((str(f.kind), f.family)).get(f.strategy, {})
+    return float(mean.get("mean", replay.prior_mean)) * _reward_seconds(f)
+
+
+def who_decides(
+    mae_model: float, mae_bandit: float, p: float, *, n: int, alpha: float | None
+) -> tuple[str, str]:
+    """Who sets planned priorities, and why (pure).
+
+    Returns:
+        ``("gain_model", reason)`` when the gain model's held-out MAE is strictly smaller (and
+        significantly so, ``p < alpha``, when ``alpha`` is given), else ``("bandit", reason)``.
+    """
+    better = mae_model < mae_bandit
+    decides = "gain_model" if better and (alpha is None or p < alpha) else "bandit"
+    relation = "<" if better else ("=" if mae_model == mae_bandit else ">")
+    shown = (
+        f"on {n} held-out experiments the gain model's MAE {mae_model:.4g} {relation} "
+        f"the bandit's {mae_bandit:.4g} (paired bootstrap p={p:.3g})"
+    )
+    if decides == "gain_model":
+        return decides, f"{shown}: the gain model is strictly better"
+    if not better:
+        return decides, (
+            f"{shown}: the gain model is not strictly better, so the bandit keeps deciding"
+        )
+    return decides, (
+        f"{shown}: better, but not significantly at α={alpha}, so the bandit keeps deciding"
+    )
+
+
 def compare_with_bandit(
     store: Store,
     predictor: GainPredictor,
@@ -164,14 +210,7 @@ def compare_with_bandit(
     facts = experiment_facts(store) if facts is None else facts
     seen = [f for f in facts if f.id <= predictor.fit_through_id]
     held = [f for f in facts if f.id > predictor.fit_through_id]
-    replay = StrategyBandit(
-        bandit.seed,
-        prior_mean=bandit.prior_mean,
-        prior_scale=bandit.prior_scale,
-        prior_strength=bandit.prior_strength,
-    )
-    for f in seen:
-        replay.update((str(f.kind), f.family), f.strategy, f.gain / _reward_seconds(f))
+    replay = _replayed_bandit(bandit, seen)
     result: dict[str, Any] = {
         "n": len(held),
         "held_out_ids": [f.id for f in held],
@@ -193,34 +232,12 @@ def compare_with_bandit(
         return result
     truth = np.array([f.gain for f in held])
     predicted = predictor.predict_many(np.stack([encode_facts(f) for f in held]))
-    bandit_gain = np.array(
-        [
-            replay.estimates((str(f.kind), f.family))
-            .get(f.strategy, {})
-            .get("mean", replay.prior_mean)
-            * _reward_seconds(f)
-            for f in held
-        ]
-    )
+    bandit_gain = np.array([_bandit_gain(replay, f) for f in held])
     err_model, err_bandit = np.abs(predicted - truth), np.abs(bandit_gain - truth)
     mae_model, mae_bandit = float(err_model.mean()), float(err_bandit.mean())
     error = Objective("absolute_error", Direction.MINIMIZE)
     _, p = paired_test(error, err_bandit, err_model, seed=derive_seed("gain_vs_bandit"))
-    better = mae_model < mae_bandit
-    decides = "gain_model" if better and (alpha is None or p < alpha) else "bandit"
-    relation = "<" if better else ("=" if mae_model == mae_bandit else ">")
-    shown = (
-        f"on {len(held)} held-out experiments the gain model's MAE {mae_model:.4g} {relation} "
-        f"the bandit's {mae_bandit:.4g} (paired bootstrap p={p:.3g})"
-    )
-    if decides == "gain_model":
-        reason = f"{shown}: the gain model is strictly better"
-    elif not better:
-        reason = f"{shown}: the gain model is not strictly better, so the bandit keeps deciding"
-    else:
-        reason = (
-            f"{shown}: better, but not significantly at α={alpha}, so the bandit keeps deciding"
-        )
+    decides, reason = who_decides(mae_model, mae_bandit, p, n=len(held), alpha=alpha)
     result.update(
         gain_model_mae=mae_model,
         bandit_mae=mae_bandit,
