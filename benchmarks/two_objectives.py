@@ -61,11 +61,11 @@ from benchmarks._common import (
 from selfimprove.config import SelfImprovementConfig
 from selfimprove.loop.improver import SelfImprover
 from selfimprove.measure.training import TrainConfig, train_
+from selfimprove.nn.runtime import time_batch1
 from selfimprove.objectives import Direction, Objective
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.store import ExperimentStatus
 from selfimprove.strategies import Budget
-from selfimprove.strategies._evolve import time_batch1
 from selfimprove.tasks import MLP_SPACE
 
 __all__ = ["ENGINE_PLAN", "Config", "main", "run"]

@@ -44,7 +44,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -55,11 +54,12 @@ from torch import nn
 from selfimprove.errors import ConfigError, StrategyError
 from selfimprove.measure.training import OPTIMIZERS, TrainConfig
 from selfimprove.nn.modules import arch_params, checkpoint_bytes
-from selfimprove.nn.runtime import single_thread
-from selfimprove.objectives import EFFICIENCY_OBJECTIVES, Objective
+from selfimprove.nn.runtime import time_batch1
+from selfimprove.objectives import Objective
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
+from selfimprove.strategies._evolve_choice import COSTS, Point, choose_point, incumbent_record
 from selfimprove.strategies._search import (
     EpochLedger,
     TrialLoop,
@@ -77,12 +77,9 @@ from selfimprove.strategies._search import (
 )
 from selfimprove.tasks import SearchSpace, Split, Task
 
-__all__ = ["COSTS", "EvolveConfig", "EvolveStrategy", "time_batch1"]
+__all__ = ["COSTS", "EvolveConfig", "EvolveStrategy"]
 
 logger = logging.getLogger(__name__)
-
-#: Second objectives evolve can minimise beside the holdout error.
-COSTS = EFFICIENCY_OBJECTIVES
 
 
 @dataclass(frozen=True)
@@ -140,86 +137,6 @@ class EvolveConfig:
             max_seconds=max(context.remaining(), 0.01),
             seed=seed,
         )
-
-
-@dataclass
-class _Point:
-    """One complete trial: its model and its measurements."""
-
-    number: int
-    params: dict[str, Any]
-    module: nn.Module
-    error: float
-    latency_ms: float
-    size_bytes: int
-    parameters: int
-    epochs: int
-
-    def cost(self, name: str) -> float:
-        """This point's value of cost objective ``name`` (one of :data:`COSTS`)."""
-        return float(getattr(self, name))
-
-    def row(self) -> dict[str, Any]:
-        """This point as plain data, for the record."""
-        return {
-            "trial": self.number,
-            "params": self.params,
-            "holdout_error": self.error,
-            "latency_ms": self.latency_ms,
-            "size_bytes": self.size_bytes,
-            "parameters": self.parameters,
-            "epochs": self.epochs,
-        }
-
-
-@torch.inference_mode()
-def _admitted(point: _Point, task: Task, inc_latency: float) -> bool:
-    """Whether the judge's latency and size guards would let ``point`` replace an incumbent
-    timed at ``inc_latency`` (the latency guard also needs significance, so this is the
-    stricter reading)."""
-    names = {o.name for o in task.objectives}
-    if "latency_ms" in names:
-        lat = task.objective("latency_ms")
-        if not (
-            lat.within_tolerance(inc_latency, point.latency_ms)
-            and lat.within_limit(point.latency_ms)
-        ):
-            return False
-    return "size_bytes" not in names or task.objective("size_bytes").within_limit(point.size_bytes)
-
-
-def time_batch1(modules: Sequence[nn.Module], x: torch.Tensor, repeats: int) -> list[np.ndarray]:
-    """Batch-1 forward times of ``modules`` in milliseconds, timed side by side.
-
-    One thread, three warm-up calls each, then ``repeats`` rounds that call every module once in
-    turn (a burst of load hits all of them alike). Train/eval flags are restored afterwards.
-
-    Args:
-        modules: The models to time.
-        x: One input example, shape ``(1, ...)``.
-        repeats: Timed rounds.
-
-    Returns:
-        One array of ``repeats`` timings per module.
-    """
-    flags = [m.training for m in modules]
-    for m in modules:
-        m.eval()
-    times: list[list[float]] = [[] for _ in modules]
-    try:
-        with single_thread():
-            for m in modules:
-                for _ in range(3):
-                    m(x)
-            for _ in range(repeats):
-                for i, m in enumerate(modules):
-                    t0 = time.perf_counter()
-                    m(x)
-                    times[i].append((time.perf_counter() - t0) * 1e3)
-    finally:
-        for m, flag in zip(modules, flags, strict=True):
-            m.train(flag)
-    return [np.asarray(t) for t in times]
 
 
 class EvolveStrategy(Strategy):
@@ -358,7 +275,7 @@ class EvolveStrategy(Strategy):
                 f"seconds={context.budget.seconds:g})."
             )
         front = sorted((points[n] for n in front_numbers), key=lambda p: (p.error, p.cost(s.cost)))
-        chosen, choice = self._choose(
+        chosen, choice = choose_point(
             context.objective, front, inc, x1, s, inc_error, inc_latency, task
         )
         # Only the chosen trial's module leaves this function; drop the rest now.
@@ -380,7 +297,7 @@ class EvolveStrategy(Strategy):
             "choice": choice,
             "chosen_trial": chosen.number,
             "chosen_params": chosen.params,
-            "incumbent": _incumbent_record(inc, inc_error, inc_latency),
+            "incumbent": incumbent_record(inc, inc_error, inc_latency),
             "pareto_front": [p.row() for p in front],
             "refit": refit,
             **_search_record(s, rows, ledger.spent, refit["epochs"], stopped, context),
@@ -408,10 +325,10 @@ class EvolveStrategy(Strategy):
         s: EvolveConfig,
         ledger: EpochLedger,
         reference: tuple[nn.Module, torch.Tensor, float],
-    ) -> tuple[dict[int, _Point], list[dict[str, Any]], list[int], str]:
+    ) -> tuple[dict[int, Point], list[dict[str, Any]], list[int], str]:
         """The NSGA-II trial loop: complete points by trial, every trial's record, the Pareto
         front's trial numbers, and what stopped the search."""
-        points: dict[int, _Point] = {}
+        points: dict[int, Point] = {}
         rows: list[dict[str, Any]] = []
         with seeded_study(
             lambda optuna: optuna.samplers.NSGAIISampler(
@@ -456,7 +373,7 @@ class EvolveStrategy(Strategy):
         context: StrategyContext,
         s: EvolveConfig,
         reference: tuple[nn.Module, torch.Tensor, float],
-    ) -> tuple[dict[str, Any], _Point | None]:
+    ) -> tuple[dict[str, Any], Point | None]:
         """Train trial ``number`` from a fresh seeded init; its record, and its point if it
         completed with a finite holdout error.
 
@@ -486,7 +403,7 @@ class EvolveStrategy(Strategy):
         t_trial, t_inc = time_batch1([module, inc], x1, s.latency_repeats)
         # Rescaled by the incumbent timed in the same rounds: drift cancels.
         latency = float(np.median(t_trial) / np.median(t_inc) * inc_latency)
-        point = _Point(
+        point = Point(
             number=number,
             params=params,
             module=module,
@@ -501,7 +418,7 @@ class EvolveStrategy(Strategy):
     # ------------------------------------------------------------------ refit
     def _refit(
         self,
-        chosen: _Point,
+        chosen: Point,
         fit_task: Task,
         holdout: Split,
         primary: Objective,
@@ -528,87 +445,6 @@ class EvolveStrategy(Strategy):
             chosen.module.load_state_dict(before)
         out.update(epochs=run.epochs, holdout_error_after=error, kept=kept, state=run.state)
         return out
-
-    # ------------------------------------------------------------------ choice
-    def _choose(
-        self,
-        target: str,
-        front: list[_Point],
-        incumbent: nn.Module,
-        x1: torch.Tensor,
-        s: EvolveConfig,
-        inc_error: float,
-        inc_latency: float,
-        task: Task,
-    ) -> tuple[_Point, dict[str, Any]]:
-        """The Pareto point ``target`` calls for, and how it was chosen (as data).
-
-        Raises:
-            StrategyError: Latency / size target and no point reaches the incumbent's error.
-        """
-        if target not in COSTS:
-            admitted = [p for p in front if _admitted(p, task, inc_latency)]
-            best = (admitted or front)[0]  # sorted by (error, cost)
-            return best, {
-                "rule": (
-                    "lowest holdout error on the Pareto front among the points within the "
-                    "task's latency and size guards"
-                    if admitted
-                    else "lowest holdout error on the Pareto front (no point within the "
-                    "task's latency and size guards)"
-                )
-                + f" (ties: lowest {s.cost})",
-                "holdout_error": best.error,
-                "admitted": [p.number for p in admitted],
-            }
-        bar = inc_error + s.error_tolerance
-        qualifying = [p for p in front if p.error <= bar]
-        if not qualifying:
-            raise StrategyError(
-                f"evolve for {target}: no point on the Pareto front reached the incumbent's "
-                f"holdout error {inc_error:.4g} (+ tolerance {s.error_tolerance:g}); the best "
-                f"reached {front[0].error:.4g}. Give trials more epochs (trial_epochs="
-                f"{s.trial_epochs}) or a larger budget, or allow error_tolerance."
-            )
-        rule = (
-            f"among Pareto points with holdout error <= {bar:.4g} (the incumbent's "
-            f"{inc_error:.4g} + tolerance {s.error_tolerance:g}), the "
-        )
-        if target == "latency_ms":
-            # Re-time the qualifying points side by side (with the incumbent) and take the
-            # fastest: the per-trial timings were taken at different moments.
-            timings = time_batch1(
-                [incumbent] + [p.module for p in qualifying], x1, 2 * s.latency_repeats
-            )
-            inc_now = float(np.median(timings[0]))
-            medians = [float(np.median(t)) / inc_now * inc_latency for t in timings[1:]]
-            k = int(np.argmin(medians))
-            return qualifying[k], {
-                "rule": rule + "fastest, re-timed side by side",
-                "qualifying": [
-                    {"trial": p.number, "holdout_error": p.error, "latency_ms": m}
-                    for p, m in zip(qualifying, medians, strict=True)
-                ],
-                "incumbent_latency_ms": inc_latency,
-            }
-        best = min(qualifying, key=lambda p: (p.cost(target), p.error))
-        return best, {
-            "rule": rule + f"smallest {target}",
-            "qualifying": [
-                {"trial": p.number, "holdout_error": p.error, target: p.cost(target)}
-                for p in qualifying
-            ],
-        }
-
-
-def _incumbent_record(inc: nn.Module, error: float, latency: float) -> dict[str, Any]:
-    """The incumbent's figures the choice was measured against, for the record."""
-    return {
-        "holdout_error": error,
-        "latency_ms": latency,
-        "size_bytes": checkpoint_bytes(inc),
-        "parameters": sum(p.numel() for p in inc.parameters()),
-    }
 
 
 def _search_record(

@@ -15,7 +15,8 @@ from selfimprove.nn.modules import checkpoint_bytes
 from selfimprove.registry import LoadedModel
 from selfimprove.store import Decision
 from selfimprove.strategies import Budget, Candidate, StrategyContext
-from selfimprove.strategies._evolve import EvolveStrategy, _Point
+from selfimprove.strategies._evolve import EvolveStrategy
+from selfimprove.strategies._evolve_choice import Point, choose_point
 from selfimprove.tasks import SupervisedTask, build_mlp, resolve_task
 
 #: A large, briefly trained incumbent: smaller architectures can match it.
@@ -225,8 +226,8 @@ def test_evolve_for_quality_prefers_the_best_point_the_guards_admit() -> None:
     task = resolve_task("pattern_recognition")
     lin = torch.nn.Linear(1, 1)
 
-    def point(n: int, error: float, ms: float) -> _Point:
-        return _Point(n, {}, lin, error, ms, size_bytes=1000 * (n + 1), parameters=2, epochs=1)
+    def point(n: int, error: float, ms: float) -> Point:
+        return Point(n, {}, lin, error, ms, size_bytes=1000 * (n + 1), parameters=2, epochs=1)
 
     accurate_but_slow, fast = point(0, 0.01, 1.0), point(1, 0.02, 0.1)
     front = [accurate_but_slow, fast]  # sorted by error, as evolve sorts it
@@ -236,7 +237,7 @@ def test_evolve_for_quality_prefers_the_best_point_the_guards_admit() -> None:
 
     def choose(inc_ms: float, t: Any = task) -> tuple[Any, dict[str, Any]]:
         x1 = torch.zeros(1, 1)
-        return EvolveStrategy()._choose("accuracy", front, lin, x1, s, 0.05, inc_ms, t)
+        return choose_point("accuracy", front, lin, x1, s, 0.05, inc_ms, t)
 
     chosen, choice = choose(0.1)  # 1.0 ms would be +900 % and +0.9 ms: beyond the guard
     assert chosen is fast and choice["admitted"] == [1]
