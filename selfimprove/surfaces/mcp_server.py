@@ -6,6 +6,10 @@ the tools that read. Code-improvement approval tools are registered only with
 ``allow_code_approval=True``. A bad argument comes back as an error result with the package's
 one-line message (a ``ToolError``), and nothing is changed.
 
+``register_tools`` registers one group at a time: the system's reads, its writes, seed 002's
+engine reads, the engine's code approval, then the resources. The engine tools work over the
+system's own ``Store`` (one connection pool per process); the engine leaves it open.
+
 Resources: ``selfimprove://status``, ``selfimprove://health`` and ``selfimprove://dashboard``
 (the latest dashboard page, rendered on request).
 """
@@ -13,15 +17,19 @@ Resources: ``selfimprove://status``, ``selfimprove://health`` and ``selfimprove:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from selfimprove.errors import SelfImproveError
 from selfimprove.loop.system import SelfImprovingNeuralSystem
+
+if TYPE_CHECKING:
+    from selfimprove.engine import SelfImprovementEngine
 
 __all__ = ["ImprovementService", "build_server", "register_tools"]
 
@@ -76,37 +84,74 @@ def _tool_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def register_tools(
-    server: Any,
-    integration: ImprovementService,
-    *,
-    read_only: bool = False,
-    allow_code_approval: bool = False,
-) -> list[str]:
-    """Register the integration's tools and resources on an ``MCPServer``.
+@dataclasses.dataclass
+class _Tools:
+    """Adds tools to one server and keeps their names in order; read-only drops the writers.
 
-    Returns:
-        The names of the tools registered.
+    Attributes:
+        server: The ``MCPServer`` the tools go on.
+        read_only: Skip every tool registered with ``writes=True``.
+        names: The names registered so far.
     """
-    names: list[str] = []
 
-    def tool(description: str, *, writes: bool = False) -> Callable[[F], F]:
+    server: Any
+    read_only: bool
+    names: list[str] = dataclasses.field(default_factory=list)
+
+    def tool(self, description: str, *, writes: bool = False) -> Callable[[F], F]:
+        """A decorator that registers ``fn`` as the tool ``fn.__name__``.
+
+        Args:
+            description: What the tool does and its arguments' bounds; a writer's description
+                is prefixed with :data:`WRITES`.
+            writes: The tool changes state (skipped when read-only).
+        """
+
         def deco(fn: F) -> F:
-            if writes and read_only:
+            if writes and self.read_only:
                 return fn
-            wrapped = _tool_errors(fn)
-            server.add_tool(
-                wrapped,
+            self.server.add_tool(
+                _tool_errors(fn),
                 name=fn.__name__,
                 description=(WRITES + description) if writes else description,
             )
-            names.append(fn.__name__)
+            self.names.append(fn.__name__)
             return fn
 
         return deco
 
-    # ------------------------------------------------------------------ reads
-    @tool(
+
+def _engine(integration: ImprovementService) -> SelfImprovementEngine:
+    """Seed 002's engine over the system's own store: no second connection pool.
+
+    The engine was given the store, so closing the engine leaves the store open.
+    """
+    from selfimprove.engine import SelfImprovementEngine
+
+    system = integration.system
+    return SelfImprovementEngine(store=system.store, home=system.improver.home)
+
+
+def _plain(obj: Any) -> Any:
+    """Records (dataclasses, lists of them, dicts) as JSON-safe data."""
+    from selfimprove.store import clean_json
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
+    if isinstance(obj, list):
+        return [_plain(o) for o in obj]
+    return json.loads(json.dumps(clean_json(obj), default=str))
+
+
+def _without_contents(record: Any) -> dict[str, Any]:
+    """A code improvement as JSON-safe data, without the file contents before and after."""
+    return {k: v for k, v in _plain(record).items() if not k.endswith("_content")}
+
+
+def _register_reads(tools: _Tools, integration: ImprovementService) -> None:
+    """The system's read tools: status, history, one model's performance, health, export."""
+
+    @tools.tool(
         "Status of the self-improving system: whether the loop runs, the cycle number, total "
         "promotions, hormone levels, genetic triggers (active or not, fitness), bandit "
         "estimates per (weakness kind, model family), the queue of user tasks and health."
@@ -114,7 +159,7 @@ def register_tools(
     async def get_improvement_status() -> dict[str, Any]:
         return await integration.get_improvement_status()
 
-    @tool(
+    @tools.tool(
         "The newest experiments (judged improvement attempts), newest first: model, strategy, "
         "targeted objective, status, decision (promote/reject), validation before/after, test "
         "before/after (reported only), p-value and the judge's reason. limit: 1-1000."
@@ -124,7 +169,7 @@ def register_tools(
             raise SelfImproveError(f"limit must be between 1 and 1000, but got {limit=}.")
         return await integration.get_improvement_history(limit)
 
-    @tool(
+    @tools.tool(
         "Performance of one model: its incumbent version (strategy, origin, sha256, metrics, "
         "architecture params), number of versions, experiments and promotions, and the "
         "measurement time series per objective. model_id: a name from list_models."
@@ -132,7 +177,7 @@ def register_tools(
     async def get_model_performance(model_id: str) -> dict[str, Any]:
         return await integration.get_model_performance(model_id)
 
-    @tool(
+    @tools.tool(
         "Health report: overall health in [0, 1], improvement efficiency (mean realised gain "
         "per experiment), system stability (1 - failure rate), learning rate (mean gain per "
         "cycle), hormones, active triggers and resources."
@@ -140,7 +185,7 @@ def register_tools(
     async def get_system_health_report() -> dict[str, Any]:
         return await integration.get_system_health_report()
 
-    @tool(
+    @tools.tool(
         "All improvement data: models and versions, capabilities, measurements, experiments, "
         "events, cycle metrics, meta-learnings and brain state. format: 'json' (an object) or "
         "'csv' (the experiments table as text)."
@@ -148,7 +193,7 @@ def register_tools(
     async def export_improvement_data(format: str = "json") -> dict[str, Any] | str:
         return await integration.export_improvement_data(format)
 
-    @tool(
+    @tools.tool(
         "The registered models: name, task, family, incumbent version, number of versions and "
         "the incumbent's validation and test figures."
     )
@@ -157,8 +202,11 @@ def register_tools(
 
         return clean_json(integration.system.improver.models())
 
-    # ------------------------------------------------------------------ writes
-    @tool(
+
+def _register_writes(tools: _Tools, integration: ImprovementService) -> None:
+    """The system's write tools: queue a task, run one experiment now, roll a model back."""
+
+    @tools.tool(
         "queues a user task for the next cycle, ahead of the planned one. model_id: a model "
         "name; improvement_type: 'training', 'optimisation', 'architecture', 'distillation' or "
         "a strategy name (train, retrain, tune, evolve, quantize, prune, distill); priority > 0.",
@@ -169,7 +217,7 @@ def register_tools(
     ) -> dict[str, Any]:
         return await integration.add_custom_improvement_task(model_id, improvement_type, priority)
 
-    @tool(
+    @tools.tool(
         "runs one judged experiment on a model now and promotes the candidate only if the "
         "judge accepts it. strategy: 'auto' (the system's plan) or a strategy name (train, "
         "retrain, tune, evolve, quantize, prune, distill). Takes seconds to minutes.",
@@ -178,7 +226,7 @@ def register_tools(
     async def optimize_specific_model(model_id: str, strategy: str = "auto") -> dict[str, Any]:
         return await integration.optimize_specific_model(model_id, strategy)
 
-    @tool(
+    @tools.tool(
         "restores a previous version of a model as its incumbent after verifying its "
         "checksum. version: a version number, or 0 for the previously replaced incumbent.",
         writes=True,
@@ -187,36 +235,19 @@ def register_tools(
         v = integration.system.improver.rollback(model_id, version or None)
         return {"model": model_id, "incumbent": v.number, "sha256": v.sha256}
 
-    # ------------------------------------------------------------------ the engine (seed 002)
-    def engine() -> Any:
-        from selfimprove.engine import SelfImprovementEngine
 
-        store = integration.system.store
-        return SelfImprovementEngine(
-            store.engine.url.render_as_string(hide_password=False),
-            home=integration.system.improver.home,
-        )
+def _register_engine_reads(tools: _Tools, integration: ImprovementService) -> None:
+    """Seed 002's engine, read-only: capabilities, weaknesses, self-assessment, code changes."""
 
-    def plain(obj: Any) -> Any:
-        import dataclasses
-
-        from selfimprove.store import clean_json
-
-        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-            obj = dataclasses.asdict(obj)
-        if isinstance(obj, list):
-            return [plain(o) for o in obj]
-        return json.loads(json.dumps(clean_json(obj), default=str))
-
-    @tool(
+    @tools.tool(
         "The engine's capabilities (every model objective is one, named <model>/<objective>): "
         "current value, baseline, target, direction, direction-aware gap and level."
     )
     async def list_capabilities() -> list[dict[str, Any]]:
-        with engine() as e:
-            return plain(e.profile_all_capabilities())
+        with _engine(integration) as e:
+            return _plain(e.profile_all_capabilities())
 
-    @tool(
+    @tools.tool(
         "The engine's recorded weaknesses (read as stored; nothing is recomputed): name, "
         "type, severity (critical/high/medium/low), impact, gap, status and evidence. "
         "include_closed: also resolved and won't-fix ones."
@@ -225,63 +256,68 @@ def register_tools(
         from selfimprove.store import WeaknessStatus
 
         statuses = None if include_closed else (WeaknessStatus.OPEN, WeaknessStatus.IN_PROGRESS)
-        return plain(integration.system.store.list_weaknesses(statuses=statuses))
+        return _plain(integration.system.store.list_weaknesses(statuses=statuses))
 
-    @tool(
+    @tools.tool(
         "The engine's self-assessment: learning quality = 0.6 x share of experiments beating "
         "their expectation + 0.4 x weakness resolution rate, grade A-D, the counts behind it "
         "and the trend."
     )
     async def get_self_assessment() -> dict[str, Any]:
-        with engine() as e:
-            return plain(e.get_self_assessment())
+        with _engine(integration) as e:
+            return _plain(e.get_self_assessment())
 
-    @tool(
+    @tools.tool(
         "Code improvements proposed to the engine: id, name, file, function, status "
         "(pending/applied/rejected/rolled_back), hashes before and after, check results."
     )
     async def list_code_improvements() -> list[dict[str, Any]]:
-        with engine() as e:
+        with _engine(integration) as e:
             recs = e.list_improvements()
-        return [{k: v for k, v in plain(r).items() if not k.endswith("_content")} for r in recs]
+        return [_without_contents(r) for r in recs]
 
-    if allow_code_approval:
 
-        @tool(
-            "applies a pending code improvement to its file: the check command runs before "
-            "and after; a failing check restores the file and rejects the change. "
-            "improvement_id: from list_code_improvements.",
-            writes=True,
-        )
-        async def approve_code_improvement(improvement_id: int) -> dict[str, Any]:
-            with engine() as e:
-                rec = e.store.get_code_improvement(improvement_id)
-                e.root = Path(rec.root)
-                out = e.approve_improvement(improvement_id, actor="mcp")
-            return {k: v for k, v in plain(out).items() if not k.endswith("_content")}
+def _register_code_approval(tools: _Tools, integration: ImprovementService) -> None:
+    """Seed 002's code-change decisions: approve, reject, roll back (all write)."""
 
-        @tool(
-            "rejects a pending code improvement (its file is never touched). reason: why.",
-            writes=True,
-        )
-        async def reject_code_improvement(improvement_id: int, reason: str = "") -> dict[str, Any]:
-            with engine() as e:
-                out = e.reject_improvement(improvement_id, reason, actor="mcp")
-            return {k: v for k, v in plain(out).items() if not k.endswith("_content")}
+    @tools.tool(
+        "applies a pending code improvement to its file: the check command runs before "
+        "and after; a failing check restores the file and rejects the change. "
+        "improvement_id: from list_code_improvements.",
+        writes=True,
+    )
+    async def approve_code_improvement(improvement_id: int) -> dict[str, Any]:
+        with _engine(integration) as e:
+            rec = e.store.get_code_improvement(improvement_id)
+            e.root = Path(rec.root)
+            out = e.approve_improvement(improvement_id, actor="mcp")
+        return _without_contents(out)
 
-        @tool(
-            "restores the exact bytes a file had before an applied code improvement (refused "
-            "if the file was edited since).",
-            writes=True,
-        )
-        async def rollback_code_improvement(improvement_id: int) -> dict[str, Any]:
-            with engine() as e:
-                rec = e.store.get_code_improvement(improvement_id)
-                e.root = Path(rec.root)
-                out = e.rollback_improvement(improvement_id, actor="mcp")
-            return {k: v for k, v in plain(out).items() if not k.endswith("_content")}
+    @tools.tool(
+        "rejects a pending code improvement (its file is never touched). reason: why.",
+        writes=True,
+    )
+    async def reject_code_improvement(improvement_id: int, reason: str = "") -> dict[str, Any]:
+        with _engine(integration) as e:
+            out = e.reject_improvement(improvement_id, reason, actor="mcp")
+        return _without_contents(out)
 
-    # ------------------------------------------------------------------ resources
+    @tools.tool(
+        "restores the exact bytes a file had before an applied code improvement (refused "
+        "if the file was edited since).",
+        writes=True,
+    )
+    async def rollback_code_improvement(improvement_id: int) -> dict[str, Any]:
+        with _engine(integration) as e:
+            rec = e.store.get_code_improvement(improvement_id)
+            e.root = Path(rec.root)
+            out = e.rollback_improvement(improvement_id, actor="mcp")
+        return _without_contents(out)
+
+
+def _register_resources(server: Any, integration: ImprovementService) -> None:
+    """The resources: ``selfimprove://status``, ``selfimprove://health``, ``…://dashboard``."""
+
     async def status_resource() -> str:
         return json.dumps(await integration.get_improvement_status(), default=str)
 
@@ -311,7 +347,35 @@ def register_tools(
         mime_type="text/html",
         description="The dashboard: one self-contained HTML page with every chart.",
     )(dashboard_resource)
-    return names
+
+
+def register_tools(
+    server: Any,
+    integration: ImprovementService,
+    *,
+    read_only: bool = False,
+    allow_code_approval: bool = False,
+) -> list[str]:
+    """Register the integration's tools and resources on an ``MCPServer``.
+
+    Args:
+        server: The ``MCPServer`` (or seed 001's ``enhanced_mcp``) to register on.
+        integration: What the tools call.
+        read_only: Register only the tools that read (resources are always read-only).
+        allow_code_approval: Also register the engine's code-approval tools (they write, so
+            ``read_only`` drops them too).
+
+    Returns:
+        The names of the tools registered, in registration order.
+    """
+    tools = _Tools(server, read_only)
+    _register_reads(tools, integration)
+    _register_writes(tools, integration)
+    _register_engine_reads(tools, integration)
+    if allow_code_approval:
+        _register_code_approval(tools, integration)
+    _register_resources(server, integration)
+    return tools.names
 
 
 def build_server(

@@ -20,6 +20,7 @@ from selfimprove.surfaces.report.dashboard import render_dashboard
 from selfimprove.surfaces.report.server import make_server
 from tests.conftest import wine_task
 from tests.surfaces.browser import chromium, png_colour_count, serve_and_render
+from tests.surfaces.conftest import Constructed
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,19 @@ def test_page_is_self_contained_and_has_every_section(busy_home: Path) -> None:
     ):
         assert f"<h2>{heading}" in page
     assert "wine \\u2014 accuracy" in rest and "accuracy (validation)" in rest
+
+
+def test_page_reads_the_engine_over_the_improvers_own_store(
+    busy_home: Path, constructed: Constructed
+) -> None:
+    with SelfImprover(busy_home) as si:
+        pool = si.store.engine.pool  # closing a store disposes its pool: a new pool object
+        constructed.stores.clear()
+        page = render_dashboard(si)
+        assert si.store.engine.pool is pool  # the engine left the store it was given open
+    assert "Self-assessment: grade" in page
+    assert len(constructed.engines) == 1 and constructed.engines[0].store is si.store
+    assert constructed.stores == []  # no second store, so no second connection pool
 
 
 @pytest.mark.skipif(

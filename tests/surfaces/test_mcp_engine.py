@@ -14,6 +14,7 @@ from selfimprove.engine import SelfImprovementEngine
 from selfimprove.surfaces.integration import SelfImprovementIntegration
 from selfimprove.surfaces.mcp_server import WRITES, build_server
 from tests.engine.conftest import CHECK, FAST_F, SLOW_MODULE
+from tests.surfaces.conftest import Constructed
 
 APPROVAL = {"approve_code_improvement", "reject_code_improvement", "rollback_code_improvement"}
 
@@ -82,3 +83,51 @@ def test_engine_tools_and_code_approval(tmp_path: Path) -> None:
     restored = (root / "mod.py").read_bytes()
     assert hashlib.sha256(restored).hexdigest() == hashlib.sha256(SLOW_MODULE).hexdigest()
     assert opened["bad"].is_error and "999" in opened["bad"].content[0].text
+
+
+def test_engine_tools_and_dashboard_work_over_the_systems_own_store(
+    tmp_path: Path, constructed: Constructed
+) -> None:
+    from mcp import Client
+
+    home, root = tmp_path / "home", tmp_path / "project"
+    root.mkdir()
+    (root / "mod.py").write_bytes(SLOW_MODULE)
+    with SelfImprovementEngine(home=home, root=root) as e:
+        e.register_capability("lat", "performance", target=2.0, unit="s", direction="minimize")
+        e.measure_capability("lat", 10.0)
+        proposal = e.apply_improvement("multiply", "mod.py", "f", FAST_F)
+    integ = SelfImprovementIntegration(config=SelfImprovementConfig(auto_start=False), home=home)
+    store = integ.system.store
+    pool = store.engine.pool  # closing a store disposes its pool: a new pool object
+    server = build_server(integ, allow_code_approval=True)
+
+    async def session() -> dict[str, Any]:
+        async with Client(server) as client:
+            constructed.engines.clear()
+            constructed.stores.clear()
+            out = {
+                name: _payload(await client.call_tool(name, args))
+                for name, args in [
+                    ("list_capabilities", {}),
+                    ("get_self_assessment", {}),
+                    ("list_code_improvements", {}),
+                    ("reject_code_improvement", {"improvement_id": proposal.id}),
+                ]
+            }
+            page = (await client.read_resource("selfimprove://dashboard")).contents[0]
+            out["dashboard"] = getattr(page, "text", "")
+            out["pool_in_session"] = store.engine.pool
+            return out
+
+    out = asyncio.run(session())
+    assert any(c["name"] == "lat" for c in out["list_capabilities"])
+    assert out["get_self_assessment"]["grade"] in "ABCD"
+    assert [r["id"] for r in out["list_code_improvements"]] == [proposal.id]
+    assert out["reject_code_improvement"]["status"] == "rejected"
+    assert "Self-assessment: grade" in out["dashboard"]
+    # one engine per engine call and one for the dashboard, every one over the system's store
+    assert len(constructed.engines) == 5
+    assert all(e.store is store for e in constructed.engines)
+    assert constructed.stores == []  # no second store, so no second connection pool
+    assert out["pool_in_session"] is pool  # and no engine closed the store it was given

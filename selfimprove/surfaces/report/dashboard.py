@@ -251,9 +251,9 @@ def _engine(si: SelfImprover) -> str:
         f"<td>{_fmt(w.status.value)}</td></tr>"
         for w in weaknesses
     )
-    engine = SelfImprovementEngine(
-        si.store.engine.url.render_as_string(hide_password=False), home=si.home
-    )
+    # The engine works over this very store (no second connection pool) and, having been
+    # given it, leaves it open when closed.
+    engine = SelfImprovementEngine(store=si.store, home=si.home)
     try:
         a = engine.get_self_assessment()
     finally:
