@@ -66,7 +66,9 @@ def plan_upgrade(schema: int | None, revision: str | None) -> UpgradePlan:
             SchemaAction.REFUSE, False, None, f"records Alembic revision {revision!r}"
         )
     if schema is not None and schema > SCHEMA_VERSION:
-        return UpgradePlan(SchemaAction.REFUSE, False, None, f"records schema {schema}")
+        return UpgradePlan(
+            SchemaAction.REFUSE, False, None, f"was written by schema version {schema}"
+        )
     if schema is None and revision is None:
         return UpgradePlan(SchemaAction.CREATE, True, HEAD_REVISION, "a new store")
     if revision is not None and schema is not None and _SCHEMA_OF[revision] == schema:
