@@ -33,6 +33,11 @@ freshly initialised trial of a few epochs rarely beat an incumbent trained for a
 (measured on digits: evolve candidates at 0.93 and 0.88 validation accuracy against a 0.96
 incumbent, both rejected).
 
+The space is the task's own ``search_space()``; a task without one (a user's own MLP) gets one
+inferred around the incumbent's params (:func:`~selfimprove.tasks.effective_search_space`:
+widths, depth, dropout, activation, each end built and run before it is searched), and the
+candidate's record says so (``space_source``: ``"task"`` or ``"inferred: ..."``).
+
 Reproducibility: trials' params in the first generation and every trial's training are seeded
 by ``context.seed``; later generations depend on the cost values, so a latency-cost search can
 differ between runs as timings do. ``cost="parameters"`` or ``"size_bytes"`` makes the whole
@@ -75,7 +80,7 @@ from selfimprove.strategies._search import (
     space_summary,
     train_trial,
 )
-from selfimprove.tasks import SearchSpace, Split, Task
+from selfimprove.tasks import SPACE_FROM_TASK, SearchSpace, Split, Task, effective_search_space
 
 __all__ = ["COSTS", "EvolveConfig", "EvolveStrategy"]
 
@@ -180,14 +185,16 @@ class EvolveStrategy(Strategy):
     )
 
     def applicable(self, incumbent: LoadedModel, context: StrategyContext) -> str | None:
-        """``None`` when the task has a search space, the target is its primary objective or a
-        cost, and Optuna is installed; else the reason."""
+        """``None`` when the task has a search space (its own, or one inferred for an MLP-shaped
+        model), the target is its primary objective or a cost, and Optuna is installed; else
+        the reason."""
         task = context.task
-        if task.search_space() is None:
+        space, source = effective_search_space(task, arch_params(incumbent.version.params))
+        if space is None:
             return (
                 f"task {task.name!r} offers no architecture search space "
-                "(Task.search_space() is None); give it one (e.g. search_space=MLP_SPACE) "
-                "to evolve its architecture"
+                f"(Task.search_space() is None) and none could be inferred ({source}); give it "
+                "one (e.g. search_space=MLP_SPACE) to evolve its architecture"
             )
         allowed = (task.primary.name, *COSTS)
         if context.objective not in allowed:
@@ -247,10 +254,12 @@ class EvolveStrategy(Strategy):
         """
         t0 = time.perf_counter()
         task = context.task
-        space = task.search_space()
+        incumbent_params = arch_params(incumbent.version.params)
+        space, source = effective_search_space(task, incumbent_params)
         if space is None:
             raise StrategyError(
-                f"task {task.name!r} has no search space; evolve needs Task.search_space()."
+                f"task {task.name!r} has no search space and none could be inferred "
+                f"({source}); evolve needs Task.search_space()."
             )
         s = self.settings(context)
         primary = task.primary
@@ -262,7 +271,9 @@ class EvolveStrategy(Strategy):
         inc_error = holdout_error(inc, task, holdout, primary)
         (inc_times,) = time_batch1([inc], x1, 2 * s.latency_repeats)
         inc_latency = float(np.median(inc_times))
-        base = arch_params(task.default_params())
+        # The task's own space is searched around its defaults; an inferred one around the
+        # incumbent's params, which is where its ranges were built and checked.
+        base = arch_params(task.default_params() if source == SPACE_FROM_TASK else incumbent_params)
         ledger = EpochLedger(s.search_epochs, s.trial_epochs)
         points, rows, front_numbers, stopped = self._search(
             space, base, (fit_task, holdout), context, s, ledger, (inc, x1, inc_latency)
@@ -304,6 +315,7 @@ class EvolveStrategy(Strategy):
             "holdout": {"fraction": s.holdout_fraction, "examples": len(holdout)},
             "sampler": f"NSGAIISampler(population_size={s.population_size}, seeded)",
             "space": space_summary(space),
+            "space_source": source,
             "trials": rows,
         }
         return Candidate(

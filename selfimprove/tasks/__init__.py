@@ -22,6 +22,12 @@ from selfimprove.tasks._base import (
     size_objective,
     split_arrays,
 )
+from selfimprove.tasks._infer import (
+    MAX_INFERRED_WIDTH,
+    SPACE_FROM_TASK,
+    effective_search_space,
+    infer_search_space,
+)
 from selfimprove.tasks._mlp import ACTIVATIONS, build_mlp
 from selfimprove.tasks._space import (
     MLP_SPACE,
@@ -37,7 +43,9 @@ __all__ = [
     "ACTIVATIONS",
     "BUILTIN_TASKS",
     "EXTERNAL_TASK_PREFIX",
+    "MAX_INFERRED_WIDTH",
     "MLP_SPACE",
+    "SPACE_FROM_TASK",
     "SPLITS",
     "CategoricalParam",
     "DataSplits",
@@ -49,6 +57,8 @@ __all__ = [
     "SupervisedTask",
     "Task",
     "build_mlp",
+    "effective_search_space",
+    "infer_search_space",
     "is_external",
     "latency_objective",
     "register_task",

@@ -17,7 +17,7 @@ from selfimprove.store import Decision
 from selfimprove.strategies import Budget, Candidate, StrategyContext
 from selfimprove.strategies._evolve import EvolveStrategy
 from selfimprove.strategies._evolve_choice import Point, choose_point
-from selfimprove.tasks import SupervisedTask, build_mlp, resolve_task
+from selfimprove.tasks import SupervisedTask, resolve_task
 
 #: A large, briefly trained incumbent: smaller architectures can match it.
 BIG = {"width": 256, "depth": 2, "activation": "relu", "dropout": 0.0}
@@ -201,25 +201,56 @@ def test_evolve_refit_lowers_the_chosen_points_holdout_error(improver: SelfImpro
     assert refit["holdout_error_after"] < refit["holdout_error_before"]
 
 
-def test_evolve_is_not_applicable_without_a_search_space(improver: SelfImprover) -> None:
+def _wine_without_space(name: str, build: Any) -> SupervisedTask:
     from sklearn.datasets import load_wine
 
     x, y = load_wine(return_X_y=True)
     x = (x - x.mean(axis=0)) / x.std(axis=0)
-    task = SupervisedTask.classification(
-        "wine_no_space",
-        x.astype(np.float32),
-        y,
-        build=lambda p: build_mlp(13, 3, p),
-        default_params={"width": 16, "depth": 1},
+    return SupervisedTask.classification(
+        name, x.astype(np.float32), y, build=build, default_params={"width": 8}
     )
+
+
+def test_evolve_is_not_applicable_without_a_search_space(improver: SelfImprover) -> None:
+    # A builder that ignores its params: no space of its own and none can be inferred.
+    task = _wine_without_space("wine_no_space", lambda p: torch.nn.Linear(13, 3))
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        module = task.build({"width": 16, "depth": 1})
-    improver.register_model("wine", task, module, {"width": 16, "depth": 1})
+        module = task.build({"width": 8})
+    improver.register_model("wine", task, module, {"width": 8})
     out = improver.loop.improve("wine", cycle=1, strategy=EvolveStrategy())
     assert out.status == "not_applicable" and "search space" in out.reason
+    assert "none could be inferred" in out.reason and "ignores" in out.reason
     assert improver.store.list_experiments() == []
+
+
+def test_evolve_searches_a_space_inferred_for_the_readme_model(improver: SelfImprover) -> None:
+    def build(params: dict[str, Any]) -> torch.nn.Module:  # the README's own model
+        w = params["width"]
+        return torch.nn.Sequential(torch.nn.Linear(13, w), torch.nn.ReLU(), torch.nn.Linear(w, 3))
+
+    task = _wine_without_space("wine_readme", build)
+    assert task.search_space() is None
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        module = build({"width": 8})
+    improver.register_model("wine", task, module, {"width": 8})
+    settings = {"max_trials": 4, "population_size": 2, "cost": "parameters"}
+    out = improver.loop.improve(
+        "wine",
+        cycle=1,
+        strategy=EvolveStrategy(),
+        params=settings,
+        budget=Budget(epochs=8, seconds=60),
+        only_below_target=False,
+    )
+    assert out.status == "completed", out.reason
+    (record,) = improver.history("wine")
+    details = record.statistics["strategy_details"]
+    assert details["space_source"].startswith("inferred: width: a width in [2, 128] (log)")
+    assert details["space"] == {"width": "IntParam(low=2, high=128, log=True)"}
+    assert all(2 <= t["params"]["width"] <= 128 for t in details["trials"])
+    assert {tuple(t["params"]) for t in details["trials"]} == {("width",)}
 
 
 def test_evolve_for_quality_prefers_the_best_point_the_guards_admit() -> None:
