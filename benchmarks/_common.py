@@ -165,6 +165,7 @@ def versions() -> dict[str, Any]:
         "numpy": np.__version__,
         "optuna": _version("optuna"),
         "ray": _version("ray"),
+        "flaml": _version("flaml"),
         "transformers": _version("transformers"),
         "scikit-learn": _version("scikit-learn"),
         "selfimprove": _version("selfimprove"),

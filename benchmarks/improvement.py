@@ -1,5 +1,5 @@
 """Comparison 1: improvement per budget. The engine vs Optuna TPE + Hyperband vs random search
-+ Hyperband vs Ray Tune PBT, at equal budget, paired by seed.
++ Hyperband vs FLAML's CFO vs Ray Tune PBT, at equal budget, paired by seed.
 
 The **engine** is the product: :class:`selfimprove.loop.system.SelfImprovingNeuralSystem` (observe,
 plan by the seed rules, a Thompson-sampling bandit choosing ``train`` / ``retrain`` / ``tune`` /
@@ -15,6 +15,10 @@ trial with the engine's own loop (``train_``: early stopping on a holdout of the
 each trial capped at ``trial_epochs`` (Hyperband's maximum resource, minimum 1, reduction factor
 3), reporting the validation error after every epoch; pruned trials count the epochs they ran.
 Winners are chosen on validation; the test split is scored once per winner.
+FLAML (``flaml.tune`` with its CFO searcher, seeded) searches the same space with its own
+multi-fidelity schedule instead of Hyperband: the trial's epoch cap is a resource dimension of
+its configurations (minimum 1, maximum ``trial_epochs``, reduction factor 3), each trial trained
+with the same ``train_`` loop and early stopping, its validation error reported at its end.
 
 Figures: final test metric (median and spread, paired by seed), the budget the engine needs to
 reach each peer's final test metric (from its trajectory of incumbents), wall time (one thread),
@@ -79,13 +83,17 @@ from selfimprove.tasks import CategoricalParam, FloatParam, IntParam, SearchSpac
 __all__ = ["Config", "main", "run"]
 
 MODEL = "bench_model"
-PEERS = ("tpe_hyperband", "random_hyperband", "pbt")
+PEERS = ("tpe_hyperband", "random_hyperband", "flaml_cfo", "pbt")
 LABELS = {
     "engine": "engine",
     "tpe_hyperband": "Optuna TPE + Hyperband",
     "random_hyperband": "random + Hyperband",
+    "flaml_cfo": "FLAML CFO",
     "pbt": "Ray Tune PBT",
 }
+#: Peers whose engine / peer test-error ratio is a column of the table and a target.
+RATIO_PEERS = ("tpe_hyperband", "flaml_cfo")
+SHORT = {"tpe_hyperband": "TPE", "flaml_cfo": "FLAML"}
 #: Consecutive cycles without an experiment after which the engine's run ends.
 MAX_IDLE_CYCLES = 3
 
@@ -414,6 +422,157 @@ def run_optuna(
     }
 
 
+# ---------------------------------------------------------------------- FLAML
+#: The resource dimension FLAML's scheduler adds to every configuration: the trial's epoch cap.
+FLAML_RESOURCE = "epochs"
+
+
+def _import_flaml_tune() -> Any:
+    """``flaml.tune``, without the warning FLAML prints when its AutoML extras are missing."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*flaml.automl is not available.*")
+        from flaml import tune
+
+    return tune
+
+
+def flaml_available() -> str | None:
+    """``None`` if FLAML's ``tune`` can be imported, else why not."""
+    try:
+        _import_flaml_tune()
+        from flaml.tune.searcher import CFO  # noqa: F401
+    except Exception as exc:
+        return f"flaml cannot be imported here: {type(exc).__name__}: {exc}"
+    return None
+
+
+def flaml_space(space: SearchSpace) -> dict[str, Any]:
+    """``space`` in FLAML's terms (its integer domains exclude their upper bound)."""
+    tune = _import_flaml_tune()
+    out: dict[str, Any] = {}
+    for name, p in space.items():
+        if isinstance(p, IntParam):
+            out[name] = (
+                tune.lograndint(p.low, p.high + 1) if p.log else tune.randint(p.low, p.high + 1)
+            )
+        elif isinstance(p, FloatParam):
+            out[name] = tune.loguniform(p.low, p.high) if p.log else tune.uniform(p.low, p.high)
+        elif isinstance(p, CategoricalParam):
+            out[name] = tune.choice(list(p.choices))
+        else:  # pragma: no cover - the space types are closed
+            raise TypeError(f"unknown parameter type {type(p).__name__} for {name!r}")
+    return out
+
+
+def _native(space: SearchSpace, config: Mapping[str, Any]) -> dict[str, Any]:
+    """FLAML's configuration as plain Python values of ``space`` (it hands out numpy scalars)."""
+    out: dict[str, Any] = {}
+    for name, p in space.items():
+        v = config[name]
+        if isinstance(p, IntParam):
+            out[name] = int(v)
+        elif isinstance(p, FloatParam):
+            out[name] = float(v)
+        else:
+            out[name] = next(c for c in p.choices if c == v)
+    return out
+
+
+def run_flaml(
+    bt: BenchTask,
+    seed: int,
+    budget: int,
+    trial_epochs: int,
+    space: SearchSpace,
+) -> dict[str, Any]:
+    """FLAML ``tune`` with its CFO searcher over ``space`` within ``budget`` epochs.
+
+    FLAML's own scheduler: the epoch cap is a resource dimension of each configuration (1 to
+    ``trial_epochs``, reduction factor 3), grown by the searcher as it goes. Every trial trains
+    with the same loop and early stopping as the other peers and counts the epochs it ran; the
+    evaluation function ends the search (returns ``None``) once the budget is spent.
+    """
+    tune = _import_flaml_tune()
+    from flaml.tune.searcher import CFO
+
+    t0 = time.perf_counter()
+    method = "flaml_cfo"
+    searcher_seed = derive_seed("bench", method, bt.key, seed) % 2**31
+    # FLAML's cost-frugal start: the cheapest architecture, as its documentation asks a user to
+    # give (the training keys have no cheap end).
+    low_cost = {
+        k: p.low for k, p in space.items() if k in ("width", "depth") and isinstance(p, IntParam)
+    }
+    search_alg = CFO(
+        metric="val_error",
+        mode="min",
+        space=flaml_space(space),
+        low_cost_partial_config=low_cost or None,
+        seed=searcher_seed,
+        resource_attr=FLAML_RESOURCE,
+        min_resource=1,
+        max_resource=trial_epochs,
+        reduction_factor=3,
+    )
+    primary = bt.primary
+    spent = 0
+    best: tuple[float, nn.Module, dict[str, Any], int] | None = None
+    trials: list[list[Any]] = []
+
+    def evaluate(config: dict[str, Any]) -> dict[str, float] | None:
+        nonlocal spent, best
+        if spent >= budget:
+            return None  # FLAML's sequential runner stops when a trial reports nothing
+        number = len(trials)
+        params = _native(space, config)
+        cap = max(1, min(int(config.get(FLAML_RESOURCE, trial_epochs)), budget - spent))
+        tseed = derive_seed("bench", method, bt.key, seed, "trial", number)
+        arch = {**bt.task.default_params(), **arch_of(params)}
+        with torch_seeded(tseed):
+            module = bt.task.build(arch)
+        out = run_trial(module, bt.task, params, epochs=cap, seed=tseed)
+        spent += out.epochs
+        err = error_of(primary, out.validation) if out.state == "complete" else math.inf
+        if out.state == "complete" and (best is None or err < best[0]):
+            best = (err, module, params, number)
+        trials.append([number, out.state, out.epochs, err if math.isfinite(err) else None, cap])
+        return {"val_error": err}
+
+    tune.run(
+        evaluate,
+        config=flaml_space(space),
+        metric="val_error",
+        mode="min",
+        search_alg=search_alg,
+        num_samples=-1,
+        verbose=0,
+    )
+    if best is None:
+        return {
+            "epochs": spent,
+            "seconds": time.perf_counter() - t0,
+            "failed": "no trial completed" if trials else "FLAML proposed no trial",
+        }
+    err, module, params, number = best
+    test = score(module, bt.task, "test")  # the test split, scored once for the winner
+    val = score(module, bt.task, "validation")
+    return {
+        "validation": val,
+        "test": test,
+        "validation_error": err,
+        "test_error": error_of(primary, test),
+        "epochs": spent,
+        "seconds": time.perf_counter() - t0,
+        "searcher": "CFO",
+        "n_trials": len(trials),
+        "n_failed": sum(t[1] == "failed" for t in trials),
+        "winner": {"trial": number, "params": params, "epoch_cap": trials[number][4]},
+        "trials": trials,
+    }
+
+
 # ---------------------------------------------------------------------- Ray Tune PBT
 def _sample(space: SearchSpace, rng: np.random.Generator) -> dict[str, Any]:
     """One seeded draw from ``space`` (PBT's initial population)."""
@@ -719,6 +878,13 @@ def run(cfg: Config, argv: Sequence[str], out_dir: Path, workdir: Path) -> Path:
         "config": asdict(cfg),
         "space": describe_space(JOINT_SPACE),
         "hyperband": "HyperbandPruner(min_resource=1, max_resource=trial cap, reduction_factor=3)",
+        "flaml": (
+            f"flaml.tune.run, search_alg CFO (seeded), FLAML's own scheduler: "
+            f"resource_attr '{FLAML_RESOURCE}' (the trial's epoch cap), min_resource 1, "
+            "max_resource trial cap, reduction_factor 3; low_cost_partial_config width 8, "
+            "depth 1; the validation error reported once per trial (no per-epoch pruning); "
+            "trials [number, state, epochs run, validation error, epoch cap]"
+        ),
         "early_stopping": (
             "selfimprove.measure.training.train_: patience 5 on 15 % of the training split"
         ),
@@ -727,6 +893,7 @@ def run(cfg: Config, argv: Sequence[str], out_dir: Path, workdir: Path) -> Path:
     }
     workdir.mkdir(parents=True, exist_ok=True)
     pbt_missing = pbt_available()
+    flaml_missing = flaml_available()
     all_tasks: list[tuple[str, tuple[int, ...]]] = [(t, cfg.seeds) for t in cfg.tasks]
     if cfg.lm_seeds:
         all_tasks.append(("tiny_gpt2", cfg.lm_seeds))
@@ -753,6 +920,12 @@ def run(cfg: Config, argv: Sequence[str], out_dir: Path, workdir: Path) -> Path:
             for method in ("tpe_hyperband", "random_hyperband"):
                 log.info("[%s seed %d] %s", key, seed, method)
                 runs[method][seed] = run_optuna(bt, seed, method, budget, cap, space)
+            if not flaml_missing:
+                log.info("[%s seed %d] flaml_cfo", key, seed)
+                try:
+                    runs["flaml_cfo"][seed] = run_flaml(bt, seed, budget, cap, space)
+                except Exception as exc:  # report, do not hide
+                    runs["flaml_cfo"][seed] = {"failed": f"{type(exc).__name__}: {exc}"}
             if key in cfg.pbt_tasks and seed in cfg.pbt_seeds and not lm:
                 if pbt_missing:
                     continue
@@ -772,6 +945,8 @@ def run(cfg: Config, argv: Sequence[str], out_dir: Path, workdir: Path) -> Path:
         per_task[key] = _summarise(bt, budget, runs)
     if pbt_missing:
         rec.skip("Ray Tune PBT", pbt_missing)
+    if flaml_missing:
+        rec.skip("FLAML CFO", flaml_missing)
     if not cfg.pbt_tasks:
         rec.skip(
             "Ray Tune PBT",
@@ -909,25 +1084,33 @@ def _tables(rec: Record, per_task: Mapping[str, Any]) -> None:
     rows = []
     for key, t in per_task.items():
         m = t["methods"]
-        tpe = t["engine_vs"].get("tpe_hyperband", {}).get("paired_test", {})
-        rows.append(
-            [
-                f"{key} ({t['objective']}, {'higher' if t['direction'] == 'maximize' else 'lower'} "
-                "is better)",
-                t["budget"],
-                *[_med(m.get(x, {}).get("test", {})) for x in ("engine", *PEERS)],
-                _med(tpe.get("error_ratio", {}), 3),
-                f"{tpe.get('wins', 0)}/{tpe.get('ties', 0)}/{tpe.get('losses', 0)}" if tpe else "—",
-            ]
-        )
+        cells: list[Any] = [
+            f"{key} ({t['objective']}, {'higher' if t['direction'] == 'maximize' else 'lower'} "
+            "is better)",
+            t["budget"],
+            *[_med(m.get(x, {}).get("test", {})) for x in ("engine", *PEERS)],
+        ]
+        for peer in RATIO_PEERS:
+            pt = t["engine_vs"].get(peer, {}).get("paired_test", {})
+            cells.append(_med(pt.get("error_ratio", {}), 3))
+            cells.append(
+                f"{pt.get('wins', 0)}/{pt.get('ties', 0)}/{pt.get('losses', 0)}" if pt else "—"
+            )
+        rows.append(cells)
     rec.table(
         "Final test metric at equal budget (median [min–max] over seeds)",
         [
             "task",
             "budget (epochs)",
             *[LABELS[x] for x in ("engine", *PEERS)],
-            "engine / TPE test error (median of per-seed ratios)",
-            "engine vs TPE wins/ties/losses",
+            *[
+                col
+                for p in RATIO_PEERS
+                for col in (
+                    f"engine / {SHORT[p]} test error (median of per-seed ratios)",
+                    f"engine vs {SHORT[p]} wins/ties/losses",
+                )
+            ],
         ],
         rows,
         "Winners chosen on validation; test scored once per winner. Per-seed values are in "
@@ -1132,22 +1315,22 @@ def _better(direction: str, a: float, b: float) -> bool:
     return a > b if direction == "maximize" else a < b
 
 
-def _targets(rec: Record, per_task: Mapping[str, Any]) -> None:
+def _peer_targets(rec: Record, per_task: Mapping[str, Any], peer: str, name: str, why: str) -> None:
+    """The two equal-budget targets against one peer: final test error ≤ 0.8 × the peer's on the
+    median task, and the peer's final test metric reached with ≤ 0.5 × its budget."""
     ratios, fracs = {}, {}
     for key, t in per_task.items():
-        tpe = t["engine_vs"].get("tpe_hyperband")
-        if not tpe:
+        vs = t["engine_vs"].get(peer)
+        if not vs:
             continue
-        ratios[key] = tpe["paired_test"]["error_ratio"]["median"]
-        b = tpe["budget_fraction_to_reach"]
+        ratios[key] = vs["paired_test"]["error_ratio"]["median"]
+        b = vs["budget_fraction_to_reach"]
         fracs[key] = b["median"] if b["median"] is not None else math.inf
-    facts, nexts = _facts(per_task)
-    why = facts + (". Next: " + "; ".join(nexts) + "." if nexts else ".")
     if ratios:
         vals = [v for v in ratios.values() if v is not None]
         med = float(np.median(vals)) if vals else math.nan
         rec.target(
-            "Final test error ≤ 0.8 × Optuna's at equal budget on the median task",
+            f"Final test error ≤ 0.8 × {name} at equal budget on the median task",
             f"median task: {med:.3g} × ("
             + ", ".join(f"{k} {_fmt(v, 3)}" for k, v in ratios.items())
             + ")",
@@ -1157,7 +1340,7 @@ def _targets(rec: Record, per_task: Mapping[str, Any]) -> None:
     if fracs:
         med = float(np.median(list(fracs.values())))
         rec.target(
-            "The engine reaches Optuna's final test metric with ≤ 0.5 × its budget",
+            f"The engine reaches {name} final test metric with ≤ 0.5 × its budget",
             (
                 "median task: "
                 + (f"{med:.2g}" if math.isfinite(med) else "not reached")
@@ -1171,6 +1354,13 @@ def _targets(rec: Record, per_task: Mapping[str, Any]) -> None:
             bool(med <= 0.5),
             "" if med <= 0.5 else "same causes as the final test error above",
         )
+
+
+def _targets(rec: Record, per_task: Mapping[str, Any]) -> None:
+    facts, nexts = _facts(per_task)
+    why = facts + (". Next: " + "; ".join(nexts) + "." if nexts else ".")
+    for peer, name in (("tpe_hyperband", "Optuna's"), ("flaml_cfo", "FLAML's")):
+        _peer_targets(rec, per_task, peer, name, why)
     # Comparison 6, second part: promoted gains shrink on test less than Optuna's winner's.
     ours, theirs = [], []
     for t in per_task.values():

@@ -4,6 +4,7 @@ shared schema, and ``RESULTS.md`` is generated from it (so the runners do not ro
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,15 @@ def test_every_runner_writes_its_json_and_the_report_is_generated(tmp_path: Path
     # The improvement runner's targets can be re-derived from the stored per-seed results.
     imp = out / "improvement.smoke.json"
     before = json.loads(imp.read_text())
+    # FLAML is a peer beside TPE: run (when importable) or listed as not run, with the reason.
+    if improvement.flaml_available() is None:
+        flaml = before["results"]["tasks"]["digits"]["methods"]["flaml_cfo"]["per_seed"]["0"]
+        assert 0 < flaml["epochs"] <= before["budgets"]["supervised"]
+        columns = before["tables"][0]["columns"]
+        assert "engine / FLAML test error (median of per-seed ratios)" in columns
+        assert any("FLAML's" in t["target"] for t in before["targets"])
+    else:
+        assert any(item["what"] == "FLAML CFO" for item in before["not_run"])
     assert improvement.main(["--rederive", str(imp)]) == 0
     after = json.loads(imp.read_text())
     assert after["results"] == before["results"] and after["tables"] == before["tables"]
@@ -107,6 +117,12 @@ def test_every_runner_writes_its_json_and_the_report_is_generated(tmp_path: Path
         assert f"`{name}.smoke.json`" in text
     assert "## Targets of the issue" in text
     assert "do not edit by hand" in text
+
+
+def test_flaml_missing_is_a_reason_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "flaml", None)  # import flaml raises ImportError
+    reason = improvement.flaml_available()
+    assert reason is not None and reason.startswith("flaml cannot be imported here")
 
 
 def test_report_refuses_a_file_of_another_schema(tmp_path: Path) -> None:
