@@ -71,11 +71,13 @@ class TaskRules:
         stalled_after: Training experiments in a row without a promotion after which a
             training weakness is served by an architecture task (``0``: never escalate).
         strategies: Kind → strategies the bandit chooses among (unknown names are ignored).
-            Only ``evolve`` serves architecture: ``tune`` searches training hyperparameters
-            and keeps the architecture, so it is a training strategy (measured: with ``tune``
-            among the architecture arms the bandit kept picking it after it had once paid, and
-            the digits model never left its 16-unit start). A model whose task offers no
-            search space gets its architecture weakness served by the training strategies.
+            Architecture is served by ``evolve`` (a search of fresh networks) and ``grow``
+            (function-preserving growth of the trained incumbent); ``tune`` searches training
+            hyperparameters and keeps the architecture, so it is a training strategy
+            (measured: with ``tune`` among the architecture arms the bandit kept picking it
+            after it had once paid, and the digits model never left its 16-unit start). A
+            model that neither strategy can serve (no search space, not growable) gets its
+            architecture weakness served by the training strategies.
     """
 
     training_below: float = 0.75
@@ -86,7 +88,7 @@ class TaskRules:
     strategies: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: {
             "training": ("train", "retrain", "tune"),
-            "architecture": ("evolve",),
+            "architecture": ("evolve", "grow"),
             "optimisation": ("quantize", "prune", "distill"),
             "distillation": ("distill",),
         }

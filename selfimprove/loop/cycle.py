@@ -57,7 +57,7 @@ from selfimprove.meta.gain import GAIN_MODEL_NAME, GainAdvisor
 from selfimprove.registry import ModelHome
 from selfimprove.store import Decision, ExperimentStatus
 from selfimprove.strategies import STRATEGIES, Budget
-from selfimprove.tasks import is_external, resolve_task
+from selfimprove.tasks import effective_search_space, is_external, resolve_task
 
 __all__ = ["EVOLVE_EVERY", "MAX_WAIT", "ImprovementCycle", "SelfImprovementMetrics"]
 
@@ -137,6 +137,9 @@ class ImprovementCycle:
         self.last_tasks: list[ModelImprovementTask] = []
         self.last_outcomes: list[ExperimentOutcome] = []
         self.unusable: dict[str, str] = {}
+        #: Per model, the strategies that refused an incumbent version (``not_applicable``).
+        self.refused: dict[str, dict[str, int]] = {}
+        self._searchable: dict[tuple[str, int], bool] = {}
         #: Called with each cycle's outcomes after it is learnt from (e.g. to refresh a neural
         #: alternative whose model was just promoted).
         self.on_outcomes: Callable[[list[ExperimentOutcome]], None] | None = None
@@ -222,25 +225,51 @@ class ImprovementCycle:
         now = self.store.max_cycle() + 1
         return {name: now - c for name, c in last.items()}, stalled
 
-    @staticmethod
-    def searchable(task_name: str) -> bool:
-        """Whether the task has an architecture search space (what ``evolve`` needs)."""
-        try:
-            return resolve_task(task_name).search_space() is not None
-        except SelfImproveError:
-            return False
+    def usable_arms(self, kind: str, obs: Observation) -> list[str]:
+        """The strategies serving ``kind`` that may apply to the model: ``evolve`` only on a
+        task with a search space, and none that said it does not apply to this very incumbent
+        version (remembered by :meth:`remember_refusals`)."""
+        refused = self.refused.get(obs.model, {})
+        return [
+            s
+            for s in self.strategies_for(kind)
+            if refused.get(s) != obs.version and (s != "evolve" or self.searchable(obs))
+        ]
+
+    def remember_refusals(self, outcomes: list[ExperimentOutcome]) -> None:
+        """Remember which strategies refused which incumbent version (``not_applicable``), so
+        the planner does not pick them again until the model has a new incumbent."""
+        for o in outcomes:
+            if o.status == "not_applicable" and o.version_before is not None:
+                self.refused.setdefault(o.model, {})[o.strategy] = o.version_before
+
+    def searchable(self, obs: Observation) -> bool:
+        """Whether ``evolve`` has a space for this model: its task's own, or one inferred around
+        the incumbent's params (:func:`~selfimprove.tasks.effective_search_space`); remembered
+        per incumbent version."""
+        key = (obs.model, obs.version)
+        if key not in self._searchable:
+            try:
+                params = self.home.registry.incumbent(obs.model).params
+                space, _ = effective_search_space(resolve_task(obs.task), params)
+                self._searchable[key] = space is not None
+            except SelfImproveError:
+                self._searchable[key] = False
+        return self._searchable[key]
 
     def task_for(
         self, w: Weakness, obs: Observation, env: dict[str, float], waiting: int = MAX_WAIT
     ) -> ModelImprovementTask | None:
         """The task serving weakness ``w`` with its priority (``None``: no strategy serves it)."""
-        if w.kind == "architecture" and not self.searchable(obs.task):
+        arms = self.usable_arms(w.kind, obs)
+        if w.kind == "architecture" and not arms:
             w = replace(
                 w,
                 kind="training",
-                reason=f"{w.reason}; task {obs.task} offers no architecture search space",
+                reason=f"{w.reason}; no architecture strategy applies to {obs.model} "
+                f"(task {obs.task} offers no search space and it cannot be grown)",
             )
-        arms = self.strategies_for(w.kind)
+            arms = self.usable_arms(w.kind, obs)
         if not arms:
             return None
         context = (w.kind, obs.family)
@@ -433,6 +462,7 @@ class ImprovementCycle:
             lambda t: self.execute(t, cycle, evals.get(t.model_id)), tasks
         )
         self.last_tasks = tasks
+        self.remember_refusals(list(outcomes))
         self.last_outcomes = list(outcomes) + [
             ExperimentOutcome(name, cycle, "", "", "skipped", None, reason)
             for name, reason in sorted(self.unusable.items())

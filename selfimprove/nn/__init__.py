@@ -1,5 +1,6 @@
 """Transforms that return a new module: rebuild from params, int8 quantization, MLP surgery
-(:mod:`selfimprove.nn.mlp`: remove hidden units, refit, score), checkpoint bytes of a module,
+(:mod:`selfimprove.nn.mlp`: remove hidden units, refit, score), function-preserving growth
+(:mod:`selfimprove.nn.mlp_growth`: widen, deepen), checkpoint bytes of a module,
 and (in :mod:`selfimprove.nn.transformer`) the attention-head toolkit.
 
 Nothing here knows about tasks, the store or the loop: a task is any object with a ``build``
@@ -17,6 +18,12 @@ from selfimprove.nn.mlp import (
     prune_mlp,
     refit_next_layer,
     unit_importance,
+)
+from selfimprove.nn.mlp_growth import (
+    IDEMPOTENT_ACTIVATIONS,
+    can_deepen,
+    deepen_mlp,
+    widen_mlp,
 )
 from selfimprove.nn.modules import (
     TRANSFORM_KEYS,
@@ -45,6 +52,7 @@ from selfimprove.nn.runtime import (
 __all__ = [
     "ACTIVATIONS",
     "ENGINES",
+    "IDEMPOTENT_ACTIVATIONS",
     "RIDGE",
     "SCHEME",
     "TRANSFORM_KEYS",
@@ -52,8 +60,10 @@ __all__ = [
     "MLPStructure",
     "arch_params",
     "build_module",
+    "can_deepen",
     "checkpoint_bytes",
     "cut_mlp",
+    "deepen_mlp",
     "engine_unavailable",
     "is_quantized",
     "load_quantized_state_",
@@ -68,4 +78,5 @@ __all__ = [
     "single_thread",
     "state_to_bytes",
     "unit_importance",
+    "widen_mlp",
 ]

@@ -1,9 +1,10 @@
 """A plasticity run in the one ledger: a model, an experiment per cycle, a version per kept one.
 
 Per run, :meth:`PlasticityLedger.open` adds a model row (family ``gpt2``, named
-``<model>:<run folder>``, task ``external:language-model:<corpus>``: the improvement loop leaves
-external models alone, see :data:`selfimprove.tasks.EXTERNAL_TASK_PREFIX`) and its first version, the starting checkpoint (``cycle_000``), as
-incumbent. :meth:`~PlasticityLedger.record_cycle` adds one experiment per cycle (strategy
+``<model>:<run folder>``, task ``external:language-model:<corpus>``: the improvement loop
+leaves external models alone, see :data:`selfimprove.tasks.EXTERNAL_TASK_PREFIX`) and its
+first version, the starting checkpoint (``cycle_000``), as incumbent.
+:meth:`~PlasticityLedger.record_cycle` adds one experiment per cycle (strategy
 ``plasticity``, decision promote or reject with the rule's reason, the perplexities and head
 counts in its statistics) and, for a kept cycle, a version pointing at the checkpoint the run
 wrote, with its sha256, which becomes the incumbent. :meth:`~PlasticityLedger.finish` adds the

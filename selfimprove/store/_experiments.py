@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from selfimprove.errors import NotFoundError, StoreError
 from selfimprove.store._convert import clean_json, to_record, utcnow
 from selfimprove.store._database import Database
-from selfimprove.store._schema import ExperimentRow
+from selfimprove.store._schema import CycleMetricsRow, ExperimentRow
 from selfimprove.store.records import ExperimentRecord, ExperimentStatus
 
 __all__ = ["ExperimentRepository"]
@@ -184,10 +184,12 @@ class ExperimentRepository(Database):
             return [(r[0], r[1], r[2], r[3], r[4]) for r in s.execute(q)]
 
     def max_cycle(self) -> int:
-        """The highest cycle number recorded (0 when none)."""
+        """The highest cycle number recorded, by an experiment or by a cycle's metrics row (a
+        cycle whose tasks all said they did not apply still used its number); 0 when none."""
         with self.read() as s:
-            value = s.scalar(select(func.max(ExperimentRow.cycle)))
-            return int(value or 0)
+            by_experiment = s.scalar(select(func.max(ExperimentRow.cycle)))
+            by_cycle = s.scalar(select(func.max(CycleMetricsRow.iteration)))
+            return int(max(by_experiment or 0, by_cycle or 0))
 
     def mark_stale_experiments(self) -> list[ExperimentRecord]:
         """Mark experiments left ``running`` by a crashed process as ``stale``.

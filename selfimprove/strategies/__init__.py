@@ -6,6 +6,7 @@ from selfimprove.errors import NotFoundError
 from selfimprove.strategies._base import Budget, Candidate, Cost, Strategy, StrategyContext
 from selfimprove.strategies._distill import DistillStrategy
 from selfimprove.strategies._evolve import EvolveStrategy
+from selfimprove.strategies._grow import GrowStrategy
 from selfimprove.strategies._heads import HeadsStrategy
 from selfimprove.strategies._prune import PruneStrategy
 from selfimprove.strategies._quantize import QuantizeStrategy
@@ -20,6 +21,7 @@ __all__ = [
     "Cost",
     "DistillStrategy",
     "EvolveStrategy",
+    "GrowStrategy",
     "HeadsStrategy",
     "PruneStrategy",
     "QuantizeStrategy",
@@ -36,6 +38,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     RetrainStrategy.name: RetrainStrategy,
     TuneStrategy.name: TuneStrategy,
     EvolveStrategy.name: EvolveStrategy,
+    GrowStrategy.name: GrowStrategy,
     QuantizeStrategy.name: QuantizeStrategy,
     PruneStrategy.name: PruneStrategy,
     DistillStrategy.name: DistillStrategy,

@@ -73,14 +73,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from selfimprove.errors import ConfigError, StrategyError, TaskError
+from selfimprove.errors import ConfigError, StrategyError
 from selfimprove.measure.training import TrainConfig, _holdout_split, train_
-from selfimprove.nn.mlp import MLPStructure, cut_mlp, parse_mlp, prune_mlp
+from selfimprove.nn.mlp import cut_mlp, parse_mlp, prune_mlp
 from selfimprove.nn.modules import TRANSFORM_KEYS, build_module
 from selfimprove.objectives import EFFICIENCY_OBJECTIVES
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
+from selfimprove.strategies._mlp_params import new_params, rebuild_problem
 from selfimprove.tasks import Split, Task
 
 __all__ = [
@@ -100,8 +101,6 @@ PRUNABLE_OBJECTIVES = EFFICIENCY_OBJECTIVES
 IMPORTANCE = "activation_std_x_outgoing_l2"
 #: Training inputs used to score units (a seeded subsample above this).
 MAX_SCORE_EXAMPLES = 4096
-#: Architecture keys replaced by the pruned ones in the candidate's params.
-_ARCH_KEYS = ("width", "depth", "widths", "activation", "dropout")
 #: ``context.params`` keys passed through to :class:`TrainConfig` for the fine-tune.
 TRAIN_KEYS = ("lr", "weight_decay", "batch_size", "optimizer", "schedule", "patience", "clip_norm")
 
@@ -244,10 +243,6 @@ def _epoch_split(total: int, rounds: int) -> list[int]:
     return [base + (1 if i >= rounds - extra else 0) for i in range(rounds)]
 
 
-def _state_shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
-
-
 # --------------------------------------------------------------------------- strategy
 class PruneStrategy(Strategy):
     """Structured pruning of hidden neurons, then a warm-started fine-tune.
@@ -297,48 +292,8 @@ class PruneStrategy(Strategy):
         target = pruned_widths(mlp.widths, cfg.keep)
         if target == mlp.widths:
             return f"nothing to remove at keep={cfg.keep}: hidden widths {list(mlp.widths)}"
-        return self._rebuild_problem(incumbent, context, mlp, target)
-
-    @staticmethod
-    def _rebuild_problem(
-        incumbent: LoadedModel, context: StrategyContext, mlp: MLPStructure, target: Sequence[int]
-    ) -> str | None:
-        """Why the task cannot rebuild the pruned model from ``widths`` params, or ``None``.
-
-        Two checks through ``task.build``: the incumbent's own widths as a ``widths`` list must
-        rebuild a module that, filled with the incumbent's weights, gives the same outputs; and
-        the pruned widths must rebuild the exact state-dict shapes the surgery produces.
-        """
-        task, module = context.task, incumbent.module
-        now = _new_params(incumbent.version.params, mlp, mlp.widths)
-        then = _new_params(incumbent.version.params, mlp, target)
-        try:
-            with torch_seeded(context.seed):  # builders initialise from the global RNG
-                same, smaller = build_module(task, now), build_module(task, then)
-        except (TaskError, KeyError, TypeError, ValueError) as exc:
-            return f"task {task.name!r} cannot build uneven widths from params {then}: {exc}"
-        surgery = prune_mlp(module, [range(w) for w in target])
-        if _state_shapes(same) != _state_shapes(module):
-            return (
-                f"task {task.name!r} does not rebuild this model from params {now} (state-dict "
-                "shapes differ), so a pruned version could not be reloaded"
-            )
-        if _state_shapes(smaller) != _state_shapes(surgery):
-            return (
-                f"task {task.name!r} cannot express uneven widths: params {then} build other "
-                "shapes than the pruned model has"
-            )
-        probe = task.splits().train.x[:8]  # (8, in_features) training inputs only
-        same.load_state_dict(module.state_dict())
-        reference = copy.deepcopy(module).eval()  # eval on a copy: the incumbent stays as is
-        with torch.no_grad():
-            agree = torch.allclose(same.eval()(probe), reference(probe), rtol=1e-5, atol=1e-6)
-        if not agree:
-            return (
-                f"task {task.name!r} rebuilds params {now} with other behaviour than the model "
-                "(activation or dropout not honoured)"
-            )
-        return None
+        surgery = prune_mlp(incumbent.module, [range(w) for w in target])
+        return rebuild_problem(incumbent, context, mlp, target, surgery)
 
     def apply(self, incumbent: LoadedModel, context: StrategyContext) -> Candidate:
         """Prune a copy of the incumbent and fine-tune it.
@@ -370,7 +325,7 @@ class PruneStrategy(Strategy):
         module, rounds_done = _prune_rounds(module, plan, epochs, x, holdout, cfg, context)
         epochs_run = sum(r["epochs_run"] for r in rounds_done)
 
-        params = _new_params(incumbent.version.params, mlp, plan[-1])
+        params = new_params(incumbent.version.params, mlp, plan[-1])
         # The candidate is the task's own build of the new params, filled with the pruned
         # weights: exactly what the registry will reload.
         with torch_seeded(context.seed):
@@ -466,9 +421,3 @@ def _prune_rounds(
             }
         )
     return module, rounds_done
-
-
-def _new_params(old: Mapping[str, Any], mlp: MLPStructure, widths: Sequence[int]) -> dict[str, Any]:
-    """The incumbent's params with its architecture keys replaced by ``widths`` params."""
-    kept = {k: v for k, v in old.items() if k not in _ARCH_KEYS}
-    return {**kept, **mlp.params(widths)}

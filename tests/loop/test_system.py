@@ -440,10 +440,17 @@ def test_the_system_counts_stalled_training_from_the_ledger(
     obs, _ = s.cycle.observe()
     (task_,) = s.plan(obs, {})
     assert "training stalled" in task_.reason
-    if searchable:  # architecture, served by evolve (tune keeps the architecture)
-        assert (task_.kind, task_.strategy) == ("architecture", "evolve")
-    else:  # nothing to search: back to the training strategies
-        assert task_.kind == "training" and "no architecture search space" in task_.reason
+    assert task_.kind == "architecture"  # tune keeps the architecture: not among the arms
+    # evolve searches the task's space (or, without one, a space inferred around the
+    # incumbent's build_mlp params); grow grows the incumbent
+    assert task_.strategy in ("evolve", "grow")
+    assert s.cycle.searchable(obs["wine"])
+    # A strategy that refused this incumbent version is not planned again for it; with no
+    # architecture strategy left, the training strategies serve the weakness.
+    s.cycle.refused["wine"] = {"grow": obs["wine"].version, "evolve": obs["wine"].version}
+    (task_,) = s.plan(obs, {})
+    assert task_.kind == "training" and "no architecture strategy applies" in task_.reason
+    s.cycle.refused.clear()
     finished("evolve", Decision.PROMOTE, ExperimentStatus.COMPLETED)  # any promotion resets
     assert s.cycle.history()[1] == {"wine": 0}
 

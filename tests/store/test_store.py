@@ -6,7 +6,14 @@ from pathlib import Path
 import pytest
 
 from selfimprove.errors import ConfigError, NotFoundError, SchemaVersionError, StoreError
-from selfimprove.store import SCHEMA_VERSION, Decision, ExperimentStatus, Store, WeaknessStatus
+from selfimprove.store import (
+    SCHEMA_VERSION,
+    Decision,
+    ExperimentStatus,
+    Store,
+    WeaknessStatus,
+    utcnow,
+)
 
 
 def test_default_store_is_sqlite_in_home_with_wal(home: Path) -> None:
@@ -276,3 +283,25 @@ def test_experiment_outline_matches_the_full_records(home: Path) -> None:
         for e in full
     ]
     assert outline[0] == (m.id, 1, "train", "completed", "reject")
+
+
+def test_a_cycle_without_experiments_still_uses_its_number(home: Path) -> None:
+    store = Store(home=home)
+    model = store.add_model("m", "pattern_recognition", "classification")
+    store.add_experiment(model_id=model.id, strategy="train", cycle=1)
+    assert store.max_cycle() == 1
+    # Cycle 2's only task said it did not apply: no experiment, but its metrics row counts.
+    store.add_cycle_metrics(
+        iteration=2,
+        models_improved=0,
+        total_improvement=0.0,
+        best_performance_gain=0.0,
+        average_training_time=0.0,
+        hormone_levels={},
+        genetic_activations=0,
+        memory_usage=0.0,
+        timestamp=utcnow(),
+        extra={},
+    )
+    assert store.max_cycle() == 2
+    store.close()

@@ -21,8 +21,8 @@ budget is a feature, so a planner divides the predicted gain by the seconds it e
 **Features** (``FEATURE_NAMES``, 24 columns; every transform is fixed, never fitted on data, so a
 checkpoint keeps its meaning when the task is rebuilt from a longer history, in any process):
 
-- ``strategy=<name>``: one-hot over :data:`selfimprove.strategies.STRATEGIES` (7 columns; a
-  strategy outside the table gives all zeros).
+- ``strategy=<name>``: one-hot over ``FEATURE_STRATEGIES``, the 8 strategies of encoding
+  version 1 (a strategy outside it, such as ``grow``, gives all zeros).
 - ``kind=<kind>``: one-hot over :data:`selfimprove.brain.planning.KINDS` (4 columns). The kind the
   system planned, read from ``cycle_metrics.extra.tasks`` (matched on cycle, model name and
   strategy); experiments run outside a system cycle (``improve``, ``run``) have no recorded kind
@@ -78,6 +78,7 @@ from selfimprove.meta.gain.advisor import GainAdvisor
 from selfimprove.meta.gain.features import (
     FAMILY_BUCKETS,
     FEATURE_NAMES,
+    FEATURE_STRATEGIES,
     FEATURE_VERSION,
     GAIN_MODEL_NAME,
     GAIN_TASK_NAME,
@@ -99,6 +100,7 @@ from selfimprove.meta.gain.task import GainPredictionTask, register_gain_model
 __all__ = [
     "FAMILY_BUCKETS",
     "FEATURE_NAMES",
+    "FEATURE_STRATEGIES",
     "FEATURE_VERSION",
     "GAIN_MODEL_NAME",
     "GAIN_TASK_NAME",

@@ -41,8 +41,12 @@ MIN_REWARD_SECONDS = 0.5
 #: Caps of the raw numeric features before their fixed transforms.
 MAX_GAP = 100.0
 
+#: The strategies with a one-hot column in encoding version 1 (frozen: a strategy added later,
+#: such as ``grow``, encodes as all zeros, so the checkpoints of a gain model keep fitting).
+FEATURE_STRATEGIES = ("train", "retrain", "tune", "evolve", "quantize", "prune", "distill", "heads")
+
 FEATURE_NAMES: tuple[str, ...] = (
-    *(f"strategy={s}" for s in STRATEGIES),
+    *(f"strategy={s}" for s in FEATURE_STRATEGIES),
     *(f"kind={k}" for k in KINDS),
     *(f"family_bucket={i}" for i in range(FAMILY_BUCKETS)),
     "log10_parameters",

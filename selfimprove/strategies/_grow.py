@@ -1,0 +1,268 @@
+"""``grow``: function-preserving growth of the incumbent, then training on (an architecture
+strategy that keeps everything the incumbent learnt).
+
+``evolve`` searches architectures by training fresh networks; ``grow`` starts from the trained
+incumbent instead. Each child is a network morphism of it (Net2Net, Chen et al. 2016; Elsken et
+al. 2017's hill climbing): ``widen`` multiplies every hidden layer's width by ``factor``
+(:func:`~selfimprove.nn.mlp_growth.widen_mlp`), ``deepen`` repeats the last hidden layer as an
+identity layer (:func:`~selfimprove.nn.mlp_growth.deepen_mlp`, ReLU models only). A child is
+checked to compute the incumbent's function on training inputs (max |Δ| recorded, at most
+``MAX_DRIFT``) before it trains on with an equal share of the epoch budget; the child with the
+lowest loss on the training holdout (never validation, which the judge decides on) is the
+candidate.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from selfimprove.errors import ConfigError, StrategyError
+from selfimprove.measure.training import TrainConfig, train_
+from selfimprove.nn.mlp import MLPStructure, parse_mlp
+from selfimprove.nn.mlp_growth import can_deepen, deepen_mlp, widen_mlp
+from selfimprove.nn.modules import TRANSFORM_KEYS
+from selfimprove.objectives import EFFICIENCY_OBJECTIVES
+from selfimprove.registry import LoadedModel
+from selfimprove.seeding import derive_seed
+from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
+from selfimprove.strategies._mlp_params import new_params, rebuild_problem
+
+__all__ = ["GROWTHS", "MAX_DRIFT", "GrowConfig", "GrowStrategy", "grown_widths"]
+
+#: The morphisms ``grow`` may try, in the order it tries them.
+GROWTHS = ("widen", "deepen")
+#: Largest output change a grown child may show before training (else it is not a morphism).
+MAX_DRIFT = 1e-5
+#: ``context.params`` keys passed through to the children's :class:`TrainConfig`.
+TRAIN_KEYS = ("lr", "weight_decay", "batch_size", "optimizer", "schedule", "patience", "clip_norm")
+
+
+@dataclass(frozen=True)
+class GrowConfig:
+    """Settings of one ``grow`` experiment, from ``context.params``.
+
+    Attributes:
+        growths: Morphisms to try (each a child trained on its share of the epochs).
+        factor: ``widen`` multiplies each hidden width by this (in (1, 8]).
+        max_width: No hidden layer is widened beyond this many units.
+        train: :class:`TrainConfig` overrides for the children's training.
+    """
+
+    growths: tuple[str, ...] = GROWTHS
+    factor: float = 2.0
+    max_width: int = 1024
+    train: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bad = [g for g in self.growths if g not in GROWTHS]
+        if not self.growths or bad or len(set(self.growths)) != len(self.growths):
+            raise ConfigError(
+                f"setting 'growths' must be distinct names from {GROWTHS}, but got "
+                f"{list(self.growths)}."
+            )
+        if not 1.0 < float(self.factor) <= 8.0:
+            raise ConfigError(f"setting 'factor' must be in (1, 8], but got {self.factor!r}.")
+        if not 1 <= int(self.max_width) <= 65_536:
+            raise ConfigError(
+                f"setting 'max_width' must be in [1, 65536], but got {self.max_width!r}."
+            )
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> GrowConfig:
+        """Read and validate ``context.params``.
+
+        Raises:
+            ConfigError: An unknown key or a bad value (the message names it and the fix).
+        """
+        allowed = {"growths", "factor", "max_width", *TRAIN_KEYS}
+        unknown = sorted(set(params) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"grow does not understand the settings {unknown}; use {sorted(allowed)}."
+            )
+        growths = params.get("growths", GROWTHS)
+        if isinstance(growths, str):
+            growths = tuple(g.strip() for g in growths.split(",") if g.strip())
+        try:
+            factor, max_width = float(params.get("factor", 2.0)), int(params.get("max_width", 1024))
+        except (TypeError, ValueError):
+            raise ConfigError(
+                "settings 'factor' (a number) and 'max_width' (an integer) must be numbers, but "
+                f"got {params.get('factor')!r} and {params.get('max_width')!r}."
+            ) from None
+        return cls(
+            growths=tuple(growths),
+            factor=factor,
+            max_width=max_width,
+            train={k: params[k] for k in TRAIN_KEYS if k in params},
+        )
+
+
+def grown_widths(widths: tuple[int, ...], factor: float, max_width: int) -> tuple[int, ...]:
+    """Hidden widths after ``widen``: each × ``factor`` (rounded), capped, never narrower."""
+    return tuple(max(w, min(max_width, round(w * factor))) for w in widths)
+
+
+@dataclass(frozen=True)
+class _Child:
+    growth: str
+    widths: tuple[int, ...]
+    module: nn.Module
+
+
+class GrowStrategy(Strategy):
+    """Grow the incumbent by function-preserving morphisms and train the children on.
+
+    Settings in ``context.params`` (see :class:`GrowConfig`): ``growths`` (default both
+    ``widen`` and ``deepen``; ``deepen`` is skipped for non-ReLU models), ``factor`` (default
+    2), ``max_width`` (default 1024), and :class:`TrainConfig` overrides for the training.
+    """
+
+    name = "grow"
+    family = "architecture"
+    default_objective = None
+
+    def applicable(self, incumbent: LoadedModel, context: StrategyContext) -> str | None:
+        """``None`` if growth can run, else why not.
+
+        Raises:
+            ConfigError: ``context.params`` holds an unknown or bad setting.
+        """
+        cfg = GrowConfig.from_params(context.params)
+        if context.objective in EFFICIENCY_OBJECTIVES:
+            return (
+                f"grow makes models larger, so it does not improve {context.objective} "
+                "(use prune, distill or quantize)"
+            )
+        params = incumbent.version.params
+        transforms = [k for k in TRANSFORM_KEYS if k in params]
+        if transforms:
+            return f"grow needs a float model; this version carries the transforms {transforms}"
+        try:
+            mlp = parse_mlp(incumbent.module)
+        except StrategyError as exc:
+            return str(exc).replace("prune needs", "grow needs")
+        children = self._growths(mlp, cfg)
+        if not children:
+            return (
+                f"no growth applies to hidden widths {list(mlp.widths)} ({mlp.activation}): "
+                f"widths are at max_width={cfg.max_width} and deepening needs ReLU"
+            )
+        growth, widths = children[0]
+        grown = self._grow(incumbent.module, mlp, growth, widths, context.seed)
+        return rebuild_problem(incumbent, context, mlp, widths, grown)
+
+    def apply(self, incumbent: LoadedModel, context: StrategyContext) -> Candidate:
+        cfg = GrowConfig.from_params(context.params)
+        mlp = parse_mlp(incumbent.module)
+        children = self._growths(mlp, cfg)
+        shares = _epoch_shares(context.budget.epochs, len(children))
+        probe = context.task.splits().train.x[:64]  # training inputs only
+        reports: list[dict[str, Any]] = []
+        best: tuple[float, _Child] | None = None
+        epochs_run = 0
+        seconds = 0.0
+        for (growth, widths), epochs in zip(children, shares, strict=True):
+            context.check_budget()
+            if epochs < 1:
+                reports.append({"growth": growth, "skipped": "no epoch left in the budget"})
+                continue
+            child = _Child(
+                growth, widths, self._grow(incumbent.module, mlp, growth, widths, context.seed)
+            )
+            drift = _max_drift(incumbent.module, child.module, probe)
+            if not drift <= MAX_DRIFT:
+                raise StrategyError(
+                    f"{growth} changed the incumbent's outputs by {drift:.3g} before training "
+                    f"(more than {MAX_DRIFT:g}): not a function-preserving growth"
+                )
+            cfg_train = self._train_config(context, cfg, epochs, growth)
+            result = train_(child.module, context.task, cfg_train, check=context.check_budget)
+            epochs_run += result.epochs_run
+            seconds += result.seconds
+            reports.append(
+                {
+                    "growth": growth,
+                    "widths": list(widths),
+                    "max_output_change_before_training": drift,
+                    "epochs_run": result.epochs_run,
+                    "best_holdout_loss": result.best_holdout_loss,
+                    "stopped": result.stopped,
+                }
+            )
+            if best is None or result.best_holdout_loss < best[0]:
+                best = (result.best_holdout_loss, child)
+        if best is None:
+            raise StrategyError("grow: the epoch budget left no child any epoch to train")
+        chosen = best[1]
+        return Candidate(
+            module=chosen.module,
+            params=new_params(incumbent.version.params, mlp, chosen.widths),
+            strategy=self.name,
+            origin="warm_start",
+            details={
+                "config": asdict(cfg),
+                "chosen": chosen.growth,
+                "rule": "lowest loss on the training holdout after training on",
+                "widths_before": list(mlp.widths),
+                "widths_after": list(chosen.widths),
+                "children": reports,
+            },
+            cost=Cost(epochs=epochs_run, seconds=seconds),
+        )
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _growths(mlp: MLPStructure, cfg: GrowConfig) -> list[tuple[str, tuple[int, ...]]]:
+        """The morphisms that apply, with the hidden widths each gives."""
+        out: list[tuple[str, tuple[int, ...]]] = []
+        for growth in cfg.growths:
+            if growth == "widen":
+                widths = grown_widths(mlp.widths, cfg.factor, cfg.max_width)
+                if mlp.depth and widths != mlp.widths:
+                    out.append((growth, widths))
+            elif can_deepen(mlp) is None:
+                out.append((growth, (*mlp.widths, mlp.widths[-1])))
+        return out
+
+    @staticmethod
+    def _grow(
+        module: nn.Module, mlp: MLPStructure, growth: str, widths: tuple[int, ...], seed: int
+    ) -> nn.Module:
+        source = copy.deepcopy(module)  # the incumbent itself is never touched
+        grow: Callable[[], nn.Module] = (
+            (lambda: widen_mlp(source, widths, seed=derive_seed(seed, "widen")))
+            if growth == "widen"
+            else (lambda: deepen_mlp(source, mlp.depth - 1))
+        )
+        return grow()
+
+    @staticmethod
+    def _train_config(
+        context: StrategyContext, cfg: GrowConfig, epochs: int, growth: str
+    ) -> TrainConfig:
+        base = TrainConfig(
+            epochs=epochs,
+            max_seconds=max(context.remaining(), 0.01),
+            seed=derive_seed(context.seed, growth),
+        )
+        return replace(base, **cfg.train)
+
+
+def _epoch_shares(total: int, parts: int) -> list[int]:
+    """``total`` epochs over ``parts`` children, as evenly as possible, earlier ones first."""
+    base, extra = divmod(total, max(parts, 1))
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+@torch.no_grad()
+def _max_drift(parent: nn.Module, child: nn.Module, x: torch.Tensor) -> float:
+    """Largest absolute output difference between two models in eval mode (copies are used)."""
+    a, b = copy.deepcopy(parent).eval(), copy.deepcopy(child).eval()
+    return float((a(x) - b(x)).abs().max())
