@@ -148,20 +148,20 @@ class GrowStrategy(Strategy):
             mlp = parse_mlp(incumbent.module)
         except StrategyError as exc:
             return str(exc).replace("prune needs", "grow needs")
-        children = self._growths(mlp, cfg)
-        if not children:
+        children, refusals = self._children(incumbent, context, mlp, cfg)
+        if children:
+            return None
+        if not refusals:
             return (
                 f"no growth applies to hidden widths {list(mlp.widths)} ({mlp.activation}): "
                 f"widths are at max_width={cfg.max_width} and deepening needs ReLU"
             )
-        growth, widths = children[0]
-        grown = self._grow(incumbent.module, mlp, growth, widths, context.seed)
-        return rebuild_problem(incumbent, context, mlp, widths, grown)
+        return "; ".join(refusals)
 
     def apply(self, incumbent: LoadedModel, context: StrategyContext) -> Candidate:
         cfg = GrowConfig.from_params(context.params)
         mlp = parse_mlp(incumbent.module)
-        children = self._growths(mlp, cfg)
+        children, _ = self._children(incumbent, context, mlp, cfg)
         shares = _epoch_shares(context.budget.epochs, len(children))
         probe = context.task.splits().train.x[:64]  # training inputs only
         reports: list[dict[str, Any]] = []
@@ -218,17 +218,42 @@ class GrowStrategy(Strategy):
         )
 
     # ------------------------------------------------------------------ helpers
+    @classmethod
+    def _children(
+        cls, incumbent: LoadedModel, context: StrategyContext, mlp: MLPStructure, cfg: GrowConfig
+    ) -> tuple[list[tuple[str, tuple[int, ...]]], list[str]]:
+        """The morphisms the task can rebuild (growth, hidden widths), and why others cannot.
+
+        When the task refuses widening every layer (e.g. an autoencoder whose bottleneck must
+        stay narrow), widening every layer but the narrowest is tried in its place.
+        """
+        usable: list[tuple[str, tuple[int, ...]]] = []
+        refusals: list[str] = []
+        for growth, options in cls._growths(mlp, cfg):
+            for widths in options:
+                grown = cls._grow(incumbent.module, mlp, growth, widths, context.seed)
+                why = rebuild_problem(incumbent, context, mlp, widths, grown)
+                if why is None:
+                    usable.append((growth, widths))
+                    break
+                refusals.append(f"{growth} to {list(widths)}: {why}")
+        return usable, refusals
+
     @staticmethod
-    def _growths(mlp: MLPStructure, cfg: GrowConfig) -> list[tuple[str, tuple[int, ...]]]:
-        """The morphisms that apply, with the hidden widths each gives."""
-        out: list[tuple[str, tuple[int, ...]]] = []
+    def _growths(mlp: MLPStructure, cfg: GrowConfig) -> list[tuple[str, list[tuple[int, ...]]]]:
+        """The morphisms that apply, each with the hidden widths to try, in order."""
+        out: list[tuple[str, list[tuple[int, ...]]]] = []
         for growth in cfg.growths:
             if growth == "widen":
-                widths = grown_widths(mlp.widths, cfg.factor, cfg.max_width)
-                if mlp.depth and widths != mlp.widths:
-                    out.append((growth, widths))
+                every = grown_widths(mlp.widths, cfg.factor, cfg.max_width)
+                narrowest = mlp.widths.index(min(mlp.widths)) if mlp.depth else 0
+                pairs = enumerate(zip(mlp.widths, every, strict=True))
+                kept = tuple(w if i == narrowest else g for i, (w, g) in pairs)
+                options = [w for w in (every, kept) if w != mlp.widths]
+                if mlp.depth and options:
+                    out.append((growth, list(dict.fromkeys(options))))
             elif can_deepen(mlp) is None:
-                out.append((growth, (*mlp.widths, mlp.widths[-1])))
+                out.append((growth, [(*mlp.widths, mlp.widths[-1])]))
         return out
 
     @staticmethod

@@ -101,3 +101,25 @@ def test_grow_settings_are_checked() -> None:
     assert GrowConfig.from_params({"growths": "widen"}).growths == ("widen",)
     assert grown_widths((4, 600), 2.0, 1024) == (8, 1024)
     assert grown_widths((1024,), 2.0, 1024) == (1024,)
+
+
+def test_grow_keeps_a_bottleneck_the_task_requires(improver: SelfImprover) -> None:
+    from selfimprove.tasks import resolve_task
+
+    task = resolve_task("memory_consolidation")  # an autoencoder: one layer must stay narrow
+    params = task.initial_params()
+    with torch_seeded(0):
+        module = task.build(params)
+    improver.register_model("memory", task, module, params)
+    inc = improver.load("memory")
+    widths = parse_mlp(inc.module).widths
+    context = StrategyContext(
+        task=task, objective=task.primary.name, budget=Budget(epochs=2, seconds=60.0), seed=1
+    )
+    assert GrowStrategy().applicable(inc, context) is None
+    cand = GrowStrategy().apply(inc, context)
+    widen = next(c for c in cand.details["children"] if c["growth"] == "widen")
+    narrowest = widths.index(min(widths))
+    assert widen["widths"][narrowest] == widths[narrowest]  # the bottleneck kept
+    assert sum(widen["widths"]) > sum(widths)
+    assert widen["max_output_change_before_training"] <= MAX_DRIFT
