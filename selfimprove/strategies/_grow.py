@@ -51,12 +51,14 @@ class GrowConfig:
         growths: Morphisms to try (each a child trained on its share of the epochs).
         factor: ``widen`` multiplies each hidden width by this (in (1, 8]).
         max_width: No hidden layer is widened beyond this many units.
+        max_depth: ``deepen`` adds no hidden layer beyond this many.
         train: :class:`TrainConfig` overrides for the children's training.
     """
 
     growths: tuple[str, ...] = GROWTHS
     factor: float = 2.0
     max_width: int = 1024
+    max_depth: int = 8
     train: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -68,6 +70,10 @@ class GrowConfig:
             )
         if not 1.0 < float(self.factor) <= 8.0:
             raise ConfigError(f"setting 'factor' must be in (1, 8], but got {self.factor!r}.")
+        if not 1 <= int(self.max_depth) <= 64:
+            raise ConfigError(
+                f"setting 'max_depth' must be in [1, 64], but got {self.max_depth!r}."
+            )
         if not 1 <= int(self.max_width) <= 65_536:
             raise ConfigError(
                 f"setting 'max_width' must be in [1, 65536], but got {self.max_width!r}."
@@ -80,7 +86,7 @@ class GrowConfig:
         Raises:
             ConfigError: An unknown key or a bad value (the message names it and the fix).
         """
-        allowed = {"growths", "factor", "max_width", *TRAIN_KEYS}
+        allowed = {"growths", "factor", "max_width", "max_depth", *TRAIN_KEYS}
         unknown = sorted(set(params) - allowed)
         if unknown:
             raise ConfigError(
@@ -91,15 +97,18 @@ class GrowConfig:
             growths = tuple(g.strip() for g in growths.split(",") if g.strip())
         try:
             factor, max_width = float(params.get("factor", 2.0)), int(params.get("max_width", 1024))
+            max_depth = int(params.get("max_depth", 8))
         except (TypeError, ValueError):
             raise ConfigError(
-                "settings 'factor' (a number) and 'max_width' (an integer) must be numbers, but "
-                f"got {params.get('factor')!r} and {params.get('max_width')!r}."
+                "settings 'factor' (a number), 'max_width' and 'max_depth' (integers) must be "
+                f"numbers, but got {params.get('factor')!r}, {params.get('max_width')!r} and "
+                f"{params.get('max_depth')!r}."
             ) from None
         return cls(
             growths=tuple(growths),
             factor=factor,
             max_width=max_width,
+            max_depth=max_depth,
             train={k: params[k] for k in TRAIN_KEYS if k in params},
         )
 
@@ -252,7 +261,7 @@ class GrowStrategy(Strategy):
                 options = [w for w in (every, kept) if w != mlp.widths]
                 if mlp.depth and options:
                     out.append((growth, list(dict.fromkeys(options))))
-            elif can_deepen(mlp) is None:
+            elif can_deepen(mlp) is None and mlp.depth < cfg.max_depth:
                 out.append((growth, [(*mlp.widths, mlp.widths[-1])]))
         return out
 
