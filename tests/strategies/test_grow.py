@@ -98,6 +98,8 @@ def test_grow_settings_are_checked() -> None:
         GrowConfig.from_params({"factor": 0.5})
     with pytest.raises(ConfigError, match="growths"):
         GrowConfig.from_params({"growths": "shrink"})
+    with pytest.raises(ConfigError, match="max_depth"):
+        GrowConfig.from_params({"max_depth": 0})
     assert GrowConfig.from_params({"growths": "widen"}).growths == ("widen",)
     assert grown_widths((4, 600), 2.0, 1024) == (8, 1024)
     assert grown_widths((1024,), 2.0, 1024) == (1024,)
@@ -123,3 +125,12 @@ def test_grow_keeps_a_bottleneck_the_task_requires(improver: SelfImprover) -> No
     assert widen["widths"][narrowest] == widths[narrowest]  # the bottleneck kept
     assert sum(widen["widths"]) > sum(widths)
     assert widen["max_output_change_before_training"] <= MAX_DRIFT
+
+
+def test_deepening_stops_at_max_depth(improver: SelfImprover) -> None:
+    task = wine_task()
+    _registered(improver, task, {"widths": [8, 8], "activation": "relu"})
+    inc = improver.load("wine")
+    capped = GrowStrategy().applicable(inc, _context(task, growths="deepen", max_depth=2))
+    assert capped is not None and "no growth applies" in capped
+    assert GrowStrategy().applicable(inc, _context(task, growths="deepen", max_depth=3)) is None
