@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from selfimprove.errors import NotFoundError
-from selfimprove.strategies._base import Budget, Candidate, Cost, Strategy, StrategyContext
+from selfimprove.strategies._base import (
+    MAX_EPOCHS,
+    MAX_SECONDS,
+    Budget,
+    Candidate,
+    Cost,
+    Strategy,
+    StrategyContext,
+)
 from selfimprove.strategies._distill import DistillStrategy
 from selfimprove.strategies._evolve import EvolveStrategy
 from selfimprove.strategies._grow import GrowStrategy
@@ -15,6 +23,8 @@ from selfimprove.strategies._train import TrainStrategy
 from selfimprove.strategies._tune import TuneStrategy
 
 __all__ = [
+    "MAX_EPOCHS",
+    "MAX_SECONDS",
     "STRATEGIES",
     "Budget",
     "Candidate",

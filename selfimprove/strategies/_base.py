@@ -20,18 +20,32 @@ __all__ = ["HARD_STOP_FACTOR", "Budget", "Candidate", "Cost", "Strategy", "Strat
 HARD_STOP_FACTOR = 1.25
 
 
+#: Most training epochs one experiment may be given.
+MAX_EPOCHS = 100_000
+#: Most wall-clock seconds one experiment may be given (a week).
+MAX_SECONDS = 7 * 24 * 3600.0
+
+
 @dataclass(frozen=True)
 class Budget:
-    """What one experiment may spend: training epochs and wall-clock seconds."""
+    """What one experiment may spend: training epochs and wall-clock seconds.
+
+    Both are bounded (``MAX_EPOCHS``, ``MAX_SECONDS``): a budget is stored with its experiment
+    and feeds later arithmetic (the gain model's features), so it must stay a sane number.
+    """
 
     epochs: int = 30
     seconds: float = 60.0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"budget epochs must be >= 1, but got {self.epochs=}.")
-        if self.seconds <= 0:
-            raise ConfigError(f"budget seconds must be > 0, but got {self.seconds=}.")
+        if not 1 <= self.epochs <= MAX_EPOCHS:
+            raise ConfigError(
+                f"budget epochs must be between 1 and {MAX_EPOCHS}, but got {self.epochs=}."
+            )
+        if not 0 < self.seconds <= MAX_SECONDS:  # also refuses NaN
+            raise ConfigError(
+                f"budget seconds must be in (0, {MAX_SECONDS:g}], but got {self.seconds=}."
+            )
 
     @property
     def hard_limit_s(self) -> float:

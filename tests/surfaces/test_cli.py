@@ -238,3 +238,28 @@ def test_improve_with_unknown_or_inapplicable_strategy(ran_home: Path) -> None:
         cli("improve", "neural_sort", "-p", "lr", "--home", str(ran_home)), "KEY=VALUE"
     )
     assert _snapshot(ran_home) == before
+
+
+def test_numbers_past_what_the_store_and_the_arithmetic_hold_are_refused(ran_home: Path) -> None:
+    home = ["--home", str(ran_home)]
+    before = cli("export", "--format", "json", *home)
+    assert before.returncode == 0
+    for args in (
+        ("history", "--limit", "99999999999999999999999"),
+        ("rollback", "pattern_recognition", "--to", str(2**63)),
+        ("improve", "pattern_recognition", "--budget-epochs", "9" * 400),
+        ("improve", "pattern_recognition", "--budget-seconds", "1e300"),
+        ("engine", "approve", "99999999999999999999"),
+        ("engine", "experiments", "--limit", "10000000"),
+    ):
+        proc = cli(*args, *home)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr and "Invalid value" in proc.stderr, args
+    after = cli("export", "--format", "json", *home)
+
+    def ledger(text: str) -> dict[str, object]:
+        data = json.loads(text)
+        data.pop("exported_at", None)  # when the export ran, not what the ledger holds
+        return data
+
+    assert ledger(after.stdout) == ledger(before.stdout)  # nothing recorded

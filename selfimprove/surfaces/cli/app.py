@@ -19,9 +19,11 @@ from rich.table import Table
 from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import SelfImproveError
 from selfimprove.loop.experiment import ExperimentOutcome
-from selfimprove.loop.improver import EXPORT_FORMATS, SelfImprover
-from selfimprove.strategies import STRATEGIES, Budget
+from selfimprove.loop.improver import EXPORT_FORMATS, MAX_CYCLES, SelfImprover
+from selfimprove.strategies import MAX_EPOCHS, MAX_SECONDS, STRATEGIES, Budget
 from selfimprove.surfaces.cli.common import (
+    MAX_ID,
+    MAX_LIMIT,
     HomeOpt,
     JsonOpt,
     VerboseOpt,
@@ -96,13 +98,16 @@ def _outcome_table(outcomes: list[ExperimentOutcome]) -> Table:
 @app.command()
 @handle_errors
 def run(
-    cycles: Annotated[int, typer.Option("--cycles", "-n", min=1, help="Cycles to run.")] = 5,
+    cycles: Annotated[
+        int, typer.Option("--cycles", "-n", min=1, max=MAX_CYCLES, help="Cycles to run.")
+    ] = 5,
     seed: Annotated[int, typer.Option("--seed", help="Base seed of every experiment.")] = 0,
     epochs: Annotated[
-        int, typer.Option("--epochs", min=1, help="Epoch budget of each experiment.")
+        int,
+        typer.Option("--epochs", min=1, max=MAX_EPOCHS, help="Epoch budget of each experiment."),
     ] = 60,
     concurrent: Annotated[
-        int, typer.Option("--concurrent", min=1, help="Experiments run at once per cycle.")
+        int, typer.Option("--concurrent", min=1, max=64, help="Experiments run at once per cycle.")
     ] = 3,
     model: Annotated[
         list[str] | None, typer.Option("--model", "-m", help="Only these models (repeatable).")
@@ -201,10 +206,13 @@ def improve(
         typer.Option("--objective", help="Objective to target (default: the strategy's own)."),
     ] = None,
     budget_epochs: Annotated[
-        int, typer.Option("--budget-epochs", min=1, help="Training epochs allowed.")
+        int, typer.Option("--budget-epochs", min=1, max=MAX_EPOCHS, help="Training epochs allowed.")
     ] = 30,
     budget_seconds: Annotated[
-        float, typer.Option("--budget-seconds", min=0.1, help="Wall-clock seconds allowed.")
+        float,
+        typer.Option(
+            "--budget-seconds", min=0.1, max=MAX_SECONDS, help="Wall-clock seconds allowed."
+        ),
     ] = 60.0,
     param: Annotated[
         list[str] | None,
@@ -313,7 +321,9 @@ def models(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
 @handle_errors
 def history(
     model: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N experiments.")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=MAX_LIMIT, help="Newest N experiments.")
+    ] = 50,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -360,7 +370,8 @@ def history(
 def rollback(
     model: Annotated[str, typer.Argument(help="The model to roll back.")],
     to: Annotated[
-        int | None, typer.Option("--to", min=1, help="Version number (default: previous).")
+        int | None,
+        typer.Option("--to", min=1, max=MAX_ID, help="Version number (default: previous)."),
     ] = None,
     home: HomeOpt = None,
 ) -> None:

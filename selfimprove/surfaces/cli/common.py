@@ -15,6 +15,12 @@ from rich.logging import RichHandler
 
 from selfimprove.errors import SelfImproveError
 
+#: Largest id or version number a command accepts: what a 32-bit INTEGER column holds on every
+#: backend (SQLite's INTEGER is 64-bit, PostgreSQL's 32).
+MAX_ID = 2**31 - 1
+#: Most rows a listing returns.
+MAX_LIMIT = 100_000
+
 __all__ = ["F", "HomeOpt", "JsonOpt", "VerboseOpt", "err", "handle_errors", "out", "setup_logging"]
 
 # Piped output gets a wide table instead of rich's 80-column default.

@@ -22,7 +22,15 @@ from rich.table import Table
 from selfimprove.engine import SelfImprovementEngine
 from selfimprove.errors import SelfImproveError
 from selfimprove.store import CodeImprovementRecord, CodeImprovementStatus, Decision
-from selfimprove.surfaces.cli.common import HomeOpt, JsonOpt, err, handle_errors, out
+from selfimprove.surfaces.cli.common import (
+    MAX_ID,
+    MAX_LIMIT,
+    HomeOpt,
+    JsonOpt,
+    err,
+    handle_errors,
+    out,
+)
 
 __all__ = ["engine_app"]
 
@@ -177,9 +185,12 @@ def weaknesses(
 @handle_errors
 def experiments(
     weakness: Annotated[
-        int | None, typer.Option("--weakness", min=1, help="Only this weakness's experiments.")
+        int | None,
+        typer.Option("--weakness", min=1, max=MAX_ID, help="Only this weakness's experiments."),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N experiments.")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=MAX_LIMIT, help="Newest N experiments.")
+    ] = 50,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -321,7 +332,9 @@ def _with_root(engine: SelfImprovementEngine, improvement_id: int, root: Path | 
 @engine_app.command()
 @handle_errors
 def approve(
-    improvement_id: Annotated[int, typer.Argument(help="A pending code improvement.")],
+    improvement_id: Annotated[
+        int, typer.Argument(min=1, max=MAX_ID, help="A pending code improvement.")
+    ],
     actor: ActorOpt = None,
     root: RootOpt = None,
     timeout: Annotated[
@@ -362,7 +375,9 @@ def approve(
 @engine_app.command()
 @handle_errors
 def reject(
-    improvement_id: Annotated[int, typer.Argument(help="A pending code improvement.")],
+    improvement_id: Annotated[
+        int, typer.Argument(min=1, max=MAX_ID, help="A pending code improvement.")
+    ],
     reason: Annotated[str, typer.Option("--reason", help="Why, for the record.")] = "",
     actor: ActorOpt = None,
     home: HomeOpt = None,
@@ -383,7 +398,9 @@ def reject(
 @engine_app.command()
 @handle_errors
 def rollback(
-    improvement_id: Annotated[int, typer.Argument(help="An applied code improvement.")],
+    improvement_id: Annotated[
+        int, typer.Argument(min=1, max=MAX_ID, help="An applied code improvement.")
+    ],
     reason: Annotated[str, typer.Option("--reason", help="Why, for the record.")] = "",
     actor: ActorOpt = None,
     root: RootOpt = None,

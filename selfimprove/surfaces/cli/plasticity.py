@@ -58,7 +58,7 @@ DatasetOpt = Annotated[
         "dataset name available offline.",
     ),
 ]
-CyclesOpt = Annotated[int, typer.Option("--cycles", "-n", min=1, help="Cycles to run.")]
+CyclesOpt = Annotated[int, typer.Option("--cycles", "-n", min=1, max=1000, help="Cycles to run.")]
 OutputOpt = Annotated[
     Path,
     typer.Option(
@@ -233,9 +233,11 @@ def run(
         typer.Option("--tolerance", help="Allowed relative perplexity increase over the start."),
     ] = 0.05,
     steps: Annotated[
-        int, typer.Option("--steps", min=0, help="Fine-tuning steps per cycle.")
+        int, typer.Option("--steps", min=0, max=1_000_000, help="Fine-tuning steps per cycle.")
     ] = 100,
-    context: Annotated[int, typer.Option("--context", min=8, help="Tokens per window.")] = 128,
+    context: Annotated[
+        int, typer.Option("--context", min=8, max=65_536, help="Tokens per window.")
+    ] = 128,
     output_dir: OutputOpt = Path("./output/adaptive_plasticity"),
     dashboard: DashboardOpt = True,
     device: DeviceOpt = "cpu",
