@@ -22,9 +22,21 @@ from selfimprove.errors import ConfigError, DivergedError
 from selfimprove.seeding import torch_seeded
 from selfimprove.tasks import Split, Task
 
-__all__ = ["TrainConfig", "TrainResult", "train_"]
+__all__ = ["TRAIN_OVERRIDES", "TrainConfig", "TrainResult", "train_"]
 
 logger = logging.getLogger(__name__)
+
+#: The :class:`TrainConfig` fields a strategy's ``params`` may override (epochs, seconds and
+#: seed come from the budget and the experiment).
+TRAIN_OVERRIDES = (
+    "lr",
+    "weight_decay",
+    "batch_size",
+    "optimizer",
+    "schedule",
+    "patience",
+    "clip_norm",
+)
 
 SCHEDULES = ("plateau", "cosine", "constant")
 OPTIMIZERS = ("adam", "adamw", "sgd")

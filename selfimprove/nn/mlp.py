@@ -94,11 +94,12 @@ def _activation_name(layer: nn.Module) -> str | None:
     return None
 
 
-def parse_mlp(module: nn.Module) -> MLPStructure:
+def parse_mlp(module: nn.Module, *, purpose: str = "prune") -> MLPStructure:
     """Read the structure of a ``build_mlp``-shaped MLP.
 
     Args:
         module: The model.
+        purpose: What needs the structure, named in the errors (``prune``, ``grow``).
 
     Returns:
         Its layer positions, hidden widths, activation and dropout.
@@ -110,7 +111,9 @@ def parse_mlp(module: nn.Module) -> MLPStructure:
     """
     shape = "nn.Sequential(Linear, activation, [Dropout], ..., Linear) as build_mlp makes"
     if not isinstance(module, nn.Sequential):
-        raise StrategyError(f"prune needs an {shape}, but the model is a {type(module).__name__}.")
+        raise StrategyError(
+            f"{purpose} needs an {shape}, but the model is a {type(module).__name__}."
+        )
     layers = list(module)
     positions: list[int] = []
     linears: list[nn.Linear] = []
@@ -121,9 +124,11 @@ def parse_mlp(module: nn.Module) -> MLPStructure:
         layer = layers[pos] if pos < len(layers) else None
         if not isinstance(layer, nn.Linear):
             got = type(layer).__name__ if layer is not None else "the end of the model"
-            raise StrategyError(f"prune needs an {shape}; expected Linear at [{pos}], got {got}.")
+            raise StrategyError(
+                f"{purpose} needs an {shape}; expected Linear at [{pos}], got {got}."
+            )
         if layer.bias is None:
-            raise StrategyError(f"prune needs Linear layers with a bias; [{pos}] has none.")
+            raise StrategyError(f"{purpose} needs Linear layers with a bias; [{pos}] has none.")
         if linears and layer.in_features != linears[-1].out_features:
             raise StrategyError(
                 f"Linear [{pos}] takes {layer.in_features} features but the layer before "
@@ -136,7 +141,7 @@ def parse_mlp(module: nn.Module) -> MLPStructure:
         act = _activation_name(layers[pos + 1])
         if act is None:
             raise StrategyError(
-                f"prune needs an {shape}; [{pos + 1}] is {layers[pos + 1]!r}, not one of the "
+                f"{purpose} needs an {shape}; [{pos + 1}] is {layers[pos + 1]!r}, not one of the "
                 f"activations {sorted(ACTIVATIONS)} with default settings."
             )
         acts.add(act)
@@ -148,9 +153,11 @@ def parse_mlp(module: nn.Module) -> MLPStructure:
         else:
             drops.append(0.0)
     if len(acts) > 1:
-        raise StrategyError(f"prune needs one activation type, but the model mixes {sorted(acts)}.")
+        raise StrategyError(
+            f"{purpose} needs one activation type, but the model mixes {sorted(acts)}."
+        )
     if len(set(drops)) > 1:
-        raise StrategyError(f"prune needs one dropout probability, but the model uses {drops}.")
+        raise StrategyError(f"{purpose} needs one dropout probability, but the model uses {drops}.")
     widths = tuple(lin.out_features for lin in linears[:-1])
     return MLPStructure(
         linear_positions=tuple(positions),

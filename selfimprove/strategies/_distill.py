@@ -41,7 +41,13 @@ import torch
 
 import selfimprove.nn.quantize as quantize
 from selfimprove.errors import ConfigError, StrategyError, TaskError
-from selfimprove.measure.training import TrainConfig, TrainResult, _holdout_split, train_
+from selfimprove.measure.training import (
+    TRAIN_OVERRIDES,
+    TrainConfig,
+    TrainResult,
+    _holdout_split,
+    train_,
+)
 from selfimprove.nn.modules import TRANSFORM_KEYS, arch_params
 from selfimprove.objectives import EFFICIENCY_OBJECTIVES
 from selfimprove.registry import LoadedModel
@@ -65,9 +71,6 @@ logger = logging.getLogger(__name__)
 
 #: Objectives for which the student is a smaller architecture, not a copy of the incumbent.
 COMPRESSION_OBJECTIVES = EFFICIENCY_OBJECTIVES
-
-#: ``context.params`` keys passed on to :class:`TrainConfig`.
-TRAIN_KEYS = ("lr", "weight_decay", "batch_size", "optimizer", "schedule", "patience", "clip_norm")
 
 
 # ---------------------------------------------------------------------- settings
@@ -121,7 +124,7 @@ class DistillConfig:
         """Settings from a strategy's ``params``.
 
         Args:
-            params: ``temperature``, ``alpha``, ``student_params`` and :data:`TRAIN_KEYS`.
+            params: ``temperature``, ``alpha``, ``student_params`` and :data:`TRAIN_OVERRIDES`.
 
         Returns:
             The checked settings.
@@ -129,7 +132,7 @@ class DistillConfig:
         Raises:
             ConfigError: An unknown key or a bad value.
         """
-        known = {"temperature", "alpha", "student_params", *TRAIN_KEYS}
+        known = {"temperature", "alpha", "student_params", *TRAIN_OVERRIDES}
         unknown = sorted(set(params) - known)
         if unknown:
             raise ConfigError(
@@ -140,7 +143,7 @@ class DistillConfig:
             temperature=params.get("temperature", cls.temperature),
             alpha=params.get("alpha", cls.alpha),
             student_params=dict(sp) if isinstance(sp, Mapping) else sp,
-            train={k: params[k] for k in TRAIN_KEYS if k in params},
+            train={k: params[k] for k in TRAIN_OVERRIDES if k in params},
         )
 
 
@@ -202,7 +205,7 @@ class DistillStrategy(Strategy):
 
     Settings in ``context.params``: ``temperature`` (default 4), ``alpha`` (default 0.7),
     ``student_params`` (a fresh, usually smaller, student) and the :class:`TrainConfig` fields
-    of :data:`TRAIN_KEYS`; epochs and seconds come from the budget, the seed from the context.
+    of :data:`TRAIN_OVERRIDES`; epochs and seconds come from the budget, the seed from the context.
     """
 
     name = "distill"

@@ -15,7 +15,7 @@ candidate.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from selfimprove.errors import ConfigError, StrategyError
-from selfimprove.measure.training import TrainConfig, train_
+from selfimprove.measure.training import TRAIN_OVERRIDES, TrainConfig, train_
 from selfimprove.nn.mlp import MLPStructure, parse_mlp
 from selfimprove.nn.mlp_growth import can_deepen, deepen_mlp, widen_mlp
 from selfimprove.nn.modules import TRANSFORM_KEYS
@@ -39,8 +39,6 @@ __all__ = ["GROWTHS", "MAX_DRIFT", "GrowConfig", "GrowStrategy", "grown_widths"]
 GROWTHS = ("widen", "deepen")
 #: Largest output change a grown child may show before training (else it is not a morphism).
 MAX_DRIFT = 1e-5
-#: ``context.params`` keys passed through to the children's :class:`TrainConfig`.
-TRAIN_KEYS = ("lr", "weight_decay", "batch_size", "optimizer", "schedule", "patience", "clip_norm")
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,7 @@ class GrowConfig:
         Raises:
             ConfigError: An unknown key or a bad value (the message names it and the fix).
         """
-        allowed = {"growths", "factor", "max_width", "max_depth", *TRAIN_KEYS}
+        allowed = {"growths", "factor", "max_width", "max_depth", *TRAIN_OVERRIDES}
         unknown = sorted(set(params) - allowed)
         if unknown:
             raise ConfigError(
@@ -109,7 +107,7 @@ class GrowConfig:
             factor=factor,
             max_width=max_width,
             max_depth=max_depth,
-            train={k: params[k] for k in TRAIN_KEYS if k in params},
+            train={k: params[k] for k in TRAIN_OVERRIDES if k in params},
         )
 
 
@@ -154,9 +152,9 @@ class GrowStrategy(Strategy):
         if transforms:
             return f"grow needs a float model; this version carries the transforms {transforms}"
         try:
-            mlp = parse_mlp(incumbent.module)
+            mlp = parse_mlp(incumbent.module, purpose="grow")
         except StrategyError as exc:
-            return str(exc).replace("prune needs", "grow needs")
+            return str(exc)
         children, refusals = self._children(incumbent, context, mlp, cfg)
         if children:
             return None
@@ -270,12 +268,9 @@ class GrowStrategy(Strategy):
         module: nn.Module, mlp: MLPStructure, growth: str, widths: tuple[int, ...], seed: int
     ) -> nn.Module:
         source = copy.deepcopy(module)  # the incumbent itself is never touched
-        grow: Callable[[], nn.Module] = (
-            (lambda: widen_mlp(source, widths, seed=derive_seed(seed, "widen")))
-            if growth == "widen"
-            else (lambda: deepen_mlp(source, mlp.depth - 1))
-        )
-        return grow()
+        if growth == "widen":
+            return widen_mlp(source, widths, seed=derive_seed(seed, "widen"))
+        return deepen_mlp(source, mlp.depth - 1)
 
     @staticmethod
     def _train_config(

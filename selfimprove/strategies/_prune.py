@@ -74,7 +74,7 @@ import torch
 from torch import nn
 
 from selfimprove.errors import ConfigError, StrategyError
-from selfimprove.measure.training import TrainConfig, _holdout_split, train_
+from selfimprove.measure.training import TRAIN_OVERRIDES, TrainConfig, _holdout_split, train_
 from selfimprove.nn.mlp import cut_mlp, parse_mlp, prune_mlp
 from selfimprove.nn.modules import TRANSFORM_KEYS, build_module
 from selfimprove.objectives import EFFICIENCY_OBJECTIVES
@@ -101,8 +101,6 @@ PRUNABLE_OBJECTIVES = EFFICIENCY_OBJECTIVES
 IMPORTANCE = "activation_std_x_outgoing_l2"
 #: Training inputs used to score units (a seeded subsample above this).
 MAX_SCORE_EXAMPLES = 4096
-#: ``context.params`` keys passed through to :class:`TrainConfig` for the fine-tune.
-TRAIN_KEYS = ("lr", "weight_decay", "batch_size", "optimizer", "schedule", "patience", "clip_norm")
 
 
 # --------------------------------------------------------------------------- planning
@@ -194,7 +192,7 @@ class PruneConfig:
         Raises:
             ConfigError: An unknown key or a bad value (the message names it and the fix).
         """
-        allowed = {"keep", "steps", "reconstruct", *TRAIN_KEYS}
+        allowed = {"keep", "steps", "reconstruct", *TRAIN_OVERRIDES}
         unknown = sorted(set(params) - allowed)
         if unknown:
             raise ConfigError(
@@ -204,7 +202,7 @@ class PruneConfig:
             keep=params.get("keep", 0.5),
             steps=params.get("steps", 1),
             reconstruct=params.get("reconstruct", True),
-            train={k: params[k] for k in TRAIN_KEYS if k in params},
+            train={k: params[k] for k in TRAIN_OVERRIDES if k in params},
         )
 
     def rounds(self, budget_epochs: int) -> int:
@@ -360,7 +358,9 @@ class PruneStrategy(Strategy):
                 "parameters_after": params_after,
                 "holdout_loss_before": loss_before,
                 "finetune_epochs": epochs_run,
-                "finetune_config": {k: v for k, v in base.to_dict().items() if k in TRAIN_KEYS},
+                "finetune_config": {
+                    k: v for k, v in base.to_dict().items() if k in TRAIN_OVERRIDES
+                },
                 "score_examples": len(x),
                 "rounds": rounds_done,
             },

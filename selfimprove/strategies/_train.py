@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 
-from selfimprove.measure.training import TrainConfig, train_
+from selfimprove.measure.training import TRAIN_OVERRIDES, TrainConfig, train_
 from selfimprove.objectives import EFFICIENCY_OBJECTIVES
 from selfimprove.registry import LoadedModel
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
@@ -39,16 +39,8 @@ class TrainStrategy(Strategy):
             max_seconds=max(context.remaining(), 0.01),
             seed=context.seed,
         )
-        allowed = {
-            "lr",
-            "weight_decay",
-            "batch_size",
-            "optimizer",
-            "schedule",
-            "patience",
-            "clip_norm",
-        }
-        return replace(base, **{k: v for k, v in context.params.items() if k in allowed})
+        overrides = {k: v for k, v in context.params.items() if k in TRAIN_OVERRIDES}
+        return replace(base, **overrides)
 
     def apply(self, incumbent: LoadedModel, context: StrategyContext) -> Candidate:
         module = copy.deepcopy(incumbent.module)

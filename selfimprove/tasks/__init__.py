@@ -68,6 +68,24 @@ __all__ = [
 ]
 
 
+def _import_task(path: str) -> Task:
+    """The task at ``"package.module:attr"`` (a :class:`Task` or a zero-argument callable).
+
+    Raises:
+        NotFoundError: Nothing importable at ``path``.
+        TaskError: What is there does not give a Task.
+    """
+    module_name, _, attr = path.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise NotFoundError(f"cannot import task {path!r}: {exc}") from None
+    task = obj() if callable(obj) and not isinstance(obj, Task) else obj
+    if not isinstance(task, Task):
+        raise TaskError(f"{path!r} does not give a Task (got {type(task).__name__}).")
+    return task
+
+
 def _imported(path: str) -> Callable[[], Task]:
     """A task factory found by import path when first called.
 
@@ -75,15 +93,7 @@ def _imported(path: str) -> Callable[[], Task]:
     built from the hormone and trigger systems); naming them here by path keeps them built-in
     without this package importing upward.
     """
-
-    def factory() -> Task:
-        module_name, _, attr = path.partition(":")
-        task = getattr(importlib.import_module(module_name), attr)()
-        if not isinstance(task, Task):  # pragma: no cover - a broken table entry
-            raise TaskError(f"built-in task factory {path!r} did not give a Task.")
-        return task
-
-    return factory
+    return lambda: _import_task(path)
 
 
 BUILTIN_TASKS: dict[str, Callable[[], Task]] = {
@@ -133,14 +143,7 @@ def resolve_task(name: str) -> Task:
     if name in BUILTIN_TASKS:
         task = BUILTIN_TASKS[name]()
     elif ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            obj = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise NotFoundError(f"cannot import task {name!r}: {exc}") from None
-        task = obj() if callable(obj) and not isinstance(obj, Task) else obj
-        if not isinstance(task, Task):
-            raise TaskError(f"{name!r} does not give a Task (got {type(task).__name__}).")
+        task = _import_task(name)
     else:
         raise NotFoundError(
             f"unknown task {name!r}; built-in tasks are {sorted(BUILTIN_TASKS)}. Register your "
