@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -28,9 +29,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # 2: state, cycle_metrics; 3: meta_learnings; 4: the engine's weaknesses, code_improvements,
 # audit_trail, improvement_history, improvement_measurements, and the columns
-# experiments.weakness_id, experiments.expected_improvement, meta_learnings.times_validated.
+# experiments.weakness_id, experiments.expected_improvement, meta_learnings.times_validated;
+# 5: models.last_version, experiments.owner and heartbeat_at, experiments.seed as BIGINT.
 # Each version is one Alembic revision in ``migrations/versions``: a change here needs one.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class Base(DeclarativeBase):
@@ -53,6 +55,9 @@ class ModelRow(Base):
     # Plain integer, not a foreign key: models and versions point at each other.
     incumbent_version_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # Schema 5: the highest version number handed out, raised by one atomic UPDATE per new
+    # version, so that two processes never write the same ``v<N>`` (see reserve_version_number).
+    last_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class CapabilityRow(Base):
@@ -119,7 +124,7 @@ class ExperimentRow(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     hypothesis: Mapped[str] = mapped_column(Text, default="")
     cycle: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    seed: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    seed: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # 63-bit (schema 5)
     status: Mapped[str] = mapped_column(String(16))
     decision: Mapped[str | None] = mapped_column(String(16), nullable=True)
     reason: Mapped[str] = mapped_column(Text, default="")
@@ -135,6 +140,10 @@ class ExperimentRow(Base):
     # expected of it before it ran (``None`` when nothing was expected, e.g. neural runs).
     weakness_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     expected_improvement: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Schema 5: who runs a ``running`` experiment (``host:pid:process start``) and when it last
+    # said it was alive; only a dead owner or an expired heartbeat makes it stale.
+    owner: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class EventRow(Base):

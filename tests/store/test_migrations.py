@@ -34,15 +34,16 @@ from tests.store._sqlite import recorded, row_counts, shape, tables
     ("schema", "revision", "action", "restamp", "start"),
     [
         (None, None, SchemaAction.CREATE, True, HEAD_REVISION),
-        (4, "0004", SchemaAction.NOTHING, False, "0004"),
+        (5, "0005", SchemaAction.NOTHING, False, "0005"),
+        (4, "0004", SchemaAction.UPGRADE, False, "0004"),
         (3, "0003", SchemaAction.UPGRADE, False, "0003"),
         (4, None, SchemaAction.UPGRADE, True, "0003"),  # before Alembic: schema 4 replayed
         (3, None, SchemaAction.UPGRADE, True, "0002"),
         (1, None, SchemaAction.UPGRADE, True, None),
         (2, "0004", SchemaAction.UPGRADE, True, "0001"),  # taken back by hand: the number wins
-        (None, "0004", SchemaAction.UPGRADE, True, "0003"),  # meta row lost: head replayed
-        (5, None, SchemaAction.REFUSE, False, None),
-        (4, "0099", SchemaAction.REFUSE, False, None),
+        (None, "0005", SchemaAction.UPGRADE, True, "0004"),  # meta row lost: head replayed
+        (6, None, SchemaAction.REFUSE, False, None),
+        (5, "0099", SchemaAction.REFUSE, False, None),
     ],
 )
 def test_plan_for_each_recorded_state(
@@ -58,7 +59,7 @@ def test_plan_for_each_recorded_state(
 
 
 def test_head_revision_is_the_schema_version() -> None:
-    assert HEAD_REVISION == REVISIONS[SCHEMA_VERSION] == "0004"
+    assert HEAD_REVISION == REVISIONS[SCHEMA_VERSION] == "0005"
     assert sorted(REVISIONS) == list(range(1, SCHEMA_VERSION + 1))
 
 
@@ -84,7 +85,7 @@ def test_a_store_at_the_head_is_left_alone(home: Path) -> None:
 
 
 def _take_back_to_schema_1(db: Path) -> None:
-    """Drop what schemas 2-4 added and the Alembic revision, as a schema-1 release left it."""
+    """Drop what schemas 2-5 added and the Alembic revision, as a schema-1 release left it."""
     with sqlite3.connect(db) as conn:
         for table in (
             "state",
@@ -101,6 +102,9 @@ def _take_back_to_schema_1(db: Path) -> None:
         conn.execute("DROP INDEX ix_measurements_capability_split_id")
         conn.execute("ALTER TABLE experiments DROP COLUMN weakness_id")
         conn.execute("ALTER TABLE experiments DROP COLUMN expected_improvement")
+        conn.execute("ALTER TABLE experiments DROP COLUMN owner")
+        conn.execute("ALTER TABLE experiments DROP COLUMN heartbeat_at")
+        conn.execute("ALTER TABLE models DROP COLUMN last_version")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
 
 
@@ -131,9 +135,9 @@ def test_a_store_with_an_unknown_revision_is_refused_and_left_untouched(home: Pa
     Store(home=home).close()
     db = home / "selfimprove.db"
     with sqlite3.connect(db) as conn:  # as a newer selfimprove would leave it
-        conn.execute("UPDATE alembic_version SET version_num = '0005'")
+        conn.execute("UPDATE alembic_version SET version_num = '0006'")
     before = db.read_bytes()
-    with pytest.raises(SchemaVersionError, match=r"'0005'.*upgrade selfimprove"):
+    with pytest.raises(SchemaVersionError, match=r"'0006'.*upgrade selfimprove"):
         Store(home=home)
     assert db.read_bytes() == before
 

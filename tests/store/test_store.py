@@ -190,6 +190,7 @@ def test_an_older_store_gets_the_new_indexes(home: Path) -> None:
     with sqlite3.connect(db) as conn:  # as a release before Alembic wrote it: no revision
         conn.execute("DROP INDEX ix_measurements_capability_split_id")
         conn.execute("DROP TABLE alembic_version")
+        conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     Store(home=home).close()
     with sqlite3.connect(db) as conn:
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
