@@ -62,9 +62,19 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:
     """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename, fsync
-    the folder. A crash leaves either the old file or the new one, never a partial one."""
+    the folder. A crash leaves either the old file or the new one, never a partial one.
+
+    Args:
+        path: Where.
+        data: What.
+        exclusive: Never replace an existing file: the temp file is hard-linked into place,
+            which fails if ``path`` exists (checkpoints are written once).
+
+    Raises:
+        FileExistsError: ``exclusive`` and ``path`` exists (nothing was changed).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -72,7 +82,11 @@ def atomic_write(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -83,8 +97,10 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+def atomic_write_json(path: Path, obj: Any, *, exclusive: bool = False) -> None:
+    """:func:`atomic_write` of ``obj`` as indented, key-sorted JSON."""
+    data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+    atomic_write(path, data, exclusive=exclusive)
 
 
 def read_verified(path: Path, expected_sha256: str, *, what: str) -> bytes:

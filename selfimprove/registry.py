@@ -1,10 +1,12 @@
 """The model registry: models, their versions, safetensors checkpoints, promote and rollback.
 
 A version is ``models/<model>/v<N>/model.safetensors`` plus ``manifest.json`` (architecture
-params, task, parent, strategy, origin, metrics, sha256, time). Files are written atomically
-(temp file, fsync, rename) *before* the one database transaction that records the version and,
-for a promotion, moves the incumbent pointer; a crash at any moment leaves the previous
-incumbent loadable. Loading verifies the sha256 recorded in the store before parsing anything.
+params, task, parent, strategy, origin, metrics, sha256, time). The number ``N`` is reserved in
+the store first (one atomic update, so processes sharing a store never get the same one); the
+files are then written once (temp file, fsync, hard link that fails rather than replace) *before*
+the one database transaction that records the version and, for a promotion, moves the incumbent
+pointer; a crash at any moment leaves the previous incumbent loadable. Loading verifies the
+sha256 recorded in the store before parsing anything.
 """
 
 from __future__ import annotations
@@ -161,8 +163,8 @@ class Registry:
 
         With ``status=INCUMBENT`` the same transaction moves the incumbent pointer.
         """
-        number = self.store.next_version_number(model.id)
-        folder = self.models_dir / model.name / f"v{number}"
+        number = self.store.reserve_version_number(model.id)
+        folder = self._fresh_folder(model.name, number)
         data = state_to_bytes(module)
         sha = sha256_hex(data)
         ckpt, manifest_path = folder / "model.safetensors", folder / "manifest.json"
@@ -181,8 +183,8 @@ class Registry:
             "size_bytes": len(data),
             "created_at": utcnow().isoformat() + "Z",
         }
-        atomic_write(ckpt, data)
-        atomic_write_json(manifest_path, clean_json(manifest))
+        atomic_write(ckpt, data, exclusive=True)
+        atomic_write_json(manifest_path, clean_json(manifest), exclusive=True)
         crash_point("after_checkpoint_write")
         version = self.store.add_version(
             model_id=model.id,
@@ -200,6 +202,20 @@ class Registry:
         )
         logger.info("saved %s v%d (%s, %s)", model.name, number, strategy, status.value)
         return version
+
+    def _fresh_folder(self, name: str, number: int) -> Path:
+        """The folder of a newly reserved version number, empty.
+
+        A number is handed out once, so the folder exists only when files were left without a
+        record (a crash between writing and recording, before schema 5 reserved numbers). They
+        belong to no version: they are moved aside, never overwritten or deleted.
+        """
+        folder = self.models_dir / name / f"v{number}"
+        if folder.exists():
+            aside = folder.with_name(f"{folder.name}.unrecorded-{utcnow():%Y%m%dT%H%M%S%f}")
+            folder.rename(aside)
+            logger.warning("moved unrecorded files of %s v%d aside to %s", name, number, aside)
+        return folder
 
     # ------------------------------------------------------------------ reading
     def incumbent(self, name: str) -> VersionRecord:

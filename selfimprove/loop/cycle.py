@@ -171,7 +171,12 @@ class ImprovementCycle:
         evals: dict[str, Evaluation] = {}
         self.unusable = {}
         records = (
-            [m for m in self.store.list_models() if not is_external(m.task)]
+            [
+                m
+                for m in self.store.list_models()
+                # a model another process is registering has no incumbent yet
+                if not is_external(m.task) and m.incumbent_version_id is not None
+            ]
             if models is None
             else [self.store.get_model(name) for name in models]
         )

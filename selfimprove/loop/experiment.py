@@ -129,7 +129,11 @@ class ImprovementLoop:
         names = (
             models
             if models is not None
-            else [m.name for m in self.store.list_models() if not is_external(m.task)]
+            else [
+                m.name
+                for m in self.store.list_models()
+                if not is_external(m.task) and m.incumbent_version_id is not None
+            ]
         )
         for name in names:
             self.store.get_model(name)  # unknown names fail before anything runs

@@ -167,15 +167,22 @@ class SelfImprover:
                 module = task.build(params)
             train_(module, task, TrainConfig(seed=seed, **task.initial_training()))
             (ev,) = self.evaluator.evaluate([module], task, with_latency=False)
-            self.registry.register(
-                name,
-                name,
-                module,
-                params,
-                description=f"built-in model of task {name} (deliberately weak start)",
-                origin="fresh_init",
-                metrics=ev.summary(),
-            )
+            try:
+                self.registry.register(
+                    name,
+                    name,
+                    module,
+                    params,
+                    description=f"built-in model of task {name} (deliberately weak start)",
+                    origin="fresh_init",
+                    metrics=ev.summary(),
+                )
+            except ConfigError:
+                existing = self.store.find_model(name)
+                if existing is None or existing.task != name:
+                    raise
+                logger.info("%s was registered by another process meanwhile", name)
+                continue
             added.append(name)
         return added
 

@@ -186,7 +186,7 @@ class PlasticityLedger:
             if saved is not None:
                 version = self.store.add_version(
                     model_id=self.model_id,
-                    number=self.store.next_version_number(self.model_id),
+                    number=self.store.reserve_version_number(self.model_id),
                     parent_id=self.incumbent_version_id,
                     status=VersionStatus.INCUMBENT,
                     strategy=STRATEGY,

@@ -2,6 +2,7 @@
 
 The tree shows the jobs:
 
+- ``_liveness.py`` — who runs an experiment (owner, heartbeat) and the rule that makes it stale.
 - ``_database.py`` — plumbing: the engine (SQLite with WAL, busy timeout and foreign keys by
   default; PostgreSQL by URL), the one ``transaction()`` / ``batch()`` / ``read()`` session
   helper and the one ``_insert`` every insert goes through.
@@ -24,6 +25,7 @@ and mypy sees every method of ``Store`` with its real signature.
 from __future__ import annotations
 
 from selfimprove.store._convert import clean_json, utcnow
+from selfimprove.store._liveness import Liveness, liveness
 from selfimprove.store._schema import SCHEMA_VERSION
 from selfimprove.store._store import Store
 from selfimprove.store.records import (
@@ -59,6 +61,7 @@ __all__ = [
     "ExperimentStatus",
     "HistoryRecord",
     "ImprovementMeasurementRecord",
+    "Liveness",
     "MeasurementRecord",
     "MeasurementSet",
     "MetaLearningRecord",
@@ -69,5 +72,6 @@ __all__ = [
     "WeaknessRecord",
     "WeaknessStatus",
     "clean_json",
+    "liveness",
     "utcnow",
 ]

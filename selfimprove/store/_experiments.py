@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from selfimprove.errors import NotFoundError, StoreError
 from selfimprove.store._convert import clean_json, to_record, utcnow
 from selfimprove.store._database import Database
+from selfimprove.store._liveness import (
+    HEARTBEAT_EXPIRY_S,
+    HEARTBEAT_INTERVAL_S,
+    Heartbeat,
+    Liveness,
+    liveness,
+    process_owner,
+)
 from selfimprove.store._schema import CycleMetricsRow, ExperimentRow
 from selfimprove.store.records import ExperimentRecord, ExperimentStatus
 
@@ -42,13 +51,69 @@ def _new_experiment(
         "durations": {},
         "created_at": now,
         "started_at": now if status is ExperimentStatus.RUNNING else None,
+        "owner": process_owner() if status is ExperimentStatus.RUNNING else None,
+        "heartbeat_at": now if status is ExperimentStatus.RUNNING else None,
         "weakness_id": spec.get("weakness_id"),
         "expected_improvement": clean_json(spec.get("expected_improvement")),
     }
 
 
 class ExperimentRepository(Database):
-    """The ``experiments`` table (a part of :class:`~selfimprove.store.Store`)."""
+    """The ``experiments`` table (a part of :class:`~selfimprove.store.Store`).
+
+    A running experiment carries its owner and a heartbeat, refreshed every
+    :attr:`heartbeat_interval_s` by a daemon thread while this store has running experiments
+    (see :mod:`selfimprove.store._liveness`); :meth:`close` stops it.
+    """
+
+    heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S
+    heartbeat_expiry_s: float = HEARTBEAT_EXPIRY_S
+    _heartbeat: Heartbeat | None = None
+    _heartbeat_lock = threading.Lock()
+
+    def _track(self, experiment_id: int, running: bool) -> None:
+        """Keep the heartbeat beating while this store runs experiments, and only then."""
+        with self._heartbeat_lock:
+            mine: set[int] = self.__dict__.setdefault("_running_here", set())
+            if running:
+                mine.add(experiment_id)
+            else:
+                mine.discard(experiment_id)
+            if mine and self._heartbeat is None:
+                self._heartbeat = Heartbeat(self.beat, self.heartbeat_interval_s)
+                return
+            heartbeat = self._heartbeat if not mine else None
+            if heartbeat is not None:
+                self._heartbeat = None
+        if heartbeat is not None:
+            heartbeat.stop()
+
+    def beat(self) -> int:
+        """Refresh the heartbeat of this process's running experiments; returns how many."""
+        stmt = (
+            update(ExperimentRow)
+            .where(
+                ExperimentRow.status == ExperimentStatus.RUNNING.value,
+                ExperimentRow.owner == process_owner(),
+            )
+            .values(heartbeat_at=utcnow())
+        )
+        with self.transaction() as s:
+            return int(s.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        """Stop the heartbeat, then release every connection."""
+        with self._heartbeat_lock:
+            heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.stop()
+        super().close()
+
+    def experiment_liveness(self, record: ExperimentRecord) -> Liveness:
+        """Whether a ``running`` experiment's owner still runs it (see :func:`liveness`)."""
+        return liveness(
+            record.owner, record.heartbeat_at, utcnow(), expiry_s=self.heartbeat_expiry_s
+        )
 
     def add_experiment(
         self,
@@ -77,7 +142,10 @@ class ExperimentRepository(Database):
             "incumbent_version_id": incumbent_version_id,
         }
         values = _new_experiment(spec, status, utcnow())
-        return self._insert(ExperimentRow, [values], ExperimentRecord)[0]
+        record: ExperimentRecord = self._insert(ExperimentRow, [values], ExperimentRecord)[0]
+        if status is ExperimentStatus.RUNNING:
+            self._track(record.id, running=True)
+        return record
 
     def add_experiments(self, specs: list[dict[str, Any]]) -> list[ExperimentRecord]:
         """Insert several planned experiments in one transaction.
@@ -120,12 +188,16 @@ class ExperimentRepository(Database):
             status = changes.get("status")
             if status is not None:
                 status = ExperimentStatus(status)
-                if status is ExperimentStatus.RUNNING and row.started_at is None:
-                    row.started_at = utcnow()
+                if status is ExperimentStatus.RUNNING:
+                    row.started_at = row.started_at or utcnow()
+                    row.owner, row.heartbeat_at = process_owner(), utcnow()
                 if status.is_finished():
                     row.finished_at = utcnow()
             s.flush()
-            return to_record(ExperimentRecord, row)
+            record = to_record(ExperimentRecord, row)
+        if status is not None:
+            self._track(experiment_id, running=status is ExperimentStatus.RUNNING)
+        return record
 
     def get_experiment(self, experiment_id: int) -> ExperimentRecord:
         """The experiment with this id.
@@ -192,23 +264,27 @@ class ExperimentRepository(Database):
             return int(max(by_experiment or 0, by_cycle or 0))
 
     def mark_stale_experiments(self) -> list[ExperimentRecord]:
-        """Mark experiments left ``running`` by a crashed process as ``stale``.
+        """Mark ``running`` experiments whose owner is gone as ``stale`` (see
+        :meth:`experiment_liveness`); those of live processes, here or on other hosts, are left
+        running.
 
         Planned experiments (the engine's, not started yet) are left alone: nothing cut them
         short.
         """
         with self.transaction() as s:
-            rows = list(
-                s.scalars(
-                    select(ExperimentRow).where(
-                        ExperimentRow.status == ExperimentStatus.RUNNING.value
-                    )
-                )
+            running = s.scalars(
+                select(ExperimentRow).where(ExperimentRow.status == ExperimentStatus.RUNNING.value)
             )
             now = utcnow()
-            for row in rows:
+            stale = []
+            for row in running:
+                expiry = self.heartbeat_expiry_s
+                verdict = liveness(row.owner, row.heartbeat_at, now, expiry_s=expiry)
+                if verdict.alive:
+                    continue
                 row.status = ExperimentStatus.STALE.value
-                row.reason = "cut short: the process stopped before the experiment finished"
+                row.reason = f"cut short: {verdict.reason} before the experiment finished"
                 row.finished_at = now
+                stale.append(row)
             s.flush()
-            return [to_record(ExperimentRecord, r) for r in rows]
+            return [to_record(ExperimentRecord, r) for r in stale]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from selfimprove.errors import ConfigError, NotFoundError, StoreError
@@ -45,19 +46,23 @@ class ModelRepository(Database):
         Raises:
             ConfigError: A model of that name is registered already.
         """
-        with self.transaction() as s:
-            if s.scalar(select(ModelRow).where(ModelRow.name == name)) is not None:
-                raise ConfigError(
-                    f"a model named {name!r} is already registered; pick another name."
-                )
-            values = {
-                "name": name,
-                "task": task,
-                "family": family,
-                "description": description,
-                "created_at": utcnow(),
-            }
-            return self._insert(ModelRow, [values], ModelRecord, session=s)[0]
+        taken = ConfigError(f"a model named {name!r} is already registered; pick another name.")
+        values = {
+            "name": name,
+            "task": task,
+            "family": family,
+            "description": description,
+            "created_at": utcnow(),
+        }
+        try:
+            with self.transaction() as s:
+                if s.scalar(select(ModelRow.id).where(ModelRow.name == name)) is not None:
+                    raise taken
+                return self._insert(ModelRow, [values], ModelRecord, session=s)[0]
+        except StoreError as exc:  # another process inserted the name between read and write
+            if isinstance(exc.__cause__, IntegrityError) and self.find_model(name) is not None:
+                raise taken from None
+            raise
 
     def find_model(self, name: str) -> ModelRecord | None:
         """The model called ``name``, or ``None``."""
@@ -142,11 +147,34 @@ class ModelRepository(Database):
             s.flush()
             return to_record(VersionRecord, row)
 
-    def next_version_number(self, model_id: int) -> int:
-        """One more than the highest version number of the model (1 for its first)."""
-        with self.read() as s:
-            rows = s.scalars(select(VersionRow.number).where(VersionRow.model_id == model_id))
-            return max(rows, default=0) + 1
+    def reserve_version_number(self, model_id: int) -> int:
+        """Hand out the model's next version number, to this caller only.
+
+        One ``UPDATE … RETURNING`` raises the model's counter (past any number its versions
+        already use, e.g. written before schema 5), so two processes, or two threads, never get
+        the same number and never write the same ``v<N>`` folder. A number whose version is
+        never recorded (the process died) is simply not used again.
+
+        Raises:
+            NotFoundError: No such model.
+        """
+        highest = (
+            select(func.coalesce(func.max(VersionRow.number), 0))
+            .where(VersionRow.model_id == model_id)
+            .scalar_subquery()
+        )
+        raised = case((ModelRow.last_version >= highest, ModelRow.last_version), else_=highest) + 1
+        stmt = (
+            update(ModelRow)
+            .where(ModelRow.id == model_id)
+            .values(last_version=raised)
+            .returning(ModelRow.last_version)
+        )
+        with self.transaction() as s:
+            number = s.execute(stmt).scalar_one_or_none()
+        if number is None:
+            raise NotFoundError(f"unknown model id {model_id}.")
+        return int(number)
 
     def set_incumbent(
         self, model_id: int, version_id: int, *, old_status: VersionStatus = VersionStatus.BACKUP

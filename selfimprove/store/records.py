@@ -193,6 +193,8 @@ class ExperimentRecord:
     finished_at: datetime | None
     weakness_id: int | None = None
     expected_improvement: float | None = None
+    owner: str | None = None  # ``host:pid:start_ms`` of the process that runs it
+    heartbeat_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,16 +82,32 @@ def test_unknown_model_lists_known_ones(home: Path) -> None:
         store.get_model("nope")
 
 
-def test_running_experiments_become_stale_at_next_start(home: Path) -> None:
+def test_a_dead_processs_running_experiment_becomes_stale_and_a_live_ones_does_not(
+    home: Path,
+) -> None:
     store = Store(home=home)
     m = store.add_model("a", "t", "f")
-    running = store.add_experiment(model_id=m.id, strategy="train", status=ExperimentStatus.RUNNING)
+    mine = store.add_experiment(model_id=m.id, strategy="train", status=ExperimentStatus.RUNNING)
     done = store.add_experiment(model_id=m.id, strategy="train")
     store.update_experiment(done.id, status=ExperimentStatus.COMPLETED)
+    child = (
+        "import os, sys\n"
+        "from selfimprove.store import ExperimentStatus, Store\n"
+        "s = Store(home=sys.argv[1])\n"
+        "e = s.add_experiment(model_id=1, strategy='train', status=ExperimentStatus.RUNNING)\n"
+        "print(e.id, flush=True)\n"
+        "os._exit(0)  # dies with its experiment running\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", child, str(home)], capture_output=True, text=True, check=True
+    )
+    theirs = int(out.stdout)
     stale = Store(home=home).mark_stale_experiments()
-    assert [e.id for e in stale] == [running.id]
-    assert store.get_experiment(running.id).status is ExperimentStatus.STALE
+    assert [e.id for e in stale] == [theirs]
+    assert "has ended" in stale[0].reason
+    assert store.get_experiment(mine.id).status is ExperimentStatus.RUNNING  # this process lives
     assert store.get_experiment(done.id).status is ExperimentStatus.COMPLETED
+    store.close()
 
 
 def test_records_are_frozen(home: Path) -> None:
