@@ -23,6 +23,14 @@ Statistics come from the package's one statistics module, :mod:`selfimprove.meas
 
 from __future__ import annotations
 
+from selfimprove.engine._approval import (
+    ApprovalPlan,
+    approval_digest,
+    command_line,
+    pinned_digest,
+    record_digest,
+    unified_diff,
+)
 from selfimprove.engine._assessment import (
     LearningQuality,
     grade_for,
@@ -63,6 +71,7 @@ __all__ = [
     "TEMPLATES",
     "ApproachResult",
     "ApproachTemplate",
+    "ApprovalPlan",
     "Capabilities",
     "CapabilityProfile",
     "Change",
@@ -78,13 +87,18 @@ __all__ = [
     "Severity",
     "WeaknessType",
     "Weaknesses",
+    "approval_digest",
+    "command_line",
     "compare_samples",
     "confidence_level",
     "describe_change",
     "grade_for",
     "learning_quality",
+    "pinned_digest",
+    "record_digest",
     "record_fields",
     "same_weakness",
     "severity_for_gap",
     "success_trend",
+    "unified_diff",
 ]

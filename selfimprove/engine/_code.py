@@ -1,11 +1,14 @@
 """Code improvements under approval: the engine's ledger around :mod:`selfimprove.engine.codepatch`.
 
-A proposal records the file's exact bytes before and after (SHA-256 and MD5) and leaves the
-file alone; approval (or ``auto_improve``) checks that the file still holds the recorded bytes,
-runs the check command, writes the change in one rename, runs the check again and either keeps
-it or writes the original bytes back and rejects it. Rollback restores the exact bytes, and is
-refused when someone has edited the file since. Every step is in the audit trail: who (the OS
-user or an ``actor``), when, what, and the hashes.
+A proposal records the file's exact bytes before and after (SHA-256 and MD5), pins an approval
+digest over exactly what approval would do (:mod:`selfimprove.engine._approval`) and leaves the
+file alone. Approval (or ``auto_improve``) refuses a proposal whose stored command or root is
+not the engine's configured one, or whose row no longer matches its digest; then it checks that
+the file still holds the recorded bytes, runs the *configured* check command in the
+*configured* root, writes the change in one rename, runs the check again and either keeps it or
+writes the original bytes back and rejects it. Rollback restores the exact bytes, and is refused
+when someone has edited the file since. Every step is in the audit trail: who (the OS user or
+an ``actor``), when, what, the hashes, the command that ran and the digest approved.
 """
 
 from __future__ import annotations
@@ -20,6 +23,18 @@ from typing import Any
 import numpy as np
 
 from selfimprove.engine._actors import Actor
+from selfimprove.engine._approval import (
+    DIGEST_KEY,
+    ApprovalPlan,
+    approval_digest,
+    command_refusal,
+    contents_refusal,
+    digest_refusal,
+    pinned_digest,
+    record_digest,
+    root_refusal,
+    unified_diff,
+)
 from selfimprove.engine.codepatch import (
     CommandResult,
     FileDigests,
@@ -180,6 +195,15 @@ class CodeImprovements:
                 "nothing to change."
             )
         before, after = digests(original), digests(patch.patched)
+        digest = approval_digest(
+            file_path=str(path),
+            root=str(self.check.root),
+            function_name=patch.qualname,
+            new_code=patch.new_code,
+            original=original,
+            patched=patch.patched,
+            command=self.check.command,
+        )
         rec = self.store.add_code_improvement(
             name=name,
             file_path=str(path),
@@ -210,6 +234,9 @@ class CodeImprovements:
                 "experiment_id": experiment_id,
                 "md5_before": before.md5,
                 "md5_after": after.md5,
+                "command": list(self.check.command),
+                "root": str(self.check.root),
+                DIGEST_KEY: digest,
             },
         )
         logger.info("code improvement %d proposed: %s in %s", rec.id, patch.qualname, path)
@@ -231,30 +258,94 @@ class CodeImprovements:
             )
         return rec
 
+    def plan_approval(
+        self, improvement_id: int, expected_digest: str | None = None
+    ) -> ApprovalPlan:
+        """What approving a pending improvement will do, every check passed; nothing runs.
+
+        Args:
+            improvement_id: A pending improvement.
+            expected_digest: The digest the approver was shown (at least 12 hex digits).
+
+        Returns:
+            The file, function, configured root and command, digest and diff.
+
+        Raises:
+            NotFoundError: Unknown improvement.
+            CodePatchError: Why approving it is refused (see :meth:`approve_improvement`).
+        """
+        return self._plan(self._pending(improvement_id, "approved"), expected_digest)
+
     def approve_improvement(
-        self, improvement_id: int, actor: str | None = None
+        self,
+        improvement_id: int,
+        actor: str | None = None,
+        *,
+        expected_digest: str | None = None,
     ) -> CodeImprovementRecord:
         """Approve a pending code improvement: check, write, check again, keep or restore.
 
-        The file must still hold exactly the bytes it had when the change was proposed. The
-        check command must pass before the change; after the change it must pass again, or
-        the original bytes are written back (hash verified) and the improvement is rejected
-        automatically. When the check prints a number, its runs before and after are compared
+        Nothing that runs comes from the ledger: the stored check command must equal the
+        engine's configured one and the stored root the configured root, and the row must still
+        match the approval digest pinned at proposal (and ``expected_digest`` when given), or
+        the approval is refused before anything runs. The file must still hold exactly the
+        bytes it had when the change was proposed. The configured check command must pass
+        before the change; after the change it must pass again, or the original bytes are
+        written back (hash verified) and the improvement is rejected automatically. When the
+        check prints a number, its runs before and after are compared
         (:meth:`measure_improvement`) and the effect is stored with the improvement.
 
         Args:
             improvement_id: A pending improvement.
             actor: Who approves (default: the engine's actor or the OS user).
+            expected_digest: The digest the approver was shown (see :meth:`plan_approval`).
 
         Returns:
             The improvement, ``applied`` or (check failed) ``rejected``.
 
         Raises:
             NotFoundError: Unknown improvement.
-            CodePatchError: Not pending, outside the root, the file changed since, or the check
-                fails before the change; nothing was written.
+            CodePatchError: Not pending, another command or root than configured, altered in
+                the database, outside the root, the file changed since, or the check fails
+                before the change; nothing was written.
         """
-        return self._apply(self._pending(improvement_id, "approved"), self.actor(actor))
+        rec = self._pending(improvement_id, "approved")
+        return self._apply(rec, self.actor(actor), expected_digest)
+
+    def _verified(
+        self, rec: CodeImprovementRecord, expected: str | None, *, command: bool
+    ) -> tuple[Path, str]:
+        """The file of ``rec`` under the configured root and its digest, once the row is what
+        was proposed (and, with ``command``, records the configured check command).
+
+        Raises:
+            CodePatchError: The reason it is refused; nothing ran.
+        """
+        refusal = (
+            command_refusal(rec.id, rec.check_command, self.check.command) if command else None
+        ) or root_refusal(rec.id, rec.root, self.check.root)
+        if refusal:
+            raise CodePatchError(refusal)
+        path = confine(rec.file_path, self.check.root)
+        digest = record_digest(rec)
+        pinned = pinned_digest(self.store.list_audit(rec.id))
+        refusal = contents_refusal(rec) or digest_refusal(rec.id, digest, pinned, expected)
+        if refusal:
+            raise CodePatchError(refusal)
+        return path, digest
+
+    def _plan(self, rec: CodeImprovementRecord, expected: str | None) -> ApprovalPlan:
+        path, digest = self._verified(rec, expected, command=True)
+        return ApprovalPlan(
+            improvement_id=rec.id,
+            name=rec.name,
+            file_path=path,
+            function_name=rec.function_name,
+            root=self.check.root,
+            command=tuple(self.check.command),
+            digest=digest,
+            diff=unified_diff(rec),
+        )
 
     def _checks(self, argv: list[str], when: str) -> list[CommandResult]:
         runs = []
@@ -266,10 +357,13 @@ class CodeImprovements:
         logger.info("check %s the change: %d run(s)", when, len(runs))
         return runs
 
-    def _apply(self, rec: CodeImprovementRecord, who: str) -> CodeImprovementRecord:
+    def _apply(
+        self, rec: CodeImprovementRecord, who: str, expected: str | None = None
+    ) -> CodeImprovementRecord:
         """Check, write, check again; keep the change or restore the file and reject it."""
-        path = self._unchanged(rec)
-        argv = list(rec.check_command)
+        plan = self._plan(rec, expected)
+        path = self._unchanged(rec, plan.file_path)
+        argv = list(plan.command)
         before_runs = self._checks(argv, "before") if argv else []
         if before_runs and not before_runs[-1].passed:
             last = before_runs[-1]
@@ -286,8 +380,9 @@ class CodeImprovements:
         }
         now = utcnow()
         keep, why = change_verdict(written, rec.sha256_after, after_runs)
+        ran = {"command": argv, "root": str(plan.root), "digest": plan.digest}
         if not keep:
-            return self._restore(rec, path, who, why, written, now, checks)
+            return self._restore(rec, path, who, why, written, now, checks, ran)
         performance = self._effect(rec, path, checks["check_before"], checks["check_after"])
         out = self.store.update_code_improvement(
             rec.id,
@@ -306,7 +401,7 @@ class CodeImprovements:
             file_path=str(path),
             sha256_before=rec.sha256_before,
             sha256_after=written.sha256,
-            details={"check": bool(argv), "performance": performance},
+            details={"check": bool(argv), **ran, "performance": performance},
         )
         logger.info("code improvement %d applied to %s by %s", rec.id, path, who)
         self.store.add_event(
@@ -316,13 +411,12 @@ class CodeImprovements:
         )
         return out
 
-    def _unchanged(self, rec: CodeImprovementRecord) -> Path:
-        """The file of ``rec``, which must still hold the bytes it had when proposed.
+    def _unchanged(self, rec: CodeImprovementRecord, path: Path) -> Path:
+        """``path``, the file of ``rec``, which must still hold the bytes it had when proposed.
 
         Raises:
-            CodePatchError: Outside the root, or changed since; nothing was written.
+            CodePatchError: Changed since; nothing was written.
         """
-        path = confine(rec.file_path, self.check.root)
         current = digests(path.read_bytes())
         if current.sha256 != rec.sha256_before:
             raise CodePatchError(
@@ -356,6 +450,7 @@ class CodeImprovements:
         written: FileDigests,
         now: datetime,
         checks: dict[str, dict[str, Any]],
+        ran: dict[str, Any],
     ) -> CodeImprovementRecord:
         """Write the original bytes back (hash verified) and reject the change for ``why``.
 
@@ -385,7 +480,7 @@ class CodeImprovements:
             file_path=str(path),
             sha256_before=written.sha256,
             sha256_after=restored.sha256,
-            details={"reason": why, "restored": True},
+            details={"reason": why, "restored": True, **ran},
         )
         logger.warning("code improvement %d rejected: %s", rec.id, why)
         self.store.add_event("code_improvement_rejected", why, payload={"improvement_id": rec.id})
@@ -460,12 +555,15 @@ class CodeImprovements:
     ) -> CodeImprovementRecord:
         """Restore the exact bytes a file had before an applied improvement.
 
-        Refused when the file no longer holds the bytes the improvement wrote (someone edited
-        it since): their work is not overwritten. The restored file's SHA-256 is verified.
+        Refused when the stored root is not the configured root, when the row no longer
+        matches the approval digest pinned at proposal (the bytes written back come from it),
+        or when the file no longer holds the bytes the improvement wrote (someone edited it
+        since): their work is not overwritten. The restored file's SHA-256 is verified.
 
         Raises:
             NotFoundError: Unknown improvement.
-            CodePatchError: Not applied, outside the root, or the file changed since.
+            CodePatchError: Not applied, another root, altered in the database, outside the
+                root, or the file changed since.
         """
         rec = self.store.get_code_improvement(improvement_id)
         if rec.status is not CodeImprovementStatus.APPLIED:
@@ -474,7 +572,7 @@ class CodeImprovements:
                 "can be rolled back."
             )
         who = self.actor(actor)
-        path = confine(rec.file_path, self.check.root)
+        path, _ = self._verified(rec, None, command=False)
         current = digests(path.read_bytes())
         if current.sha256 != rec.sha256_after:
             raise CodePatchError(

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from selfimprove.engine._actors import Actor
+from selfimprove.engine._approval import ApprovalPlan
 from selfimprove.engine._capabilities import Capabilities
 from selfimprove.engine._code import CheckSettings, CodeImprovements
 from selfimprove.engine._experiments import BANDIT_STATE_KEY, Experiments
@@ -45,7 +46,7 @@ from selfimprove.engine._types import (
     WeaknessType,
 )
 from selfimprove.engine._weakness_book import Weaknesses
-from selfimprove.engine.codepatch import parse_command
+from selfimprove.engine.codepatch import parse_command, resolve_root
 from selfimprove.errors import ConfigError
 from selfimprove.measure.stats import as_direction
 from selfimprove.meta.patterns import PatternLearner
@@ -133,7 +134,7 @@ class SelfImprovementEngine:
         if check_repeats < 1:
             raise ConfigError(f"check_repeats must be >= 1, but got {check_repeats=}.")
         check = CheckSettings(
-            root=Path(root if root is not None else os.getcwd()).expanduser().resolve(),
+            root=resolve_root(root if root is not None else os.getcwd()),
             command=parse_command(check_command),
             timeout_s=float(check_timeout_s),
             repeats=int(check_repeats),
@@ -390,11 +391,21 @@ class SelfImprovementEngine:
             name, file_path, function_name, new_code, experiment_id, actor=actor
         )
 
+    def plan_approval(
+        self, improvement_id: int, expected_digest: str | None = None
+    ) -> ApprovalPlan:
+        """What approving will run and write (see :meth:`CodeImprovements.plan_approval`)."""
+        return self.code.plan_approval(improvement_id, expected_digest)
+
     def approve_improvement(
-        self, improvement_id: int, actor: str | None = None
+        self,
+        improvement_id: int,
+        actor: str | None = None,
+        *,
+        expected_digest: str | None = None,
     ) -> CodeImprovementRecord:
         """Approve a pending change (see :meth:`CodeImprovements.approve_improvement`)."""
-        return self.code.approve_improvement(improvement_id, actor)
+        return self.code.approve_improvement(improvement_id, actor, expected_digest=expected_digest)
 
     def reject_improvement(
         self, improvement_id: int, reason: str = "", actor: str | None = None

@@ -5,7 +5,8 @@ module holds the parts that touch files and processes, as plain functions:
 
 - :func:`replace_function` swaps one function or method of a source file for new code and
   leaves every other byte of the file as it was;
-- :func:`confine` refuses a path outside the configured root (symlinks resolved first);
+- :func:`confine` refuses a path outside the configured root (symlinks resolved first), and
+  :func:`resolve_root` resolves that root;
 - :func:`atomic_write` replaces a file's bytes in one rename (temp file, fsync, rename);
 - :func:`run_command` runs a check command (tests or a benchmark) with a timeout, in its own
   process group, and reads a number from its last line of output when it prints one.
@@ -53,6 +54,7 @@ __all__ = [
     "list_functions",
     "parse_command",
     "replace_function",
+    "resolve_root",
     "run_command",
 ]
 
@@ -76,6 +78,20 @@ def digests(data: bytes) -> FileDigests:
 
 
 # ---------------------------------------------------------------------- paths and files
+def resolve_root(root: str | os.PathLike[str]) -> Path:
+    """The real path of a root folder (``~`` expanded, symlinks followed).
+
+    Raises:
+        ConfigError: It cannot be resolved (an unknown ``~user``, a NUL byte, a link loop).
+    """
+    try:
+        return Path(root).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot resolve root {os.fspath(root)!r} ({exc}); pass a folder."
+        ) from None
+
+
 def confine(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> Path:
     """The real path of ``path``, provided it lies inside ``root``.
 
@@ -92,9 +108,12 @@ def confine(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> Path:
     Raises:
         CodePatchError: The path lies outside the root, or is not a regular file.
     """
-    real_root = Path(root).expanduser().resolve()
-    raw = Path(path).expanduser()
-    real = (raw if raw.is_absolute() else real_root / raw).resolve()
+    try:
+        real_root = Path(root).expanduser().resolve()
+        raw = Path(path).expanduser()
+        real = (raw if raw.is_absolute() else real_root / raw).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # ~unknown user, NUL byte, link loop
+        raise CodePatchError(f"cannot resolve {path!s} under {root!s} ({exc}).") from None
     if not real.is_relative_to(real_root):
         raise CodePatchError(
             f"{path} resolves to {real}, outside the allowed root {real_root}; "

@@ -3,8 +3,10 @@
 Built on the official ``mcp`` SDK 2.x (``mcp.server.MCPServer``). Tools that change state say
 so at the start of their description ("Changes state: ..."); ``read_only=True`` registers only
 the tools that read. Code-improvement approval tools are registered only with
-``allow_code_approval=True``. A bad argument comes back as an error result with the package's
-one-line message (a ``ToolError``), and nothing is changed.
+``allow_code_approval=True``; they run only the check command and root the server was started
+with (``check_command``, ``code_root``), never the ones recorded in the ledger. A bad argument
+comes back as an error result with the package's one-line message (a ``ToolError``), and
+nothing is changed.
 
 ``register_tools`` registers one group at a time: the system's reads, its writes, seed 002's
 engine reads, the engine's code approval, then the resources. The engine tools work over the
@@ -21,8 +23,8 @@ import dataclasses
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from selfimprove.errors import SelfImproveError
@@ -121,15 +123,27 @@ class _Tools:
         return deco
 
 
-def _engine(integration: ImprovementService) -> SelfImprovementEngine:
+def _engine(integration: ImprovementService, **code: Any) -> SelfImprovementEngine:
     """Seed 002's engine over the system's own store: no second connection pool.
 
-    The engine was given the store, so closing the engine leaves the store open.
+    The engine was given the store, so closing the engine leaves the store open. ``code``:
+    the root and check command code approval is configured with.
     """
     from selfimprove.engine import SelfImprovementEngine
 
     system = integration.system
-    return SelfImprovementEngine(store=system.store, home=system.improver.home)
+    return SelfImprovementEngine(store=system.store, home=system.improver.home, **code)
+
+
+def _code_settings(
+    code_root: str | os.PathLike[str] | None, check_command: str | Sequence[str] | None
+) -> dict[str, Any]:
+    """The engine settings of the code-approval tools, checked now (a bad command is an error
+    when the server is built, not when a tool is called)."""
+    from selfimprove.engine.codepatch import parse_command, resolve_root
+
+    root = resolve_root(code_root if code_root is not None else os.getcwd())
+    return {"root": root, "check_command": parse_command(check_command)}
 
 
 def _plain(obj: Any) -> Any:
@@ -269,29 +283,48 @@ def _register_engine_reads(tools: _Tools, integration: ImprovementService) -> No
 
     @tools.tool(
         "Code improvements proposed to the engine: id, name, file, function, status "
-        "(pending/applied/rejected/rolled_back), hashes before and after, check results."
+        "(pending/applied/rejected/rolled_back), the check command each records (argv and "
+        "command_line), hashes before and after, check results, the approval digest. diff: "
+        "also each change as a unified diff (read it before approving)."
     )
-    async def list_code_improvements() -> list[dict[str, Any]]:
+    async def list_code_improvements(diff: bool = False) -> list[dict[str, Any]]:
+        from selfimprove.engine import command_line, record_digest, unified_diff
+
         with _engine(integration) as e:
             recs = e.list_improvements()
-        return [_without_contents(r) for r in recs]
+        return [
+            {
+                **_without_contents(r),
+                "command_line": command_line(r.check_command),
+                "digest": record_digest(r),
+                **({"diff": unified_diff(r)} if diff else {}),
+            }
+            for r in recs
+        ]
 
 
-def _register_code_approval(tools: _Tools, integration: ImprovementService) -> None:
-    """Seed 002's code-change decisions: approve, reject, roll back (all write)."""
+def _register_code_approval(
+    tools: _Tools, integration: ImprovementService, code: dict[str, Any]
+) -> None:
+    """Seed 002's code-change decisions: approve, reject, roll back (all write), configured
+    with ``code`` (root and check command), never with what the ledger records."""
+    from selfimprove.engine import command_line
 
     @tools.tool(
-        "applies a pending code improvement to its file: the check command runs before "
-        "and after; a failing check restores the file and rejects the change. "
-        "improvement_id: from list_code_improvements.",
+        "applies a pending code improvement to its file. Only this server's check command "
+        f"runs, before and after: `{command_line(code['check_command'])}`, in "
+        f"{str(code['root'])!r}; a proposal that records another command or root, or was "
+        "altered in the database, is refused before anything runs. A failing check restores "
+        "the file and rejects the change. improvement_id: from list_code_improvements. "
+        "digest: optional, at least 12 hex digits of the digest list_code_improvements "
+        "showed; only a change with that digest is approved.",
         writes=True,
     )
-    async def approve_code_improvement(improvement_id: int) -> dict[str, Any]:
-        with _engine(integration) as e:
-            rec = e.store.get_code_improvement(improvement_id)
-            e.root = Path(rec.root)
-            out = e.approve_improvement(improvement_id, actor="mcp")
-        return _without_contents(out)
+    async def approve_code_improvement(improvement_id: int, digest: str = "") -> dict[str, Any]:
+        with _engine(integration, **code) as e:
+            plan = e.plan_approval(improvement_id, digest or None)
+            out = e.approve_improvement(improvement_id, actor="mcp", expected_digest=plan.digest)
+        return {**_without_contents(out), "command_line": plan.command_line, "digest": plan.digest}
 
     @tools.tool(
         "rejects a pending code improvement (its file is never touched). reason: why.",
@@ -304,13 +337,12 @@ def _register_code_approval(tools: _Tools, integration: ImprovementService) -> N
 
     @tools.tool(
         "restores the exact bytes a file had before an applied code improvement (refused "
-        "if the file was edited since).",
+        "if the file was edited since, if it was recorded under another root than this "
+        "server's, or if its row was altered in the database).",
         writes=True,
     )
     async def rollback_code_improvement(improvement_id: int) -> dict[str, Any]:
-        with _engine(integration) as e:
-            rec = e.store.get_code_improvement(improvement_id)
-            e.root = Path(rec.root)
+        with _engine(integration, **code) as e:
             out = e.rollback_improvement(improvement_id, actor="mcp")
         return _without_contents(out)
 
@@ -355,6 +387,8 @@ def register_tools(
     *,
     read_only: bool = False,
     allow_code_approval: bool = False,
+    code_root: str | os.PathLike[str] | None = None,
+    check_command: str | Sequence[str] | None = None,
 ) -> list[str]:
     """Register the integration's tools and resources on an ``MCPServer``.
 
@@ -364,6 +398,10 @@ def register_tools(
         read_only: Register only the tools that read (resources are always read-only).
         allow_code_approval: Also register the engine's code-approval tools (they write, so
             ``read_only`` drops them too).
+        code_root: The only folder code approval may change, where its check runs (default:
+            the working folder).
+        check_command: The only check command code approval runs (default: none); a proposal
+            that records another one is refused.
 
     Returns:
         The names of the tools registered, in registration order.
@@ -373,7 +411,7 @@ def register_tools(
     _register_writes(tools, integration)
     _register_engine_reads(tools, integration)
     if allow_code_approval:
-        _register_code_approval(tools, integration)
+        _register_code_approval(tools, integration, _code_settings(code_root, check_command))
     _register_resources(server, integration)
     return tools.names
 
@@ -383,8 +421,12 @@ def build_server(
     *,
     read_only: bool = False,
     allow_code_approval: bool = False,
+    code_root: str | os.PathLike[str] | None = None,
+    check_command: str | Sequence[str] | None = None,
 ) -> Any:
     """A new ``MCPServer`` named ``selfimprove`` with every tool and resource registered.
+
+    ``allow_code_approval``, ``code_root`` and ``check_command``: see :func:`register_tools`.
 
     The server's lifespan initialises the integration (built-in models into an empty store;
     the loop only if ``auto_start``) and shuts it down when the server stops.
@@ -403,6 +445,11 @@ def build_server(
         "selfimprove", instructions=INSTRUCTIONS, log_level="WARNING", lifespan=lifespan
     )
     register_tools(
-        server, integration, read_only=read_only, allow_code_approval=allow_code_approval
+        server,
+        integration,
+        read_only=read_only,
+        allow_code_approval=allow_code_approval,
+        code_root=code_root,
+        check_command=check_command,
     )
     return server

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -81,29 +82,47 @@ def test_listing_commands(home: Path, ledger: dict[str, int]) -> None:
     assert a["learning_quality_score"] == pytest.approx(0.6) and a["grade"] == "C"
 
 
-def test_approve_reject_rollback(home: Path, project: Path, ledger: dict[str, int]) -> None:
+def _code(project: Path, check_argv: list[str]) -> tuple[str, ...]:
+    """The root and check command approval is configured with."""
+    return ("--root", str(project), "--check-command", shlex.join(check_argv))
+
+
+def test_approve_reject_rollback(
+    home: Path, project: Path, check_argv: list[str], ledger: dict[str, int]
+) -> None:
     mod = project / "mod.py"
-    code, out, _ = run("approve", str(ledger["good"]), "--home", str(home), "--actor", "carol")
+    code, out, _ = run(
+        "approve", str(ledger["good"]), "--home", str(home), "--actor", "carol",
+        *_code(project, check_argv),
+    )  # fmt: skip
     assert code == 0 and "applied" in out, out
+    # what would run and be written was said first
+    assert out.index("check command:") < out.index("applied")
+    assert shlex.join(check_argv) in out and str(mod) in out
     assert b"return n * n" in mod.read_bytes()
 
     # the second proposal was made against the old file: refused, nothing changed
     db = home / "selfimprove.db"
     before = _dump(db)
-    code, _, err = run("approve", str(ledger["bad"]), "--home", str(home))
+    code, _, err = run(
+        "approve", str(ledger["bad"]), "--home", str(home), *_code(project, check_argv)
+    )
     assert code == 2 and err.startswith("error:") and "has changed since" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert _dump(db) == before
     code, out, _ = run("reject", str(ledger["bad"]), "--home", str(home), "--reason", "stale")
     assert code == 0 and "rejected" in out
 
-    code, out, _ = run("rollback", str(ledger["good"]), "--home", str(home))
+    code, out, _ = run("rollback", str(ledger["good"]), "--home", str(home), "--root", str(project))
     assert code == 0 and "rolled_back" in out
     assert mod.read_bytes() == SLOW_MODULE
 
     with SelfImprovementEngine(home=home) as e:
         trail = [(a.action, a.actor) for a in e.get_audit_trail(ledger["good"])]
     assert trail[1:3] == [("written", "carol"), ("applied", "carol")]
+    applied = e.get_audit_trail(ledger["good"])[2].details
+    assert applied["command"] == check_argv and applied["root"] == str(project)
+    assert applied["digest"] == e.get_audit_trail(ledger["good"])[0].details["approval_sha256"]
 
 
 def test_approve_exits_1_when_the_check_rejects_the_change(
@@ -111,7 +130,7 @@ def test_approve_exits_1_when_the_check_rejects_the_change(
 ) -> None:
     with SelfImprovementEngine(home=home, root=project, check_command=check_argv) as e:
         bad = e.apply_improvement("add", "mod.py", "f", BROKEN_F)
-    code, out, _ = run("approve", str(bad.id), "--home", str(home))
+    code, out, _ = run("approve", str(bad.id), "--home", str(home), *_code(project, check_argv))
     assert code == 1 and "rejected" in out and "check command failed" in out
     assert (project / "mod.py").read_bytes() == SLOW_MODULE
 
@@ -143,6 +162,7 @@ def test_errors_are_one_line_exit_2_and_change_nothing(
         "weaknesses",
         "experiments",
         "improvements",
+        "show",
         "approve",
         "reject",
         "rollback",
@@ -173,3 +193,71 @@ def test_the_engine_is_mounted_in_the_main_cli(home: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "learning quality 0.000 → grade D" in proc.stdout
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``selfimprove engine ARGS`` in a real process (the environment's SELFIMPROVE_DB kept)."""
+    return subprocess.run(
+        [sys.executable, "-m", "selfimprove", "engine", *args],
+        env={**os.environ, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_improvements_show_the_command_the_file_and_the_diff(
+    home: Path, project: Path, check_argv: list[str], ledger: dict[str, int]
+) -> None:
+    good, mod = ledger["good"], str((project / "mod.py").resolve())
+    listed = cli("improvements", "--home", str(home), "--json", "--diff")
+    assert listed.returncode == 0, listed.stderr
+    [row, _] = json.loads(listed.stdout)["code"]
+    assert row["command_line"] == shlex.join(check_argv) and row["check_command"] == check_argv
+    assert row["file_path"] == mod and row["function_name"] == "f"
+    assert "+    return n * n" in row["diff"]
+    table = cli("improvements", "--home", str(home), "--diff")
+    assert table.returncode == 0, table.stderr
+    assert "check command" in table.stdout and "mod.py" in table.stdout
+    assert "-    for _ in range(n):" in table.stdout and "+    return n * n" in table.stdout
+    shown = cli("show", str(good), "--home", str(home))
+    assert shown.returncode == 0, shown.stderr
+    assert f"check command: {shlex.join(check_argv)}\n" in shown.stdout
+    assert f"file: {mod}\n" in shown.stdout and "(as pinned at proposal)" in shown.stdout
+    assert "--- a/mod.py\n+++ b/mod.py\n" in shown.stdout and "+    return n * n" in shown.stdout
+
+
+def test_cli_approval_refuses_a_row_altered_in_the_database(
+    home: Path, project: Path, tmp_path: Path, check_argv: list[str], ledger: dict[str, int]
+) -> None:
+    marker = tmp_path / "ran"
+    evil = [sys.executable, "-c", f"open({str(marker)!r}, 'w').write('ran')"]
+    good, db = ledger["good"], home / "selfimprove.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "UPDATE code_improvements SET check_command = ? WHERE id = ?", (json.dumps(evil), good)
+        )
+    before = _dump(db)
+    # the command that runs is the one given here, so the altered row is refused
+    proc = cli("approve", str(good), "--home", str(home), *_code(project, check_argv))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
+    assert f"records the check command `{shlex.join(evil)}`" in proc.stderr
+    assert f"configured to run `{shlex.join(check_argv)}`" in proc.stderr
+    # and given that very command, the row no longer matches what was proposed
+    proc = cli("approve", str(good), "--home", str(home), *_code(project, evil))
+    assert proc.returncode == 2 and "altered in the database" in proc.stderr, proc.stderr
+    shown = cli("show", str(good), "--home", str(home))
+    assert "ALTERED since proposal" in shown.stdout, shown.stdout
+    assert not marker.exists()
+    assert (project / "mod.py").read_bytes() == SLOW_MODULE and _dump(db) == before
+
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "UPDATE code_improvements SET check_command = ?, root = '/' WHERE id = ?",
+            (json.dumps(check_argv), good),
+        )
+    before = _dump(db)
+    proc = cli("approve", str(good), "--home", str(home), *_code(project, check_argv))
+    assert proc.returncode == 2 and "records the root '/'" in proc.stderr, proc.stderr
+    assert (project / "mod.py").read_bytes() == SLOW_MODULE and _dump(db) == before

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import shlex
+import sys
+from hashlib import sha256
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from selfimprove.engine import SelfImprovementEngine
+from selfimprove.engine._approval import command_refusal, digest_refusal, root_refusal
 from selfimprove.errors import CodePatchError
 from selfimprove.store import CodeImprovementStatus
 
@@ -15,7 +21,7 @@ from .conftest import BROKEN_F, FAST_F, SLOW_MODULE
 
 
 def _engine(
-    home: Path, project: Path, check: list[str], repeats: int = 1, **kw: object
+    home: Path, project: Path, check: list[str], repeats: int = 1, **kw: Any
 ) -> SelfImprovementEngine:
     return SelfImprovementEngine(
         home=home, root=project, check_command=check, check_repeats=repeats, actor="alice", **kw
@@ -157,3 +163,136 @@ def test_a_check_that_fails_before_the_change_blocks_approval(home: Path, projec
             engine.approve_improvement(rec.id)
         assert (project / "mod.py").read_bytes() == SLOW_MODULE
         assert engine.store.get_code_improvement(rec.id).status is CodeImprovementStatus.PENDING
+
+
+# ---------------------------------------------------------------------- a ledger not trusted
+_ROWS = sa.table(
+    "code_improvements",
+    sa.column("id", sa.Integer),
+    sa.column("check_command", sa.JSON),
+    sa.column("root", sa.Text),
+    sa.column("file_path", sa.Text),
+    sa.column("patched_content", sa.LargeBinary),
+    sa.column("sha256_after", sa.String),
+)
+
+
+def tamper(engine: SelfImprovementEngine, improvement_id: int, **values: object) -> None:
+    """Alter a code improvement's row behind the engine, as anyone who can write the database."""
+    with engine.store.engine.begin() as conn:
+        conn.execute(sa.update(_ROWS).where(_ROWS.c.id == improvement_id).values(**values))
+
+
+def _marker_argv(marker: Path) -> list[str]:
+    """A command that leaves ``marker`` behind if it ever runs."""
+    return [sys.executable, "-c", f"open({str(marker)!r}, 'w').write('ran')"]
+
+
+def _untouched(engine: SelfImprovementEngine, rec_id: int, project: Path) -> None:
+    assert (project / "mod.py").read_bytes() == SLOW_MODULE
+    assert engine.store.get_code_improvement(rec_id).status is CodeImprovementStatus.PENDING
+    assert [a.action for a in engine.get_audit_trail(rec_id)] == ["proposed"]
+
+
+def test_a_check_command_altered_in_the_database_never_runs(
+    home: Path, project: Path, tmp_path: Path, check_argv: list[str]
+) -> None:
+    marker = tmp_path / "ran"
+    with _engine(home, project, check_argv) as engine:
+        rec = engine.apply_improvement("multiply", "mod.py", "f", FAST_F)
+        tamper(engine, rec.id, check_command=_marker_argv(marker))
+        with pytest.raises(CodePatchError, match="records the check command") as refused:
+            engine.approve_improvement(rec.id)
+        message = str(refused.value)
+        assert "\n" not in message and shlex.join(check_argv) in message
+        assert shlex.join(_marker_argv(marker)) in message
+        _untouched(engine, rec.id, project)
+    # configured with that very command, the engine still sees that the row was altered
+    with _engine(home, project, _marker_argv(marker)) as engine:
+        with pytest.raises(CodePatchError, match="altered in the database since it was proposed"):
+            engine.approve_improvement(rec.id)
+        _untouched(engine, rec.id, project)
+    assert not marker.exists()
+
+
+def test_a_root_or_file_altered_in_the_database_is_refused(
+    home: Path, project: Path, tmp_path: Path, check_argv: list[str]
+) -> None:
+    outside = tmp_path / "outside.py"
+    outside.write_bytes(SLOW_MODULE)
+    with _engine(home, project, check_argv) as engine:
+        rec = engine.apply_improvement("multiply", "mod.py", "f", FAST_F)
+        tamper(engine, rec.id, root="/")
+        with pytest.raises(CodePatchError, match="records the root '/', but this engine's root"):
+            engine.approve_improvement(rec.id)
+        tamper(engine, rec.id, root=str(project), file_path=str(outside))
+        with pytest.raises(CodePatchError, match="outside the allowed root"):
+            engine.approve_improvement(rec.id)
+        tamper(engine, rec.id, file_path=str(project / "mod.py"))
+        # the patched bytes replaced, their hash too: the digest pinned at proposal differs
+        evil = SLOW_MODULE + b"import os\n"
+        tamper(engine, rec.id, patched_content=evil, sha256_after=sha256(evil).hexdigest())
+        with pytest.raises(CodePatchError, match="altered in the database"):
+            engine.plan_approval(rec.id)
+        _untouched(engine, rec.id, project)
+    assert outside.read_bytes() == SLOW_MODULE
+
+
+def test_rollback_refuses_another_root_and_altered_bytes(
+    home: Path, project: Path, check_argv: list[str]
+) -> None:
+    mod = project / "mod.py"
+    with _engine(home, project, check_argv) as engine:
+        rec = engine.approve_improvement(
+            engine.apply_improvement("multiply", "mod.py", "f", FAST_F).id
+        )
+        patched = mod.read_bytes()
+        tamper(engine, rec.id, root="/")
+        with pytest.raises(CodePatchError, match="records the root '/'"):
+            engine.rollback_improvement(rec.id)
+        tamper(engine, rec.id, root=str(project))
+        with (
+            _engine(home, project.parent, check_argv) as elsewhere,
+            pytest.raises(CodePatchError, match="but this engine's root is"),
+        ):
+            elsewhere.rollback_improvement(rec.id)
+        assert mod.read_bytes() == patched
+        assert engine.store.get_code_improvement(rec.id).status is CodeImprovementStatus.APPLIED
+        assert engine.rollback_improvement(rec.id).status is CodeImprovementStatus.ROLLED_BACK
+
+
+def test_approval_pins_the_digest_shown_and_audits_what_ran(
+    home: Path, project: Path, check_argv: list[str]
+) -> None:
+    with _engine(home, project, check_argv) as engine:
+        rec = engine.apply_improvement("multiply", "mod.py", "f", FAST_F)
+        plan = engine.plan_approval(rec.id)
+        assert plan.command == tuple(check_argv) and plan.root == project.resolve()
+        assert plan.file_path == (project / "mod.py").resolve()
+        assert "-    for _ in range(n):" in plan.diff and "+    return n * n" in plan.diff
+        assert plan.digest == engine.get_audit_trail(rec.id)[0].details["approval_sha256"]
+        with pytest.raises(CodePatchError, match="not the 'beef"):
+            engine.approve_improvement(rec.id, expected_digest="beef" * 4)
+        with pytest.raises(CodePatchError, match="at least 12 hex digits"):
+            engine.approve_improvement(rec.id, expected_digest=plan.digest[:6])
+        _untouched(engine, rec.id, project)
+        out = engine.approve_improvement(rec.id, expected_digest=plan.digest[:16].upper())
+        assert out.status is CodeImprovementStatus.APPLIED
+        applied = engine.get_audit_trail(rec.id)[-1]
+        assert applied.action == "applied"
+        assert applied.details["command"] == check_argv
+        assert applied.details["root"] == str(project.resolve())
+        assert applied.details["digest"] == plan.digest
+
+
+def test_each_refusal_is_a_pure_decision_with_its_reason() -> None:
+    assert command_refusal(1, ["pytest", "-q"], ["pytest", "-q"]) is None
+    why = command_refusal(1, ["sh", "-c", "id > /tmp/x"], ["pytest", "-q"])
+    assert why is not None and "`sh -c 'id > /tmp/x'`" in why and "`pytest -q`" in why
+    assert "(no check command)" in str(command_refusal(1, [], ["pytest"]))
+    assert root_refusal(1, "/srv/p/../p", Path("/srv/p")) is None
+    assert "records the root '/'" in str(root_refusal(1, "/", Path("/srv/p")))
+    assert digest_refusal(1, "ab" * 32, "ab" * 32) is None
+    assert "no approval digest pinned" in str(digest_refusal(1, "ab" * 32, None))
+    assert "altered in the database" in str(digest_refusal(1, "ab" * 32, "cd" * 32))
+    assert digest_refusal(1, "ab" * 32, "ab" * 32, "ABABABABABAB") is None

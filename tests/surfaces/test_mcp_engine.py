@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,8 @@ def test_engine_tools_and_code_approval(tmp_path: Path) -> None:
     home, root = tmp_path / "home", tmp_path / "project"
     root.mkdir()
     (root / "mod.py").write_bytes(SLOW_MODULE)
-    with SelfImprovementEngine(
-        home=home, root=root, check_command=[sys.executable, "-c", CHECK]
-    ) as e:
+    check = [sys.executable, "-c", CHECK]
+    with SelfImprovementEngine(home=home, root=root, check_command=check) as e:
         e.register_capability("lat", "performance", target=2.0, unit="s", direction="minimize")
         e.measure_capability("lat", 10.0)
         e.analyze_weaknesses()
@@ -44,7 +44,7 @@ def test_engine_tools_and_code_approval(tmp_path: Path) -> None:
 
     async def session(allow: bool) -> dict[str, Any]:
         integ = SelfImprovementIntegration(config=cfg, home=home)
-        server = build_server(integ, allow_code_approval=allow)
+        server = build_server(integ, allow_code_approval=allow, code_root=root, check_command=check)
         async with Client(server) as client:
             tools = {t.name: t for t in (await client.list_tools()).tools}
             out: dict[str, Any] = {"tools": tools}
@@ -131,3 +131,52 @@ def test_engine_tools_and_dashboard_work_over_the_systems_own_store(
     assert all(e.store is store for e in constructed.engines)
     assert constructed.stores == []  # no second store, so no second connection pool
     assert out["pool_in_session"] is pool  # and no engine closed the store it was given
+
+
+def test_code_approval_over_mcp_runs_only_the_servers_command(tmp_path: Path) -> None:
+    from mcp import Client
+
+    home, root, marker = tmp_path / "home", tmp_path / "project", tmp_path / "ran"
+    root.mkdir()
+    (root / "mod.py").write_bytes(SLOW_MODULE)
+    check = [sys.executable, "-c", CHECK]
+    evil = [sys.executable, "-c", f"open({str(marker)!r}, 'w').write('ran')"]
+    with SelfImprovementEngine(home=home, root=root, check_command=check) as e:
+        altered = e.apply_improvement("multiply", "mod.py", "f", FAST_F)
+        moved = e.apply_improvement("multiply again", "mod.py", "f", FAST_F)
+        with e.store.engine.begin() as conn:  # as anyone who can write the database could
+            conn.exec_driver_sql(
+                "UPDATE code_improvements SET check_command = ? WHERE id = ?",
+                (json.dumps(evil), altered.id),
+            )
+            conn.exec_driver_sql(
+                "UPDATE code_improvements SET root = '/' WHERE id = ?", (moved.id,)
+            )
+    integ = SelfImprovementIntegration(config=SelfImprovementConfig(auto_start=False), home=home)
+    server = build_server(integ, allow_code_approval=True, code_root=root, check_command=check)
+
+    async def session() -> dict[str, Any]:
+        async with Client(server) as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            return {
+                "description": tools["approve_code_improvement"].description,
+                "listed": _payload(
+                    await client.call_tool("list_code_improvements", {"diff": True})
+                ),
+                "altered": await client.call_tool(
+                    "approve_code_improvement", {"improvement_id": altered.id}
+                ),
+                "moved": await client.call_tool(
+                    "approve_code_improvement", {"improvement_id": moved.id}
+                ),
+            }
+
+    out = asyncio.run(session())
+    assert shlex.join(check) in out["description"]
+    first = out["listed"][0]
+    assert first["command_line"] == shlex.join(evil) and "+    return n * n" in first["diff"]
+    assert out["altered"].is_error and "records the check command" in out["altered"].content[0].text
+    assert out["moved"].is_error and "records the root '/'" in out["moved"].content[0].text
+    assert not marker.exists() and (root / "mod.py").read_bytes() == SLOW_MODULE
+    with SelfImprovementEngine(home=home) as e:
+        assert {r.status.value for r in e.list_improvements()} == {"pending"}

@@ -478,6 +478,22 @@ def mcp(
         bool,
         typer.Option("--allow-code-approval", help="Also serve code-improvement approval tools."),
     ] = False,
+    code_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--code-root",
+            help="With --allow-code-approval: the only folder code approval may change, where "
+            "its check runs (default: the working folder).",
+        ),
+    ] = None,
+    check_command: Annotated[
+        str | None,
+        typer.Option(
+            "--check-command",
+            help="With --allow-code-approval: the only check command approval runs (default: "
+            "none); a proposal recording another one is refused.",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Base seed.")] = 0,
     home: HomeOpt = None,
 ) -> None:
@@ -499,7 +515,13 @@ def mcp(
         seed=seed,
         read_only=read_only,
     )
-    server = build_server(integration, read_only=read_only, allow_code_approval=allow_code_approval)
+    server = build_server(
+        integration,
+        read_only=read_only,
+        allow_code_approval=allow_code_approval,
+        code_root=code_root,
+        check_command=check_command,
+    )
     if transport == "stdio":
         server.run("stdio")
     else:

@@ -1,9 +1,11 @@
 """``selfimprove engine …``: the Self-Improvement Engine from the command line (typer + rich).
 
-Commands: ``capabilities``, ``weaknesses``, ``experiments``, ``improvements``, ``approve ID``,
-``reject ID``, ``rollback ID``, ``assess``. Each takes ``--home`` and ``--json``; every error a
-user can cause is one line on stderr and exit code 2, with nothing changed. Only this module
-(and :mod:`selfimprove.surfaces.cli.app`, which mounts it) prints.
+Commands: ``capabilities``, ``weaknesses``, ``experiments``, ``improvements``, ``show ID``,
+``approve ID``, ``reject ID``, ``rollback ID``, ``assess``. Each takes ``--home`` and
+``--json``; every error a user can cause is one line on stderr and exit code 2, with nothing
+changed. Approval runs only the check command and root given here (``--check-command``,
+``--root``), never the ones in the ledger. Only this module (and
+:mod:`selfimprove.surfaces.cli.app`, which mounts it) prints.
 """
 
 from __future__ import annotations
@@ -18,8 +20,16 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from selfimprove.engine import SelfImprovementEngine
+from selfimprove.engine import (
+    ApprovalPlan,
+    SelfImprovementEngine,
+    command_line,
+    pinned_digest,
+    record_digest,
+    unified_diff,
+)
 from selfimprove.errors import SelfImproveError
 from selfimprove.store import CodeImprovementRecord, CodeImprovementStatus, Decision
 from selfimprove.surfaces.cli.common import (
@@ -53,7 +63,27 @@ RootOpt = Annotated[
     Path | None,
     typer.Option(
         "--root",
-        help="Folder code changes are confined to (default: the one recorded at proposal).",
+        help=(
+            "Folder code changes are confined to and the check runs in (default: the working "
+            "folder); a proposal recorded under another root is refused."
+        ),
+    ),
+]
+CheckOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--check-command",
+        help=(
+            "The check run before and after the change, split like a shell would (no shell "
+            "runs; default: none); a proposal recorded with another command is refused."
+        ),
+    ),
+]
+DigestOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--digest",
+        help="Approve only if the improvement's digest starts with this (from `show`, >= 12 hex).",
     ),
 ]
 
@@ -99,8 +129,21 @@ def _gap(value: float | None) -> str:
     return "∞" if not math.isfinite(value) else f"{value:.1%}"
 
 
-def _engine(home: Path | None) -> SelfImprovementEngine:
-    return SelfImprovementEngine(home=home)
+def _engine(home: Path | None, **code: Any) -> SelfImprovementEngine:
+    return SelfImprovementEngine(home=home, **code)
+
+
+def _code_engine(
+    home: Path | None, root: Path | None, check_command: str | None = None, timeout: float = 300.0
+) -> SelfImprovementEngine:
+    """The engine configured with what approval and rollback may use: this root (default: the
+    working folder) and this check command, never the ones recorded in the ledger."""
+    return _engine(
+        home,
+        root=root if root is not None else Path.cwd(),
+        check_command=check_command,
+        check_timeout_s=timeout,
+    )
 
 
 @engine_app.command()
@@ -251,12 +294,18 @@ def improvements(
             "--status", help=f"Only: {', '.join(s.value for s in CodeImprovementStatus)}."
         ),
     ] = None,
+    show_diff: Annotated[
+        bool, typer.Option("--diff", help="Also print each code improvement's unified diff.")
+    ] = False,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Code improvements (approve / reject / roll back by id) and the models' promotions.
 
-    Example: selfimprove engine improvements --status pending
+    Each code improvement shows the file, the function and the check command it records;
+    --diff (or `show ID`) prints the change itself.
+
+    Example: selfimprove engine improvements --status pending --diff
     """
     if status is not None and status not in {s.value for s in CodeImprovementStatus}:
         raise SelfImproveError(
@@ -276,10 +325,7 @@ def improvements(
         )
         names = {m.id: m.name for m in engine.store.list_models()}
     if as_json:
-        rows = [
-            {k: v for k, v in _plain(r).items() if k not in ("original_content", "patched_content")}
-            for r in code
-        ]
+        rows = [_code_row(r, show_diff) for r in code]
         _json({"code": rows, "model_promotions": promotions})
         return
     if not code and not promotions:
@@ -290,6 +336,7 @@ def improvements(
         for col in ("id", "status", "name", "function", "sha256 before → after", "by", "effect"):
             table.add_column(col, no_wrap=col in ("id", "status"))
         table.add_column("file", overflow="fold")
+        table.add_column("check command", overflow="fold")
         for r in code:
             perf = r.performance
             effect = (
@@ -300,14 +347,18 @@ def improvements(
             table.add_row(
                 str(r.id),
                 r.status.value,
-                r.name,
+                Text(r.name),
                 r.function_name,
                 f"{r.sha256_before[:10]} → {r.sha256_after[:10]}",
                 r.decided_by or r.requested_by,
                 effect,
-                r.file_path,
+                Text(r.file_path),
+                Text(command_line(r.check_command)),
             )
         out.print(table)
+        for r in code if show_diff else []:
+            out.print(f"improvement {r.id}: {r.function_name} in", Text(r.file_path))
+            out.print(Text(unified_diff(r).rstrip("\n")), soft_wrap=True)
     if promotions:
         table = Table(title="Model promotions (roll back with `selfimprove rollback MODEL`)")
         for col in ("experiment", "model", "strategy", "objective", "gain", "when"):
@@ -324,9 +375,69 @@ def improvements(
         out.print(table)
 
 
-def _with_root(engine: SelfImprovementEngine, improvement_id: int, root: Path | None) -> None:
-    rec = engine.store.get_code_improvement(improvement_id)
-    engine.root = Path(root if root is not None else rec.root).expanduser().resolve()
+def _code_row(rec: CodeImprovementRecord, with_diff: bool) -> dict[str, Any]:
+    """A code improvement as JSON: no file contents; the command line, the diff if asked."""
+    row = {k: v for k, v in _plain(rec).items() if not k.endswith("_content")}
+    row["command_line"] = command_line(rec.check_command)
+    if with_diff:
+        row["diff"] = unified_diff(rec)
+    return row
+
+
+def _digest_state(engine: SelfImprovementEngine, rec: CodeImprovementRecord) -> tuple[str, str]:
+    """The improvement's digest now, and whether it matches the one pinned at proposal."""
+    digest, pinned = record_digest(rec), pinned_digest(engine.get_audit_trail(rec.id))
+    if pinned is None:
+        return digest, "none was pinned at proposal: it cannot be approved"
+    if digest != pinned:
+        return digest, f"ALTERED since proposal (pinned {pinned}): it cannot be approved"
+    return digest, "as pinned at proposal"
+
+
+@engine_app.command()
+@handle_errors
+def show(
+    improvement_id: Annotated[int, typer.Argument(min=1, max=MAX_ID, help="A code improvement.")],
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One code improvement in full: file, function, root, check command, digest and diff.
+
+    Read it before approving: approval writes exactly this diff and runs only the check
+    command it is given (pass the digest shown with approve --digest to pin what you read).
+
+    Example: selfimprove engine show 3
+    """
+    with _engine(home) as engine:
+        rec = engine.store.get_code_improvement(improvement_id)
+        digest, state = _digest_state(engine, rec)
+    if as_json:
+        _json({**_code_row(rec, True), "digest": digest, "digest_state": state})
+        return
+    out.print(Text(f"improvement {rec.id} ({rec.name}): {rec.status.value}"))
+    for label, value in (
+        ("file", rec.file_path),
+        ("function", rec.function_name),
+        ("root", rec.root),
+        ("check command", command_line(rec.check_command)),
+        ("proposed by", rec.requested_by),
+        ("digest", f"{digest} ({state})"),
+    ):
+        out.print(Text(f"{label}: {value}"), soft_wrap=True)
+    out.print(Text(unified_diff(rec).rstrip("\n")), soft_wrap=True)
+
+
+def _announce(plan: ApprovalPlan, as_json: bool) -> None:
+    """Say what approval will run and write, before it does (stderr when stdout is JSON)."""
+    console = err if as_json else out
+    console.print(
+        Text(
+            f"improvement {plan.improvement_id} ({plan.name}): will write {plan.function_name} "
+            f"in {plan.file_path}\ncheck command: {plan.command_line} (in {plan.root}, before "
+            f"and after)\ndigest: {plan.digest}"
+        ),
+        soft_wrap=True,
+    )
 
 
 @engine_app.command()
@@ -337,6 +448,8 @@ def approve(
     ],
     actor: ActorOpt = None,
     root: RootOpt = None,
+    check_command: CheckOpt = None,
+    digest: DigestOpt = None,
     timeout: Annotated[
         float, typer.Option("--timeout", min=1.0, help="Seconds allowed to each check run.")
     ] = 300.0,
@@ -345,20 +458,24 @@ def approve(
 ) -> None:
     """Apply a pending code improvement: check before, write, check after, keep or restore.
 
+    Only --check-command runs, in --root (default: the working folder); a proposal recorded
+    with another command or root, or altered in the database since, is refused before
+    anything runs. What will run and be written is printed first.
+
     Exit code 0 when applied, 1 when the check command failed after the change (the file was
     restored and the improvement rejected), 2 when it was refused with nothing changed.
 
-    Example: selfimprove engine approve 3 --actor alice
+    Example: selfimprove engine approve 3 --root . --check-command "python -m pytest -q"
     """
-    with _engine(home) as engine:
-        _with_root(engine, improvement_id, root)
-        engine.check_timeout_s = timeout
+    with _code_engine(home, root, check_command, timeout) as engine:
+        plan = engine.plan_approval(improvement_id, digest)
+        _announce(plan, as_json)
         with err.status(f"checking and applying improvement {improvement_id}…"):
-            rec = engine.approve_improvement(improvement_id, actor)
+            rec = engine.approve_improvement(improvement_id, actor, expected_digest=plan.digest)
     if as_json:
         _json({k: v for k, v in _plain(rec).items() if not k.endswith("_content")})
     else:
-        out.print(_improvement_line(rec))
+        out.print(Text(_improvement_line(rec)))
         if rec.performance:
             p = rec.performance
             out.print(
@@ -392,7 +509,7 @@ def reject(
     if as_json:
         _json({k: v for k, v in _plain(rec).items() if not k.endswith("_content")})
         return
-    out.print(_improvement_line(rec))
+    out.print(Text(_improvement_line(rec)))
 
 
 @engine_app.command()
@@ -409,17 +526,18 @@ def rollback(
 ) -> None:
     """Restore the exact bytes a file had before an applied improvement (hash verified).
 
-    Refused, with nothing changed, when the file was edited since the improvement was applied.
+    Refused, with nothing changed, when the file was edited since the improvement was applied,
+    when it was recorded under another root than --root (default: the working folder), or when
+    its row was altered in the database.
 
-    Example: selfimprove engine rollback 3 --reason "slower under load"
+    Example: selfimprove engine rollback 3 --root . --reason "slower under load"
     """
-    with _engine(home) as engine:
-        _with_root(engine, improvement_id, root)
+    with _code_engine(home, root) as engine:
         rec = engine.rollback_improvement(improvement_id, actor, reason)
     if as_json:
         _json({k: v for k, v in _plain(rec).items() if not k.endswith("_content")})
         return
-    out.print(_improvement_line(rec))
+    out.print(Text(_improvement_line(rec)))
 
 
 @engine_app.command()
