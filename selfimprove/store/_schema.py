@@ -30,7 +30,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 # 2: state, cycle_metrics; 3: meta_learnings; 4: the engine's weaknesses, code_improvements,
 # audit_trail, improvement_history, improvement_measurements, and the columns
 # experiments.weakness_id, experiments.expected_improvement, meta_learnings.times_validated;
-# 5: models.last_version, experiments.owner and heartbeat_at, experiments.seed as BIGINT.
+# 5: models.last_version, experiments.owner and heartbeat_at, experiments.seed and
+# versions.size_bytes as BIGINT.
 # Each version is one Alembic revision in ``migrations/versions``: a change here needs one.
 SCHEMA_VERSION = 5
 
@@ -91,7 +92,8 @@ class VersionRow(Base):
     checkpoint_path: Mapped[str | None] = mapped_column(Text, nullable=True)
     manifest_path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
-    size_bytes: Mapped[int] = mapped_column(Integer)
+    # BIGINT (schema 5): a checkpoint of 2 GiB or more overflows PostgreSQL's 32-bit INTEGER.
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     retired_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 

@@ -1,5 +1,6 @@
 """Schema 5: what many processes on one store need: a per-model version counter, an owner and
-a heartbeat on experiments, and 63-bit experiment seeds (PostgreSQL's INTEGER is 32-bit).
+a heartbeat on experiments, and 64-bit columns where 32 bits overflow on PostgreSQL (whose
+INTEGER is 32-bit): experiment seeds (63-bit) and checkpoint sizes (2 GiB and more).
 
 Revision ID: 0005
 Revises: 0004
@@ -18,8 +19,25 @@ branch_labels = None
 depends_on = None
 
 
+def _widen(table: str, column: str, *, nullable: bool) -> None:
+    """``table.column`` as BIGINT, unless it is already.
+
+    SQLite's INTEGER already holds 64 bits; batch mode rebuilds the table there so that the
+    declared type matches a new store's.
+    """
+    columns = {c["name"]: c for c in sa.inspect(op.get_bind()).get_columns(table)}
+    if not isinstance(columns[column]["type"], sa.BigInteger):
+        with op.batch_alter_table(table) as batch:
+            batch.alter_column(
+                column,
+                existing_type=sa.Integer(),
+                type_=sa.BigInteger(),
+                existing_nullable=nullable,
+            )
+
+
 def upgrade() -> None:
-    """Add the columns, count the versions already handed out, widen the seed; schema 5."""
+    """Add the columns, count the versions already handed out, widen seeds and sizes; schema 5."""
     add_column(
         "models", sa.Column("last_version", sa.Integer(), server_default="0", nullable=False)
     )
@@ -29,14 +47,8 @@ def upgrade() -> None:
     )
     add_column("experiments", sa.Column("owner", sa.String(length=256), nullable=True))
     add_column("experiments", sa.Column("heartbeat_at", sa.DateTime(), nullable=True))
-    seed = {c["name"]: c for c in sa.inspect(op.get_bind()).get_columns("experiments")}["seed"]
-    if not isinstance(seed["type"], sa.BigInteger):
-        # SQLite's INTEGER already holds 64 bits; batch mode rebuilds the table there so that
-        # the declared type matches a new store's.
-        with op.batch_alter_table("experiments") as batch:
-            batch.alter_column(
-                "seed", existing_type=sa.Integer(), type_=sa.BigInteger(), existing_nullable=True
-            )
+    _widen("experiments", "seed", nullable=True)
+    _widen("versions", "size_bytes", nullable=False)
     record_schema(5)
 
 
