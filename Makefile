@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.stamp-run
 DEV_STAMP := $(VENV)/.stamp-dev
 CHROMIUM_STAMP := $(VENV)/.stamp-chromium
+POSTGRES_STAMP := $(VENV)/.stamp-postgres
 ARGS ?=
 
 .PHONY: run test lint clean-venv
@@ -38,10 +39,27 @@ $(CHROMIUM_STAMP): | $(BIN)/python
 	fi
 	touch $@
 
+# The store's tests run on SQLite and on a throwaway PostgreSQL server (tests/_postgres.py),
+# which needs Debian's postgresql binaries (initdb, postgres); install them where we can (root
+# + apt-get; apt's output goes to $(VENV)/apt-postgresql.log), else those tests are skipped
+# with a visible reason. The driver, psycopg, comes with the package's [all] extra.
+$(POSTGRES_STAMP): | $(BIN)/python
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's postgresql for the store's tests (log: $(VENV)/apt-postgresql.log)"; \
+	    (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql) \
+	      >$(VENV)/apt-postgresql.log 2>&1 \
+	      || echo "postgresql could not be installed (see $(VENV)/apt-postgresql.log): PostgreSQL tests will be skipped"; \
+	  else \
+	    echo "postgresql is not installed (needs root and apt-get): PostgreSQL tests will be skipped"; \
+	  fi; \
+	fi
+	touch $@
+
 run: $(RUN_STAMP)
 	$(BIN)/selfimprove run $(ARGS)
 
-test: $(DEV_STAMP) $(CHROMIUM_STAMP)
+test: $(DEV_STAMP) $(CHROMIUM_STAMP) $(POSTGRES_STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q $(ARGS)
 

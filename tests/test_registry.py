@@ -10,6 +10,9 @@ from selfimprove.loop.improver import SelfImprover
 from selfimprove.store import VersionStatus
 from tests.conftest import wine_task
 
+# Every test on SQLite and on PostgreSQL (see tests/conftest.py), but the one without a store.
+pytestmark = pytest.mark.usefixtures("store_url")
+
 
 def _module(task, seed: int, params=None):  # type: ignore[no-untyped-def]
     torch.manual_seed(seed)
@@ -158,6 +161,7 @@ def test_bad_model_name_is_refused(improver: SelfImprover) -> None:
         improver.register_model("../evil", task, _module(task, 0), task.default_params())
 
 
+@pytest.mark.sqlite_only  # no store
 def test_checkpoint_bytes_are_safetensors_own_and_create_no_ctypes_types() -> None:
     import ctypes
 

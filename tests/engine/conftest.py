@@ -1,4 +1,5 @@
-"""Fixtures of the engine tests: an engine on a fresh home, and a tiny real project."""
+"""Fixtures of the engine tests: an engine on a fresh store of each backend, and a tiny real
+project."""
 
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ def check_argv() -> list[str]:
 
 
 @pytest.fixture
-def engine(home: Path) -> Iterator[SelfImprovementEngine]:
+def engine(home: Path, store_url: str | None) -> Iterator[SelfImprovementEngine]:
+    """An engine on a new store, once on each backend (see ``store_url`` in tests/conftest.py)."""
     e = SelfImprovementEngine(home=home)
     yield e
     e.close()

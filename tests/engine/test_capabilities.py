@@ -133,6 +133,7 @@ def test_analyze_sorts_by_priority_and_filters_by_impact(engine: SelfImprovement
     assert [w.id for w in engine.analyze_weaknesses(min_impact=0.7)] == [crit.id, high.id]
 
 
+@pytest.mark.usefixtures("store_url")
 def test_neural_capabilities_appear_with_validation_values_never_test(home: Path) -> None:
     # What the registry and the loop write for a model objective, through the store itself.
     store = Store(home=home)

@@ -11,6 +11,7 @@ from selfimprove.engine import SelfImprovementEngine, record_fields, same_weakne
 from selfimprove.store import Store
 
 
+@pytest.mark.usefixtures("store_url")
 def test_an_engine_given_a_store_uses_it_and_leaves_it_open(home: Path) -> None:
     store = Store(home=home)
     try:
@@ -59,6 +60,7 @@ def test_one_severity_rule_for_planner_and_engine(gap: float, level: str, impact
     assert (w.severity, w.impact) == (Severity(level), impact)
 
 
+@pytest.mark.usefixtures("store_url")
 def test_a_planner_weakness_is_stored_as_the_same_weakness(home: Path) -> None:
     with SelfImprovementEngine(home=home) as engine:
         cap = engine.register_capability(

@@ -108,6 +108,7 @@ def test_the_scan_costs_the_same_statements_at_10_and_200_capabilities(tmp_path:
     assert large["same"]["commits"] == 0  # reads only
 
 
+@pytest.mark.usefixtures("store_url")
 def test_an_unchanged_weakness_is_not_rewritten(home: Path) -> None:
     [cap] = _neural_models(home, 1)
     with SelfImprovementEngine(home=home) as engine:
@@ -141,6 +142,7 @@ def test_measuring_the_same_value_again_keeps_one_observation(
     assert moved.gap == pytest.approx(3.0)
 
 
+@pytest.mark.usefixtures("store_url")
 def test_the_scan_resolves_opens_and_leaves_alone_in_one_pass(home: Path) -> None:
     store = Store(home=home)
     model = store.add_model("digits", "pattern_recognition", "classification")

@@ -15,6 +15,9 @@ from selfimprove.store import Decision, ExperimentStatus, VersionStatus
 from selfimprove.strategies import Candidate, Cost, Strategy, StrategyContext
 from tests.conftest import wine_task
 
+# Every test on SQLite and on PostgreSQL (see tests/conftest.py), but one of two homes.
+pytestmark = pytest.mark.usefixtures("store_url")
+
 
 def _register_weak(si: SelfImprover, name: str = "wine") -> None:
     task = wine_task()
@@ -56,6 +59,7 @@ def test_measurements_form_a_time_series(improver: SelfImprover) -> None:
     assert {m.split for m in improver.store.list_measurements(cap.id)} == {"validation", "test"}
 
 
+@pytest.mark.sqlite_only  # two homes, so two stores; one SELFIMPROVE_DB would make them one
 def test_same_seed_same_decisions(tmp_path: Path, fast_config: SelfImprovementConfig) -> None:
     runs = []
     for i in range(2):

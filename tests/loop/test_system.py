@@ -245,6 +245,7 @@ def test_cross_model_distillation_false_proposes_no_teacher(tmp_path: Path) -> N
     off.close()
 
 
+@pytest.mark.usefixtures("store_url")
 def test_model_backup_disabled_prunes_replaced_incumbents(tmp_path: Path) -> None:
     s = _system(tmp_path, model_backup_enabled=False)
     _add_wine(s, "wine", epochs=1)
@@ -266,6 +267,7 @@ def test_improvement_history_size_caps_history(tmp_path: Path) -> None:
     s.close()
 
 
+@pytest.mark.usefixtures("store_url")
 def test_brain_state_survives_a_restart(tmp_path: Path) -> None:
     s = _system(tmp_path)
     _add_wine(s, "wine", epochs=1)
@@ -281,6 +283,7 @@ def test_brain_state_survives_a_restart(tmp_path: Path) -> None:
     again.close()
 
 
+@pytest.mark.usefixtures("store_url")
 def test_export_has_everything_and_caps_history(tmp_path: Path) -> None:
     import csv
     import io
@@ -475,6 +478,7 @@ def test_the_strongest_peer_is_found_once_per_task() -> None:
     assert not [w for w in find_weaknesses(peers[1], peers, rules) if w.kind == "distillation"]
 
 
+@pytest.mark.usefixtures("store_url")
 def test_the_engine_fed_each_cycle_shares_the_one_store(home: Path) -> None:
     with SelfImprovingNeuralSystem(home=home, config=SelfImprovementConfig(**FAST), seed=0) as s:
         s.improver.ensure_builtin_models()

@@ -16,6 +16,9 @@ from selfimprove.checkpoints import atomic_write
 from selfimprove.store import ExperimentStatus, Store, VersionStatus, liveness, utcnow
 from selfimprove.store._liveness import process_owner
 
+# Every test that opens a store runs on SQLite and on PostgreSQL (see tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("store_url")
+
 NOW = utcnow()
 
 
@@ -23,6 +26,7 @@ def _alive(pid: int, start_ms: int) -> bool:
     return pid == 10 and start_ms == 5
 
 
+@pytest.mark.sqlite_only  # no store
 @pytest.mark.parametrize(
     ("owner", "beat_age_s", "alive", "why"),
     [
@@ -129,6 +133,7 @@ def test_the_counter_starts_past_versions_recorded_without_it(home: Path) -> Non
     store.close()
 
 
+@pytest.mark.sqlite_only  # no store
 def test_an_exclusive_write_never_replaces_a_file(tmp_path: Path) -> None:
     path = tmp_path / "v1" / "model.safetensors"
     atomic_write(path, b"first", exclusive=True)

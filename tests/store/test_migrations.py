@@ -14,7 +14,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, inspect, text
 
 from selfimprove.errors import SchemaVersionError
 from selfimprove.store import SCHEMA_VERSION, Store
@@ -26,8 +26,9 @@ from selfimprove.store.migrations import (
     SchemaAction,
     ensure_schema,
     plan_upgrade,
+    recorded_schema,
 )
-from tests.store._sqlite import recorded, row_counts, shape, tables
+from tests.store._sqlite import recorded, row_counts, shape
 
 
 @pytest.mark.parametrize(
@@ -78,6 +79,7 @@ def test_the_revision_chain_builds_what_a_new_store_has(tmp_path: Path) -> None:
     assert recorded(chain_db) == recorded(new_db) == (str(SCHEMA_VERSION), [HEAD_REVISION])
 
 
+@pytest.mark.usefixtures("store_url")
 def test_a_store_at_the_head_is_left_alone(home: Path) -> None:
     store = Store(home=home)
     assert ensure_schema(store.engine, store.url).action is SchemaAction.NOTHING
@@ -153,8 +155,9 @@ Store(home=sys.argv[1]).close()
 """
 
 
-def test_processes_opening_one_new_store_at_once_all_succeed(tmp_path: Path) -> None:
-    home, go = tmp_path / "home", tmp_path / "go"
+@pytest.mark.usefixtures("store_url")  # PostgreSQL: its own new schema in SELFIMPROVE_DB
+def test_processes_opening_one_new_store_at_once_all_succeed(home: Path, tmp_path: Path) -> None:
+    go = tmp_path / "go"
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _OPEN_WHEN_TOLD, str(home), str(go)],
@@ -167,11 +170,13 @@ def test_processes_opening_one_new_store_at_once_all_succeed(tmp_path: Path) -> 
     go.touch()
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], [r[1].decode()[-800:] for r in results]
-    db = home / "selfimprove.db"
-    assert recorded(db) == (str(SCHEMA_VERSION), [HEAD_REVISION])
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT count(*) FROM meta").fetchone()[0] == 1
-    assert set(Base.metadata.tables) <= set(tables(db))
+    store = Store(home=home)
+    with store.engine.connect() as conn:
+        assert recorded_schema(conn) == (SCHEMA_VERSION, HEAD_REVISION)
+        assert conn.execute(text("SELECT count(*) FROM meta")).scalar() == 1
+        assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+        assert set(Base.metadata.tables) <= set(inspect(conn).get_table_names())
+    store.close()
 
 
 def test_the_revisions_ship_in_the_wheel() -> None:

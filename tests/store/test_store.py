@@ -8,16 +8,23 @@ from pathlib import Path
 import pytest
 
 from selfimprove.errors import ConfigError, NotFoundError, SchemaVersionError, StoreError
+from selfimprove.seeding import derive_seed
 from selfimprove.store import (
     SCHEMA_VERSION,
     Decision,
     ExperimentStatus,
     Store,
+    VersionStatus,
     WeaknessStatus,
     utcnow,
 )
 
+# Every test on SQLite and on PostgreSQL (see tests/conftest.py), but those that read SQLite's
+# own file or name a URL of their own.
+pytestmark = pytest.mark.usefixtures("store_url")
 
+
+@pytest.mark.sqlite_only
 def test_default_store_is_sqlite_in_home_with_wal(home: Path) -> None:
     store = Store(home=home)
     assert (home / "selfimprove.db").exists()
@@ -27,6 +34,7 @@ def test_default_store_is_sqlite_in_home_with_wal(home: Path) -> None:
     assert store.schema_version() == SCHEMA_VERSION
 
 
+@pytest.mark.sqlite_only
 def test_selfimprove_db_env_overrides_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "elsewhere.db"
     monkeypatch.setenv("SELFIMPROVE_DB", f"sqlite:///{db}")
@@ -34,6 +42,7 @@ def test_selfimprove_db_env_overrides_home(tmp_path: Path, monkeypatch: pytest.M
     assert db.exists()
 
 
+@pytest.mark.sqlite_only
 def test_newer_schema_is_refused_and_left_untouched(home: Path) -> None:
     Store(home=home).close()
     db = home / "selfimprove.db"
@@ -47,12 +56,14 @@ def test_newer_schema_is_refused_and_left_untouched(home: Path) -> None:
     assert db.read_bytes() == before
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("url", ["not a url", "nosuchdialect://x/y"])
 def test_malformed_url_is_a_config_error(url: str, home: Path) -> None:
     with pytest.raises(ConfigError, match="database URL"):
         Store(url, home=home)
 
 
+@pytest.mark.sqlite_only
 def test_unreachable_postgres_is_a_store_error(home: Path) -> None:
     with pytest.raises(StoreError, match="cannot open database"):
         Store("postgresql://nobody:secret@127.0.0.1:1/none", home=home)
@@ -110,6 +121,31 @@ def test_a_dead_processs_running_experiment_becomes_stale_and_a_live_ones_does_n
     store.close()
 
 
+def test_63_bit_seeds_are_stored_and_read_back_exactly(home: Path) -> None:
+    store = Store(home=home)
+    m = store.add_model("a", "t", "f")
+    seed = derive_seed(0, 1, "a", "train")  # as the loop derives them
+    assert seed >= 2**31  # past PostgreSQL's INTEGER, where schema 4 failed every experiment
+    one = store.add_experiment(model_id=m.id, strategy="train", seed=2**63 - 1)
+    (two,) = store.add_experiments([{"model_id": m.id, "strategy": "train", "seed": seed}])
+    store.update_experiment(two.id, status=ExperimentStatus.COMPLETED)
+    assert store.get_experiment(one.id).seed == 2**63 - 1
+    assert [e.seed for e in store.list_experiments()] == [2**63 - 1, seed]
+    store.close()
+
+
+def test_a_checkpoint_of_5_gib_is_recorded_with_its_size(home: Path) -> None:
+    store = Store(home=home)
+    m = store.add_model("a", "t", "f")
+    v = store.add_version(
+        model_id=m.id, number=1, parent_id=None, status=VersionStatus.INCUMBENT, strategy="initial",
+        origin="user", params={}, metrics={}, checkpoint_path="x", manifest_path="y",
+        sha256="0" * 64, size_bytes=5 * 2**30,
+    )  # fmt: skip
+    assert store.get_version(m, 1).size_bytes == v.size_bytes == 5 * 2**30
+    store.close()
+
+
 def test_records_are_frozen(home: Path) -> None:
     store = Store(home=home)
     m = store.add_model("a", "t", "f")
@@ -135,6 +171,7 @@ def test_nan_statistics_are_stored_as_null(home: Path) -> None:
     assert store.get_experiment(e.id).statistics == {"p_value": None, "after": 1.0}
 
 
+@pytest.mark.sqlite_only
 def test_older_schema_is_upgraded_in_place(home: Path) -> None:
     Store(home=home).close()
     db = home / "selfimprove.db"
@@ -202,6 +239,7 @@ def test_a_batch_belongs_to_its_thread(home: Path) -> None:
     assert seen == [False]
 
 
+@pytest.mark.sqlite_only
 def test_an_older_store_gets_the_new_indexes(home: Path) -> None:
     Store(home=home).close()
     db = home / "selfimprove.db"
