@@ -76,7 +76,7 @@ def test_schema_3_store_gains_the_new_columns_in_place_and_keeps_its_rows(home: 
     ids = _make_old_store(home, 3)
     db = home / "selfimprove.db"
     store = Store(home=home)
-    assert store.schema_version() == SCHEMA_VERSION == 4
+    assert store.schema_version() == SCHEMA_VERSION
     for table, column in NEW_COLUMNS:
         assert column in _columns(db, table)
     assert set(NEW_TABLES) <= _tables(db)
