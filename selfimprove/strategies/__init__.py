@@ -16,6 +16,7 @@ from selfimprove.strategies._distill import DistillStrategy
 from selfimprove.strategies._evolve import EvolveStrategy
 from selfimprove.strategies._grow import GrowStrategy
 from selfimprove.strategies._heads import HeadsStrategy
+from selfimprove.strategies._params import TRAIN_PARAMS, Param
 from selfimprove.strategies._prune import PruneStrategy
 from selfimprove.strategies._quantize import QuantizeStrategy
 from selfimprove.strategies._retrain import RetrainStrategy
@@ -26,6 +27,7 @@ __all__ = [
     "MAX_EPOCHS",
     "MAX_SECONDS",
     "STRATEGIES",
+    "TRAIN_PARAMS",
     "Budget",
     "Candidate",
     "Cost",
@@ -33,6 +35,7 @@ __all__ = [
     "EvolveStrategy",
     "GrowStrategy",
     "HeadsStrategy",
+    "Param",
     "PruneStrategy",
     "QuantizeStrategy",
     "RetrainStrategy",

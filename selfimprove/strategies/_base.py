@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -11,6 +12,7 @@ from torch import nn
 
 from selfimprove.errors import BudgetExceededError, ConfigError
 from selfimprove.registry import LoadedModel
+from selfimprove.strategies._params import ParamTable, check_params
 from selfimprove.tasks import Task
 
 __all__ = ["HARD_STOP_FACTOR", "Budget", "Candidate", "Cost", "Strategy", "StrategyContext"]
@@ -129,20 +131,42 @@ class Candidate:
 class Strategy(abc.ABC):
     """An improvement strategy.
 
-    Subclasses set ``name`` and ``family`` (``training``, ``optimisation``, ``architecture`` or
-    ``distillation``), implement :meth:`apply`, and may narrow :meth:`applicable`.
+    Subclasses set ``name``, ``family`` (``training``, ``optimisation``, ``architecture`` or
+    ``distillation``) and ``PARAMS``, implement :meth:`apply`, and may narrow :meth:`applicable`.
+    A strategy reads ``context.params`` through :meth:`check_params`, so the settings a request
+    is checked against before anything is recorded are the ones the strategy reads.
 
     Attributes:
         name: Key in the strategy table.
         family: Kind of improvement (seed 000's four kinds).
         default_objective: Objective targeted when none is named (``None``: the task's primary).
         needs_teachers: Whether the loop should load teachers into the context.
+        PARAMS: The settings it understands (name -> :class:`~selfimprove.strategies.Param`).
     """
 
     name: ClassVar[str]
     family: ClassVar[str]
     default_objective: ClassVar[str | None] = None
     needs_teachers: ClassVar[bool] = False
+    PARAMS: ClassVar[ParamTable] = {}
+
+    def check_params(
+        self, params: Mapping[str, Any] | None, budget: Budget | None = None
+    ) -> dict[str, Any]:
+        """``params`` parsed to the declared types and checked, before anything runs.
+
+        Args:
+            params: Settings as given (typed, or text such as ``{"lr": "0.01"}``).
+            budget: The experiment's budget (some settings may not exceed its epochs).
+
+        Returns:
+            The given settings, typed (absent ones stay absent: the strategy's defaults apply).
+
+        Raises:
+            ConfigError: An unknown key (the message lists the known ones), or a value of the
+                wrong kind, out of range, NaN or infinite.
+        """
+        return check_params(self.name, self.PARAMS, params, budget.epochs if budget else None)
 
     def applicable(self, incumbent: LoadedModel, context: StrategyContext) -> str | None:
         """``None`` if the strategy can run here, else the reason it cannot."""

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -63,9 +62,10 @@ from selfimprove.strategies._distill_teacher import (
     distillation_loss,
     eval_mode,
 )
+from selfimprove.strategies._params import TRAIN_PARAMS, Param, check_params
 from selfimprove.tasks import Split, Task
 
-__all__ = ["DistillConfig", "DistillStrategy", "smaller_params"]
+__all__ = ["DISTILL_PARAMS", "DistillConfig", "DistillStrategy", "smaller_params"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,15 @@ COMPRESSION_OBJECTIVES = EFFICIENCY_OBJECTIVES
 
 
 # ---------------------------------------------------------------------- settings
+#: ``distill``'s settings: its own and the student's training overrides.
+DISTILL_PARAMS: dict[str, Param] = {
+    "temperature": Param("float", 0.0, 1000.0, low_open=True, example="temperature=4"),
+    "alpha": Param("float", 0.0, 1.0, example="alpha=0.7 (1: teacher only, 0: labels only)"),
+    "student_params": Param("json", example='student_params={"width": 32, "depth": 1}'),
+    **TRAIN_PARAMS,
+}
+
+
 @dataclass(frozen=True)
 class DistillConfig:
     """Distillation settings, read from ``context.params`` and checked at once.
@@ -92,36 +101,21 @@ class DistillConfig:
     train: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        t = self.temperature
-        if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0:
+        own: dict[str, Any] = {"temperature": self.temperature, "alpha": self.alpha}
+        if self.student_params is not None:
+            own["student_params"] = self.student_params
+        check_params("distill", DISTILL_PARAMS, {**own, **self.train})
+        transforms = sorted(set(self.student_params or ()) & set(TRANSFORM_KEYS))
+        if transforms:
             raise ConfigError(
-                f"distill temperature must be a finite number > 0, but got {t!r}; "
-                "pass e.g. params={'temperature': 4.0}."
+                f"distill student_params must be architecture params only, but got "
+                f"{transforms} in {self.student_params}; train the student first, then quantize "
+                "it with its own strategy."
             )
-        a = self.alpha
-        if isinstance(a, bool) or not isinstance(a, int | float) or not 0.0 <= a <= 1.0:
-            raise ConfigError(
-                f"distill alpha must be a number in [0, 1], but got {a!r}; "
-                "pass e.g. params={'alpha': 0.7} (1: teacher only, 0: labels only)."
-            )
-        sp = self.student_params
-        if sp is not None:
-            if not isinstance(sp, Mapping) or not all(isinstance(k, str) for k in sp):
-                raise ConfigError(
-                    f"distill student_params must be a dict of architecture params, but got "
-                    f"{sp!r}; pass e.g. params={{'student_params': {{'width': 32, 'depth': 1}}}}."
-                )
-            transforms = sorted(set(sp) & set(TRANSFORM_KEYS))
-            if transforms:
-                raise ConfigError(
-                    f"distill student_params must be architecture params only, but got "
-                    f"{transforms} in {dict(sp)}; train the student first, then quantize it "
-                    "with its own strategy."
-                )
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> DistillConfig:
-        """Settings from a strategy's ``params``.
+        """Settings from a strategy's ``params``, checked against :data:`DISTILL_PARAMS`.
 
         Args:
             params: ``temperature``, ``alpha``, ``student_params`` and :data:`TRAIN_OVERRIDES`.
@@ -132,18 +126,12 @@ class DistillConfig:
         Raises:
             ConfigError: An unknown key or a bad value.
         """
-        known = {"temperature", "alpha", "student_params", *TRAIN_OVERRIDES}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ConfigError(
-                f"distill does not understand params {unknown}; use any of {sorted(known)}."
-            )
-        sp = params.get("student_params")
+        p = check_params("distill", DISTILL_PARAMS, params)
         return cls(
-            temperature=params.get("temperature", cls.temperature),
-            alpha=params.get("alpha", cls.alpha),
-            student_params=dict(sp) if isinstance(sp, Mapping) else sp,
-            train={k: params[k] for k in TRAIN_OVERRIDES if k in params},
+            temperature=p.get("temperature", cls.temperature),
+            alpha=p.get("alpha", cls.alpha),
+            student_params=p.get("student_params"),
+            train={k: p[k] for k in TRAIN_OVERRIDES if k in p},
         )
 
 
@@ -211,6 +199,7 @@ class DistillStrategy(Strategy):
     name = "distill"
     family = "distillation"
     needs_teachers = True
+    PARAMS = DISTILL_PARAMS
 
     def config(self, context: StrategyContext, settings: DistillConfig) -> TrainConfig:
         """The training config: budget epochs and seconds, context seed, user overrides.

@@ -65,11 +65,11 @@ from selfimprove.registry import LoadedModel
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
 from selfimprove.strategies._evolve_choice import COSTS, Point, choose_point, incumbent_record
+from selfimprove.strategies._params import Param
 from selfimprove.strategies._search import (
     EpochLedger,
     TrialLoop,
     carve_selection_holdout,
-    check_settings,
     closed_float_setting,
     float_setting,
     holdout_error,
@@ -82,9 +82,28 @@ from selfimprove.strategies._search import (
 )
 from selfimprove.tasks import SPACE_FROM_TASK, SearchSpace, Split, Task, effective_search_space
 
-__all__ = ["COSTS", "EvolveConfig", "EvolveStrategy"]
+__all__ = ["COSTS", "EVOLVE_PARAMS", "EvolveConfig", "EvolveStrategy"]
 
 logger = logging.getLogger(__name__)
+
+
+#: ``evolve``'s settings (see :class:`EvolveStrategy` for each one's meaning and default).
+EVOLVE_PARAMS: dict[str, Param] = {
+    "population_size": Param("int", 2, 1000, example="population_size=6"),
+    "trial_epochs": Param("int", 1, 1_000_000, epochs_cap=True, example="trial_epochs=3"),
+    "holdout_fraction": Param(
+        "float", 0.0, 0.5, low_open=True, high_open=True, example="holdout_fraction=0.15"
+    ),
+    "max_trials": Param("int", 0, 1_000_000, example="max_trials=20 (0: no limit)"),
+    "lr": Param("float", 0.0, 10.0, low_open=True, high_open=True, example="lr=0.003"),
+    "batch_size": Param("int", 1, 1_000_000, example="batch_size=64"),
+    "optimizer": Param("choice", choices=OPTIMIZERS, example="optimizer=adam"),
+    "patience": Param("int", 0, 1000, example="patience=5"),
+    "cost": Param("choice", choices=COSTS, example="cost=parameters"),
+    "latency_repeats": Param("int", 3, 10_000, example="latency_repeats=15"),
+    "error_tolerance": Param("float", 0.0, example="error_tolerance=0.01"),
+    "refit_share": Param("float", 0.0, 0.9, example="refit_share=0.4 (0: no refit)"),
+}
 
 
 @dataclass(frozen=True)
@@ -167,27 +186,17 @@ class EvolveStrategy(Strategy):
     name = "evolve"
     family = "architecture"
 
-    SETTINGS = frozenset(
-        {
-            "population_size",
-            "trial_epochs",
-            "holdout_fraction",
-            "max_trials",
-            "lr",
-            "batch_size",
-            "optimizer",
-            "patience",
-            "cost",
-            "latency_repeats",
-            "error_tolerance",
-            "refit_share",
-        }
-    )
+    PARAMS = EVOLVE_PARAMS
 
     def applicable(self, incumbent: LoadedModel, context: StrategyContext) -> str | None:
         """``None`` when the task has a search space (its own, or one inferred for an MLP-shaped
         model), the target is its primary objective or a cost, and Optuna is installed; else
-        the reason."""
+        the reason.
+
+        Raises:
+            ConfigError: A bad setting in ``context.params`` (refused before anything runs).
+        """
+        self.check_params(context.params, context.budget)
         task = context.task
         space, source = effective_search_space(task, arch_params(incumbent.version.params))
         if space is None:
@@ -209,8 +218,7 @@ class EvolveStrategy(Strategy):
         Raises:
             ConfigError: An unknown setting or a value out of range (the message names it).
         """
-        p = context.params
-        check_settings(p, set(self.SETTINGS), self.name)
+        p = self.check_params(context.params, context.budget)
         epochs = context.budget.epochs
         pop = int_setting(p, "population_size", 6, 2, 1000)
         default_cost = context.objective if context.objective in COSTS else "latency_ms"

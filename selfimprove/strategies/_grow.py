@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from selfimprove.errors import ConfigError, StrategyError
+from selfimprove.errors import StrategyError
 from selfimprove.measure.training import TRAIN_OVERRIDES, TrainConfig, train_
 from selfimprove.nn.mlp import MLPStructure, parse_mlp
 from selfimprove.nn.mlp_growth import can_deepen, deepen_mlp, widen_mlp
@@ -32,13 +32,24 @@ from selfimprove.registry import LoadedModel
 from selfimprove.seeding import derive_seed
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
 from selfimprove.strategies._mlp_params import new_params, rebuild_problem
+from selfimprove.strategies._params import TRAIN_PARAMS, Param, check_params
 
-__all__ = ["GROWTHS", "MAX_DRIFT", "GrowConfig", "GrowStrategy", "grown_widths"]
+__all__ = ["GROWTHS", "GROW_PARAMS", "MAX_DRIFT", "GrowConfig", "GrowStrategy", "grown_widths"]
 
 #: The morphisms ``grow`` may try, in the order it tries them.
 GROWTHS = ("widen", "deepen")
 #: Largest output change a grown child may show before training (else it is not a morphism).
 MAX_DRIFT = 1e-5
+
+
+#: ``grow``'s settings: its own and the training overrides of its children.
+GROW_PARAMS: dict[str, Param] = {
+    "growths": Param("choices", choices=GROWTHS, example="growths=widen"),
+    "factor": Param("float", 1.0, 8.0, low_open=True, example="factor=2 (widths x 2)"),
+    "max_width": Param("int", 1, 65_536, example="max_width=1024"),
+    "max_depth": Param("int", 1, 64, example="max_depth=8"),
+    **TRAIN_PARAMS,
+}
 
 
 @dataclass(frozen=True)
@@ -60,54 +71,23 @@ class GrowConfig:
     train: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        bad = [g for g in self.growths if g not in GROWTHS]
-        if not self.growths or bad or len(set(self.growths)) != len(self.growths):
-            raise ConfigError(
-                f"setting 'growths' must be distinct names from {GROWTHS}, but got "
-                f"{list(self.growths)}."
-            )
-        if not 1.0 < float(self.factor) <= 8.0:
-            raise ConfigError(f"setting 'factor' must be in (1, 8], but got {self.factor!r}.")
-        if not 1 <= int(self.max_depth) <= 64:
-            raise ConfigError(
-                f"setting 'max_depth' must be in [1, 64], but got {self.max_depth!r}."
-            )
-        if not 1 <= int(self.max_width) <= 65_536:
-            raise ConfigError(
-                f"setting 'max_width' must be in [1, 65536], but got {self.max_width!r}."
-            )
+        own = {k: v for k, v in asdict(self).items() if k != "train"}
+        check_params("grow", GROW_PARAMS, {**own, **self.train})
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> GrowConfig:
-        """Read and validate ``context.params``.
+    def from_params(cls, params: Mapping[str, Any], max_epochs: int | None = None) -> GrowConfig:
+        """Read and validate ``context.params`` against :data:`GROW_PARAMS`.
 
         Raises:
             ConfigError: An unknown key or a bad value (the message names it and the fix).
         """
-        allowed = {"growths", "factor", "max_width", "max_depth", *TRAIN_OVERRIDES}
-        unknown = sorted(set(params) - allowed)
-        if unknown:
-            raise ConfigError(
-                f"grow does not understand the settings {unknown}; use {sorted(allowed)}."
-            )
-        growths = params.get("growths", GROWTHS)
-        if isinstance(growths, str):
-            growths = tuple(g.strip() for g in growths.split(",") if g.strip())
-        try:
-            factor, max_width = float(params.get("factor", 2.0)), int(params.get("max_width", 1024))
-            max_depth = int(params.get("max_depth", 8))
-        except (TypeError, ValueError):
-            raise ConfigError(
-                "settings 'factor' (a number), 'max_width' and 'max_depth' (integers) must be "
-                f"numbers, but got {params.get('factor')!r}, {params.get('max_width')!r} and "
-                f"{params.get('max_depth')!r}."
-            ) from None
+        p = check_params("grow", GROW_PARAMS, params, max_epochs)
         return cls(
-            growths=tuple(growths),
-            factor=factor,
-            max_width=max_width,
-            max_depth=max_depth,
-            train={k: params[k] for k in TRAIN_OVERRIDES if k in params},
+            growths=p.get("growths", GROWTHS),
+            factor=p.get("factor", 2.0),
+            max_width=p.get("max_width", 1024),
+            max_depth=p.get("max_depth", 8),
+            train={k: p[k] for k in TRAIN_OVERRIDES if k in p},
         )
 
 
@@ -134,6 +114,7 @@ class GrowStrategy(Strategy):
     name = "grow"
     family = "architecture"
     default_objective = None
+    PARAMS = GROW_PARAMS
 
     def applicable(self, incumbent: LoadedModel, context: StrategyContext) -> str | None:
         """``None`` if growth can run, else why not.
@@ -141,7 +122,7 @@ class GrowStrategy(Strategy):
         Raises:
             ConfigError: ``context.params`` holds an unknown or bad setting.
         """
-        cfg = GrowConfig.from_params(context.params)
+        cfg = GrowConfig.from_params(context.params, context.budget.epochs)
         if context.objective in EFFICIENCY_OBJECTIVES:
             return (
                 f"grow makes models larger, so it does not improve {context.objective} "
@@ -166,7 +147,7 @@ class GrowStrategy(Strategy):
         return "; ".join(refusals)
 
     def apply(self, incumbent: LoadedModel, context: StrategyContext) -> Candidate:
-        cfg = GrowConfig.from_params(context.params)
+        cfg = GrowConfig.from_params(context.params, context.budget.epochs)
         mlp = parse_mlp(incumbent.module)
         children, _ = self._children(incumbent, context, mlp, cfg)
         shares = _epoch_shares(context.budget.epochs, len(children))

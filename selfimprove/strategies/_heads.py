@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from selfimprove.errors import ConfigError, StrategyError
+from selfimprove.errors import StrategyError
 from selfimprove.measure.finetune import FINETUNE_LR, FinetuneConfig, finetune_
 from selfimprove.nn.transformer.gates import heads_per_layer
 from selfimprove.nn.transformer.growth import plan_growth
@@ -40,12 +40,29 @@ from selfimprove.nn.transformer.surgery import grow_heads
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import derive_seed
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
+from selfimprove.strategies._params import Param, check_params
 from selfimprove.tasks.language import CausalLM, LanguageModelTask
 
-__all__ = ["HEADS_OBJECTIVES", "HeadsConfig", "HeadsStrategy"]
+__all__ = ["HEADS_OBJECTIVES", "HEADS_PARAMS", "HeadsConfig", "HeadsStrategy"]
 
 #: Objectives that removing heads can improve.
 HEADS_OBJECTIVES = ("size_bytes", "latency_ms")
+
+
+#: ``heads``'s settings (see :class:`HeadsConfig`).
+HEADS_PARAMS: dict[str, Param] = {
+    "prune_fraction": Param(
+        "float", 0.0, 1.0, low_open=True, high_open=True, example="prune_fraction=0.4"
+    ),
+    "grow_ratio": Param("float", 0.0, 1.0, example="grow_ratio=0.5 (0: no growth)"),
+    "steps": Param("int", 0, 1_000_000, example="steps=100"),
+    "lr": Param("float", 0.0, 10.0, low_open=True, high_open=True, example="lr=0.0003"),
+    "batch_size": Param("int", 1, 65_536, example="batch_size=16"),
+    "new_head_lr_multiplier": Param(
+        "float", 0.0, 1000.0, low_open=True, example="new_head_lr_multiplier=5"
+    ),
+    "importance_batches": Param("int", 1, 10_000, example="importance_batches=4"),
+}
 
 
 @dataclass(frozen=True)
@@ -71,31 +88,16 @@ class HeadsConfig:
     importance_batches: int = 4
 
     def __post_init__(self) -> None:
-        if not 0 < self.prune_fraction < 1:
-            raise ConfigError(f"prune_fraction must be in (0, 1), but got {self.prune_fraction=}.")
-        if not 0 <= self.grow_ratio <= 1:
-            raise ConfigError(f"grow_ratio must be in [0, 1], but got {self.grow_ratio=}.")
-        if self.steps < 0 or self.importance_batches < 1 or self.batch_size < 1:
-            raise ConfigError(
-                "steps must be >= 0, importance_batches and batch_size >= 1, but got "
-                f"{self.steps=}, {self.importance_batches=}, {self.batch_size=}."
-            )
+        check_params("heads", HEADS_PARAMS, asdict(self))
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> HeadsConfig:
-        """Build from ``context.params``; unknown keys are an error.
+        """Build from ``context.params``, checked against :data:`HEADS_PARAMS`.
 
         Raises:
             ConfigError: Unknown key or bad value.
         """
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ConfigError(f"unknown heads settings {unknown}; known: {sorted(known)}.")
-        try:
-            return cls(**params)
-        except TypeError as exc:
-            raise ConfigError(f"bad heads settings {params}: {exc}") from None
+        return cls(**check_params("heads", HEADS_PARAMS, params))
 
 
 class HeadsStrategy(Strategy):
@@ -104,6 +106,7 @@ class HeadsStrategy(Strategy):
     name = "heads"
     family = "optimisation"
     default_objective = "size_bytes"
+    PARAMS = HEADS_PARAMS
 
     def applicable(self, incumbent: LoadedModel, context: StrategyContext) -> str | None:
         """``None`` if head plasticity can run, else why not.

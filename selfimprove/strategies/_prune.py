@@ -82,6 +82,7 @@ from selfimprove.registry import LoadedModel
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
 from selfimprove.strategies._mlp_params import new_params, rebuild_problem
+from selfimprove.strategies._params import TRAIN_PARAMS, Param, check_params
 from selfimprove.tasks import Split, Task
 
 __all__ = [
@@ -148,6 +149,22 @@ def width_schedule(widths: Sequence[int], keep: float, steps: int) -> list[tuple
     return plan
 
 
+#: ``prune``'s settings: its own and the fine-tune's training overrides.
+PRUNE_PARAMS: dict[str, Param] = {
+    "keep": Param(
+        "float",
+        0.0,
+        1.0,
+        low_open=True,
+        high_open=True,
+        example="keep=0.5 halves every hidden layer",
+    ),
+    "steps": Param("int", 1, 1000, example="steps=1 (one-shot)"),
+    "reconstruct": Param("bool", example="reconstruct=false (mean replacement only)"),
+    **TRAIN_PARAMS,
+}
+
+
 @dataclass(frozen=True)
 class PruneConfig:
     """Settings of one prune experiment, from ``context.params``.
@@ -167,42 +184,22 @@ class PruneConfig:
     train: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if isinstance(self.keep, bool) or not isinstance(self.keep, (int, float)):
-            raise ConfigError(
-                f"keep must be a number in (0, 1), but got {self.keep!r}; e.g. keep=0.5 halves "
-                "every hidden layer."
-            )
-        if not 0 < self.keep < 1:
-            raise ConfigError(
-                f"keep is the fraction of hidden units kept and must be in (0, 1), but got "
-                f"keep={self.keep!r}; e.g. keep=0.5 halves every hidden layer."
-            )
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ConfigError(f"steps must be an integer >= 1, but got steps={self.steps!r}.")
-        if not isinstance(self.reconstruct, bool):
-            raise ConfigError(
-                f"reconstruct must be true or false, but got reconstruct={self.reconstruct!r}."
-            )
-        TrainConfig(**self.train)  # validates lr, optimizer, ... now, not mid-experiment
+        own = {"keep": self.keep, "steps": self.steps, "reconstruct": self.reconstruct}
+        check_params("prune", PRUNE_PARAMS, {**own, **self.train})
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> PruneConfig:
-        """Read and validate ``context.params``.
+        """Read and validate ``context.params`` against :data:`PRUNE_PARAMS`.
 
         Raises:
             ConfigError: An unknown key or a bad value (the message names it and the fix).
         """
-        allowed = {"keep", "steps", "reconstruct", *TRAIN_OVERRIDES}
-        unknown = sorted(set(params) - allowed)
-        if unknown:
-            raise ConfigError(
-                f"prune does not understand the settings {unknown}; use {sorted(allowed)}."
-            )
+        p = check_params("prune", PRUNE_PARAMS, params)
         return cls(
-            keep=params.get("keep", 0.5),
-            steps=params.get("steps", 1),
-            reconstruct=params.get("reconstruct", True),
-            train={k: params[k] for k in TRAIN_OVERRIDES if k in params},
+            keep=p.get("keep", 0.5),
+            steps=p.get("steps", 1),
+            reconstruct=p.get("reconstruct", True),
+            train={k: p[k] for k in TRAIN_OVERRIDES if k in p},
         )
 
     def rounds(self, budget_epochs: int) -> int:
@@ -262,6 +259,7 @@ class PruneStrategy(Strategy):
     name = "prune"
     family = "optimisation"
     default_objective = "size_bytes"
+    PARAMS = PRUNE_PARAMS
 
     def applicable(self, incumbent: LoadedModel, context: StrategyContext) -> str | None:
         """``None`` if pruning can run, else why not.

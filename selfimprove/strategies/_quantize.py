@@ -21,7 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -34,9 +34,17 @@ from selfimprove.errors import StrategyError
 from selfimprove.nn.runtime import single_thread
 from selfimprove.registry import LoadedModel
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
+from selfimprove.strategies._params import Param, check_params
 from selfimprove.tasks import Task
 
-__all__ = ["QuantizeConfig", "QuantizeStrategy", "Timing", "time_interleaved", "training_inputs"]
+__all__ = [
+    "QUANTIZE_PARAMS",
+    "QuantizeConfig",
+    "QuantizeStrategy",
+    "Timing",
+    "time_interleaved",
+    "training_inputs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +59,15 @@ SELECTION_RULE = (
     "lowest median batch-1 latency (what the judge's latency_ms measures), "
     "ties by the serving-batch median"
 )
+
+
+#: ``quantize``'s settings (see :class:`QuantizeConfig`).
+QUANTIZE_PARAMS: dict[str, Param] = {
+    "engines": Param("choices", choices=quantize.ENGINES, example=f"engines={quantize.ENGINES[0]}"),
+    "repeats": Param("int", MIN_REPEATS, 10_000, example="repeats=30"),
+    "warmup": Param("int", 0, 1000, example="warmup=3"),
+    "serving_batch": Param("int", 1, 65_536, example="serving_batch=64"),
+}
 
 
 @dataclass(frozen=True)
@@ -70,42 +87,16 @@ class QuantizeConfig:
     serving_batch: int = JudgeConfig().serving_batch
 
     def __post_init__(self) -> None:
-        if not self.engines:
-            raise StrategyError(
-                f"quantize needs at least one engine, but got engines={list(self.engines)}; "
-                f"choose from {list(quantize.ENGINES)}."
-            )
-        for engine in self.engines:
-            if engine not in quantize.ENGINES:
-                raise StrategyError(
-                    f"unknown quantization engine {engine!r}; choose from {list(quantize.ENGINES)}."
-                )
-        if self.repeats < MIN_REPEATS:
-            raise StrategyError(
-                f"quantize needs repeats >= {MIN_REPEATS}, but got repeats={self.repeats}."
-            )
-        if self.warmup < 0:
-            raise StrategyError(f"quantize needs warmup >= 0, but got warmup={self.warmup}.")
-        if self.serving_batch < 1:
-            raise StrategyError(
-                f"quantize needs serving_batch >= 1, but got serving_batch={self.serving_batch}."
-            )
+        check_params("quantize", QUANTIZE_PARAMS, asdict(self))
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> QuantizeConfig:
-        """Settings from a strategy's params (unknown keys are ignored).
+        """Settings from a strategy's params, checked against :data:`QUANTIZE_PARAMS`.
 
         Raises:
-            StrategyError: A setting is out of range or names an unknown engine.
+            ConfigError: An unknown key, a setting out of range or an unknown engine.
         """
-        kwargs: dict[str, Any] = {}
-        if "engines" in params:
-            engines = params["engines"]
-            kwargs["engines"] = (engines,) if isinstance(engines, str) else tuple(engines)
-        for name in ("repeats", "warmup", "serving_batch"):
-            if name in params:
-                kwargs[name] = int(params[name])
-        return cls(**kwargs)
+        return cls(**check_params("quantize", QUANTIZE_PARAMS, params))
 
 
 @dataclass(frozen=True)
@@ -205,8 +196,15 @@ class QuantizeStrategy(Strategy):
     name = "quantize"
     family = "optimisation"
     default_objective = "size_bytes"
+    PARAMS = QUANTIZE_PARAMS
 
     def applicable(self, incumbent: LoadedModel, context: StrategyContext) -> str | None:
+        """``None`` for a latency or size target of a float model with a Linear layer.
+
+        Raises:
+            ConfigError: A bad setting in ``context.params`` (refused before anything runs).
+        """
+        self.check_params(context.params, context.budget)
         if context.objective not in OBJECTIVES:
             return (
                 f"quantize improves {' or '.join(OBJECTIVES)}, not {context.objective}; "

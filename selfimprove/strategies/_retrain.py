@@ -29,6 +29,7 @@ class RetrainStrategy(TrainStrategy):
     def applicable(self, incumbent: LoadedModel, context: StrategyContext) -> str | None:
         # Unlike ``train``, a quantized incumbent is fine: the candidate is a fresh float model
         # of the same architecture (the way back from int8 when accuracy matters again).
+        self.check_params(context.params, context.budget)
         if context.objective in EFFICIENCY_OBJECTIVES:
             return DATA_OBJECTIVES_ONLY.format(objective=context.objective)
         return None

@@ -50,7 +50,6 @@ __all__ = [
     "TrialLoop",
     "TrialRun",
     "carve_selection_holdout",
-    "check_settings",
     "float_setting",
     "holdout_error",
     "holdout_loss",
@@ -192,19 +191,6 @@ def space_summary(space: SearchSpace) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------- settings
-def check_settings(params: Mapping[str, Any], known: set[str], strategy: str) -> None:
-    """Reject settings a strategy does not know (a typo must not pass silently).
-
-    Raises:
-        ConfigError: ``params`` holds an unknown key.
-    """
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ConfigError(
-            f"{strategy} got unknown settings {unknown}; its settings are {sorted(known)}."
-        )
-
-
 def int_setting(params: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
     """An integer setting from ``params`` (``default`` when absent), checked to ``[low, high]``.
 

@@ -26,22 +26,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from selfimprove.errors import ConfigError, DivergedError, StrategyError
+from selfimprove.errors import DivergedError, StrategyError
 from selfimprove.measure.training import OPTIMIZERS, TrainConfig
 from selfimprove.nn.modules import TRANSFORM_KEYS, arch_params
 from selfimprove.objectives import EFFICIENCY_OBJECTIVES
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
+from selfimprove.strategies._params import Param, check_params
 from selfimprove.strategies._search import (
     EpochLedger,
     TrialLoop,
     carve_selection_holdout,
-    check_settings,
-    float_setting,
     holdout_error,
     holdout_loss,
-    int_setting,
     optuna_missing,
     sampler_seed,
     seeded_study,
@@ -50,7 +48,7 @@ from selfimprove.strategies._search import (
 )
 from selfimprove.tasks import CategoricalParam, FloatParam, SearchSpace, Split, Task
 
-__all__ = ["DROPOUT_PARAM", "TRAINING_SPACE", "TuneConfig", "TuneStrategy"]
+__all__ = ["DROPOUT_PARAM", "TRAINING_SPACE", "TUNE_PARAMS", "TuneConfig", "TuneStrategy"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +65,20 @@ DROPOUT_PARAM = FloatParam(0.0, 0.5)
 
 PRUNERS = ("hyperband", "median")
 NOT_FOR = EFFICIENCY_OBJECTIVES
+
+
+#: ``tune``'s settings (see :class:`TuneStrategy`).
+TUNE_PARAMS: dict[str, Param] = {
+    "trial_epochs": Param("int", 1, 1_000_000, epochs_cap=True, example="trial_epochs=5"),
+    "pruner": Param("choice", choices=PRUNERS, example="pruner=median"),
+    "n_startup_trials": Param("int", 1, 1000, example="n_startup_trials=5"),
+    "holdout_fraction": Param(
+        "float", 0.0, 0.5, low_open=True, high_open=True, example="holdout_fraction=0.15"
+    ),
+    "max_trials": Param("int", 0, 1_000_000, example="max_trials=20 (0: no limit)"),
+    "optimizer": Param("choice", choices=OPTIMIZERS, example="optimizer=adamw"),
+    "patience": Param("int", 0, 1000, example="patience=5"),
+}
 
 
 @dataclass(frozen=True)
@@ -95,20 +107,7 @@ class TuneConfig:
     patience: int
 
     def __post_init__(self) -> None:
-        if self.pruner not in PRUNERS:
-            raise ConfigError(
-                f"setting 'pruner' must be one of {PRUNERS}, but got {self.pruner!r}."
-            )
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(
-                f"setting 'optimizer' must be one of {OPTIMIZERS}, but got {self.optimizer!r}."
-            )
-        values = asdict(self)
-        int_setting(values, "trial_epochs", 1, 1, 1_000_000)
-        int_setting(values, "n_startup_trials", 5, 1, 1000)
-        float_setting(values, "holdout_fraction", 0.15, 0.0, 0.5)
-        int_setting(values, "max_trials", 0, 0, 1_000_000)
-        int_setting(values, "patience", 5, 0, 1000)
+        check_params("tune", TUNE_PARAMS, asdict(self))
 
 
 @dataclass
@@ -190,20 +189,15 @@ class TuneStrategy(Strategy):
     name = "tune"
     family = "training"
 
-    SETTINGS = frozenset(
-        {
-            "trial_epochs",
-            "pruner",
-            "n_startup_trials",
-            "holdout_fraction",
-            "max_trials",
-            "optimizer",
-            "patience",
-        }
-    )
+    PARAMS = TUNE_PARAMS
 
     def applicable(self, incumbent: LoadedModel, context: StrategyContext) -> str | None:
-        """``None`` for data objectives of a float model with Optuna installed, else why not."""
+        """``None`` for data objectives of a float model with Optuna installed, else why not.
+
+        Raises:
+            ConfigError: A bad setting in ``context.params`` (refused before anything runs).
+        """
+        self.check_params(context.params, context.budget)
         if context.objective in NOT_FOR:
             return (
                 f"tune searches training hyperparameters, which improve data objectives "
@@ -222,25 +216,15 @@ class TuneStrategy(Strategy):
         Raises:
             ConfigError: An unknown setting or a value out of range (the message names it).
         """
-        p = context.params
-        check_settings(p, set(self.SETTINGS), self.name)
-        epochs = context.budget.epochs
-        pruner = p.get("pruner", "hyperband")
-        if pruner not in PRUNERS:
-            raise ConfigError(f"setting 'pruner' must be one of {PRUNERS}, but got {pruner!r}.")
-        optimizer = p.get("optimizer", "adamw")
-        if optimizer not in OPTIMIZERS:
-            raise ConfigError(
-                f"setting 'optimizer' must be one of {OPTIMIZERS}, but got {optimizer!r}."
-            )
+        p = self.check_params(context.params, context.budget)
         return TuneConfig(
-            trial_epochs=int_setting(p, "trial_epochs", min(20, max(1, epochs // 4)), 1, epochs),
-            pruner=pruner,
-            n_startup_trials=int_setting(p, "n_startup_trials", 5, 1, 1000),
-            holdout_fraction=float_setting(p, "holdout_fraction", 0.15, 0.0, 0.5),
-            max_trials=int_setting(p, "max_trials", 0, 0, 1_000_000),
-            optimizer=optimizer,
-            patience=int_setting(p, "patience", 5, 0, 1000),
+            trial_epochs=p.get("trial_epochs", min(20, max(1, context.budget.epochs // 4))),
+            pruner=p.get("pruner", "hyperband"),
+            n_startup_trials=p.get("n_startup_trials", 5),
+            holdout_fraction=p.get("holdout_fraction", 0.15),
+            max_trials=p.get("max_trials", 0),
+            optimizer=p.get("optimizer", "adamw"),
+            patience=p.get("patience", 5),
         )
 
     def space(

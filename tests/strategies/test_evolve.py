@@ -188,7 +188,7 @@ def test_evolve_spends_exactly_its_epoch_budget(improver: SelfImprover) -> None:
         "skipped": "no refit share",
     }
     assert plain.cost.epochs == 5
-    with pytest.raises(ConfigError, match=r"'refit_share' must be a number in \[0, 0.9\]"):
+    with pytest.raises(ConfigError, match=r"refit_share=1.5 is not a finite number in \[0, 0.9\]"):
         _apply(improver.load("digits"), "accuracy", epochs=5, refit_share=1.5)
 
 

@@ -240,10 +240,12 @@ def test_not_applicable_gives_a_reason_and_records_nothing(
     [
         ({"keep": 1.5}, "keep=1.5"),
         ({"keep": 0}, "keep=0"),
-        ({"keep": True}, "keep must be a number"),
+        ({"keep": True}, r"keep=True is not a finite number"),
         ({"kepp": 0.5}, "'kepp'"),
         ({"steps": 0}, "steps=0"),
-        ({"lr": -1.0}, "lr must be > 0"),
+        ({"lr": -1.0}, r"lr=-1\.0 is not a finite number in \(0, 10\)"),
+        ({"lr": float("nan")}, "lr=nan"),
+        ({"reconstruct": "maybe"}, "reconstruct='maybe' is not true or false"),
     ],
 )
 def test_bad_settings_are_config_errors_with_the_value(

@@ -21,6 +21,7 @@ from safetensors import safe_open
 from torch import nn
 
 import selfimprove.nn.quantize as quantize
+from selfimprove.errors import ConfigError
 from selfimprove.loop.improver import SelfImprover
 from selfimprove.measure.evaluation import Evaluator
 from selfimprove.measure.training import TrainConfig, train_
@@ -240,13 +241,18 @@ def test_without_torchao_torch_ao_alone_runs_and_the_reason_is_recorded(
     assert cand.params["quantization"] == {"scheme": "dynamic_int8", "engine": "torch.ao"}
 
 
-def test_bad_settings_are_rejected_with_the_bad_value(improver: SelfImprover) -> None:
+def test_bad_settings_are_refused_with_the_bad_value_before_anything_is_recorded(
+    improver: SelfImprover,
+) -> None:
     inc = _wine_loaded(improver)
-    out = improver.loop.improve(
-        "wine", cycle=1, strategy=QuantizeStrategy(), params={"engines": ["tensorrt"]}
-    )
-    assert out.status == "failed" and "'tensorrt'" in out.reason
-    with pytest.raises(Exception, match="repeats=1"):
+    with pytest.raises(ConfigError, match=r"engines=\['tensorrt'\] is not one or more"):
+        improver.loop.improve(
+            "wine", cycle=1, strategy=QuantizeStrategy(), params={"engines": ["tensorrt"]}
+        )
+    with pytest.raises(ConfigError, match=r"does not understand the settings \['repeat'\]"):
+        improver.loop.improve("wine", cycle=1, strategy=QuantizeStrategy(), params={"repeat": 5})
+    assert improver.store.list_experiments() == []
+    with pytest.raises(ConfigError, match="repeats=1"):
         QuantizeStrategy().apply(inc, _context(inc.task, params={"repeats": 1}))
 
 

@@ -135,7 +135,7 @@ def test_tune_rejects_bad_settings_with_the_value_and_the_fix(improver: SelfImpr
     inc = improver.load("digits")
     with pytest.raises(ConfigError, match="'asha'"):
         _apply(inc, seed=0, epochs=5, pruner="asha")
-    with pytest.raises(ConfigError, match=r"unknown settings \['n_trial'\]"):
+    with pytest.raises(ConfigError, match=r"does not understand the settings \['n_trial'\]"):
         _apply(inc, seed=0, epochs=5, n_trial=3)
     with pytest.raises(ConfigError, match="trial_epochs"):
         _apply(inc, seed=0, epochs=5, trial_epochs=6)  # a trial cannot exceed the budget
