@@ -294,7 +294,8 @@ _PARSERS: dict[str, Callable[[Param, Any], Any]] = {
 #: The :class:`~selfimprove.measure.training.TrainConfig` fields a strategy may override
 #: (:data:`~selfimprove.measure.training.TRAIN_OVERRIDES`), declared.
 TRAIN_PARAMS: dict[str, Param] = {
-    "lr": Param("float", 0.0, 10.0, low_open=True, high_open=True, example="lr=0.001"),
+    # No upper bound: a huge rate is a valid (if diverging) experiment, judged as failed.
+    "lr": Param("float", 0.0, low_open=True, example="lr=0.001"),
     "weight_decay": Param("float", 0.0, 10.0, example="weight_decay=0.0001"),
     "batch_size": Param("int", 1, 1_000_000, example="batch_size=64"),
     "optimizer": Param("choice", choices=OPTIMIZERS, example="optimizer=adamw"),

@@ -55,7 +55,7 @@ def test_an_unknown_key_names_the_strategys_settings() -> None:
 @pytest.mark.parametrize(
     ("strategy", "params", "needle"),
     [
-        ("train", {"lr": "abc"}, "lr='abc' is not a finite number in (0, 10)"),
+        ("train", {"lr": "abc"}, "lr='abc' is not a finite number > 0"),
         ("train", {"lr": "nan"}, "lr='nan'"),
         ("train", {"lr": math.nan}, "lr=nan"),
         ("train", {"lr": "inf"}, "lr='inf'"),
