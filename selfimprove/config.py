@@ -144,19 +144,37 @@ class SelfImprovementConfig:
 def resolve_home(home: str | os.PathLike[str] | None = None, *, create: bool = True) -> Path:
     """The home folder: ``home`` if given, else ``$SELFIMPROVE_HOME``, else ``./.selfimprove``.
 
+    Args:
+        home: The folder (``None``: the environment's or the default).
+        create: Make the folder if it is missing and require it to be writable; ``False``
+            only resolves the path (for commands that read an existing home).
+
     Raises:
-        ConfigError: The folder cannot be created or written to.
+        ConfigError: An empty path, a path the system refuses (too long, a NUL byte, a loop of
+            links), a file in the way, or a folder that cannot be created or written to.
     """
     raw = home if home is not None else os.environ.get("SELFIMPROVE_HOME") or DEFAULT_HOME
-    path = Path(raw).expanduser().resolve()
-    if path.exists() and not path.is_dir():
+    if isinstance(raw, str) and not raw.strip():
+        raise ConfigError(
+            "the home folder path is empty; pass --home with a folder path (or leave it out "
+            f"for $SELFIMPROVE_HOME or ./{DEFAULT_HOME})."
+        )
+    try:
+        path = Path(raw).expanduser().resolve()
+        is_file = path.exists() and not path.is_dir()
+    except (OSError, ValueError, RuntimeError) as exc:  # too long, NUL byte, a loop of links
+        raise ConfigError(
+            f"cannot use {_short(raw)} as the home folder ({_why(exc)}); pass --home with a "
+            "folder path."
+        ) from None
+    if is_file:
         raise ConfigError(f"home {path} is a file, not a folder; pass --home with a folder path.")
     if create:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(
-                f"cannot create home folder {path} ({exc.strerror}); "
+                f"cannot create home folder {_short(path)} ({_why(exc)}); "
                 "pass --home or set SELFIMPROVE_HOME to a writable folder."
             ) from None
         if not os.access(path, os.W_OK | os.X_OK):
@@ -165,3 +183,14 @@ def resolve_home(home: str | os.PathLike[str] | None = None, *, create: bool = T
                 "pass --home or set SELFIMPROVE_HOME to a writable folder."
             )
     return path
+
+
+def _short(path: str | os.PathLike[str], limit: int = 120) -> str:
+    """A path for a message: at most ``limit`` characters, quoted as ``repr`` does."""
+    text = repr(os.fspath(path))
+    return text if len(text) <= limit else text[: limit // 2] + "…" + text[-limit // 2 :]
+
+
+def _why(exc: BaseException) -> str:
+    """The system's reason (``File name too long``) without the repeated path."""
+    return getattr(exc, "strerror", None) or str(exc)

@@ -368,8 +368,8 @@ class ImprovementCycle:
             ConfigError: Unknown kind, or a non-positive priority.
         """
         model = self.store.get_model(model_id)
-        if not priority > 0:
-            raise ConfigError(f"priority must be > 0, but got {priority=}.")
+        if not 0 < priority < math.inf:  # also refuses NaN
+            raise ConfigError(f"priority must be a finite number > 0, but got {priority=}.")
         if improvement_type in STRATEGIES and strategy is None:
             strategy, kind = improvement_type, STRATEGIES[improvement_type].family
         elif improvement_type in KINDS:

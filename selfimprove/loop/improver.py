@@ -25,10 +25,12 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from selfimprove.config import SelfImprovementConfig, resolve_home
+from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import ConfigError
 from selfimprove.loop.cycle import ImprovementCycle
 from selfimprove.loop.experiment import ExperimentOutcome, ImprovementLoop, ProgressCallback
+from selfimprove.loop.home import open_store
+from selfimprove.loop.integrity import check_version_files
 from selfimprove.measure.evaluation import Evaluator
 from selfimprove.measure.training import TrainConfig, train_
 from selfimprove.registry import LoadedModel, Registry
@@ -41,7 +43,7 @@ from selfimprove.store import (
     clean_json,
     utcnow,
 )
-from selfimprove.strategies import Budget
+from selfimprove.strategies import Budget, get_strategy
 from selfimprove.tasks import BUILTIN_TASKS, Task, resolve_task
 
 __all__ = ["CSV_TABLES", "EXPORT_FORMATS", "MAX_CYCLES", "SelfImprover", "run_sync"]
@@ -83,6 +85,16 @@ class SelfImprover:
             the home folder).
         config: Loop settings.
         seed: Base seed of every experiment.
+        create: Create the home and its store when missing (``False``: a missing home is an
+            error, nothing is created).
+        read_only: Only read: nothing is created or written in the home; a home that may not
+            be written to is read from a temporary copy of its database (see
+            :mod:`selfimprove.loop.home`).
+
+    Raises:
+        ConfigError: An unusable home path, or no home there when it may not be created.
+        SchemaVersionError: The store was written by a newer schema.
+        StoreError: The database cannot be opened.
     """
 
     def __init__(
@@ -92,11 +104,14 @@ class SelfImprover:
         db_url: str | None = None,
         config: SelfImprovementConfig | None = None,
         seed: int = 0,
+        create: bool = True,
+        read_only: bool = False,
     ) -> None:
-        self.home = resolve_home(home)
+        self._opened = open_store(home, db_url, create=create, read_only=read_only)
+        self.home = self._opened.home
         self.config = config or SelfImprovementConfig()
         self.seed = seed
-        self.store = Store(db_url, home=self.home)
+        self.store: Store = self._opened.store
         kept = self.config.backups_kept if self.config.model_backup_enabled else 0
         self.registry = Registry(self.store, self.home, backups_kept=kept)
         self.evaluator = Evaluator(self.config.judge())
@@ -122,7 +137,7 @@ class SelfImprover:
         """Release the cycle's workers and the store."""
         if self._cycle is not None:
             self._cycle.close()
-        self.store.close()
+        self._opened.close()
 
     def __enter__(self) -> SelfImprover:
         return self
@@ -248,16 +263,34 @@ class SelfImprover:
     ) -> ExperimentOutcome:
         """One judged experiment with a chosen strategy, whether or not the model is at target.
 
+        The model, the strategy and every setting in ``params`` are checked before anything
+        is recorded (settings may be text, as typed on a command line: they are parsed to the
+        strategy's declared types).
+
         Returns:
             The outcome; ``status`` ``not_applicable`` carries the strategy's reason.
+
+        Raises:
+            NotFoundError: Unknown model or strategy.
+            ConfigError: An empty objective, a setting the strategy does not know, or a bad
+                value (wrong kind, out of range, NaN or infinite).
         """
+        self.store.get_model(name)
+        strat = get_strategy(strategy)
+        if objective is not None and not objective.strip():
+            raise ConfigError(
+                "the objective is empty; name one of the task's objectives (e.g. accuracy) or "
+                "leave it out for the strategy's own."
+            )
+        budget = budget or Budget(self.config.train_epochs, self.config.train_seconds)
+        checked = strat.check_params(params, budget)
         self.loop.recover()
         return self.loop.improve(
             name,
             cycle=self.store.max_cycle() + 1,
-            strategy=strategy,
+            strategy=strat,
             objective=objective,
-            params=params,
+            params=checked,
             budget=budget,
             only_below_target=False,
         )
@@ -271,9 +304,10 @@ class SelfImprover:
         for e in experiments:
             by_status[e.status.value] = by_status.get(e.status.value, 0) + 1
         promotions = sum(1 for e in experiments if e.decision and e.decision.value == "promote")
+        copy = self._opened.read_only_copy
         return {
             "home": str(self.home),
-            "store": self.store.url,
+            "store": self.store.url + (" (a read-only home, read from a copy)" if copy else ""),
             "schema_version": SCHEMA_VERSION,
             "models": len(models),
             "experiments": len(experiments),
@@ -284,7 +318,13 @@ class SelfImprover:
         }
 
     def models(self) -> list[dict[str, Any]]:
-        """One row per model: task, incumbent version and its latest validation figures."""
+        """One row per model: task, incumbent version, its latest validation figures, and
+        whether its files match the ledger.
+
+        ``checkpoint`` and ``manifest`` are ``"ok"`` or what is wrong (see
+        :func:`~selfimprove.loop.integrity.check_version_files`): every incumbent's checkpoint
+        is hashed in full, which is quick for checkpoints of this size.
+        """
         rows = []
         for m in self.store.list_models():
             inc = (
@@ -293,6 +333,7 @@ class SelfImprover:
                 else None
             )
             metrics = inc.metrics if inc else {}
+            files = check_version_files(self.home, m, inc) if inc else None
             rows.append(
                 {
                     "name": m.name,
@@ -302,6 +343,8 @@ class SelfImprover:
                     "versions": len(self.store.list_versions(m.id)),
                     "strategy": inc.strategy if inc else None,
                     "sha256": inc.sha256 if inc else None,
+                    "checkpoint": files.checkpoint if files else None,
+                    "manifest": files.manifest if files else None,
                     "metrics": metrics,
                 }
             )

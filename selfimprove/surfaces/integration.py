@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+from dataclasses import replace
 from typing import Any
 
 from selfimprove.config import SelfImprovementConfig
@@ -21,7 +22,7 @@ from selfimprove.errors import ConfigError, NotFoundError
 from selfimprove.loop.experiment import ExperimentOutcome
 from selfimprove.loop.system import SelfImprovingNeuralSystem
 from selfimprove.store import clean_json
-from selfimprove.strategies import STRATEGIES
+from selfimprove.strategies import STRATEGIES, get_strategy
 from selfimprove.surfaces.mcp_server import register_tools
 
 __all__ = ["SelfImprovementIntegration", "outcome_to_dict"]
@@ -90,19 +91,26 @@ class SelfImprovementIntegration:
         return clean_json(task.to_dict())
 
     async def optimize_specific_model(
-        self, model_id: str, strategy: str = "auto"
+        self, model_id: str, strategy: str = "auto", params: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """Run one judged experiment on ``model_id`` now.
 
         With ``strategy="auto"`` the system's own plan for that model decides the kind and the
         strategy (bandit, hormones, triggers); a model without a weakness is left alone and the
-        result says so. A strategy name runs that strategy.
+        result says so. A strategy name runs that strategy, with ``params`` as its settings.
 
         Raises:
             NotFoundError: Unknown model or strategy.
+            ConfigError: ``params`` with ``"auto"``, or a setting the strategy does not know or
+                a bad value (checked before anything is recorded).
         """
         self.store.get_model(model_id)
         if strategy == "auto":
+            if params:
+                raise ConfigError(
+                    "params are a strategy's settings: name the strategy (e.g. "
+                    "strategy='train', params={'lr': 0.001}), or leave params out for 'auto'."
+                )
             observations, _ = await asyncio.to_thread(self.system.cycle.observe, [model_id])
             if model_id not in observations:
                 return {
@@ -125,7 +133,8 @@ class SelfImprovementIntegration:
                     f"unknown strategy {strategy!r}; use 'auto' or one of "
                     f"{', '.join(sorted(STRATEGIES))}."
                 )
-            task = self.system.custom_task(model_id, strategy, 1.0)
+            checked = get_strategy(strategy).check_params(params, self.system.cycle.budget())
+            task = replace(self.system.custom_task(model_id, strategy, 1.0), params=checked)
         outcome = await self.system.execute_improvement_task(task)
         return {**outcome_to_dict(outcome), "task": clean_json(task.to_dict())}
 

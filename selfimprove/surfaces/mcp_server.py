@@ -68,8 +68,18 @@ class ImprovementService(Protocol):
         self, model_id: str, improvement_type: str = "training", priority: float = 1.0
     ) -> dict[str, Any]: ...
     async def optimize_specific_model(
-        self, model_id: str, strategy: str = "auto"
+        self, model_id: str, strategy: str = "auto", params: dict[str, Any] | None = None
     ) -> dict[str, Any]: ...
+
+
+#: Largest id or version number a tool accepts (a 32-bit INTEGER column on every backend).
+MAX_ID = 2**31 - 1
+
+
+def _shown(arguments: dict[str, Any]) -> str:
+    """A tool's arguments for a message, cut to one readable line."""
+    text = repr(arguments)
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def _tool_errors(fn: F) -> F:
@@ -82,6 +92,11 @@ def _tool_errors(fn: F) -> F:
             return await fn(*args, **kwargs)
         except SelfImproveError as exc:
             raise ToolError(str(exc)) from None
+        except OverflowError:  # JSON integers are unbounded; the database's are 64-bit
+            raise ToolError(
+                f"a number in {_shown(kwargs)} is too large; ids and version numbers are at "
+                f"most {MAX_ID}."
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -234,18 +249,28 @@ def _register_writes(tools: _Tools, integration: ImprovementService) -> None:
     @tools.tool(
         "runs one judged experiment on a model now and promotes the candidate only if the "
         "judge accepts it. strategy: 'auto' (the system's plan) or a strategy name (train, "
-        "retrain, tune, evolve, quantize, prune, distill). Takes seconds to minutes.",
+        "retrain, tune, evolve, grow, quantize, prune, distill, heads). params: that "
+        "strategy's settings, e.g. {'lr': 0.001} for train; an unknown setting or a bad "
+        "value is refused before anything runs. Takes seconds to minutes.",
         writes=True,
     )
-    async def optimize_specific_model(model_id: str, strategy: str = "auto") -> dict[str, Any]:
-        return await integration.optimize_specific_model(model_id, strategy)
+    async def optimize_specific_model(
+        model_id: str, strategy: str = "auto", params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return await integration.optimize_specific_model(model_id, strategy, params)
 
     @tools.tool(
         "restores a previous version of a model as its incumbent after verifying its "
-        "checksum. version: a version number, or 0 for the previously replaced incumbent.",
+        "checksum. version: a version number (1 to 2147483647), or 0 for the previously "
+        "replaced incumbent.",
         writes=True,
     )
     async def rollback_model(model_id: str, version: int = 0) -> dict[str, Any]:
+        if not 0 <= version <= MAX_ID:
+            raise SelfImproveError(
+                f"version must be between 0 and {MAX_ID} (0: the previous incumbent), but got "
+                f"{version=}."
+            )
         v = integration.system.improver.rollback(model_id, version or None)
         return {"model": model_id, "incumbent": v.number, "sha256": v.sha256}
 

@@ -175,6 +175,7 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
 
 
 def test_the_engine_is_mounted_in_the_main_cli(home: Path) -> None:
+    SelfImprovementEngine(home=home).close()  # a listing reads an existing home only
     env = {k: v for k, v in os.environ.items() if not k.startswith("SELFIMPROVE_")}
     proc = subprocess.run(
         [

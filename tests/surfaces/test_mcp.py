@@ -164,3 +164,38 @@ def test_integration_methods_from_a_plain_asyncio_script(tmp_path: Path, fmt: st
     assert perf["incumbent"]["version"] == 1 and "accuracy" in perf["measurements"]
     assert 0 <= health["overall_health"] <= 1
     assert (isinstance(data, dict) and "models" in data) or data.startswith("id,cycle")
+
+
+def test_optimize_checks_the_strategy_settings_before_anything_runs(tmp_path: Path) -> None:
+    from mcp import Client
+
+    _home_with_wine(tmp_path)
+    integration = SelfImprovementIntegration(config=CFG, home=tmp_path)
+    server = build_server(integration)
+    bad = [
+        ({"strategy": "train", "params": {"nosuchkey": 1}}, "does not understand the settings"),
+        ({"strategy": "train", "params": {"lr": "abc"}}, "lr='abc' is not a finite number"),
+        ({"strategy": "train", "params": {"lr": -1}}, "lr=-1 is not a finite number"),
+        ({"strategy": "tune", "params": {"trial_epochs": 999_999}}, "the budget's epochs"),
+        ({"strategy": "auto", "params": {"lr": 0.01}}, "name the strategy"),
+    ]
+
+    async def go() -> tuple[list[Any], Any]:
+        async with Client(server) as client:
+            refused = [
+                await client.call_tool("optimize_specific_model", {"model_id": "wine", **args})
+                for args, _ in bad
+            ]
+            before = _snapshot(tmp_path)
+            ran = await client.call_tool(
+                "optimize_specific_model",
+                {"model_id": "wine", "strategy": "train", "params": {"lr": "0.01"}},
+            )
+            return refused, (before, _payload(ran))
+
+    before = _snapshot(tmp_path)
+    refused, (unchanged, ran) = asyncio.run(go())
+    for result, (_, needle) in zip(refused, bad, strict=True):
+        assert result.is_error and needle in result.content[0].text, result.content
+    assert unchanged == before  # nothing recorded by the refused calls
+    assert ran["status"] == "completed" and ran["task"]["params"] == {"lr": 0.01}

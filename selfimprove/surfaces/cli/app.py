@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from selfimprove.config import SelfImprovementConfig
-from selfimprove.errors import SelfImproveError
+from selfimprove.errors import NotFoundError, SelfImproveError
 from selfimprove.loop.experiment import ExperimentOutcome
 from selfimprove.loop.improver import EXPORT_FORMATS, MAX_CYCLES, SelfImprover
 from selfimprove.strategies import MAX_EPOCHS, MAX_SECONDS, STRATEGIES, Budget
@@ -26,6 +27,7 @@ from selfimprove.surfaces.cli.common import (
     MAX_LIMIT,
     HomeOpt,
     JsonOpt,
+    OneLineErrors,
     VerboseOpt,
     err,
     handle_errors,
@@ -34,12 +36,14 @@ from selfimprove.surfaces.cli.common import (
 )
 from selfimprove.surfaces.cli.engine import engine_app
 from selfimprove.surfaces.cli.plasticity import app as plasticity_app
+from selfimprove.tasks import BUILTIN_TASKS
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="selfimprove",
     help="Keep a population of PyTorch models getting better on their own, with proof.",
+    cls=OneLineErrors,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -76,11 +80,11 @@ def _outcome_table(outcomes: list[ExperimentOutcome]) -> Table:
     table.add_column("decision", overflow="fold", min_width=16)
     for o in outcomes:
         if o.promoted:
-            decision = f"[green]promoted[/] {_why(o.reason)}"
+            decision = f"[green]promoted[/] {escape(_why(o.reason))}"
         elif o.decision is not None:
-            decision = f"[yellow]rejected[/] {_why(o.reason)}"
+            decision = f"[yellow]rejected[/] {escape(_why(o.reason))}"
         else:
-            decision = f"[dim]{o.status}[/] {o.reason}"
+            decision = f"[dim]{o.status}[/] {escape(o.reason)}"
         has_after = o.status == "completed"
         table.add_row(
             str(o.cycle),
@@ -131,12 +135,19 @@ def run(
     )
     outcomes: list[ExperimentOutcome] = []
     with SelfImprovingNeuralSystem(home=home, config=config, seed=seed) as system:
-        if not system.store.list_models():
+        registered = [m.name for m in system.store.list_models()]
+        unknown = [n for n in model or [] if n not in (registered or BUILTIN_TASKS)]
+        if unknown:  # before the built-ins are trained into an empty store
+            raise NotFoundError(
+                f"unknown model {unknown[0]!r}; this home has "
+                f"{', '.join(registered or BUILTIN_TASKS)}"
+                + ("" if registered else " (the built-ins a first run registers)")
+                + "."
+            )
+        if not registered:
             with err.status("registering the built-in models (weak first incumbents)…"):
                 added = system.improver.ensure_builtin_models()
             err.print(f"registered {', '.join(added)}")
-        for name in model or []:
-            system.store.get_model(name)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -184,14 +195,20 @@ def _outcome_dict(o: ExperimentOutcome) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-def _parse_param(raw: str) -> tuple[str, Any]:
-    key, sep, value = raw.partition("=")
-    if not sep or not key:
-        raise SelfImproveError(f"--param must look like KEY=VALUE (e.g. lr=0.001), not {raw!r}.")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value  # a bare string such as schedule=cosine
+def _parse_params(raw: list[str]) -> dict[str, str]:
+    """``-p KEY=VALUE`` options as text; the strategy parses each value to its declared type
+    (see :meth:`Strategy.check_params <selfimprove.strategies.Strategy.check_params>`)."""
+    params: dict[str, str] = {}
+    for item in raw:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SelfImproveError(
+                f"--param must look like KEY=VALUE (e.g. lr=0.001), not {item[:80]!r}."
+            )
+        if key.strip() in params:
+            raise SelfImproveError(f"--param {key.strip()} is given twice; give it once.")
+        params[key.strip()] = value
+    return params
 
 
 @app.command()
@@ -231,12 +248,13 @@ def improve(
     Example: selfimprove improve pattern_recognition --strategy train --budget-epochs 40
     """
     setup_logging(verbose)
-    params = dict(_parse_param(p) for p in param or [])
+    params = _parse_params(param or [])
     budget = Budget(epochs=budget_epochs, seconds=budget_seconds)
-    with SelfImprover(home, seed=seed) as si:
-        si.store.get_model(model)
-        with err.status(f"{strategy} on {model}…"):
-            outcome = si.improve(model, strategy, objective=objective, budget=budget, params=params)
+    with (
+        SelfImprover(home, seed=seed, create=False) as si,
+        err.status(f"{escape(strategy)} on {escape(model)}…"),
+    ):
+        outcome = si.improve(model, strategy, objective=objective, budget=budget, params=params)
     if outcome.status in ("not_applicable", "skipped"):
         what = "does not apply to" if outcome.status == "not_applicable" else "skipped"
         raise SelfImproveError(f"{outcome.strategy} {what} {model}: {outcome.reason}")
@@ -255,7 +273,7 @@ def status(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
 
     Example: selfimprove status --json
     """
-    with SelfImprover(home) as si:
+    with SelfImprover(home, read_only=True) as si:
         info = si.status()
     if as_json:
         out.print_json(json.dumps(info, default=str))
@@ -268,6 +286,7 @@ def status(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     )
     if info["incumbents"]:
         out.print(_models_table(info["incumbents"]))
+        _warn_damaged(info["incumbents"])
 
 
 def _models_table(rows: list[dict[str, Any]]) -> Table:
@@ -281,22 +300,50 @@ def _models_table(rows: list[dict[str, Any]]) -> Table:
         "validation",
         "test",
         "sha256",
+        "checkpoint",
+        "manifest",
     ):
         table.add_column(col)
     for r in rows:
         m = r["metrics"]
         key = next((k[len("validation_") :] for k in m if k.startswith("validation_")), None)
         table.add_row(
-            r["name"],
-            r["task"],
+            escape(r["name"]),
+            escape(r["task"]),
             f"v{r['incumbent']}" if r["incumbent"] else "—",
             str(r["versions"]),
-            r["strategy"] or "—",
+            escape(r["strategy"] or "—"),
             f"{key} {_fmt(m.get(f'validation_{key}'))}" if key else "—",
             f"{key} {_fmt(m.get(f'test_{key}'))}" if key else "—",
             (r["sha256"] or "")[:12],
+            _file_state(r["checkpoint"]),
+            _file_state(r["manifest"]),
         )
     return table
+
+
+def _file_state(state: str | None) -> str:
+    if state is None:
+        return "—"
+    return "[green]ok[/]" if state == "ok" else f"[bold red]{escape(state)}[/]"
+
+
+def _warn_damaged(rows: list[dict[str, Any]]) -> None:
+    """One line on stderr per incumbent whose files do not match the ledger."""
+    for r in rows:
+        bad = [
+            f"{what} {r[what]}"
+            for what in ("checkpoint", "manifest")
+            if r[what] not in (None, "ok")
+        ]
+        if bad:
+            err.print(
+                f"[bold red]warning:[/] {escape(r['name'])} v{r['incumbent']}: "
+                f"{escape('; '.join(bad))}; roll back with `selfimprove rollback "
+                f"{escape(r['name'])}` or restore the files.",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 @app.command()
@@ -306,7 +353,7 @@ def models(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
 
     Example: selfimprove models --home ./.selfimprove
     """
-    with SelfImprover(home) as si:
+    with SelfImprover(home, read_only=True) as si:
         rows = si.models()
     if as_json:
         out.print_json(json.dumps(rows, default=str))
@@ -315,6 +362,7 @@ def models(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
         out.print("no models yet: run `selfimprove run` to register the built-in ones.")
         return
     out.print(_models_table(rows))
+    _warn_damaged(rows)
 
 
 @app.command()
@@ -331,7 +379,7 @@ def history(
 
     Example: selfimprove history pattern_recognition --limit 10
     """
-    with SelfImprover(home) as si:
+    with SelfImprover(home, read_only=True) as si:
         records = si.history(model, limit)
         names = {m.id: m.name for m in si.store.list_models()}
     if as_json:
@@ -354,13 +402,13 @@ def history(
         table.add_row(
             str(e.id),
             str(e.cycle or ""),
-            names.get(e.model_id or -1, ""),
-            e.strategy,
+            escape(names.get(e.model_id or -1, "")),
+            escape(e.strategy),
             state,
             _arrow(st.get("before"), st.get("after")) if st else "—",
             _arrow(st.get("test_before"), st.get("test_after")) if st else "—",
             _fmt(st.get("p_value"), 2),
-            e.reason,
+            escape(e.reason),
         )
     out.print(table)
 
@@ -379,7 +427,7 @@ def rollback(
 
     Example: selfimprove rollback pattern_recognition --to 2
     """
-    with SelfImprover(home) as si:
+    with SelfImprover(home, create=False) as si:
         before = si.registry.incumbent(model)
         after = si.rollback(model, to)
     out.print(f"{model}: v{before.number} → v{after.number} (sha256 {after.sha256[:12]})")
@@ -404,7 +452,7 @@ def export(
     """
     if fmt not in EXPORT_FORMATS:
         raise SelfImproveError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}.")
-    with SelfImprover(home) as si:
+    with SelfImprover(home, read_only=True) as si:
         text = si.export(fmt, table=table)
     if out_path is None:
         sys.stdout.write(text)
@@ -430,7 +478,7 @@ def dashboard(
     """
     from selfimprove.surfaces.report.dashboard import render_dashboard
 
-    with SelfImprover(home) as si, err.status("rendering the dashboard…"):
+    with SelfImprover(home, read_only=True) as si, err.status("rendering the dashboard…"):
         page = render_dashboard(si)
     try:
         out_file.write_text(page, encoding="utf-8")
@@ -450,15 +498,28 @@ def serve(
 
     Example: selfimprove serve --port 8765
     """
-    from selfimprove.surfaces.report.server import serve_dashboard
+    from selfimprove.surfaces.report.server import make_server
 
-    err.print(f"serving the dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
     try:
-        serve_dashboard(home, host=host, port=port)
+        server = make_server(home, host=host, port=port)
     except OSError as exc:
         raise SelfImproveError(
-            f"cannot serve on {host}:{port} ({exc.strerror}); pick another --port."
+            f"cannot serve on {host[:80]!r}:{port} ({exc.strerror or exc}); pick another --port "
+            "or --host."
         ) from None
+    except ValueError as exc:  # a host name the resolver refuses (too long, a NUL byte)
+        raise SelfImproveError(
+            f"cannot serve on {host[:80]!r}: {exc}; pick another --host."
+        ) from None
+    err.print(
+        f"serving the dashboard on http://{escape(host)}:{port}/ (Ctrl-C to stop)", highlight=False
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @app.command()
@@ -467,7 +528,9 @@ def mcp(
     transport: Annotated[
         str, typer.Option("--transport", help="stdio or streamable-http.")
     ] = "stdio",
-    port: Annotated[int, typer.Option("--port", help="Port for streamable-http.")] = 8766,
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="Port for streamable-http.")
+    ] = 8766,
     host: Annotated[str, typer.Option("--host", help="Interface for streamable-http.")] = (
         "127.0.0.1"
     ),
@@ -501,6 +564,7 @@ def mcp(
 
     Example: selfimprove mcp --home ./.selfimprove --read-only
     """
+    from selfimprove.loop.system import SelfImprovingNeuralSystem
     from selfimprove.surfaces.integration import SelfImprovementIntegration
     from selfimprove.surfaces.mcp_server import build_server
 
@@ -509,11 +573,12 @@ def mcp(
             f"--transport must be 'stdio' or 'streamable-http', not {transport!r}."
         )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, force=True)
+    # --read-only: an existing home, opened without writing (nothing is created).
+    improver = SelfImprover(
+        home, config=SelfImprovementConfig(auto_start=False), seed=seed, read_only=read_only
+    )
     integration = SelfImprovementIntegration(
-        config=SelfImprovementConfig(auto_start=False),
-        home=home,
-        seed=seed,
-        read_only=read_only,
+        system=SelfImprovingNeuralSystem(improver=improver), read_only=read_only
     )
     server = build_server(
         integration,

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from selfimprove.errors import SelfImproveError
 
@@ -21,20 +24,54 @@ MAX_ID = 2**31 - 1
 #: Most rows a listing returns.
 MAX_LIMIT = 100_000
 
-__all__ = ["F", "HomeOpt", "JsonOpt", "VerboseOpt", "err", "handle_errors", "out", "setup_logging"]
+__all__ = [
+    "F",
+    "HomeOpt",
+    "JsonOpt",
+    "OneLineErrors",
+    "VerboseOpt",
+    "err",
+    "error_line",
+    "handle_errors",
+    "out",
+    "setup_logging",
+]
 
 # Piped output gets a wide table instead of rich's 80-column default.
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
+
+def _home_path(value: str) -> Path:
+    """``--home`` as typed: an empty value is refused (it would mean the current folder)."""
+    if not value.strip():
+        raise typer.BadParameter("the path is empty; pass a folder path or leave --home out.")
+    return Path(value)
+
+
 HomeOpt = Annotated[
     Path | None,
-    typer.Option("--home", help="Home folder (default $SELFIMPROVE_HOME or ./.selfimprove)."),
+    typer.Option(
+        "--home",
+        parser=_home_path,
+        help="Home folder (default $SELFIMPROVE_HOME or ./.selfimprove).",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what the library does.")]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+#: Characters that would break the line or steer the terminal (escaped when shown).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def error_line(message: str) -> None:
+    """Print ``error: message`` on stderr as one line: control characters a user typed (a
+    newline in a name) are shown escaped, and ``[`` in it is text, not rich markup."""
+    text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
+    err.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
 
 
 def handle_errors(fn: F) -> F:
@@ -45,7 +82,7 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except SelfImproveError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            error_line(str(exc))
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted")
@@ -62,3 +99,37 @@ def setup_logging(verbose: bool) -> None:
         handlers=[RichHandler(console=err, show_path=False)],
         force=True,
     )
+
+
+class OneLineErrors(TyperGroup):
+    """A command group whose usage errors (a bad option value, an unknown option or command, a
+    missing argument) are one line on stderr, ``error: …``, and exit code 2, like the package's
+    own errors; ``--help`` and a bare group (which shows its help) are unchanged."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as exc:  # typer's click errors: usage errors among them
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: show its help
+                help_text = exc.ctx.get_help()  # type: ignore[attr-defined]
+                if help_text:  # rich help prints itself and returns ""
+                    typer.echo(help_text)
+                sys.exit(exc.exit_code)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            lines = (line.strip() for line in exc.format_message().splitlines())
+            error_line(" ".join(line for line in lines if line) + hint)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err.print("aborted")
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)

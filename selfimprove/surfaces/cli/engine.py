@@ -10,10 +10,12 @@ changed. Approval runs only the check command and root given here (``--check-com
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import json
 import math
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,6 +33,7 @@ from selfimprove.engine import (
     unified_diff,
 )
 from selfimprove.errors import SelfImproveError
+from selfimprove.loop.home import open_store
 from selfimprove.store import CodeImprovementRecord, CodeImprovementStatus, Decision
 from selfimprove.surfaces.cli.common import (
     MAX_ID,
@@ -146,6 +149,18 @@ def _code_engine(
     )
 
 
+@contextlib.contextmanager
+def _existing_engine(home: Path | None) -> Iterator[SelfImprovementEngine]:
+    """The engine over an existing home's store: a missing home is an error (one line, exit 2)
+    and nothing is created."""
+    opened = open_store(home, create=False)
+    try:
+        with SelfImprovementEngine(store=opened.store, home=opened.home) as engine:
+            yield engine
+    finally:
+        opened.close()
+
+
 @engine_app.command()
 @handle_errors
 def capabilities(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
@@ -155,7 +170,7 @@ def capabilities(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
 
     Example: selfimprove engine capabilities --home ./.selfimprove
     """
-    with _engine(home) as engine:
+    with _existing_engine(home) as engine:
         profiles = engine.profile_all_capabilities()
     if as_json:
         _json(profiles)
@@ -198,7 +213,7 @@ def weaknesses(
 
     Example: selfimprove engine weaknesses --min-impact 0.5
     """
-    with _engine(home) as engine:
+    with _existing_engine(home) as engine:
         found = engine.analyze_weaknesses(min_impact, include_closed=show_all)
     if as_json:
         _json(found)
@@ -241,7 +256,7 @@ def experiments(
 
     Example: selfimprove engine experiments --weakness 3
     """
-    with _engine(home) as engine:
+    with _existing_engine(home) as engine:
         if weakness is not None:
             engine.store.get_weakness(weakness)
             records = list(reversed(engine.store.list_weakness_experiments(weakness)))[:limit]
@@ -550,7 +565,7 @@ def assess(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
 
     Example: selfimprove engine assess --json
     """
-    with _engine(home) as engine:
+    with _existing_engine(home) as engine:
         a = engine.get_self_assessment()
     if as_json:
         _json(a)

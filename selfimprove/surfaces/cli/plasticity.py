@@ -20,6 +20,7 @@ from rich.table import Table
 from selfimprove.surfaces.cli.common import (
     HomeOpt,
     JsonOpt,
+    OneLineErrors,
     VerboseOpt,
     err,
     handle_errors,
@@ -35,6 +36,7 @@ app = typer.Typer(
         "Adaptive neural plasticity: prune -> measure -> grow -> learn the attention heads of "
         "GPT-2-family models, with degeneration checks and an HTML dashboard."
     ),
+    cls=OneLineErrors,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

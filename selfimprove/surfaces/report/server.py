@@ -22,8 +22,11 @@ logger = logging.getLogger(__name__)
 def make_server(
     home: str | os.PathLike[str] | None, *, host: str = "127.0.0.1", port: int = 8765
 ) -> http.server.ThreadingHTTPServer:
-    """A server whose ``/`` is the dashboard of ``home`` (other paths: 404; writes: 405)."""
-    si = SelfImprover(home)
+    """A server whose ``/`` is the dashboard of ``home`` (other paths: 404; writes: 405).
+
+    The home must exist; it is opened read-only (nothing is created or written there).
+    """
+    si = SelfImprover(home, read_only=True)
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -45,7 +48,11 @@ def make_server(
         def log_message(self, format: str, *args: Any) -> None:
             logger.info("%s %s", self.address_string(), format % args)
 
-    server = http.server.ThreadingHTTPServer((host, port), Handler)
+    try:
+        server = http.server.ThreadingHTTPServer((host, port), Handler)
+    except BaseException:
+        si.close()
+        raise
     server.daemon_threads = True
     return server
 
