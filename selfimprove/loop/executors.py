@@ -4,6 +4,15 @@ An executor maps a function over tasks with bounded concurrency and returns the 
 the order of the tasks, whatever order they finish in — so the loop records and learns from
 them in a fixed order, and concurrency cannot change decisions (each experiment's seed comes
 from its cycle, model and strategy, never from timing).
+
+Same seed, same decisions: by default the local executor runs the tasks one after another, in
+order, on one worker thread. Training in overlapping threads is not repeatable: dropout masks
+and shuffles draw from torch's one process-wide generator, so which thread drew which numbers
+followed the timing (measured: three seeded trainings in a thread pool gave three different
+models, each different from the same training alone), and a matrix product's rounding follows
+torch's intra-op thread count, which measurement switches while it times. ``overlap=True``
+runs up to ``max_workers`` tasks at once on one intra-op thread each, faster on a many-core
+machine, at the price of that repeatability.
 """
 
 from __future__ import annotations
@@ -11,9 +20,12 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+
+import torch
 
 from selfimprove.errors import ConfigError
 
@@ -43,39 +55,59 @@ class Executor(abc.ABC):
 
 
 class LocalExecutor(Executor):
-    """A thread pool. PyTorch releases the GIL in its kernels, so training in threads overlaps.
+    """Tasks in a worker thread of this process: one at a time (repeatable), or overlapping.
 
     Args:
-        max_workers: Concurrent tasks (``max_concurrent_improvements``).
+        max_workers: Tasks a cycle hands over at once (``max_concurrent_improvements``); with
+            ``overlap``, also how many run at the same time.
+        overlap: Run the tasks in overlapping threads (PyTorch releases the GIL in its
+            kernels). Off by default: see the module's note on repeatability.
     """
 
-    def __init__(self, max_workers: int = 3) -> None:
+    def __init__(self, max_workers: int = 3, *, overlap: bool = False) -> None:
         if max_workers < 1:
             raise ConfigError(f"max_workers must be >= 1, but got {max_workers=}.")
         self.max_workers = max_workers
+        self.overlap = overlap
+        self._threads = torch.get_num_threads()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     def _get_pool(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=self.max_workers, thread_name_prefix="selfimprove"
+                max_workers=self.max_workers if self.overlap else 1,
+                thread_name_prefix="selfimprove",
             )
         return self._pool
 
     async def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        loop = asyncio.get_running_loop()
-        pool = self._get_pool()
-        futures = [loop.run_in_executor(pool, fn, item) for item in items]
-        results = await asyncio.gather(*futures, return_exceptions=True)
+        overlapping = self.overlap and len(items) > 1 and self.max_workers > 1
+        threads = 1 if overlapping else self._threads
+        try:
+            results = await self._gather(functools.partial(_on_threads, threads, fn), items)
+        finally:
+            torch.set_num_threads(self._threads)
         for r in results:
             if isinstance(r, BaseException):
                 raise r
-        return list(results)  # type: ignore[arg-type]
+        return list(results)
+
+    async def _gather(self, fn: Callable[[T], R], items: Sequence[T]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        pool = self._get_pool()
+        futures = [loop.run_in_executor(pool, fn, item) for item in items]
+        return await asyncio.gather(*futures, return_exceptions=True)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+def _on_threads(threads: int, fn: Callable[[T], R], item: T) -> R:
+    """``fn(item)`` with ``threads`` intra-op threads, set in the worker thread itself."""
+    torch.set_num_threads(threads)
+    return fn(item)
 
 
 EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor}
