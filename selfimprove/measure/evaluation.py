@@ -20,7 +20,7 @@ from torch import nn
 
 from selfimprove.config import JudgeConfig
 from selfimprove.nn.modules import checkpoint_bytes
-from selfimprove.nn.runtime import single_thread
+from selfimprove.nn.runtime import nominal_latency_ms, single_thread
 from selfimprove.tasks import Task
 
 __all__ = ["Evaluation", "Evaluator", "LatencyProfile", "SplitScores"]
@@ -66,6 +66,9 @@ class Evaluation:
     parameters: int
     size_bytes: int
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Batch-1 cost counted in ops and FLOPs (:func:`~selfimprove.nn.nominal_latency_ms`); the
+    #: latency the judge's guard uses when latency is not the target, so timing cannot decide.
+    nominal_latency_ms: float | None = None
 
     @property
     def finite(self) -> bool:
@@ -99,6 +102,8 @@ class Evaluation:
             out["latency_ms"] = self.latency.median_ms
             out["serving_latency_ms"] = self.latency.serving_median_ms
             out["serving_batch"] = float(self.latency.serving_batch)
+        if self.nominal_latency_ms is not None:
+            out["nominal_latency_ms"] = self.nominal_latency_ms
         out["parameters"] = float(self.parameters)
         out["size_bytes"] = float(self.size_bytes)
         return out
@@ -190,6 +195,9 @@ class Evaluator:
                     latency=prof,
                     parameters=sum(p.numel() for p in m.parameters()),
                     size_bytes=checkpoint_bytes(m),
+                    nominal_latency_ms=(
+                        nominal_latency_ms(m, task.example_input(1)) if with_latency else None
+                    ),
                 )
             )
         return out

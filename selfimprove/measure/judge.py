@@ -183,6 +183,10 @@ class Judge:
             before, after = incumbent.value(g.name), candidate.value(g.name)
             if not (math.isfinite(before) and math.isfinite(after)):
                 continue  # not measured for this pair
+            nominal = _nominal_latency(g, target, incumbent, candidate)
+            if nominal is not None:
+                out[g.name] = _counted_guard(g, (before, after), nominal)
+                continue
             info: dict[str, Any] = {
                 "before": before,
                 "after": after,
@@ -210,6 +214,41 @@ class Judge:
                     info["passed"] = False
             out[g.name] = info
         return out
+
+
+def _nominal_latency(
+    g: Objective, target: Objective, incumbent: Evaluation, candidate: Evaluation
+) -> tuple[float, float] | None:
+    """The counted (nominal) latencies to guard on, when latency guards a target that is not
+    latency and both were counted; ``None``: guard on the measured timings."""
+    if g.name != "latency_ms" or target.name == "latency_ms":
+        return None
+    b, a = incumbent.nominal_latency_ms, candidate.nominal_latency_ms
+    return None if b is None or a is None else (b, a)
+
+
+def _counted_guard(
+    g: Objective, measured: tuple[float, float], nominal: tuple[float, float]
+) -> dict[str, Any]:
+    """The latency guard's tolerance decided on counted cost, so that timing cannot change a
+    quality decision; a limit the user set in milliseconds still holds the measured latency
+    (the measured timings are recorded beside)."""
+    (before, after), (m_before, m_after) = nominal, measured
+    passed = g.within_tolerance(before, after) and g.within_limit(m_after)
+    return {
+        "before": before,
+        "after": after,
+        "measured_before": m_before,
+        "measured_after": m_after,
+        "regression": g.regression(before, after),
+        "tolerance": g.tolerance,
+        "absolute": g.absolute_tolerance,
+        "limit": g.limit,
+        "within_limit": g.within_limit(m_after),
+        "passed": passed,
+        "rule": "nominal latency (counted ops and FLOPs at batch 1): the target is not "
+        "latency, so timing does not decide",
+    }
 
 
 def _pct(change: float) -> str:

@@ -46,6 +46,7 @@ from selfimprove.nn.quantize import (
     quantized_state,
 )
 from selfimprove.nn.runtime import (
+    nominal_latency_ms,
     single_thread,
 )
 
@@ -69,6 +70,7 @@ __all__ = [
     "load_quantized_state_",
     "load_state_",
     "module_state",
+    "nominal_latency_ms",
     "parse_mlp",
     "prune_mlp",
     "quantize_module",

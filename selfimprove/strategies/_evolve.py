@@ -8,18 +8,21 @@ minimise:
 1. its *holdout error*: the error-like form of the task's primary objective (``1 - accuracy``,
    the MSE) on the selection holdout carved from the training split (see
    :mod:`selfimprove.strategies._search`);
-2. its *cost*: measured batch-1 latency in milliseconds by default, or the checkpoint size /
-   parameter count when one of those is targeted (or named by the ``cost`` setting).
+2. its *cost*: the parameter count by default, the targeted objective when it is latency or
+   size (or the one named by the ``cost`` setting).
 
-Latency is timed on one thread after a warm-up, each trial interleaved with the incumbent, and
-the trial's median is rescaled by the incumbent's (``trial / incumbent-now x incumbent-first``)
-so that load on the shared machine between trials cancels out. From the Pareto front the
-strategy picks what the targeted objective calls for: for the primary objective, the lowest
-holdout error among the points the judge's guards would admit (batch-1 latency within the
-task's latency tolerance of the incumbent's, checkpoint within the task's size limit; the
-lowest error overall when none qualifies: without it the most accurate point was often several
-times slower and the judge turned it down, e.g. neural_sort MSE 0.0099 → 0.0068 rejected for
-+186 % latency); for ``latency_ms``, ``size_bytes`` or ``parameters``, the fastest / smallest point
+The parameter count is the default cost because it is deterministic: the search, and so the
+candidate, depend only on the seed, also on a loaded machine (with measured latency as the
+cost, later generations followed the timings, and two runs with one seed promoted different
+models). Latency is timed only when it is the cost: on one thread after a warm-up, each trial
+interleaved with the incumbent, and the trial's median rescaled by the incumbent's
+(``trial / incumbent-now x incumbent-first``) so that load between trials cancels out. From the
+Pareto front the strategy picks what the targeted objective calls for: for the primary
+objective, the lowest holdout error among the points the judge's guards would admit (checkpoint
+within the task's size limit, and, when trials were timed, batch-1 latency within the task's
+latency tolerance of the incumbent's; the lowest error overall when none qualifies); the judge's
+own latency guard still decides on the candidate. For ``latency_ms``, ``size_bytes`` or
+``parameters``, the fastest / smallest point
 whose holdout error is no worse than the incumbent's on the same holdout (re-timing the
 qualifying points side by side before choosing the fastest). The incumbent may have trained on
 some of the holdout's examples, so its holdout error is if anything optimistic: the bar is
@@ -39,9 +42,8 @@ widths, depth, dropout, activation, each end built and run before it is searched
 candidate's record says so (``space_source``: ``"task"`` or ``"inferred: ..."``).
 
 Reproducibility: trials' params in the first generation and every trial's training are seeded
-by ``context.seed``; later generations depend on the cost values, so a latency-cost search can
-differ between runs as timings do. ``cost="parameters"`` or ``"size_bytes"`` makes the whole
-search repeatable.
+by ``context.seed``; later generations depend on the cost values, so only a latency-cost search
+(latency targeted, or ``cost="latency_ms"``) can differ between runs as timings do.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ from torch import nn
 from selfimprove.errors import ConfigError, StrategyError
 from selfimprove.measure.training import OPTIMIZERS, TrainConfig
 from selfimprove.nn.modules import arch_params, checkpoint_bytes
-from selfimprove.nn.runtime import time_batch1
+from selfimprove.nn.runtime import nominal_latency_ms, time_batch1
 from selfimprove.objectives import Objective
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import derive_seed, torch_seeded
@@ -175,7 +177,8 @@ class EvolveStrategy(Strategy):
     - ``lr``, ``batch_size``, ``optimizer``, ``patience``: training of each trial (defaults
       3e-3, 64, ``"adam"``, 5: short trials need a brisk learning rate);
     - ``cost``: the second objective, one of :data:`COSTS` (default: the targeted objective
-      when it is one of them, else ``latency_ms``);
+      when it is one of them, else ``parameters``, which keeps the search independent of
+      timing);
     - ``latency_repeats``: timed rounds per latency measurement (default 15);
     - ``error_tolerance``: for latency / size targets, how much higher than the incumbent's
       holdout error a point's may be (default 0: no worse);
@@ -221,7 +224,7 @@ class EvolveStrategy(Strategy):
         p = self.check_params(context.params, context.budget)
         epochs = context.budget.epochs
         pop = int_setting(p, "population_size", 6, 2, 1000)
-        default_cost = context.objective if context.objective in COSTS else "latency_ms"
+        default_cost = context.objective if context.objective in COSTS else "parameters"
         cost = p.get("cost", default_cost)
         if cost not in COSTS:
             raise ConfigError(f"setting 'cost' must be one of {COSTS}, but got {cost!r}.")
@@ -277,8 +280,11 @@ class EvolveStrategy(Strategy):
         x1 = holdout.x[:1]
         inc = incumbent.module
         inc_error = holdout_error(inc, task, holdout, primary)
-        (inc_times,) = time_batch1([inc], x1, 2 * s.latency_repeats)
-        inc_latency = float(np.median(inc_times))
+        inc_nominal = nominal_latency_ms(inc, x1)
+        inc_latency: float | None = None
+        if s.cost == "latency_ms":
+            (inc_times,) = time_batch1([inc], x1, 2 * s.latency_repeats)
+            inc_latency = float(np.median(inc_times))
         # The task's own space is searched around its defaults; an inferred one around the
         # incumbent's params, which is where its ranges were built and checked.
         base = arch_params(task.default_params() if source == SPACE_FROM_TASK else incumbent_params)
@@ -295,7 +301,7 @@ class EvolveStrategy(Strategy):
             )
         front = sorted((points[n] for n in front_numbers), key=lambda p: (p.error, p.cost(s.cost)))
         chosen, choice = choose_point(
-            context.objective, front, inc, x1, s, inc_error, inc_latency, task
+            context.objective, front, inc, x1, s, inc_error, inc_latency, task, inc_nominal
         )
         # Only the chosen trial's module leaves this function; drop the rest now.
         points.clear()
@@ -316,7 +322,7 @@ class EvolveStrategy(Strategy):
             "choice": choice,
             "chosen_trial": chosen.number,
             "chosen_params": chosen.params,
-            "incumbent": incumbent_record(inc, inc_error, inc_latency),
+            "incumbent": incumbent_record(inc, inc_error, inc_latency, inc_nominal),
             "pareto_front": [p.row() for p in front],
             "refit": refit,
             **_search_record(s, rows, ledger.spent, refit["epochs"], stopped, context),
@@ -344,7 +350,7 @@ class EvolveStrategy(Strategy):
         context: StrategyContext,
         s: EvolveConfig,
         ledger: EpochLedger,
-        reference: tuple[nn.Module, torch.Tensor, float],
+        reference: tuple[nn.Module, torch.Tensor, float | None],
     ) -> tuple[dict[int, Point], list[dict[str, Any]], list[int], str]:
         """The NSGA-II trial loop: complete points by trial, every trial's record, the Pareto
         front's trial numbers, and what stopped the search."""
@@ -392,7 +398,7 @@ class EvolveStrategy(Strategy):
         data: tuple[Task, Split],
         context: StrategyContext,
         s: EvolveConfig,
-        reference: tuple[nn.Module, torch.Tensor, float],
+        reference: tuple[nn.Module, torch.Tensor, float | None],
     ) -> tuple[dict[str, Any], Point | None]:
         """Train trial ``number`` from a fresh seeded init; its record, and its point if it
         completed with a finite holdout error.
@@ -420,15 +426,18 @@ class EvolveStrategy(Strategy):
             row["reason"] = run.reason or "holdout error not finite"
             row["state"] = "failed"
             return row, None
-        t_trial, t_inc = time_batch1([module, inc], x1, s.latency_repeats)
-        # Rescaled by the incumbent timed in the same rounds: drift cancels.
-        latency = float(np.median(t_trial) / np.median(t_inc) * inc_latency)
+        latency: float | None = None
+        if inc_latency is not None:  # latency is the search's cost
+            t_trial, t_inc = time_batch1([module, inc], x1, s.latency_repeats)
+            # Rescaled by the incumbent timed in the same rounds: drift cancels.
+            latency = float(np.median(t_trial) / np.median(t_inc) * inc_latency)
         point = Point(
             number=number,
             params=params,
             module=module,
             error=error,
             latency_ms=latency,
+            nominal_ms=nominal_latency_ms(module, x1),
             size_bytes=checkpoint_bytes(module),
             parameters=sum(p.numel() for p in module.parameters()),
             epochs=run.epochs,

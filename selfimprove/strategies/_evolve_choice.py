@@ -43,7 +43,8 @@ class Point:
     params: dict[str, Any]
     module: nn.Module
     error: float
-    latency_ms: float
+    latency_ms: float | None  # timed only when latency is the search's cost
+    nominal_ms: float  # counted batch-1 cost (see selfimprove.nn.nominal_latency_ms)
     size_bytes: int
     parameters: int
     epochs: int
@@ -59,6 +60,7 @@ class Point:
             "params": self.params,
             "holdout_error": self.error,
             "latency_ms": self.latency_ms,
+            "nominal_latency_ms": self.nominal_ms,
             "size_bytes": self.size_bytes,
             "parameters": self.parameters,
             "epochs": self.epochs,
@@ -66,17 +68,23 @@ class Point:
 
 
 @torch.inference_mode()
-def within_guards(point: Point, task: Task, inc_latency: float) -> bool:
-    """Whether the judge's latency and size guards would let ``point`` replace an incumbent
-    timed at ``inc_latency`` (the latency guard also needs significance, so this is the
-    stricter reading)."""
+def within_guards(point: Point, task: Task, inc_latency: float | None, inc_nominal: float) -> bool:
+    """Whether the judge's latency and size guards would let ``point`` replace the incumbent.
+
+    Latency as the judge reads it: measured (``inc_latency``, when the search timed its trials
+    because latency is its cost; the judge also needs significance, so this is the stricter
+    reading), else counted (``inc_nominal``, the nominal batch-1 cost the judge guards quality
+    targets on, which timing cannot change).
+    """
     names = {o.name for o in task.objectives}
     if "latency_ms" in names:
         lat = task.objective("latency_ms")
-        if not (
-            lat.within_tolerance(inc_latency, point.latency_ms)
-            and lat.within_limit(point.latency_ms)
-        ):
+        timed = point.latency_ms is not None and inc_latency is not None
+        before, after = (
+            (inc_latency, point.latency_ms) if timed else (inc_nominal, point.nominal_ms)
+        )
+        assert before is not None and after is not None
+        if not (lat.within_tolerance(before, after) and lat.within_limit(after)):
             return False
     return "size_bytes" not in names or task.objective("size_bytes").within_limit(point.size_bytes)
 
@@ -88,8 +96,9 @@ def choose_point(
     x1: torch.Tensor,
     s: ChoiceSettings,
     inc_error: float,
-    inc_latency: float,
+    inc_latency: float | None,
     task: Task,
+    inc_nominal: float,
 ) -> tuple[Point, dict[str, Any]]:
     """The Pareto point ``target`` calls for, and how it was chosen (as data).
 
@@ -97,7 +106,7 @@ def choose_point(
         StrategyError: Latency / size target and no point reaches the incumbent's error.
     """
     if target not in COSTS:
-        admitted = [p for p in front if within_guards(p, task, inc_latency)]
+        admitted = [p for p in front if within_guards(p, task, inc_latency, inc_nominal)]
         best = (admitted or front)[0]  # sorted by (error, cost)
         return best, {
             "rule": (
@@ -131,7 +140,8 @@ def choose_point(
             [incumbent] + [p.module for p in qualifying], x1, 2 * s.latency_repeats
         )
         inc_now = float(np.median(timings[0]))
-        medians = [float(np.median(t)) / inc_now * inc_latency for t in timings[1:]]
+        first = inc_now if inc_latency is None else inc_latency
+        medians = [float(np.median(t)) / inc_now * first for t in timings[1:]]
         k = int(np.argmin(medians))
         return qualifying[k], {
             "rule": rule + "fastest, re-timed side by side",
@@ -151,11 +161,14 @@ def choose_point(
     }
 
 
-def incumbent_record(inc: nn.Module, error: float, latency: float) -> dict[str, Any]:
+def incumbent_record(
+    inc: nn.Module, error: float, latency: float | None, nominal: float
+) -> dict[str, Any]:
     """The incumbent's figures the choice was measured against, for the record."""
     return {
         "holdout_error": error,
         "latency_ms": latency,
+        "nominal_latency_ms": nominal,
         "size_bytes": checkpoint_bytes(inc),
         "parameters": sum(p.numel() for p in inc.parameters()),
     }

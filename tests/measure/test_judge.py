@@ -210,3 +210,43 @@ def test_latency_timing_rotates_the_order() -> None:
     timed = calls[12:]  # after 3 warm-up pairs per model
     firsts = timed[0::4]  # the first model timed in each repeat (each times batch 1 and serving)
     assert firsts == ["a", "b", "a", "b"]
+
+
+def test_latency_guards_a_quality_target_on_counted_cost_not_on_timing() -> None:
+    """Same seed, same decisions: a loaded machine that slows the candidate's timing cannot
+    turn down a better candidate, and a candidate that really does more work is turned down
+    however fast it happened to time."""
+    task = wine_task()
+    weak = _trained(task, 0, epochs=1)
+    strong = copy.deepcopy(weak)
+    train_(strong, task, TrainConfig(epochs=60, seed=1, lr=3e-3))
+    ev_w, ev_s = Evaluator(CFG).evaluate([weak, strong], task)
+    assert ev_w.latency is not None and ev_s.latency is not None
+    assert ev_s.nominal_latency_ms == ev_w.nominal_latency_ms  # same architecture, same count
+    slowed = dataclasses.replace(
+        ev_s, latency=dataclasses.replace(ev_s.latency, batch1_ms=ev_s.latency.batch1_ms * 5)
+    )
+    j = Judge(CFG).judge(task, ev_w, slowed)
+    guard = j.statistics["guards"]["latency_ms"]
+    assert j.decision is Decision.PROMOTE, j.reason
+    assert guard["rule"].startswith("nominal latency") and guard["passed"] is True
+    assert guard["measured_after"] == slowed.value("latency_ms") > ev_w.value("latency_ms")
+    assert ev_w.nominal_latency_ms is not None
+    # three times the work and more than min_change (0.05 ms) slower, however it timed
+    heavier = dataclasses.replace(ev_s, nominal_latency_ms=3 * ev_w.nominal_latency_ms + 0.1)
+    j = Judge(CFG).judge(task, ev_w, heavier)
+    assert j.decision is Decision.REJECT
+    assert "latency_ms" in j.reason
+
+
+def test_nominal_latency_counts_work_and_ignores_load() -> None:
+    from selfimprove.nn import nominal_latency_ms
+
+    x = torch.zeros(1, 13)
+    small = torch.nn.Sequential(torch.nn.Linear(13, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    wide = torch.nn.Sequential(torch.nn.Linear(13, 512), torch.nn.ReLU(), torch.nn.Linear(512, 3))
+    deep = torch.nn.Sequential(*[torch.nn.Linear(13, 13) for _ in range(6)], torch.nn.Linear(13, 3))
+    figures = [nominal_latency_ms(m, x) for m in (small, wide, deep)]
+    assert figures[0] < figures[1] and figures[0] < figures[2]
+    assert nominal_latency_ms(small, x) == figures[0]  # counted: the same every time
+    assert small.training  # the module's mode is left as it was

@@ -80,20 +80,24 @@ def test_evolve_front_is_non_dominated_and_the_candidate_reloads(improver: SelfI
 
     # The front: at least two distinct points, none dominating another (checked here) ...
     front = d["pareto_front"]
-    pts = [(p["holdout_error"], p["latency_ms"]) for p in front]
+    cost = d["objectives"][1]
+    assert cost == "parameters"  # deterministic by default for a quality target
+    pts = [(p["holdout_error"], p[cost]) for p in front]
     assert len(set(pts)) >= 2
     assert not any(_dominates(a, b) for a in pts for b in pts)
     # ... and exactly the non-dominated set of all complete trials.
     done = [t for t in trials if t["state"] == "complete"]
-    all_pts = {t["trial"]: (t["holdout_error"], t["latency_ms"]) for t in done}
+    all_pts = {t["trial"]: (t["holdout_error"], t[cost]) for t in done}
     nd = {n for n, a in all_pts.items() if not any(_dominates(b, a) for b in all_pts.values())}
     assert {p["trial"] for p in front} == nd
 
     # Primary objective: the lowest holdout error on the front among the points within the
-    # task's latency guard (or on the whole front when none is).
+    # task's latency guard on counted (nominal) latency, nothing timed (or on the whole front
+    # when none is).
+    assert d["incumbent"]["latency_ms"] is None and all(p["latency_ms"] is None for p in front)
     lat = inc.task.objective("latency_ms")
-    inc_ms = d["incumbent"]["latency_ms"]
-    admitted = [p for p in front if lat.within_tolerance(inc_ms, p["latency_ms"])]
+    inc_ms = d["incumbent"]["nominal_latency_ms"]
+    admitted = [p for p in front if lat.within_tolerance(inc_ms, p["nominal_latency_ms"])]
     assert d["choice"]["admitted"] == [p["trial"] for p in admitted]
     pool = admitted or front
     assert d["chosen_trial"] == min(pool, key=lambda p: p["holdout_error"])["trial"]
@@ -258,7 +262,9 @@ def test_evolve_for_quality_prefers_the_best_point_the_guards_admit() -> None:
     lin = torch.nn.Linear(1, 1)
 
     def point(n: int, error: float, ms: float) -> Point:
-        return Point(n, {}, lin, error, ms, size_bytes=1000 * (n + 1), parameters=2, epochs=1)
+        return Point(
+            n, {}, lin, error, None, ms, size_bytes=1000 * (n + 1), parameters=2, epochs=1
+        )  # untimed: the guard reads the counted (nominal) latency
 
     accurate_but_slow, fast = point(0, 0.01, 1.0), point(1, 0.02, 0.1)
     front = [accurate_but_slow, fast]  # sorted by error, as evolve sorts it
@@ -268,7 +274,7 @@ def test_evolve_for_quality_prefers_the_best_point_the_guards_admit() -> None:
 
     def choose(inc_ms: float, t: Any = task) -> tuple[Any, dict[str, Any]]:
         x1 = torch.zeros(1, 1)
-        return choose_point("accuracy", front, lin, x1, s, 0.05, inc_ms, t)
+        return choose_point("accuracy", front, lin, x1, s, 0.05, None, t, inc_ms)
 
     chosen, choice = choose(0.1)  # 1.0 ms would be +900 % and +0.9 ms: beyond the guard
     assert chosen is fast and choice["admitted"] == [1]
