@@ -320,7 +320,7 @@ class ImprovementCycle:
             gap=obs.primary.gap(obs.value) if obs.primary.target is not None else math.nan,
             epochs=float(self.budget().epochs),
             objective=w.objective,
-            default_seconds=self.config.train_seconds,
+            default_epochs=float(self.budget().epochs),
         )
 
     def plan(

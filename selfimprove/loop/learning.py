@@ -21,7 +21,7 @@ from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import SelfImproveError
 from selfimprove.loop.experiment import ExperimentOutcome
 from selfimprove.meta.bandit import StrategyBandit
-from selfimprove.meta.gain import MIN_REWARD_SECONDS, GainAdvisor, experiment_facts
+from selfimprove.meta.gain import GainAdvisor, experiment_facts, reward_cost
 from selfimprove.meta.insights import update_insights
 from selfimprove.registry import ModelHome
 from selfimprove.store import Decision, ExperimentStatus, utcnow
@@ -110,9 +110,9 @@ class CycleLearner:
                 rel = exp.statistics.get("relative_improvement")
                 gain = float(rel) if rel is not None and math.isfinite(rel) else 0.0
             model = self.store.get_model(task.model_id)
-            self.bandit.update(
-                (task.kind, model.family), task.strategy, gain / max(secs, MIN_REWARD_SECONDS)
-            )
+            # Gain per epochs spent, never per second: the same seed, the same decisions.
+            cost = reward_cost(float(exp.compute.get("epochs") or 0.0))
+            self.bandit.update((task.kind, model.family), task.strategy, gain / cost)
             self.triggers.record_outcome(task.trigger_ids, gain)
             if outcome.promoted:
                 self.total_improvements += 1

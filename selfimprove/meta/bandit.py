@@ -54,7 +54,7 @@ class StrategyBandit:
         seed: Seeds every draw (draw ``k`` of a context uses ``derive_seed(seed, context, k)``,
             so a replay gives the same choices).
         prior_mean: Prior mean reward (0: no gain expected until seen).
-        prior_scale: Prior spread of rewards (gain per second units).
+        prior_scale: Prior spread of rewards (gain per reward_cost unit: 10 epochs spent).
         prior_strength: How many pseudo-observations the prior mean is worth.
     """
 

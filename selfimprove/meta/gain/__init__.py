@@ -13,10 +13,12 @@ is creation order).
 **Target.** ``y`` = the realised gain: the judge's ``relative_improvement`` of the targeted
 objective (relative reduction of its error-like form, validation split) when the candidate was
 promoted, else 0 (rejected or failed). This is exactly the gain the system's ``_learn`` feeds to
-the bandit, before it divides by seconds. We predict *gain*, not gain per second: seconds depend
-on the machine and on what else runs on it (two shared CPU cores here), so gain per second is
-noisy and not stationary, while the gain is a property of (strategy, model, weakness). The
-budget is a feature, so a planner divides the predicted gain by the seconds it expects to spend.
+the bandit, before it divides by the experiment's cost (:func:`reward_cost`: epochs spent, per
+``REWARD_EPOCHS``, floored at ``MIN_REWARD_EPOCHS``). We predict *gain*, not gain per cost: the
+gain is a property of (strategy, model, weakness), while what a strategy spends depends on its
+settings. The budget is a feature, so a planner divides the predicted gain by the cost it expects.
+Costs are counted in epochs, never in seconds: seconds follow the machine's load, so the same
+seed would plan differently on a busy machine.
 
 **Features** (``FEATURE_NAMES``, 24 columns; every transform is fixed, never fitted on data, so a
 checkpoint keeps its meaning when the task is rebuilt from a longer history, in any process):
@@ -61,11 +63,11 @@ spending effort on the gain model (``run`` skips a model at target); the judge a
 **Against the bandit.** :func:`compare_with_bandit` measures, on experiments newer than any the
 predictor could have learnt from or been selected on (the task's test split, and everything
 finished since the snapshot), the mean absolute error of the predicted gain and of the bandit's
-estimate in the same unit: the bandit's posterior mean reward (gain per second) for the
+estimate in the same unit: the bandit's posterior mean reward (gain per cost unit) for the
 experiment's (kind, family) context and strategy — its prior mean if that arm was never tried
-there — times the experiment's own ``max(seconds, 0.5)``: the very denominator the system used
+there — times the experiment's own :func:`reward_cost`: the very denominator the system used
 to turn that gain into a reward, so the conversion is exact and, since it uses the realised
-seconds, generous to the bandit. The bandit is replayed from the same older experiments (with
+cost, generous to the bandit. The bandit is replayed from the same older experiments (with
 the given bandit's prior), because the live bandit has already been fed the held-out outcomes.
 The gain model decides only when its error is strictly smaller (and, when ``alpha`` is given,
 when the judge's one-sided paired bootstrap over the per-experiment absolute errors agrees at
@@ -83,8 +85,9 @@ from selfimprove.meta.gain.features import (
     GAIN_MODEL_NAME,
     GAIN_TASK_NAME,
     MIN_EXPERIMENTS,
-    MIN_REWARD_SECONDS,
+    MIN_REWARD_EPOCHS,
     MODEL_OBJECTIVES,
+    REWARD_EPOCHS,
     ExperimentFacts,
     FeatureEncoding,
     encode_features,
@@ -92,6 +95,7 @@ from selfimprove.meta.gain.features import (
     experiment_features,
     family_bucket,
     realised_gain,
+    reward_cost,
     time_split_sizes,
 )
 from selfimprove.meta.gain.predictor import GainPredictor, compare_with_bandit
@@ -105,8 +109,9 @@ __all__ = [
     "GAIN_MODEL_NAME",
     "GAIN_TASK_NAME",
     "MIN_EXPERIMENTS",
-    "MIN_REWARD_SECONDS",
+    "MIN_REWARD_EPOCHS",
     "MODEL_OBJECTIVES",
+    "REWARD_EPOCHS",
     "ExperimentFacts",
     "FeatureEncoding",
     "GainAdvisor",
@@ -119,5 +124,6 @@ __all__ = [
     "family_bucket",
     "realised_gain",
     "register_gain_model",
+    "reward_cost",
     "time_split_sizes",
 ]

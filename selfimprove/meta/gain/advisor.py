@@ -12,10 +12,10 @@ import numpy as np
 from selfimprove.errors import TaskError
 from selfimprove.meta.bandit import StrategyBandit
 from selfimprove.meta.gain.features import (
-    MIN_REWARD_SECONDS,
     ExperimentFacts,
     encode_features,
     experiment_facts,
+    reward_cost,
 )
 from selfimprove.meta.gain.predictor import GainPredictor, compare_with_bandit
 from selfimprove.meta.gain.task import register_gain_model
@@ -45,7 +45,7 @@ class GainAdvisor:
         self.comparison: dict[str, object] | None = None
         #: ``"bandit"`` or ``"gain_model"``: whose expected reward sets planned priorities.
         self.decides = "bandit"
-        self._strategy_seconds: dict[str, float] = {}
+        self._strategy_epochs: dict[str, float] = {}
 
     @property
     def trusted(self) -> bool:
@@ -75,11 +75,11 @@ class GainAdvisor:
                 logger.debug("gain model not (re)built: %s", exc)
                 return
         self.predictor = GainPredictor.from_registry(self.home.registry)
-        secs: dict[str, list[float]] = collections.defaultdict(list)
+        spent: dict[str, list[float]] = collections.defaultdict(list)
         for e in experiments:
-            if e.status is ExperimentStatus.COMPLETED and e.compute.get("seconds") is not None:
-                secs[e.strategy].append(float(e.compute["seconds"]))
-        self._strategy_seconds = {k: float(np.median(v)) for k, v in secs.items()}
+            if e.status is ExperimentStatus.COMPLETED and e.compute.get("epochs") is not None:
+                spent[e.strategy].append(float(e.compute["epochs"]))
+        self._strategy_epochs = {k: float(np.median(v)) for k, v in spent.items()}
         result = compare_with_bandit(store, self.predictor, bandit, alpha=self.alpha, facts=facts)
         record_comparison(store, result)
         self.comparison = result
@@ -95,12 +95,12 @@ class GainAdvisor:
         gap: float,
         epochs: float,
         objective: str,
-        default_seconds: float,
+        default_epochs: float,
     ) -> float:
-        """Expected reward (gain per compute second) of a planned task.
+        """Expected reward (gain per :func:`reward_cost`) of a planned task.
 
-        The seconds are the median of the strategy's past experiments (``default_seconds``
-        when it has none), floored at ``MIN_REWARD_SECONDS`` as the bandit's rewards are.
+        The cost is that of the median epochs the strategy's past experiments spent
+        (``default_epochs`` when it has none), as the bandit's rewards are.
 
         Raises:
             TaskError: No predictor loaded yet (call :meth:`refresh` first).
@@ -117,5 +117,4 @@ class GainAdvisor:
             objective=objective,
         )
         gain = self.predictor.predict(features)
-        seconds = self._strategy_seconds.get(strategy, default_seconds)
-        return gain / max(seconds, MIN_REWARD_SECONDS)
+        return gain / reward_cost(self._strategy_epochs.get(strategy, default_epochs))

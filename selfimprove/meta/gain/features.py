@@ -35,9 +35,22 @@ MIN_EXPERIMENTS = 30
 #: Name of the registered gain model, and of its task.
 GAIN_MODEL_NAME = "gain_predictor"
 GAIN_TASK_NAME = "gain_prediction"
-#: Compute seconds below this count as this much when gain becomes reward (gain per second):
-#: a 0.01 s experiment is not 100× as good. The planned cycle's bandit rewards use it too.
-MIN_REWARD_SECONDS = 0.5
+#: A reward is gain per this many epochs spent: epochs, not seconds, so that the same seed makes
+#: the same decisions on a loaded machine (seconds follow the load; epochs follow the seed).
+REWARD_EPOCHS = 10.0
+#: Epochs below this count as this much when gain becomes reward: an experiment that trains for
+#: no epoch at all (quantize, prune without fine-tuning) is not infinitely good.
+MIN_REWARD_EPOCHS = 5.0
+
+
+def reward_cost(epochs: float) -> float:
+    """What an experiment that spent ``epochs`` costs, in reward units: ``max(epochs,
+    MIN_REWARD_EPOCHS) / REWARD_EPOCHS`` (a reward is gain divided by it). Not finite or
+    negative counts as the floor."""
+    spent = epochs if math.isfinite(epochs) and epochs > 0 else 0.0
+    return max(spent, MIN_REWARD_EPOCHS) / REWARD_EPOCHS
+
+
 #: Caps of the raw numeric features before their fixed transforms.
 MAX_GAP = 100.0
 
@@ -77,6 +90,7 @@ class ExperimentFacts:
         gap: Incumbent's relative shortfall from the target (NaN when unknown).
         epochs: Budget epochs (NaN when not recorded).
         seconds: Compute seconds spent (``compute.seconds``, else ``durations.strategy_s``).
+        epochs_spent: Training epochs spent (``compute.epochs``; 0 when none was recorded).
         promoted: Whether the candidate was promoted.
         failed: Whether the experiment failed.
         gain: Realised gain (relative improvement if promoted, else 0).
@@ -93,6 +107,7 @@ class ExperimentFacts:
     gap: float
     epochs: float
     seconds: float
+    epochs_spent: float
     promoted: bool
     failed: bool
     gain: float
@@ -218,6 +233,7 @@ def experiment_facts(
                 gap=gap,
                 epochs=float(epochs) if isinstance(epochs, (int, float)) else math.nan,
                 seconds=float(seconds),
+                epochs_spent=float(exp.compute.get("epochs") or 0.0),
                 promoted=exp.decision is Decision.PROMOTE,
                 failed=exp.status is ExperimentStatus.FAILED,
                 gain=realised_gain(exp),

@@ -16,11 +16,11 @@ from selfimprove.measure.stats import paired_test
 from selfimprove.meta.bandit import StrategyBandit
 from selfimprove.meta.gain.features import (
     GAIN_MODEL_NAME,
-    MIN_REWARD_SECONDS,
     ExperimentFacts,
     FeatureEncoding,
     encode_facts,
     experiment_facts,
+    reward_cost,
 )
 from selfimprove.meta.gain.task import GainPredictionTask
 from selfimprove.objectives import Direction, Objective
@@ -117,8 +117,8 @@ class GainPredictor:
 
 
 # ---------------------------------------------------------------------- versus the bandit
-def _reward_seconds(facts: ExperimentFacts) -> float:
-    return max(facts.seconds, MIN_REWARD_SECONDS)
+def _reward_cost(facts: ExperimentFacts) -> float:
+    return reward_cost(facts.epochs_spent)
 
 
 def _replayed_bandit(bandit: StrategyBandit, seen: Sequence[ExperimentFacts]) -> StrategyBandit:
@@ -130,14 +130,14 @@ def _replayed_bandit(bandit: StrategyBandit, seen: Sequence[ExperimentFacts]) ->
         prior_strength=bandit.prior_strength,
     )
     for f in seen:
-        replay.update((str(f.kind), f.family), f.strategy, f.gain / _reward_seconds(f))
+        replay.update((str(f.kind), f.family), f.strategy, f.gain / _reward_cost(f))
     return replay
 
 
 def _bandit_gain(replay: StrategyBandit, f: ExperimentFacts) -> float:
-    """The bandit's estimate of an experiment's gain: its mean reward times the seconds."""
+    """The bandit's estimate of an experiment's gain: its mean reward times the cost."""
     mean = replay.estimates((str(f.kind), f.family)).get(f.strategy, {})
-    return float(mean.get("mean", replay.prior_mean)) * _reward_seconds(f)
+    return float(mean.get("mean", replay.prior_mean)) * _reward_cost(f)
 
 
 def who_decides(
@@ -179,9 +179,9 @@ def compare_with_bandit(
 
     Held out: every finished experiment newer than ``predictor.fit_through_id``. The bandit is
     replayed, with ``bandit``'s prior, on the experiments up to that id (context = (kind, model
-    family), reward = gain / max(seconds, 0.5), as the system feeds it); its estimate of a
-    held-out experiment is its posterior mean reward for that (context, strategy) — the prior
-    mean when never tried — times the experiment's max(seconds, 0.5).
+    family), reward = gain / reward_cost(epochs spent), as the system feeds it); its estimate of
+    a held-out experiment is its posterior mean reward for that (context, strategy) — the prior
+    mean when never tried — times the experiment's reward_cost.
 
     ``p_value`` is the judge's one-sided paired bootstrap
     (:func:`selfimprove.measure.stats.paired_test`) that the gain model's absolute errors are
@@ -215,7 +215,7 @@ def compare_with_bandit(
         "n": len(held),
         "held_out_ids": [f.id for f in held],
         "bandit_trained_on": len(seen),
-        "conversion": "bandit gain = posterior mean reward x max(seconds, 0.5)",
+        "conversion": "bandit gain = posterior mean reward x reward_cost(epochs spent)",
     }
     if not held:
         result.update(
