@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,12 +42,54 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert "make run" in head and "make test" in head
 
 
+def _block(marker: str) -> str:
+    """The README's python example that contains ``marker``."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    found = [block for block in blocks if marker in block]
+    assert len(found) == 1, f"README should have one python example with {marker!r}"
+    return found[0]
+
+
+def test_readme_code_improvement_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The folder the README describes: a mymodule.py whose square(n) adds n to itself n times.
+    slow = (
+        "def square(n):\n    total = 0\n    for _ in range(n):\n        total += n\n"
+        "    return total\n"
+    )
+    (tmp_path / "mymodule.py").write_text(slow)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_block("apply_improvement"), "README.md", "exec"), {"__name__": "readme"})
+    assert capsys.readouterr().out.split() == ["1", "pending"]
+    assert (tmp_path / "mymodule.py").read_text() == slow  # untouched until approved
+    # Then the README's commands, from the same folder, as a user types them.
+    shown = re.search(r"Then, from the same folder:\n\n```bash\n(.*?)```", README.read_text(), re.S)
+    assert shown is not None
+    commands = [
+        shlex.split(line.split("  # ")[0], comments=True)
+        for line in shown.group(1).replace("\\\n", " ").splitlines()
+    ]
+    for command in commands:
+        if command[2] == "reject":  # the alternative to approving, for a pending one
+            continue
+        done = subprocess.run(
+            [sys.executable, "-m", "selfimprove", *command[1:]],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, (command, done.stderr)
+        text = (tmp_path / "mymodule.py").read_text()
+        if command[2] == "approve":
+            assert "return n * n" in text, done.stdout
+    assert (tmp_path / "mymodule.py").read_text() == slow  # rolled back: the exact bytes
+
+
 def test_readme_async_example_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert len(blocks) >= 2
     monkeypatch.chdir(tmp_path)
-    exec(compile(blocks[1], "README.md", "exec"), {"__name__": "readme"})
+    exec(compile(_block("asyncio.run"), "README.md", "exec"), {"__name__": "readme"})
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[0] in ("promote", "reject") and 0 <= float(out[1]) <= 1

@@ -67,6 +67,12 @@ def test_an_empty_or_impossible_home_is_one_line(home: Path) -> None:
     refused(cli("status", "--home", "x" * 300), "File name too long")
 
 
+def test_a_path_the_system_refuses_is_one_line_for_every_command(home: Path) -> None:
+    long = str(home.parent / ("9" * 400))
+    refused(cli("plasticity", "visualize", "--results_dir", long), "File name too long")
+    refused(cli("dashboard", "--home", str(home), "--out", long), "File name too long")
+
+
 @pytest.mark.parametrize(
     ("params", "needle"),
     [

@@ -84,6 +84,14 @@ def handle_errors(fn: F) -> F:
         except SelfImproveError as exc:
             error_line(str(exc))
             raise typer.Exit(2) from None
+        except OSError as exc:
+            if exc.filename is None:  # not about a path the user gave: a real fault, shown whole
+                raise
+            # A path the command could not use (too long, not permitted, a file in the way).
+            name = str(exc.filename)
+            shown = name if len(name) <= 120 else name[:60] + "…" + name[-40:]
+            error_line(f"cannot use {shown}: {exc.strerror or exc}; pass another path.")
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
