@@ -299,7 +299,7 @@ class SelfImprover:
     def status(self) -> dict[str, Any]:
         """Counts and incumbents, as plain data."""
         models = self.store.list_models()
-        experiments = self.store.list_experiments()
+        experiments = self.store.as_seen_now(self.store.list_experiments())
         by_status: dict[str, int] = {}
         for e in experiments:
             by_status[e.status.value] = by_status.get(e.status.value, 0) + 1
@@ -351,9 +351,12 @@ class SelfImprover:
         return rows
 
     def history(self, model: str | None = None, limit: int | None = None) -> list[ExperimentRecord]:
-        """Experiments, newest first (of one model if named)."""
+        """Experiments, newest first (of one model if named); one whose process is gone reads
+        as ``stale`` at once."""
         model_id = self.store.get_model(model).id if model else None
-        return self.store.list_experiments(model_id=model_id, limit=limit, newest_first=True)
+        return self.store.as_seen_now(
+            self.store.list_experiments(model_id=model_id, limit=limit, newest_first=True)
+        )
 
     def export(self, fmt: str = "json", *, table: str = "experiments") -> str:
         """Everything in the ledger as JSON, or one table as CSV.

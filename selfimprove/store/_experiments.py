@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Mapping
 from datetime import datetime
@@ -114,6 +115,27 @@ class ExperimentRepository(Database):
         return liveness(
             record.owner, record.heartbeat_at, utcnow(), expiry_s=self.heartbeat_expiry_s
         )
+
+    def as_seen_now(self, records: list[ExperimentRecord]) -> list[ExperimentRecord]:
+        """``records`` as they stand now: a ``running`` experiment whose owner is gone reads as
+        ``stale`` (with the reason), without writing anything — what commands that only read
+        show at once; the next run records it (:meth:`mark_stale_experiments`)."""
+        now = utcnow()
+        out = []
+        for r in records:
+            verdict = (
+                liveness(r.owner, r.heartbeat_at, now, expiry_s=self.heartbeat_expiry_s)
+                if r.status is ExperimentStatus.RUNNING
+                else None
+            )
+            if verdict is not None and not verdict.alive:
+                r = dataclasses.replace(
+                    r,
+                    status=ExperimentStatus.STALE,
+                    reason=f"cut short: {verdict.reason} before the experiment finished",
+                )
+            out.append(r)
+        return out
 
     def add_experiment(
         self,

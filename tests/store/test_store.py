@@ -113,6 +113,11 @@ def test_a_dead_processs_running_experiment_becomes_stale_and_a_live_ones_does_n
         [sys.executable, "-c", child, str(home)], capture_output=True, text=True, check=True
     )
     theirs = int(out.stdout)
+    # Read at once, before anything is written: the dead owner's experiment reads as stale.
+    seen = {e.id: e for e in store.as_seen_now(store.list_experiments())}
+    assert seen[theirs].status is ExperimentStatus.STALE and "has ended" in seen[theirs].reason
+    assert seen[mine.id].status is ExperimentStatus.RUNNING
+    assert store.get_experiment(theirs).status is ExperimentStatus.RUNNING  # nothing written
     stale = Store(home=home).mark_stale_experiments()
     assert [e.id for e in stale] == [theirs]
     assert "has ended" in stale[0].reason
