@@ -41,8 +41,17 @@ __all__ = [
     "pinned_digest",
     "record_digest",
     "root_refusal",
+    "unfinished",
     "unified_diff",
 ]
+
+#: Audit actions that announce a file write before it happens (``details["owner"]`` names the
+#: process), and the actions that end each: an announcement nothing ended is a write a crash
+#: may have cut short.
+ENDINGS = {
+    "writing": ("applied", "auto_rejected", "rejected", "interrupted"),
+    "rolling_back": ("rolled_back", "interrupted"),
+}
 
 #: The key of the digest in the details of an improvement's ``proposed`` audit entry.
 DIGEST_KEY = "approval_sha256"
@@ -184,6 +193,18 @@ def digest_refusal(
             "by `selfimprove engine show`); nothing ran."
         )
     return None
+
+
+def unfinished(trail: Sequence[AuditRecord], intent: str) -> AuditRecord | None:
+    """The last ``intent`` entry (``writing`` or ``rolling_back``) of one improvement's audit
+    trail, oldest first, that no later entry ended; ``None`` when every write finished."""
+    last = None
+    for entry in trail:
+        if entry.action == intent:
+            last = entry
+        elif last is not None and entry.action in ENDINGS[intent]:
+            last = None
+    return last
 
 
 def unified_diff(rec: CodeImprovementRecord) -> str:

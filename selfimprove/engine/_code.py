@@ -33,8 +33,10 @@ from selfimprove.engine._approval import (
     pinned_digest,
     record_digest,
     root_refusal,
+    unfinished,
     unified_diff,
 )
+from selfimprove.engine._recovery import announce, recover_interrupted
 from selfimprove.engine.codepatch import (
     CommandResult,
     FileDigests,
@@ -362,6 +364,7 @@ class CodeImprovements:
     ) -> CodeImprovementRecord:
         """Check, write, check again; keep the change or restore the file and reject it."""
         plan = self._plan(rec, expected)
+        rec = recover_interrupted(self.store, rec, plan.file_path, who)
         path = self._unchanged(rec, plan.file_path)
         argv = list(plan.command)
         before_runs = self._checks(argv, "before") if argv else []
@@ -427,7 +430,9 @@ class CodeImprovements:
         return path
 
     def _write(self, rec: CodeImprovementRecord, path: Path, who: str) -> FileDigests:
-        """Write the patched bytes in one rename; audit it; the digests read back."""
+        """Announce the write, write the patched bytes in one rename, audit it; the digests
+        read back."""
+        announce(self.store, rec, path, who, "writing")
         atomic_write(path, rec.patched_content)
         written = digests(path.read_bytes())
         self.store.add_audit(
@@ -532,6 +537,9 @@ class CodeImprovements:
         """
         rec = self._pending(improvement_id, "rejected")
         who = self.actor(actor)
+        if unfinished(self.store.list_audit(rec.id), "writing") is not None:
+            path, _ = self._verified(rec, None, command=False)
+            rec = recover_interrupted(self.store, rec, path, who)  # the original bytes back
         out = self.store.update_code_improvement(
             rec.id,
             status=CodeImprovementStatus.REJECTED,
@@ -573,6 +581,9 @@ class CodeImprovements:
             )
         who = self.actor(actor)
         path, _ = self._verified(rec, None, command=False)
+        rec = recover_interrupted(self.store, rec, path, who)
+        if rec.status is CodeImprovementStatus.ROLLED_BACK:  # a crash cut the last one short
+            return rec
         current = digests(path.read_bytes())
         if current.sha256 != rec.sha256_after:
             raise CodePatchError(
@@ -580,6 +591,7 @@ class CodeImprovements:
                 f"{current.sha256[:12]}…, expected {rec.sha256_after[:12]}…); it was not "
                 "overwritten. Undo the change by hand, or commit the edits and roll back there."
             )
+        announce(self.store, rec, path, who, "rolling_back")
         atomic_write(path, rec.original_content)
         restored = digests(path.read_bytes())
         if restored.sha256 != rec.sha256_before:

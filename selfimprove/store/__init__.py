@@ -25,7 +25,7 @@ and mypy sees every method of ``Store`` with its real signature.
 from __future__ import annotations
 
 from selfimprove.store._convert import clean_json, utcnow
-from selfimprove.store._liveness import Liveness, liveness
+from selfimprove.store._liveness import Liveness, liveness, process_owner
 from selfimprove.store._schema import SCHEMA_VERSION
 from selfimprove.store._store import Store
 from selfimprove.store.records import (
@@ -73,5 +73,6 @@ __all__ = [
     "WeaknessStatus",
     "clean_json",
     "liveness",
+    "process_owner",
     "utcnow",
 ]

@@ -119,8 +119,8 @@ def test_approve_reject_rollback(
 
     with SelfImprovementEngine(home=home) as e:
         trail = [(a.action, a.actor) for a in e.get_audit_trail(ledger["good"])]
-    assert trail[1:3] == [("written", "carol"), ("applied", "carol")]
-    applied = e.get_audit_trail(ledger["good"])[2].details
+    assert trail[1:4] == [("writing", "carol"), ("written", "carol"), ("applied", "carol")]
+    applied = e.get_audit_trail(ledger["good"])[3].details
     assert applied["command"] == check_argv and applied["root"] == str(project)
     assert applied["digest"] == e.get_audit_trail(ledger["good"])[0].details["approval_sha256"]
 

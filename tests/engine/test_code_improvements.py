@@ -69,8 +69,10 @@ def test_speed_up_applied_after_approval_measured_and_rolled_back_exactly(
         assert back.status is CodeImprovementStatus.ROLLED_BACK
         assert mod.read_bytes() == SLOW_MODULE  # exact bytes
         trail = engine.get_audit_trail(rec.id)
-        assert [a.action for a in trail] == ["proposed", "written", "applied", "rolled_back"]
-        assert [a.actor for a in trail] == ["alice", "bob", "bob", "alice"]
+        assert [a.action for a in trail] == [
+            *("proposed", "writing", "written", "applied", "rolling_back", "rolled_back")
+        ]
+        assert [a.actor for a in trail] == ["alice", "bob", "bob", "bob", "alice", "alice"]
         assert trail[-1].sha256_before == rec.sha256_after
         assert trail[-1].sha256_after == rec.sha256_before
         with pytest.raises(CodePatchError, match="only an applied one can be rolled back"):
@@ -90,7 +92,7 @@ def test_a_change_that_breaks_the_check_is_rejected_and_the_file_restored(
         assert "f(3) != 9" in out.check_after["runs"][-1]["output_tail"]
         assert mod.read_bytes() == SLOW_MODULE
         actions = [a.action for a in engine.get_audit_trail(rec.id)]
-        assert actions == ["proposed", "written", "auto_rejected"]
+        assert actions == ["proposed", "writing", "written", "auto_rejected"]
         assert out.performance == {}
 
 
@@ -296,3 +298,111 @@ def test_each_refusal_is_a_pure_decision_with_its_reason() -> None:
     assert "no approval digest pinned" in str(digest_refusal(1, "ab" * 32, None))
     assert "altered in the database" in str(digest_refusal(1, "ab" * 32, "cd" * 32))
     assert digest_refusal(1, "ab" * 32, "ab" * 32, "ABABABABABAB") is None
+
+
+#: A check that passes, and kills the process that runs it on the run named in the project's
+#: file ``kill_at`` (runs counted in ``runs``): a crash in the middle of an approval.
+KILL_ON_RUN = (
+    "import os, pathlib, signal; p, k = pathlib.Path('runs'), pathlib.Path('kill_at'); "
+    "n = int(p.read_text()) + 1 if p.exists() else 1; p.write_text(str(n)); "
+    "os.kill(os.getppid(), signal.SIGKILL) if k.exists() and n == int(k.read_text()) else None; "
+    "import mod; assert mod.f(3) == 9"
+)
+KILLING_CHECK = [sys.executable, "-c", KILL_ON_RUN]
+
+
+def _approve_in_a_process_killed_at_check(home: Path, project: Path, ident: int, run: int) -> int:
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from selfimprove.engine import SelfImprovementEngine\n"
+        "e = SelfImprovementEngine(home=sys.argv[1], root=sys.argv[2], check_command=sys.argv[3])\n"
+        "e.approve_improvement(int(sys.argv[4]))\n"
+    )
+    check = shlex.join(KILLING_CHECK)
+    (project / "kill_at").write_text(str(run))
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(home), str(project), check, str(ident)], timeout=120
+    )
+    (project / "kill_at").unlink()
+    return done.returncode
+
+
+def test_an_approval_killed_after_writing_is_undone_before_the_next_one(
+    home: Path, project: Path
+) -> None:
+    mod = project / "mod.py"
+    with _engine(home, project, KILLING_CHECK) as engine:
+        rec = engine.apply_improvement("multiply", "mod.py", "f", FAST_F)
+    # run 1 is the check before the change, run 2 the check after it: killed there
+    assert _approve_in_a_process_killed_at_check(home, project, rec.id, 2) == -9
+    assert hashlib.sha256(mod.read_bytes()).hexdigest() == rec.sha256_after  # written...
+    with _engine(home, project, KILLING_CHECK) as engine:
+        assert engine.store.get_code_improvement(rec.id).status is CodeImprovementStatus.PENDING
+        # ...never confirmed: the next approval puts the original back first, then applies
+        applied = engine.approve_improvement(rec.id)
+        assert applied.status is CodeImprovementStatus.APPLIED
+        actions = [a.action for a in engine.get_audit_trail(rec.id)]
+        assert actions == [
+            *("proposed", "writing", "written"),  # the killed approval
+            "interrupted",  # found and undone
+            *("writing", "written", "applied"),
+        ]
+        interrupted = engine.get_audit_trail(rec.id)[3]
+        assert "has ended" in interrupted.details["reason"]
+        assert "original bytes written back" in interrupted.details["done"]
+    assert hashlib.sha256(mod.read_bytes()).hexdigest() == rec.sha256_after
+
+
+def test_a_rejection_after_an_interrupted_approval_gives_the_original_bytes_back(
+    home: Path, project: Path
+) -> None:
+    mod = project / "mod.py"
+    with _engine(home, project, KILLING_CHECK) as engine:
+        rec = engine.apply_improvement("multiply", "mod.py", "f", FAST_F)
+    assert _approve_in_a_process_killed_at_check(home, project, rec.id, 2) == -9
+    with _engine(home, project, KILLING_CHECK) as engine:
+        rejected = engine.reject_improvement(rec.id, reason="not after a crash")
+        assert rejected.status is CodeImprovementStatus.REJECTED
+    assert mod.read_bytes() == SLOW_MODULE
+
+
+def test_a_write_announced_by_a_live_process_is_not_touched(home: Path, project: Path) -> None:
+    from selfimprove.engine._recovery import announce
+
+    with _engine(home, project, KILLING_CHECK) as engine:
+        rec = engine.apply_improvement("multiply", "mod.py", "f", FAST_F)
+        announce(engine.store, rec, project / "mod.py", "bob", "writing")  # this process: alive
+        with pytest.raises(CodePatchError, match="is being approved by another process now"):
+            engine.approve_improvement(rec.id)
+    assert (project / "mod.py").read_bytes() == SLOW_MODULE
+
+
+def test_a_rollback_cut_short_after_writing_is_finished_by_the_next_one(
+    home: Path, project: Path, check_argv: list[str]
+) -> None:
+    import socket
+
+    mod = project / "mod.py"
+    with _engine(home, project, check_argv) as engine:
+        rec = engine.approve_improvement(
+            engine.apply_improvement("multiply", "mod.py", "f", FAST_F).id
+        )
+        # A rollback that announced itself, wrote the original bytes and died (its process,
+        # a pid that never ran at that start time, has ended) before the ledger said so.
+        dead = f"{socket.gethostname()}:{2**22 - 1}:1"
+        engine.store.add_audit(
+            "rolling_back",
+            "bob",
+            improvement_id=rec.id,
+            file_path=str(mod),
+            details={"owner": dead},
+        )
+        mod.write_bytes(SLOW_MODULE)
+        back = engine.rollback_improvement(rec.id)
+        assert back.status is CodeImprovementStatus.ROLLED_BACK
+        assert "crash" in back.reason
+        last = engine.get_audit_trail(rec.id)[-1]
+        assert last.action == "interrupted" and "rollback finished" in last.details["done"]
+    assert mod.read_bytes() == SLOW_MODULE
