@@ -27,6 +27,7 @@ RUNNERS = (
     "improvement",
     "head_pruning",
     "overhead",
+    "soak",
 )
 
 

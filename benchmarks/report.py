@@ -29,6 +29,7 @@ SECTIONS = {
     4: "Compression",
     5: "Engine overhead and scale",
     6: "Honesty",
+    7: "Reliability: processes sharing a store, and crashes",
 }
 _MODE_ORDER = {"full": 0, "quick": 1, "smoke": 2}
 
