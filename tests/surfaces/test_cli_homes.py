@@ -57,6 +57,9 @@ def test_a_missing_home_is_named_and_not_created(home: Path, tmp_path: Path) -> 
         refused(cli(*args, "--home", str(typo)), f"no selfimprove home at {typo}")
     refused(cli("improve", "wine", "--home", str(typo)), "selfimprove run --home")
     refused(cli("rollback", "wine", "--home", str(typo)), "no selfimprove home")
+    for verb in (["improvements"], ["show", "1"], ["approve", "1"], ["reject", "1"]):
+        refused(cli("engine", *verb, "--home", str(typo)), f"no selfimprove home at {typo}")
+    refused(cli("engine", "rollback", "1", "--home", str(typo)), "no selfimprove home")
     refused(cli("status"), "no selfimprove home at")  # ./.selfimprove: not there either
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
 

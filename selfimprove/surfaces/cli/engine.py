@@ -132,16 +132,12 @@ def _gap(value: float | None) -> str:
     return "∞" if not math.isfinite(value) else f"{value:.1%}"
 
 
-def _engine(home: Path | None, **code: Any) -> SelfImprovementEngine:
-    return SelfImprovementEngine(home=home, **code)
-
-
 def _code_engine(
     home: Path | None, root: Path | None, check_command: str | None = None, timeout: float = 300.0
-) -> SelfImprovementEngine:
+) -> contextlib.AbstractContextManager[SelfImprovementEngine]:
     """The engine configured with what approval and rollback may use: this root (default: the
     working folder) and this check command, never the ones recorded in the ledger."""
-    return _engine(
+    return _existing_engine(
         home,
         root=root if root is not None else Path.cwd(),
         check_command=check_command,
@@ -150,12 +146,14 @@ def _code_engine(
 
 
 @contextlib.contextmanager
-def _existing_engine(home: Path | None) -> Iterator[SelfImprovementEngine]:
+def _existing_engine(
+    home: Path | None, *, read_only: bool = False, **code: Any
+) -> Iterator[SelfImprovementEngine]:
     """The engine over an existing home's store: a missing home is an error (one line, exit 2)
-    and nothing is created."""
-    opened = open_store(home, create=False)
+    and nothing is created; ``read_only`` also reads a home it may not write (from a copy)."""
+    opened = open_store(home, create=False, read_only=read_only)
     try:
-        with SelfImprovementEngine(store=opened.store, home=opened.home) as engine:
+        with SelfImprovementEngine(store=opened.store, home=opened.home, **code) as engine:
             yield engine
     finally:
         opened.close()
@@ -327,7 +325,7 @@ def improvements(
             f"--status must be one of {', '.join(s.value for s in CodeImprovementStatus)}, "
             f"not {status!r}."
         )
-    with _engine(home) as engine:
+    with _existing_engine(home, read_only=True) as engine:
         code = engine.list_improvements(status)
         promotions = (
             [
@@ -423,7 +421,7 @@ def show(
 
     Example: selfimprove engine show 3
     """
-    with _engine(home) as engine:
+    with _existing_engine(home, read_only=True) as engine:
         rec = engine.store.get_code_improvement(improvement_id)
         digest, state = _digest_state(engine, rec)
     if as_json:
@@ -519,7 +517,7 @@ def reject(
 
     Example: selfimprove engine reject 3 --reason "changes the public API"
     """
-    with _engine(home) as engine:
+    with _existing_engine(home) as engine:
         rec = engine.reject_improvement(improvement_id, reason, actor)
     if as_json:
         _json({k: v for k, v in _plain(rec).items() if not k.endswith("_content")})
