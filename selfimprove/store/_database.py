@@ -238,6 +238,11 @@ class Database:
             raise StoreError(
                 f"database write failed and was rolled back ({_failure(exc)})"
             ) from exc
+        except OverflowError as exc:  # a number the database cannot hold (sqlite3 raises it)
+            session.rollback()
+            raise StoreError(
+                f"database write refused and rolled back: a number is too large to store ({exc})"
+            ) from exc
         except BaseException:
             session.rollback()
             raise
@@ -257,6 +262,10 @@ class Database:
             yield session
         except SQLAlchemyError as exc:
             raise StoreError(f"database read failed ({_failure(exc)})") from exc
+        except OverflowError as exc:  # a number the database cannot hold (sqlite3 raises it)
+            raise StoreError(
+                f"database read refused: a number is too large to look up ({exc})"
+            ) from exc
         finally:
             session.rollback()
             session.close()

@@ -367,3 +367,14 @@ def test_a_cycle_without_experiments_still_uses_its_number(home: Path) -> None:
     )
     assert store.max_cycle() == 2
     store.close()
+
+
+def test_a_number_too_large_for_the_database_is_a_store_error(home: Path) -> None:
+    store = Store(home=home)
+    m = store.add_model("a", "t", "f")
+    with pytest.raises(StoreError, match="too large|out of range"):
+        store.get_experiment(2**70)
+    with pytest.raises(StoreError, match="too large|out of range"):
+        store.add_experiment(model_id=m.id, strategy="train", cycle=2**70)
+    assert store.list_experiments() == []  # rolled back, nothing half-written
+    store.close()
