@@ -12,6 +12,7 @@ __all__ = [
     "CodePatchError",
     "ConfigError",
     "DivergedError",
+    "IncumbentChangedError",
     "NotFoundError",
     "SchemaVersionError",
     "SelfImproveError",
@@ -35,6 +36,11 @@ class StoreError(SelfImproveError):
 
 class SchemaVersionError(StoreError):
     """The store was written by a newer schema than this version of selfimprove understands."""
+
+
+class IncumbentChangedError(StoreError):
+    """A promotion was refused: the model's incumbent is no longer the version the candidate
+    was judged against (another process promoted or rolled back meanwhile)."""
 
 
 class NotFoundError(SelfImproveError):

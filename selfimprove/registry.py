@@ -285,13 +285,28 @@ class Registry:
         return version
 
     # ------------------------------------------------------------------ decisions
-    def promote(self, name: str, number: int) -> VersionRecord:
+    def promote(
+        self, name: str, number: int, *, replacing: VersionRecord | None = None
+    ) -> VersionRecord:
         """Make version ``number`` the incumbent (checksum verified first); the replaced
-        incumbent is kept as a backup."""
+        incumbent is kept as a backup.
+
+        Args:
+            replacing: The incumbent the version was judged against: the promotion is refused
+                if another version has become the incumbent since (another process).
+
+        Raises:
+            IncumbentChangedError: ``replacing`` is no longer the incumbent; nothing changed.
+        """
         model = self.store.get_model(name)
         version = self.verify(name, number)
         crash_point("before_promote")
-        self.store.set_incumbent(model.id, version.id, old_status=VersionStatus.BACKUP)
+        self.store.set_incumbent(
+            model.id,
+            version.id,
+            old_status=VersionStatus.BACKUP,
+            replacing=replacing.id if replacing is not None else None,
+        )
         self.store.add_event(
             "promote",
             f"{name} v{number} is the incumbent",

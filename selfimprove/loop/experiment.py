@@ -17,9 +17,15 @@ from datetime import datetime
 from typing import Any
 
 from selfimprove.config import SelfImprovementConfig
-from selfimprove.errors import BudgetExceededError, CheckpointError, NotFoundError, TaskError
+from selfimprove.errors import (
+    BudgetExceededError,
+    CheckpointError,
+    IncumbentChangedError,
+    NotFoundError,
+    TaskError,
+)
 from selfimprove.measure.evaluation import Evaluation, Evaluator
-from selfimprove.measure.judge import Judge
+from selfimprove.measure.judge import Judge, superseded
 from selfimprove.objectives import Objective
 from selfimprove.registry import LoadedModel, Registry
 from selfimprove.seeding import derive_seed
@@ -339,7 +345,11 @@ class ImprovementLoop:
             metrics=cand_eval.summary(),
         )
         if judgement.promoted:
-            self.registry.promote(name, version.number)
+            try:
+                self.registry.promote(name, version.number, replacing=inc.version)
+            except IncumbentChangedError as exc:  # another process promoted meanwhile
+                judgement = superseded(judgement, str(exc))
+        if judgement.promoted:
             self._record(model, cand_eval, version.id, plan.cycle, "promoted")
         else:
             self.registry.reject(name, version.number)

@@ -45,7 +45,7 @@ from selfimprove.objectives import (
 from selfimprove.store.records import Decision
 from selfimprove.tasks import Task
 
-__all__ = ["DETERMINISTIC", "EFFICIENCY", "Judge", "Judgement"]
+__all__ = ["DETERMINISTIC", "EFFICIENCY", "Judge", "Judgement", "superseded"]
 
 #: Objectives whose measurement has no noise: the same model always gives the same value.
 DETERMINISTIC = frozenset(DETERMINISTIC_OBJECTIVES)
@@ -64,6 +64,17 @@ class Judgement:
     @property
     def promoted(self) -> bool:
         return self.decision is Decision.PROMOTE
+
+
+def superseded(judgement: Judgement, why: str) -> Judgement:
+    """A promotion turned into a rejection because its incumbent was replaced before it could
+    be committed (``why``): the candidate was judged against a version that is no longer the
+    one it would replace, so it is not promoted without being judged again."""
+    return Judgement(
+        Decision.REJECT,
+        f"{judgement.reason}; not promoted: {why}",
+        {**judgement.statistics, "superseded": why},
+    )
 
 
 class Judge:

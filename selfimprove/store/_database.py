@@ -27,7 +27,7 @@ from selfimprove.config import resolve_home
 from selfimprove.errors import ConfigError, SelfImproveError, StoreError
 from selfimprove.store._convert import to_record
 from selfimprove.store._schema import Base, MetaRow
-from selfimprove.store.migrations import ensure_schema
+from selfimprove.store.migrations import WRITE_OPTION, ensure_schema
 
 __all__ = ["DB_FILENAME", "Database", "normalise_url"]
 
@@ -56,6 +56,14 @@ def normalise_url(url: str) -> str:
 def _create_engine(url: str, display_url: str, busy_timeout_s: float) -> Engine:
     """An engine for ``url``; SQLite connections get WAL, the busy timeout and foreign keys.
 
+    SQLite transactions are real ones: Python's sqlite3 driver begins a transaction only at the
+    first write, so the reads before it saw whatever other processes committed meanwhile (two
+    processes each read one incumbent and each promoted over it: two incumbents). The driver's
+    own ``BEGIN`` is turned off and every transaction begins itself: ``BEGIN IMMEDIATE`` for
+    one that writes (it takes the write lock first, waiting up to the busy timeout, so its reads
+    and writes are one unit and writers queue) and ``BEGIN`` for one that only reads (a
+    consistent snapshot under WAL, never blocking a writer). SQLAlchemy's documented recipe.
+
     Raises:
         ConfigError: No such dialect or driver.
         StoreError: The SQLite file's folder cannot be made.
@@ -71,11 +79,17 @@ def _create_engine(url: str, display_url: str, busy_timeout_s: float) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # no implicit BEGIN: see _begin
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA busy_timeout={timeout_ms}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            writes = conn.get_execution_options().get(WRITE_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
         return engine
     except (ArgumentError, NoSuchModuleError) as exc:
@@ -123,6 +137,9 @@ class Database:
         self._display_url = make_url(url).render_as_string(hide_password=True)
         self._engine = _create_engine(url, self._display_url, busy_timeout_s)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(
+            self._engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
+        )
         self._local = threading.local()  # the batch session of each thread (see `batch`)
         try:
             ensure_schema(self._engine, self._display_url)
@@ -178,7 +195,7 @@ class Database:
         if outer is not None:
             yield outer
             return
-        session = self._sessions()
+        session = self._write_sessions()
         self._local.session, self._local.failed = session, None
         try:
             yield session
@@ -229,7 +246,7 @@ class Database:
             with self._in_batch(batch, write=True) as session:
                 yield session
             return
-        session = self._sessions()
+        session = self._write_sessions()
         try:
             yield session
             session.commit()

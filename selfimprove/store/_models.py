@@ -9,7 +9,7 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from selfimprove.errors import ConfigError, NotFoundError, StoreError
+from selfimprove.errors import ConfigError, IncumbentChangedError, NotFoundError, StoreError
 from selfimprove.store._convert import clean_json, to_record, utcnow
 from selfimprove.store._database import Database
 from selfimprove.store._schema import ModelRow, VersionRow
@@ -18,13 +18,35 @@ from selfimprove.store.records import ModelRecord, VersionRecord, VersionStatus
 __all__ = ["ModelRepository"]
 
 
-def _flip_incumbent(s: Session, model_id: int, version_id: int, old_status: VersionStatus) -> None:
+def _flip_incumbent(
+    s: Session,
+    model_id: int,
+    version_id: int,
+    old_status: VersionStatus,
+    replacing: int | None = None,
+) -> None:
     """Make ``version_id`` the incumbent of ``model_id``; the previous one gets ``old_status``.
+
+    The model's row is locked first (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's write
+    transactions hold the database's write lock from their start), so two processes promoting
+    at once take turns and each sees the other's incumbent.
+
+    Args:
+        replacing: When given, the version the promotion was decided against: refused unless
+            it is still the incumbent (compare and swap).
 
     Raises:
         NotFoundError: The version belongs to another model.
+        IncumbentChangedError: ``replacing`` is no longer the incumbent.
     """
-    model = s.get_one(ModelRow, model_id)
+    model = s.get_one(ModelRow, model_id, with_for_update=True, populate_existing=True)
+    if replacing is not None and model.incumbent_version_id != replacing:
+        current = s.get(VersionRow, model.incumbent_version_id or 0)
+        raise IncumbentChangedError(
+            f"the incumbent of {model.name!r} changed to v{current.number if current else '?'} "
+            "meanwhile (another process promoted or rolled back); a candidate judged against "
+            "the previous incumbent is not promoted over it."
+        )
     now = utcnow()
     if model.incumbent_version_id is not None and model.incumbent_version_id != version_id:
         old = s.get_one(VersionRow, model.incumbent_version_id)
@@ -177,11 +199,24 @@ class ModelRepository(Database):
         return int(number)
 
     def set_incumbent(
-        self, model_id: int, version_id: int, *, old_status: VersionStatus = VersionStatus.BACKUP
+        self,
+        model_id: int,
+        version_id: int,
+        *,
+        old_status: VersionStatus = VersionStatus.BACKUP,
+        replacing: int | None = None,
     ) -> None:
-        """Move the incumbent pointer to ``version_id`` in one transaction."""
+        """Move the incumbent pointer to ``version_id`` in one transaction.
+
+        Args:
+            replacing: The incumbent version id the move was decided against; the move is
+                refused if another has become the incumbent since.
+
+        Raises:
+            IncumbentChangedError: ``replacing`` is no longer the incumbent; nothing changed.
+        """
         with self.transaction() as s:
-            _flip_incumbent(s, model_id, version_id, old_status)
+            _flip_incumbent(s, model_id, version_id, old_status, replacing)
 
     def set_version_status(self, version_id: int, status: VersionStatus) -> None:
         """Set a version's status (``PRUNED`` forgets its checkpoint path).

@@ -372,9 +372,87 @@ def test_a_cycle_without_experiments_still_uses_its_number(home: Path) -> None:
 def test_a_number_too_large_for_the_database_is_a_store_error(home: Path) -> None:
     store = Store(home=home)
     m = store.add_model("a", "t", "f")
-    with pytest.raises(StoreError, match="too large|out of range"):
+    with pytest.raises(StoreError, match=r"too large|out of range"):
         store.get_experiment(2**70)
-    with pytest.raises(StoreError, match="too large|out of range"):
+    with pytest.raises(StoreError, match=r"too large|out of range"):
         store.add_experiment(model_id=m.id, strategy="train", cycle=2**70)
     assert store.list_experiments() == []  # rolled back, nothing half-written
     store.close()
+
+
+def _version(store: Store, model_id: int, status: VersionStatus) -> int:
+    number = store.reserve_version_number(model_id)
+    return store.add_version(
+        model_id=model_id,
+        number=number,
+        parent_id=None,
+        status=status,
+        strategy="train",
+        origin="test",
+        params={},
+        metrics={},
+        checkpoint_path=f"v{number}",
+        manifest_path=f"v{number}.json",
+        sha256="0" * 64,
+        size_bytes=1,
+    ).id
+
+
+def test_a_promotion_decided_against_a_replaced_incumbent_is_refused(home: Path) -> None:
+    from selfimprove.errors import IncumbentChangedError
+
+    store = Store(home=home)
+    m = store.add_model("a", "t", "f")
+    first = _version(store, m.id, VersionStatus.INCUMBENT)
+    mine, theirs = (_version(store, m.id, VersionStatus.CANDIDATE) for _ in range(2))
+    store.set_incumbent(m.id, theirs, replacing=first)  # another process got there first
+    with pytest.raises(IncumbentChangedError, match="changed to v3 meanwhile"):
+        store.set_incumbent(m.id, mine, replacing=first)
+    assert store.get_model("a").incumbent_version_id == theirs
+    statuses = [v.status for v in store.list_versions(m.id)]
+    assert statuses == [VersionStatus.BACKUP, VersionStatus.CANDIDATE, VersionStatus.INCUMBENT]
+    store.close()
+
+
+def test_processes_promoting_at_once_leave_exactly_one_incumbent(home: Path) -> None:
+    """Each of 4 processes promotes 15 versions of one model, every other one only if the
+    incumbent it read is still the incumbent: the model never has two incumbents, and every
+    promotion refused as superseded left the incumbent alone."""
+    store = Store(home=home)
+    m = store.add_model("a", "t", "f")
+    _version(store, m.id, VersionStatus.INCUMBENT)
+    child = (
+        "import sys\n"
+        "from selfimprove.store import Store, VersionStatus\n"
+        "from tests.store.test_store import _version\n"
+        "s = Store(home=sys.argv[1])\n"
+        "from selfimprove.errors import IncumbentChangedError\n"
+        "promoted = 0\n"
+        "for i in range(15):\n"
+        "    v = _version(s, 1, VersionStatus.CANDIDATE)\n"
+        "    judged_against = s.get_model('a').incumbent_version_id\n"
+        "    try:\n"
+        "        s.set_incumbent(1, v, replacing=judged_against if i % 2 else None)\n"
+        "        promoted += 1\n"
+        "    except IncumbentChangedError:\n"
+        "        s.set_version_status(v, VersionStatus.REJECTED)\n"
+        "print(promoted)\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", child, str(home)],
+            cwd=Path(__file__).parents[2],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    promoted = [int(p.communicate(timeout=120)[0]) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4
+    versions = store.list_versions(m.id)
+    incumbents = [v.id for v in versions if v.status is VersionStatus.INCUMBENT]
+    assert len(versions) == 61 and incumbents == [store.get_model("a").incumbent_version_id]
+    backups = sum(v.status is VersionStatus.BACKUP for v in versions)
+    assert backups == sum(promoted) and backups + (60 - sum(promoted)) == 60
+    store.close()
+

@@ -22,12 +22,18 @@ from selfimprove.store.migrations._plan import (
     UpgradePlan,
     plan_upgrade,
 )
-from selfimprove.store.migrations._runner import SCRIPT_LOCATION, ensure_schema, recorded_schema
+from selfimprove.store.migrations._runner import (
+    SCRIPT_LOCATION,
+    WRITE_OPTION,
+    ensure_schema,
+    recorded_schema,
+)
 
 __all__ = [
     "HEAD_REVISION",
     "REVISIONS",
     "SCRIPT_LOCATION",
+    "WRITE_OPTION",
     "SchemaAction",
     "UpgradePlan",
     "ensure_schema",

@@ -30,10 +30,13 @@ from selfimprove.store.migrations._plan import (
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
 
-__all__ = ["SCRIPT_LOCATION", "ensure_schema", "recorded_schema"]
+__all__ = ["SCRIPT_LOCATION", "WRITE_OPTION", "ensure_schema", "recorded_schema"]
 
 #: The folder Alembic reads (``env.py`` and ``versions/``), shipped inside the package.
 SCRIPT_LOCATION = Path(__file__).resolve().parent
+#: Execution option of a connection that will write: the store's SQLite engine begins its
+#: transactions with ``BEGIN IMMEDIATE`` (the write lock first), others with ``BEGIN``.
+WRITE_OPTION = "selfimprove_write"
 #: The PostgreSQL advisory lock held while a store migrates (any constant shared by all).
 _PG_LOCK_KEY = 0x5E1F_1A7E
 
@@ -107,30 +110,18 @@ def ensure_schema(engine: Engine, display_url: str) -> UpgradePlan:
 def _migration_lock(engine: Engine) -> Iterator[Connection]:
     """A connection in a transaction that holds the store's migration lock; commits at the end.
 
-    SQLite: pysqlite begins transactions itself only before DML, so for the migration's DDL to
-    be part of the transaction the driver is told to leave transactions alone and
-    ``BEGIN IMMEDIATE`` takes the write lock at once (others wait in the busy timeout).
+    SQLite: the store's engine begins every transaction itself (see
+    :func:`selfimprove.store._database._create_engine`); a connection marked with
+    :data:`WRITE_OPTION` begins with ``BEGIN IMMEDIATE``, which takes the write lock at once
+    (others wait in the busy timeout), so the migration's DDL is one locked unit. PostgreSQL:
+    an advisory lock held until the transaction ends.
     """
     with engine.connect() as conn:
-        if conn.dialect.name != "sqlite":
-            with conn.begin():
-                if conn.dialect.name == "postgresql":
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-                yield conn
-            return
-        driver = conn.connection.driver_connection
-        previous = driver.isolation_level  # type: ignore[union-attr]
-        driver.isolation_level = None  # type: ignore[union-attr]
-        try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
-        finally:
-            driver.isolation_level = previous  # type: ignore[union-attr]
+        conn.execution_options(**{WRITE_OPTION: True})
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+            yield conn
 
 
 def _create(conn: Connection) -> None:
