@@ -455,4 +455,3 @@ def test_processes_promoting_at_once_leave_exactly_one_incumbent(home: Path) -> 
     backups = sum(v.status is VersionStatus.BACKUP for v in versions)
     assert backups == sum(promoted) and backups + (60 - sum(promoted)) == 60
     store.close()
-
