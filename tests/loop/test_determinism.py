@@ -3,7 +3,8 @@
 The planned loop's choices (strategies, judge decisions, the candidates' bytes) must not follow
 the clock: the bandit rewards gain per epoch spent, a quality search's cost is counted, the
 judge guards latency on counted cost when latency is not the target, and the local executor
-runs seeded trainings one at a time. The second run here shares the CPU with busy processes.
+runs seeded trainings one at a time. The second run here shares the machine with another
+``selfimprove run`` and a process spinning on the CPU.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import collections
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,13 +30,22 @@ CONFIG = SelfImprovementConfig(train_epochs=10, train_seconds=600.0)
 
 
 @contextmanager
-def _busy_cpus(n: int = 2) -> Iterator[None]:
-    """``n`` processes spinning on the CPU for as long as the block runs."""
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+def _busy_machine(home: Path) -> Iterator[None]:
+    """Another ``selfimprove run`` (on its own home) and a process spinning on the CPU, for as
+    long as the block runs; the block starts once the other run has opened its store."""
+    run = [sys.executable, "-m", "selfimprove", "run", "--cycles", "1000", "--home", str(home)]
+    load = [
+        subprocess.Popen(run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]),
+    ]
     try:
+        deadline = time.monotonic() + 120
+        while not (home / "selfimprove.db").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert load[0].poll() is None, "the loading selfimprove run ended early"
         yield
     finally:
-        for p in spinners:
+        for p in load:
             p.kill()
             p.wait()
 
@@ -83,7 +94,7 @@ def _assert_rewards_are_gain_per_epochs(si: SelfImprover) -> None:
 @pytest.mark.timeout(300)
 def test_same_seed_same_decisions_beside_busy_processes(tmp_path: Path) -> None:
     quiet = _planned_run(tmp_path / "quiet")
-    with _busy_cpus():
+    with _busy_machine(tmp_path / "other"):
         loaded = _planned_run(tmp_path / "loaded")
     assert quiet == loaded
     assert len({row[1] for row in quiet}) > 1  # the planner chose, not one fixed strategy
