@@ -24,7 +24,7 @@ import asyncio
 import collections
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -40,6 +40,7 @@ from selfimprove.brain.planning import (
     strongest_by_task,
 )
 from selfimprove.brain.state import BrainStateAggregator
+from selfimprove.brain.streaks import rejection_streaks, unspent
 from selfimprove.brain.triggers import GeneticTriggerSystem
 from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import ConfigError, NotFoundError, SelfImproveError
@@ -206,12 +207,15 @@ class ImprovementCycle:
         """The registered strategies that serve a weakness ``kind``, in the rules' order."""
         return [s for s in self.rules.strategies.get(kind, ()) if s in STRATEGIES]
 
-    def history(self) -> tuple[dict[str, int], dict[str, int]]:
-        """Per model: cycles since its last experiment (never tried: absent), and how many
-        training experiments in a row since its last promotion were not promoted."""
+    def history(self) -> tuple[dict[str, int], dict[str, int], dict[str, dict[str, int]]]:
+        """Per model: cycles since its last experiment (never tried: absent), how many
+        training experiments in a row since its last promotion were not promoted, and per
+        strategy how many of its experiments since then were not promoted
+        (:func:`~selfimprove.brain.streaks.rejection_streaks`)."""
         names = {m.id: m.name for m in self.store.list_models()}
         last: dict[str, int] = {}
         stalled: dict[str, int] = {}
+        finished_rows: list[tuple[str, str, bool]] = []
         finished = (ExperimentStatus.COMPLETED.value, ExperimentStatus.FAILED.value)
         for model_id, cycle, strategy, status, decision in self.store.experiment_outline():
             name = names.get(model_id or -1)
@@ -219,7 +223,10 @@ class ImprovementCycle:
                 continue
             if cycle is not None:
                 last[name] = max(last.get(name, 0), cycle)
-            if decision == Decision.PROMOTE.value:
+            promoted = decision == Decision.PROMOTE.value
+            if status in finished or promoted:
+                finished_rows.append((name, strategy, promoted))
+            if promoted:
                 stalled[name] = 0
             elif (
                 status in finished
@@ -228,18 +235,27 @@ class ImprovementCycle:
             ):
                 stalled[name] = stalled.get(name, 0) + 1
         now = self.store.max_cycle() + 1
-        return {name: now - c for name, c in last.items()}, stalled
+        waited = {name: now - c for name, c in last.items()}
+        return waited, stalled, rejection_streaks(finished_rows)
 
-    def usable_arms(self, kind: str, obs: Observation) -> list[str]:
-        """The strategies serving ``kind`` that may apply to the model: ``evolve`` only on a
-        task with a search space, and none that said it does not apply to this very incumbent
-        version (remembered by :meth:`remember_refusals`)."""
+    def usable_arms(
+        self, kind: str, obs: Observation, streaks: Mapping[str, int] | None = None
+    ) -> list[str]:
+        """The strategies serving ``kind`` that may apply to the model and still pay:
+        ``evolve`` only on a task with a search space, none that said it does not apply to
+        this very incumbent version (remembered by :meth:`remember_refusals`), and none the
+        judge turned down :data:`~selfimprove.brain.streaks.REJECTION_LIMIT` times in a row on
+        this model since its last promotion (``streaks``)."""
         refused = self.refused.get(obs.model, {})
-        return [
+        arms = [
             s
             for s in self.strategies_for(kind)
             if refused.get(s) != obs.version and (s != "evolve" or self.searchable(obs))
         ]
+        kept, spent = unspent(arms, streaks or {})
+        if spent:
+            logger.info("%s: left out %s", obs.model, "; ".join(spent.values()))
+        return kept
 
     def remember_refusals(self, outcomes: list[ExperimentOutcome]) -> None:
         """Remember which strategies refused which incumbent version (``not_applicable``), so
@@ -263,18 +279,26 @@ class ImprovementCycle:
         return self._searchable[key]
 
     def task_for(
-        self, w: Weakness, obs: Observation, env: dict[str, float], waiting: int = MAX_WAIT
+        self,
+        w: Weakness,
+        obs: Observation,
+        env: dict[str, float],
+        waiting: int = MAX_WAIT,
+        streaks: Mapping[str, int] | None = None,
     ) -> ModelImprovementTask | None:
-        """The task serving weakness ``w`` with its priority (``None``: no strategy serves it)."""
-        arms = self.usable_arms(w.kind, obs)
-        if w.kind == "architecture" and not arms:
-            w = replace(
-                w,
-                kind="training",
-                reason=f"{w.reason}; no architecture strategy applies to {obs.model} "
-                f"(task {obs.task} offers no search space and it cannot be grown)",
+        """The task serving weakness ``w`` with its priority (``None``: no strategy serves it,
+        or every one that could was turned down too often on this model: ``streaks``)."""
+        arms = self.usable_arms(w.kind, obs, streaks)
+        if w.kind in ("architecture", "training") and not arms:
+            other = "training" if w.kind == "architecture" else "architecture"
+            why = (
+                f"no architecture strategy applies to {obs.model} (task {obs.task} offers no "
+                "search space and it cannot be grown) or pays any more"
+                if w.kind == "architecture"
+                else f"no training strategy pays on {obs.model} any more"
             )
-            arms = self.usable_arms(w.kind, obs)
+            w = replace(w, kind=other, reason=f"{w.reason}; {why}")
+            arms = self.usable_arms(w.kind, obs, streaks)
         if not arms:
             return None
         context = (w.kind, obs.family)
@@ -330,7 +354,7 @@ class ImprovementCycle:
         observations, the environment and the brain state)."""
         peers = list(observations.values())
         best: dict[str, ModelImprovementTask] = {}
-        waited, stalled = self.history()
+        waited, stalled, streaks = self.history()
         strongest = strongest_by_task(peers)
         for obs in peers:
             waiting = min(MAX_WAIT, waited.get(obs.model, MAX_WAIT))
@@ -342,7 +366,7 @@ class ImprovementCycle:
                 distill=self.config.cross_model_distillation,
                 best_by_task=strongest,
             ):
-                task = self.task_for(w, obs, env, waiting)
+                task = self.task_for(w, obs, env, waiting, streaks.get(obs.model, {}))
                 if task is not None and (
                     obs.model not in best or task.priority > best[obs.model].priority
                 ):

@@ -458,6 +458,43 @@ def test_the_system_counts_stalled_training_from_the_ledger(
     assert s.cycle.history()[1] == {"wine": 0}
 
 
+def test_a_strategy_the_judge_keeps_rejecting_on_a_model_is_no_longer_planned(
+    tmp_path: Path,
+) -> None:
+    from selfimprove.brain.streaks import REJECTION_LIMIT
+
+    s = _system(tmp_path)
+    task = wine_task("wine_spent")
+    torch.manual_seed(0)
+    module = task.build({"width": 16, "depth": 1})
+    train_(module, task, TrainConfig(epochs=1, lr=1e-3, seed=0))
+    s.improver.register_model("wine", task, module, {"width": 16, "depth": 1})
+    model = s.store.get_model("wine")
+
+    def rejected(strategy: str, n: int) -> None:
+        for _ in range(n):
+            e = s.store.add_experiment(model_id=model.id, strategy=strategy, cycle=1)
+            s.store.update_experiment(
+                e.id, status=ExperimentStatus.COMPLETED, decision=Decision.REJECT
+            )
+
+    obs, _ = s.cycle.observe()
+    rejected("evolve", REJECTION_LIMIT)
+    rejected("grow", REJECTION_LIMIT - 1)
+    assert s.cycle.history()[2] == {"wine": {"evolve": REJECTION_LIMIT, "grow": 2}}
+    arms = s.cycle.usable_arms("architecture", obs["wine"], s.cycle.history()[2]["wine"])
+    assert arms == ["grow"]  # evolve is spent on this model, grow is not yet
+    rejected("grow", 1)
+    for strategy in ("train", "retrain", "tune"):
+        rejected(strategy, REJECTION_LIMIT)
+    # every strategy spent: the model gets no task, its budget goes elsewhere
+    assert s.plan(obs, {}) == []
+    e = s.store.add_experiment(model_id=model.id, strategy="train", cycle=2)
+    s.store.update_experiment(e.id, status=ExperimentStatus.COMPLETED, decision=Decision.PROMOTE)
+    assert s.cycle.history()[2] == {"wine": {}}  # a promotion is a new situation
+    assert len(s.plan(obs, {})) == 1
+
+
 def test_the_strongest_peer_is_found_once_per_task() -> None:
     from selfimprove.brain.planning import find_weaknesses, strongest_by_task
 
