@@ -73,7 +73,7 @@ def _verify_store(home: Path, db_url: str | None, reported: list[int]) -> dict[s
     """What a finished store holds, counted (every checkpoint loaded, checksum verified)."""
     from selfimprove.errors import SelfImproveError
     from selfimprove.registry import Registry
-    from selfimprove.store import ExperimentStatus, Store, VersionStatus
+    from selfimprove.store import Decision, ExperimentStatus, Store, VersionStatus
 
     store = Store(db_url, home=home) if db_url else Store(home=home)
     try:
@@ -98,6 +98,8 @@ def _verify_store(home: Path, db_url: str | None, reported: list[int]) -> dict[s
             "recorded_not_once": len(set(reported) ^ set(ids)) + len(reported) - len(set(reported)),
             "left_running": sum(e.status is ExperimentStatus.RUNNING for e in experiments),
             "stale": sum(e.status is ExperimentStatus.STALE for e in experiments),
+            "promoted": sum(e.decision is Decision.PROMOTE for e in experiments),
+            "superseded": sum("superseded" in e.statistics for e in experiments),
             "versions_checked": versions,
             "checksum_mismatches": bad_versions,
             "models_without_one_incumbent": bad_incumbents,
@@ -171,13 +173,24 @@ def _cli(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedPr
     )
 
 
-def _propose(home: Path, root: Path) -> int:
-    """A pending code improvement of ``root/mymodule.py`` (whichever way it stands now)."""
+def _approval_target(home: Path, root: Path) -> int:
+    """The code improvement to approve next: the newest pending one that still fits the file
+    (one whose approval a kill cut short, so that the next approval must recover it), else a
+    new proposal of ``root/mymodule.py`` the other way round. Pending ones that no longer fit
+    the file are rejected."""
+    import hashlib
+
     from selfimprove.engine import SelfImprovementEngine
+    from selfimprove.store import CodeImprovementStatus
 
     current = (root / "mymodule.py").read_text()
-    new = FAST if current == SLOW else SLOW
+    digest = hashlib.sha256(current.encode()).hexdigest()
     with SelfImprovementEngine(home=home, root=root, check_command=CHECK) as engine:
+        for rec in reversed(engine.list_improvements(CodeImprovementStatus.PENDING)):
+            if digest in (rec.sha256_before, rec.sha256_after):
+                return rec.id
+            engine.reject_improvement(rec.id, reason="soak: the file moved on")
+        new = FAST if current == SLOW else SLOW
         return engine.apply_improvement("soak", "mymodule.py", "square", new).id
 
 
@@ -188,7 +201,7 @@ def _operation(name: str, home: Path, root: Path, cfg: Config) -> list[str]:
         return ["improve", "neural_sort", "--strategy", "train", "--budget-epochs", "20"]
     if name == "rollback":
         return ["rollback", "neural_sort"]
-    ident = _propose(home, root)
+    ident = _approval_target(home, root)
     return ["engine", "approve", str(ident), "--root", str(root), "--check-command", CHECK]
 
 
@@ -251,11 +264,15 @@ def crashes(cfg: Config, workdir: Path) -> dict[str, Any]:
         t = time.perf_counter()
         _cli(home, *_operation(name, home, root, cfg))
         durations[name] = time.perf_counter() - t
-    kills = []
-    for k in range(cfg.kills):
+    kills: list[dict[str, Any]] = []
+    # Until ``kills`` processes were really killed (one that finished before its moment is
+    # recorded too, and checked the same way), at most three times as many tries.
+    for k in range(3 * cfg.kills):
+        if sum(x["killed"] for x in kills) >= cfg.kills:
+            break
         name = rng.choice(sorted(durations))
         argv = _operation(name, home, root, cfg)
-        moment = rng.uniform(imports, max(imports, durations[name]))
+        moment = rng.uniform(imports, max(imports, 0.9 * durations[name]))
         proc = subprocess.Popen(
             [*CLI, *argv, "--home", str(home)],
             stdout=subprocess.DEVNULL,
@@ -271,7 +288,21 @@ def crashes(cfg: Config, workdir: Path) -> dict[str, Any]:
         seen = _after_kill(home, root)
         log.info("kill %d: %s at %.1f s (killed=%s): %s", k + 1, name, moment, killed, seen)
         kills.append({"operation": name, "at_s": round(moment, 2), "killed": killed, **seen})
-    return {"import_s": round(imports, 2), "durations_s": durations, "kills": kills}
+    from selfimprove.store import Store
+
+    store = Store(home=home)
+    try:
+        trail = store.list_audit()
+    finally:
+        store.close()
+    recovered = [a.details.get("done", "") for a in trail if a.action == "interrupted"]
+    return {
+        "import_s": round(imports, 2),
+        "durations_s": durations,
+        "kills": kills,
+        "code_changes_recovered": len(recovered),
+        "recoveries": recovered,
+    }
 
 
 # ---------------------------------------------------------------------- the record
@@ -302,19 +333,22 @@ def run(cfg: Config, argv: Sequence[str], out_dir: Path, workdir: Path) -> Path:
         rows.append(
             [backend, len(rounds), _sum(rounds, "experiments"), _sum(rounds, "versions_checked")]
             + [_sum(rounds, k) for k in keys]
+            + [_sum(rounds, "promoted"), _sum(rounds, "superseded")]
         )
     rec.table(
         f"{cfg.procs} processes x {cfg.cycles} cycles on one new store, {cfg.repeats} rounds",
-        ["backend", "rounds", "experiments", "versions loaded", *keys],
+        ["backend", "rounds", "experiments", "versions loaded", *keys, "promoted", "superseded"],
         rows,
         "Every process of a round runs `selfimprove run` on the same store at once; "
-        "stale counts experiments marked as cut short although every process finished.",
+        "stale counts experiments marked as cut short although every process finished; "
+        "superseded: candidates the judge would have promoted, rejected because another "
+        "process had replaced the incumbent they were judged against.",
     )
-    bad = sum(row[4] + row[5] + row[6] + row[7] + row[8] + row[9] for row in rows)
+    bad = sum(sum(row[4:10]) for row in rows)
     rec.target(
         "Processes sharing a store: 0 failures, 0 checksum mismatches, each experiment once, "
         "0 false stale marks",
-        "; ".join(f"{r[0]}: {r[2]} experiments, {sum(r[4:])} faults" for r in rows),
+        "; ".join(f"{r[0]}: {r[2]} experiments, {sum(r[4:10])} faults" for r in rows),
         bad == 0,
     )
     kills = crash["kills"]
@@ -344,8 +378,9 @@ def run(cfg: Config, argv: Sequence[str], out_dir: Path, workdir: Path) -> Path:
     )
     rec.target(
         "kill -9: 0 damaged incumbents, the killed experiment stale by the next status",
-        f"{len(killed)} killed of {len(kills)}: {damaged} damaged incumbents, {shown} shown "
-        f"damaged, {running} left running in status, {torn} torn files",
+        f"{len(killed)} killed ({len(kills)} started): {damaged} damaged incumbents, {shown} "
+        f"shown damaged, {running} left running in status, {torn} torn files; "
+        f"{crash['code_changes_recovered']} interrupted code changes finished or undone",
         damaged == 0 and shown == 0 and running == 0 and torn == 0,
     )
     return rec.write(out_dir)
