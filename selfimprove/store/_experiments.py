@@ -29,6 +29,11 @@ __all__ = ["ExperimentRepository"]
 _COLUMNS = frozenset(ExperimentRow.__table__.columns.keys())
 
 
+def _cut_short(verdict: Liveness) -> str:
+    """The reason a stale experiment records."""
+    return f"cut short: {verdict.reason} before the experiment finished"
+
+
 def _new_experiment(
     spec: Mapping[str, Any], status: ExperimentStatus, now: datetime
 ) -> dict[str, Any]:
@@ -120,20 +125,13 @@ class ExperimentRepository(Database):
         """``records`` as they stand now: a ``running`` experiment whose owner is gone reads as
         ``stale`` (with the reason), without writing anything — what commands that only read
         show at once; the next run records it (:meth:`mark_stale_experiments`)."""
-        now = utcnow()
         out = []
         for r in records:
-            verdict = (
-                liveness(r.owner, r.heartbeat_at, now, expiry_s=self.heartbeat_expiry_s)
-                if r.status is ExperimentStatus.RUNNING
-                else None
-            )
-            if verdict is not None and not verdict.alive:
-                r = dataclasses.replace(
-                    r,
-                    status=ExperimentStatus.STALE,
-                    reason=f"cut short: {verdict.reason} before the experiment finished",
-                )
+            if r.status is ExperimentStatus.RUNNING:
+                verdict = self.experiment_liveness(r)
+                if not verdict.alive:
+                    stale = ExperimentStatus.STALE
+                    r = dataclasses.replace(r, status=stale, reason=_cut_short(verdict))
             out.append(r)
         return out
 
@@ -305,7 +303,7 @@ class ExperimentRepository(Database):
                 if verdict.alive:
                     continue
                 row.status = ExperimentStatus.STALE.value
-                row.reason = f"cut short: {verdict.reason} before the experiment finished"
+                row.reason = _cut_short(verdict)
                 row.finished_at = now
                 stale.append(row)
             s.flush()
