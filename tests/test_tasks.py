@@ -73,3 +73,31 @@ def test_nan_outputs_count_as_wrong() -> None:
     task = resolve_task("pattern_recognition")
     out = torch.full((3, 10), float("nan"))
     assert task.per_example(out, torch.tensor([0, 1, 2]))["accuracy"].sum() == 0
+
+
+@pytest.mark.parametrize(
+    ("labels", "needle"),
+    [
+        ([1, 2, 3], "they run from 1 to 3"),
+        ([0, 1.5, 2], "some are not integers"),
+        ([-1, 0, 1], "they run from -1 to 1"),
+        (["a", "b", "c"], "some are not integers"),
+    ],
+)
+def test_class_labels_other_than_0_to_c_minus_1_are_refused_at_once(
+    labels: list[object], needle: str
+) -> None:
+    x = np.zeros((30, 2))
+    y = np.array(labels * 10)
+    with pytest.raises(TaskError, match=needle):
+        SupervisedTask.classification(
+            "labels", x, y, build=lambda p: torch.nn.Linear(2, 3), default_params={}
+        )
+
+
+def test_integral_float_labels_from_0_are_accepted() -> None:
+    x, y = np.zeros((30, 2)), np.array([0.0, 1.0, 2.0] * 10)
+    task = SupervisedTask.classification(
+        "floats", x, y, build=lambda p: torch.nn.Linear(2, 3), default_params={}
+    )
+    assert set(task.splits().train.y.tolist()) == {0, 1, 2}

@@ -167,6 +167,34 @@ class Task(abc.ABC):
 _Builder = Callable[[Mapping[str, Any]], nn.Module]
 
 
+def check_class_labels(name: str, y: np.ndarray) -> None:
+    """Refuse class labels that are not the integers ``0..C-1`` (one line, with the fix):
+    labels ``1..3`` or ``1.5`` would otherwise be accepted here and fail later, inside an
+    experiment, as an index error of the loss.
+
+    Raises:
+        TaskError: Labels not integers, negative, or not starting at 0.
+    """
+    if y.ndim != 1 or y.size == 0:
+        raise TaskError(f"task {name!r}: class labels must be one integer per example.")
+    if not np.issubdtype(y.dtype, np.integer):
+        try:
+            whole = np.isfinite(y).all() and bool((y == np.round(y)).all())
+        except TypeError:
+            whole = False
+        if not whole:
+            raise TaskError(
+                f"task {name!r}: class labels must be the integers 0..C-1, but some are not "
+                "integers; map them first, e.g. numpy.unique(y, return_inverse=True)[1]."
+            )
+    low, high = int(np.min(y)), int(np.max(y))
+    if low != 0:
+        raise TaskError(
+            f"task {name!r}: class labels must be the integers 0..C-1, but they run from {low} "
+            f"to {high}; map them first, e.g. numpy.unique(y, return_inverse=True)[1]."
+        )
+
+
 class SupervisedTask(Task):
     """A task over arrays: classification (accuracy) or regression (mean squared error).
 
@@ -265,6 +293,8 @@ class SupervisedTask(Task):
         cls, name: str, kind: str, x: Any, y: Any, *, data_seed: int = 0, **kwargs: Any
     ) -> SupervisedTask:
         classify = kind == "classification"
+        if classify:
+            check_class_labels(name, np.asarray(y))
         xs = torch.as_tensor(np.asarray(x), dtype=torch.float32)
         ys = torch.as_tensor(np.asarray(y), dtype=torch.long if classify else torch.float32)
         if not classify and ys.dim() == 1:
