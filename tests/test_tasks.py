@@ -101,3 +101,16 @@ def test_integral_float_labels_from_0_are_accepted() -> None:
         "floats", x, y, build=lambda p: torch.nn.Linear(2, 3), default_params={}
     )
     assert set(task.splits().train.y.tolist()) == {0, 1, 2}
+
+
+def test_a_point_of_a_space_has_every_key_and_values_inside() -> None:
+    from selfimprove.tasks import CategoricalParam, FloatParam, IntParam, point_in
+
+    space = {"w": IntParam(1, 8), "lr": FloatParam(1e-4, 1.0), "act": CategoricalParam(("relu",))}
+    good = {"w": 4, "lr": 0.1, "act": "relu", "extra": 1}
+    assert point_in(space, good) == {"w": 4, "lr": 0.1, "act": "relu"}
+    assert point_in(space, {**good, "w": 9}) is None
+    assert point_in(space, {**good, "w": True}) is None  # a bool is not a width
+    assert point_in(space, {"w": 4, "lr": 0.1}) is None  # a key missing
+    assert point_in(space, {**good, "act": "tanh"}) is None
+    assert point_in(space, [4, 0.1, "relu"]) is None

@@ -46,6 +46,11 @@ __all__ = ["ExperimentOutcome", "ImprovementLoop", "ProgressCallback"]
 
 logger = logging.getLogger(__name__)
 
+#: Most winning settings of earlier experiments handed to a searching strategy as warm starts.
+MAX_WARM_STARTS = 2
+#: How many of a model's newest experiments are read to find them.
+WARM_START_LOOKBACK = 50
+
 ProgressCallback = Callable[[str, dict[str, Any]], None]
 
 
@@ -246,6 +251,7 @@ class ImprovementLoop:
             seed=seed,
             teachers=self._teachers(model, inc) if strat.needs_teachers else (),
             params=dict(params or {}),
+            warm_starts=self._warm_starts(model, strat.name) if strat.warm_startable else (),
         )
         outcome = ExperimentOutcome(
             model=name,
@@ -392,6 +398,24 @@ class ImprovementLoop:
             p_value=st.get("p_value"),
             version_after=version.number if judgement.promoted else inc.version.number,
         )
+
+    def _warm_starts(self, model: ModelRecord, strategy: str) -> tuple[dict[str, Any], ...]:
+        """The settings that won ``strategy``'s earlier completed experiments on ``model``
+        (their ``best_params``), newest first, distinct, at most :data:`MAX_WARM_STARTS`
+        (read from the newest :data:`WARM_START_LOOKBACK` experiments of the model)."""
+        found: list[dict[str, Any]] = []
+        recent = self.store.list_experiments(
+            model_id=model.id, limit=WARM_START_LOOKBACK, newest_first=True
+        )
+        for e in recent:
+            if e.strategy != strategy or e.status is not ExperimentStatus.COMPLETED:
+                continue
+            best = e.statistics.get("strategy_details", {}).get("best_params")
+            if isinstance(best, dict) and best not in found:
+                found.append(best)
+            if len(found) == MAX_WARM_STARTS:
+                break
+        return tuple(found)
 
     def _teachers(self, model: ModelRecord, inc: LoadedModel) -> tuple[LoadedModel, ...]:
         """Models that may teach ``model``: incumbents of other models of the same task (when

@@ -76,6 +76,9 @@ class StrategyContext:
             the same task, and earlier versions of this model.
         params: Strategy-specific settings (e.g. ``{"lr": 3e-4}``).
         started: ``time.monotonic()`` when the experiment started (budget clock).
+        warm_starts: For a strategy that searches (``warm_startable``): the settings that won
+            its earlier experiments on this model, newest first; the search tries those that
+            fit its space first (Optuna ``enqueue_trial``).
     """
 
     task: Task
@@ -85,6 +88,7 @@ class StrategyContext:
     teachers: tuple[LoadedModel, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    warm_starts: tuple[dict[str, Any], ...] = ()
 
     def elapsed(self) -> float:
         """Seconds since the experiment started."""
@@ -141,6 +145,9 @@ class Strategy(abc.ABC):
         family: Kind of improvement (seed 000's four kinds).
         default_objective: Objective targeted when none is named (``None``: the task's primary).
         needs_teachers: Whether the loop should load teachers into the context.
+        warm_startable: Whether the loop should hand it the settings that won its earlier
+            experiments on the model (``context.warm_starts``; each records them as
+            ``best_params``).
         PARAMS: The settings it understands (name -> :class:`~selfimprove.strategies.Param`).
     """
 
@@ -148,6 +155,7 @@ class Strategy(abc.ABC):
     family: ClassVar[str]
     default_objective: ClassVar[str | None] = None
     needs_teachers: ClassVar[bool] = False
+    warm_startable: ClassVar[bool] = False
     PARAMS: ClassVar[ParamTable] = {}
 
     def check_params(

@@ -46,7 +46,7 @@ from selfimprove.strategies._search import (
     space_summary,
     train_trial,
 )
-from selfimprove.tasks import CategoricalParam, FloatParam, SearchSpace, Split, Task
+from selfimprove.tasks import CategoricalParam, FloatParam, SearchSpace, Split, Task, point_in
 
 __all__ = ["DROPOUT_PARAM", "TRAINING_SPACE", "TUNE_PARAMS", "TuneConfig", "TuneStrategy"]
 
@@ -188,6 +188,7 @@ class TuneStrategy(Strategy):
 
     name = "tune"
     family = "training"
+    warm_startable = True  # the best settings of earlier tune experiments are tried first
 
     PARAMS = TUNE_PARAMS
 
@@ -281,6 +282,10 @@ class TuneStrategy(Strategy):
             # Hyperband assigns brackets by hashing the study name: keep it seeded too.
             study_name=f"selfimprove-tune-{context.seed}",
         ) as (optuna, study):
+            # What won this model's earlier tune experiments is tried first (when it fits).
+            warm = [p for p in (point_in(space, w) for w in context.warm_starts) if p]
+            for point in warm:
+                study.enqueue_trial(point, skip_if_exists=True)
             loop = TrialLoop(study, ledger, context.remaining, s.max_trials)
             trial_run = _TrialRunner(optuna, study, task, fit_task, holdout, state, context, s)
             for trial, cap in loop:
@@ -315,6 +320,7 @@ class TuneStrategy(Strategy):
         details: dict[str, Any] = {
             "best_trial": best.number,
             "best_params": best.hyper,
+            "warm_starts": warm,
             "best_holdout_loss": best.score,
             "best_holdout_error": holdout_error(best.module, task, holdout, task.primary),
             # The incumbent may have trained on some of these examples (its own holdout was

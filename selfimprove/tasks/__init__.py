@@ -36,6 +36,7 @@ from selfimprove.tasks._space import (
     IntParam,
     Param,
     SearchSpace,
+    point_in,
 )
 from selfimprove.tasks.builtin import neural_sort, pattern_recognition
 
@@ -61,6 +62,7 @@ __all__ = [
     "infer_search_space",
     "is_external",
     "latency_objective",
+    "point_in",
     "register_task",
     "resolve_task",
     "size_objective",

@@ -11,7 +11,15 @@ from typing import Any, Protocol
 
 from selfimprove.errors import TaskError
 
-__all__ = ["MLP_SPACE", "CategoricalParam", "FloatParam", "IntParam", "Param", "SearchSpace"]
+__all__ = [
+    "MLP_SPACE",
+    "CategoricalParam",
+    "FloatParam",
+    "IntParam",
+    "Param",
+    "SearchSpace",
+    "point_in",
+]
 
 
 class _Trial(Protocol):
@@ -39,6 +47,13 @@ class IntParam:
     def suggest(self, trial: _Trial, name: str) -> int:
         return trial.suggest_int(name, self.low, self.high, log=self.log)
 
+    def contains(self, value: Any) -> bool:
+        return (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and self.low <= value <= self.high
+        )
+
 
 @dataclass(frozen=True)
 class FloatParam:
@@ -57,6 +72,10 @@ class FloatParam:
     def suggest(self, trial: _Trial, name: str) -> float:
         return trial.suggest_float(name, self.low, self.high, log=self.log)
 
+    def contains(self, value: Any) -> bool:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return number and self.low <= value <= self.high
+
 
 @dataclass(frozen=True)
 class CategoricalParam:
@@ -71,11 +90,25 @@ class CategoricalParam:
     def suggest(self, trial: _Trial, name: str) -> Any:
         return trial.suggest_categorical(name, list(self.choices))
 
+    def contains(self, value: Any) -> bool:
+        return value in self.choices
+
 
 Param = IntParam | FloatParam | CategoricalParam
 SearchSpace = dict[str, Param]
 
+
 #: The architecture space of the built-in MLPs (``build_mlp`` params).
+def point_in(space: SearchSpace, values: Any) -> dict[str, Any] | None:
+    """``values`` as a point of ``space`` (its keys only), or ``None`` when a key is missing or
+    a value lies outside its param: what a search may try first (a warm start)."""
+    if not isinstance(values, dict) or any(
+        k not in values or not p.contains(values[k]) for k, p in space.items()
+    ):
+        return None
+    return {k: values[k] for k in space}
+
+
 MLP_SPACE: SearchSpace = {
     "width": IntParam(8, 512, log=True),
     "depth": IntParam(1, 4),

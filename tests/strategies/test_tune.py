@@ -193,3 +193,34 @@ def test_optuna_logging_is_restored_after_a_study(improver: SelfImprover) -> Non
         assert optuna.logging.get_verbosity() == optuna.logging.DEBUG
     finally:
         optuna.logging.set_verbosity(before)
+
+
+def test_the_settings_that_won_before_are_tried_first(improver: SelfImprover) -> None:
+    _register_weak_digits(improver)
+    inc = improver.load("digits")
+    won = {"lr": 0.01, "weight_decay": 1e-5, "batch_size": 64, "schedule": "cosine"}
+    outside = {**won, "lr": 99.0}  # outside the space: not tried
+    ctx = StrategyContext(
+        task=inc.task,
+        objective="accuracy",
+        budget=Budget(epochs=12, seconds=60.0),
+        seed=5,
+        warm_starts=({**won, "dropout": 0.1}, outside),
+    )
+    cand = TuneStrategy().apply(inc, ctx)
+    first = cand.details["trials"][0]["params"]
+    assert first == {**won, "dropout": 0.1}
+    assert cand.details["warm_starts"] == [first]
+
+
+def test_the_loop_hands_tune_the_settings_of_its_earlier_winners(improver: SelfImprover) -> None:
+    _register_weak_digits(improver)
+    budget = Budget(12, 60)
+    first = improver.loop.improve("digits", cycle=1, strategy=TuneStrategy(), budget=budget)
+    won = improver.store.get_experiment(first.experiment_id).statistics  # type: ignore[arg-type]
+    assert won["strategy_details"]["warm_starts"] == []  # nothing earlier
+    second = improver.loop.improve("digits", cycle=2, strategy=TuneStrategy(), budget=budget)
+    exp = improver.store.get_experiment(second.experiment_id)  # type: ignore[arg-type]
+    d = exp.statistics["strategy_details"]
+    assert d["warm_starts"] == [won["strategy_details"]["best_params"]]
+    assert d["trials"][0]["params"] == won["strategy_details"]["best_params"]
