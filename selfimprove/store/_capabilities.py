@@ -59,6 +59,7 @@ class CapabilityRepository(Database):
         """
         now = utcnow()
         with self.transaction() as s:
+            self._serialise(s, f"capability:{name}")  # two first registrations: one insert
             row = s.scalar(select(CapabilityRow).where(CapabilityRow.name == name))
             if row is None:
                 values = {

@@ -12,13 +12,14 @@ insert of every repository goes through :meth:`Database._insert`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, insert
+from sqlalchemy import Engine, create_engine, event, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -286,6 +287,21 @@ class Database:
         finally:
             session.rollback()
             session.close()
+
+    # ------------------------------------------------------------------ get or insert
+    @staticmethod
+    def _serialise(session: Session, name: str) -> None:
+        """Make the writers of ``name`` (a row found by key, then updated or inserted) take
+        turns until this transaction ends, so two processes never both insert it.
+
+        SQLite: nothing to do, a write transaction holds the database's write lock from its
+        start. PostgreSQL: a transaction-scoped advisory lock on a 63-bit hash of ``name``
+        (stable across processes).
+        """
+        if session.get_bind().dialect.name != "postgresql":
+            return
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
     # ------------------------------------------------------------------ the one insert
     def _insert(

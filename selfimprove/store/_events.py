@@ -87,6 +87,7 @@ class EventRepository(Database):
     def save_state(self, key: str, value: dict[str, Any]) -> None:
         """Store a component's JSON state under ``key`` (replacing the previous one)."""
         with self.transaction() as s:
+            self._serialise(s, f"state:{key}")  # two first saves must not both insert
             row = s.get(StateRow, key)
             if row is None:
                 values = {"key": key, "value": clean_json(value), "updated_at": utcnow()}

@@ -100,6 +100,7 @@ class MetaLearningRepository(Database):
             "updated_at": now,
         }
         with self.transaction() as s:
+            self._serialise(s, f"meta_learning:{kind}:{subject}")  # one insert, never two
             row = _find(s, kind, subject)
             if row is None:
                 new = {"kind": kind, "subject": subject, "created_at": now, "times_validated": 0}

@@ -455,3 +455,41 @@ def test_processes_promoting_at_once_leave_exactly_one_incumbent(home: Path) -> 
     backups = sum(v.status is VersionStatus.BACKUP for v in versions)
     assert backups == sum(promoted) and backups + (60 - sum(promoted)) == 60
     store.close()
+
+
+def test_processes_saving_new_state_and_capabilities_at_once_insert_each_once(
+    home: Path, tmp_path: Path
+) -> None:
+    """Found or inserted by key (component state, capabilities, meta-learnings): processes that
+    all find a key missing at once insert it once, never fail on the unique key."""
+    Store(home=home).close()
+    go = tmp_path / "go"
+    child = (
+        "import os, sys, time\nfrom selfimprove.store import Store\n"
+        "s = Store(home=sys.argv[1])\n"
+        "print('ready', flush=True)\n"
+        f"while not os.path.exists({str(go)!r}):\n    time.sleep(0.01)\n"
+        "for i in range(25):\n"
+        "    s.save_state(f'k{i}', {'by': sys.argv[2]})\n"
+        "    s.upsert_capability(f'c{i}', type='t', direction='maximize', target=None)\n"
+        "    s.upsert_meta_learning('k', f's{i}', statement='x', count=1, successes=1,"
+        " confidence=0.5)\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", child, str(home), str(n)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    for p in procs:  # every process has opened the store: now all start at once
+        assert p.stdout is not None and p.stdout.readline() == "ready\n"
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [e[-500:] for e in errors]
+    store = Store(home=home)
+    assert all(store.load_state(f"k{i}") is not None for i in range(25))
+    assert len(store.list_capabilities()) == 25 and len(store.list_meta_learnings()) == 25
+    store.close()
