@@ -24,6 +24,14 @@ neural_sort MSE 0.0120 → 0.0071 on validation, p = 0.0005, rejected for +909 %
 Deterministic objectives (checkpoint size, parameter count) need no test: a smaller checkpoint
 is smaller every time it is measured, so their p-value is 0 when they improve and 1 otherwise.
 
+Measured and not adopted (2026-12-05, ``python -m benchmarks.honesty --mode full``): testing an
+accuracy gain on the per-example Brier score (a proper scoring rule, far more power than
+McNemar's test on a small validation set) while still requiring the accuracy gain itself. It
+promoted 12 of 120 A/A candidates (10 %; on digits 9 of 40, against 2 of 40 with McNemar's
+test), 5 of the 9 no better on test: a reseeded network's probabilities differ significantly
+from its twin's on the validation examples without its accuracy being better, so a significant
+Brier gain is not evidence of an accuracy gain.
+
 The test split is reported with every decision and never decides. Brain signals (hormones,
 triggers, bandits) do not reach this module.
 """
