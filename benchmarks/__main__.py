@@ -28,6 +28,7 @@ RUNNERS = (
     "head_pruning",
     "overhead",
     "soak",
+    "scale",
 )
 
 

@@ -30,6 +30,7 @@ SECTIONS = {
     5: "Engine overhead and scale",
     6: "Honesty",
     7: "Reliability: processes sharing a store, and crashes",
+    8: "Scale-out: the Ray executor",
 }
 _MODE_ORDER = {"full": 0, "quick": 1, "smoke": 2}
 

@@ -17,6 +17,8 @@ from selfimprove.errors import ConfigError
 __all__ = [
     "CONFIG_VERSION",
     "DEFAULT_HOME",
+    "EXECUTOR_NAMES",
+    "MAX_THREADS",
     "JudgeConfig",
     "SelfImprovementConfig",
     "resolve_home",
@@ -24,6 +26,10 @@ __all__ = [
 
 CONFIG_VERSION = 1
 DEFAULT_HOME = ".selfimprove"
+#: Where experiments' work may run (:attr:`SelfImprovementConfig.executor`).
+EXECUTOR_NAMES = ("local", "ray")
+#: Most torch threads one experiment may train with.
+MAX_THREADS = 256
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,16 @@ class SelfImprovementConfig:
         improvement_history_size: Experiments kept in memory summaries.
         train_epochs: Epoch budget of one ``train`` experiment.
         train_seconds: Wall-clock budget of one experiment, in seconds.
+        threads: Torch intra-op threads an experiment's work trains with, wherever it runs.
+            A matrix product's rounding follows the thread count, so it is a setting of its
+            own, not the machine's core count: the same seed then gives the same decisions on
+            any machine and with any executor. One thread suits the small models of this
+            loop (and a loaded machine: two threads sharing a busy core trained 30× slower
+            here); raise it for large models on idle cores.
+        executor: Where experiments' work runs: ``local`` (this process) or ``ray`` (a Ray
+            cluster; only the driver judges and commits).
+        ray_address: The Ray cluster to use (``host:port``, ``ray://host:port`` or ``auto``);
+            ``None`` with ``executor="ray"``: a local cluster started for this process.
     """
 
     enabled: bool = True
@@ -97,6 +113,9 @@ class SelfImprovementConfig:
     improvement_history_size: int = 1000
     train_epochs: int = 30
     train_seconds: float = 60.0
+    threads: int = 1
+    executor: str = "local"
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         if self.improvement_interval <= 0:
@@ -114,6 +133,23 @@ class SelfImprovementConfig:
             raise ConfigError(f"train_epochs must be >= 1, but got {self.train_epochs=}.")
         if self.train_seconds <= 0:
             raise ConfigError(f"train_seconds must be > 0, but got {self.train_seconds=}.")
+        if not 1 <= self.threads <= MAX_THREADS:
+            raise ConfigError(f"threads must be in [1, {MAX_THREADS}], but got {self.threads=}.")
+        if self.executor not in EXECUTOR_NAMES:
+            raise ConfigError(
+                f"executor must be one of {', '.join(EXECUTOR_NAMES)}, but got {self.executor!r}."
+            )
+        if self.ray_address is not None:
+            if self.executor != "ray":
+                raise ConfigError(
+                    "ray_address is set but the executor is local; use executor='ray' "
+                    "(--executor ray) with it."
+                )
+            if not self.ray_address.strip() or len(self.ray_address) > 1000:
+                raise ConfigError(
+                    f"ray_address must be host:port, ray://host:port or auto, but got "
+                    f"{self.ray_address[:60]!r}."
+                )
         self.judge()  # validates performance_threshold and alpha
 
     def judge(self) -> JudgeConfig:

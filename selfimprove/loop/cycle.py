@@ -5,9 +5,11 @@
    bandit picks a strategy among those serving its kind; priority = severity × impact × hormone
    multiplier × trigger boost × expected gain × fair-share wait; one task per model, the
    user's tasks first;
-3. **execute** the top ``max_concurrent_improvements`` tasks through the executor (distinct
-   models), each a judged experiment (:class:`~selfimprove.loop.experiment.ImprovementLoop`)
-   with a budget scaled by the hormones;
+3. **execute** the top ``max_concurrent_improvements`` tasks (distinct models), each a judged
+   experiment (:class:`~selfimprove.loop.experiment.ImprovementLoop`) with a budget scaled by
+   the hormones: the driver plans and records them, the executor runs their strategies' work
+   (:mod:`selfimprove.loop.work`: in this process, or on a Ray cluster), the driver judges and
+   commits what comes back, in task order;
 4. **learn** in task order (:mod:`selfimprove.loop.learning`): bandit reward = realised gain per
    compute second; trigger fitness; hormone events; a ``SelfImprovementMetrics`` row; insights,
    the engine's weaknesses and changelog, the gain model; hormones decay one cycle; triggers
@@ -44,8 +46,8 @@ from selfimprove.brain.streaks import rejection_streaks, unspent
 from selfimprove.brain.triggers import GeneticTriggerSystem
 from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import ConfigError, NotFoundError, SelfImproveError
-from selfimprove.loop.executors import Executor, LocalExecutor
-from selfimprove.loop.experiment import ExperimentOutcome, ImprovementLoop
+from selfimprove.loop.executors import Executor, executor_for
+from selfimprove.loop.experiment import ExperimentOutcome, ImprovementLoop, PreparedExperiment
 from selfimprove.loop.health import health_report
 from selfimprove.loop.learning import (
     EVOLVE_EVERY,
@@ -119,7 +121,7 @@ class ImprovementCycle:
         )
         saved = self.store.load_state("bandit")
         self.bandit = bandit or (StrategyBandit.from_dict(saved) if saved else StrategyBandit(seed))
-        self.executor = executor or LocalExecutor(config.max_concurrent_improvements)
+        self.executor = executor or executor_for(config)
         #: The user's tasks, run in the next cycle ahead of the planned ones.
         self.queue: list[ModelImprovementTask] = []
         self.brain_state = BrainStateAggregator(
@@ -434,12 +436,11 @@ class ImprovementCycle:
             seconds=self.config.train_seconds * scale,
         )
 
-    def execute(
+    def prepare(
         self, task: ModelImprovementTask, cycle: int, observation: Evaluation | None = None
-    ) -> ExperimentOutcome:
-        """Run one task as a judged experiment (``observation``: the incumbent's evaluation
-        from this cycle, reused instead of evaluating it again)."""
-        return self.loop.improve(
+    ) -> PreparedExperiment | ExperimentOutcome:
+        """Plan ``task``'s experiment and record it as running (on the driver)."""
+        return self.loop.prepare(
             task.model_id,
             cycle=cycle,
             strategy=task.strategy,
@@ -450,12 +451,34 @@ class ImprovementCycle:
             observation=observation,
         )
 
+    async def execute_all(
+        self,
+        tasks: list[ModelImprovementTask],
+        cycle: int,
+        observations: Mapping[str, Evaluation] | None = None,
+    ) -> list[ExperimentOutcome]:
+        """Run ``tasks`` as judged experiments: the driver plans and records each, in task
+        order; the executor runs their strategies' work (here, or on a cluster); the driver
+        judges and commits what comes back, in task order again."""
+        seen = observations or {}
+        prepared = [
+            await asyncio.to_thread(self.prepare, t, cycle, seen.get(t.model_id)) for t in tasks
+        ]
+        ready = [p for p in prepared if isinstance(p, PreparedExperiment)]
+        results = iter(await self.executor.run([p.work for p in ready]))
+        outcomes = []
+        for p in prepared:
+            if isinstance(p, PreparedExperiment):
+                p = await asyncio.to_thread(self.loop.finish, p, next(results))
+            outcomes.append(p)
+        return outcomes
+
     async def run_task(
         self, task: ModelImprovementTask, *, cycle: int | None = None
     ) -> ExperimentOutcome:
         """Run one task now and learn from it (outside a full cycle)."""
         cycle = cycle if cycle is not None else self.store.max_cycle() + 1
-        (outcome,) = await self.executor.map(lambda t: self.execute(t, cycle), [task])
+        (outcome,) = await self.execute_all([task], cycle)
         self.learner.learn(task, outcome)
         self.learner.save_brain()
         return outcome
@@ -487,9 +510,7 @@ class ImprovementCycle:
             len(tasks),
             ", ".join(f"{t.model_id}:{t.strategy}({t.priority:.2f})" for t in tasks),
         )
-        outcomes = await self.executor.map(
-            lambda t: self.execute(t, cycle, evals.get(t.model_id)), tasks
-        )
+        outcomes = await self.execute_all(tasks, cycle, evals)
         self.last_tasks = tasks
         self.remember_refusals(list(outcomes))
         self.last_outcomes = list(outcomes) + [

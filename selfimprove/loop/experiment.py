@@ -18,12 +18,12 @@ from typing import Any
 
 from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import (
-    BudgetExceededError,
     CheckpointError,
     IncumbentChangedError,
     NotFoundError,
     TaskError,
 )
+from selfimprove.loop.work import ExperimentWork, WorkResult, candidate_from, run_work, work_for
 from selfimprove.measure.evaluation import Evaluation, Evaluator
 from selfimprove.measure.judge import Judge, superseded
 from selfimprove.objectives import Objective
@@ -42,7 +42,7 @@ from selfimprove.store import (
 from selfimprove.strategies import Budget, Candidate, Strategy, StrategyContext, get_strategy
 from selfimprove.tasks import is_external
 
-__all__ = ["ExperimentOutcome", "ImprovementLoop", "ProgressCallback"]
+__all__ = ["ExperimentOutcome", "ImprovementLoop", "PreparedExperiment", "ProgressCallback"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,17 @@ class ExperimentOutcome:
     @property
     def promoted(self) -> bool:
         return self.decision is Decision.PROMOTE
+
+
+@dataclass(frozen=True)
+class PreparedExperiment:
+    """An experiment the driver has planned and recorded as running: its strategy's work is
+    ready for an executor, and :meth:`ImprovementLoop.finish` judges what comes back."""
+
+    plan: _Plan
+    experiment_id: int
+    observation: Evaluation  # the incumbent's, measured by the driver
+    work: ExperimentWork
 
 
 @dataclass
@@ -196,6 +207,40 @@ class ImprovementLoop:
         Returns:
             The outcome; ``status`` is ``skipped`` or ``not_applicable`` when nothing ran.
         """
+        prepared = self.prepare(
+            name,
+            cycle=cycle,
+            strategy=strategy,
+            objective=objective,
+            params=params,
+            budget=budget,
+            only_below_target=only_below_target,
+            observation=observation,
+        )
+        if isinstance(prepared, ExperimentOutcome):
+            return prepared
+        return self.finish(prepared, run_work(prepared.work))
+
+    def prepare(
+        self,
+        name: str,
+        *,
+        cycle: int,
+        strategy: str | Strategy = "train",
+        objective: str | None = None,
+        params: dict[str, Any] | None = None,
+        budget: Budget | None = None,
+        only_below_target: bool = True,
+        observation: Evaluation | None = None,
+    ) -> PreparedExperiment | ExperimentOutcome:
+        """The driver's first half of :meth:`improve`: plan the experiment, record it as
+        running and describe its strategy's work (arguments as for :meth:`improve`).
+
+        Returns:
+            The prepared experiment, whose :attr:`~PreparedExperiment.work` any executor may
+            run (:func:`~selfimprove.loop.work.run_work`) before :meth:`finish`; or the
+            outcome when nothing is to run (``skipped``, ``not_applicable``).
+        """
         plan = self._plan(name, cycle, get_strategy(strategy), objective, params, budget)
         if isinstance(plan, ExperimentOutcome):
             return plan
@@ -215,12 +260,25 @@ class ImprovementLoop:
                 reason=f"{target.name} {current:.4g} meets its target {target.target}",
             )
         exp_id = self._start(plan)
-        t0 = time.perf_counter()
+        if isinstance(exp_id, str):
+            return replace(plan.outcome, reason=exp_id)
+        work = work_for(
+            exp_id, plan.strategy, plan.incumbent, plan.context, threads=self.config.threads
+        )
+        return PreparedExperiment(plan, exp_id, inc_eval, work)
+
+    def finish(self, prepared: PreparedExperiment, result: WorkResult) -> ExperimentOutcome:
+        """The driver's second half of :meth:`improve`: judge the candidate that came back in
+        ``result`` and commit it, or record why there is none (the strategy failed, or its
+        bytes did not arrive intact)."""
+        plan, exp_id = prepared.plan, prepared.experiment_id
+        if result.error is not None:
+            return self._fail(plan, exp_id, result.error, result)
         try:
-            cand = self._run_strategy(plan)
-        except Exception as exc:  # any strategy failure is a failed experiment; the loop goes on
-            return self._fail(plan, exp_id, exc, time.perf_counter() - t0)
-        return self._judge_and_commit(plan, exp_id, cand, inc_eval, t0)
+            cand = candidate_from(result, plan.incumbent.task)
+        except CheckpointError as exc:
+            return self._fail(plan, exp_id, f"{type(exc).__name__}: {exc}", result)
+        return self._judge_and_commit(plan, exp_id, cand, prepared.observation, result)
 
     def _plan(
         self,
@@ -265,11 +323,12 @@ class ImprovementLoop:
         )
         return _Plan(model, strat, inc, target, context, cycle, outcome)
 
-    def _start(self, plan: _Plan) -> int:
-        """Record the experiment as running (its inputs, hypothesis and seed); returns its id."""
+    def _start(self, plan: _Plan) -> int | str:
+        """Record the experiment as running (its inputs, hypothesis and seed) if this driver
+        may claim it; returns its id, or why another process's claim stands in the way."""
         name, target = plan.model.name, plan.target
         cap = self.store.get_capability(f"{name}/{target.name}")
-        exp = self.store.add_experiment(
+        exp, why = self.store.claim_experiment(
             model_id=plan.model.id,
             capability_id=cap.id,
             strategy=plan.strategy.name,
@@ -282,32 +341,16 @@ class ImprovementLoop:
             cycle=plan.cycle,
             seed=plan.context.seed,
             incumbent_version_id=plan.incumbent.version.id,
-            status=ExperimentStatus.RUNNING,
         )
+        if exp is None:
+            logger.info(
+                "%s cycle %d: %s not started: %s", name, plan.cycle, plan.strategy.name, why
+            )
+            return why
         return exp.id
 
-    @staticmethod
-    def _run_strategy(plan: _Plan) -> Candidate:
-        """The strategy's candidate, built from a copy of the incumbent within the budget.
-
-        Raises:
-            BudgetExceededError: It ran past its seconds (hard limit) or its epochs.
-        """
-        budget = plan.context.budget
-        t0 = time.perf_counter()
-        cand = plan.strategy.apply(plan.incumbent, plan.context)
-        wall = time.perf_counter() - t0
-        if wall > budget.hard_limit_s:
-            raise BudgetExceededError(f"ran {wall:.1f} s, over its budget of {budget.seconds:g} s")
-        if cand.cost.epochs > budget.epochs:
-            raise BudgetExceededError(
-                f"ran {cand.cost.epochs} epochs, over its budget of {budget.epochs}"
-            )
-        return cand
-
-    def _fail(self, plan: _Plan, exp_id: int, exc: Exception, seconds: float) -> ExperimentOutcome:
-        """Record a strategy's failure (exception, NaN, overrun) with its reason."""
-        reason = f"{type(exc).__name__}: {exc}"
+    def _fail(self, plan: _Plan, exp_id: int, reason: str, result: WorkResult) -> ExperimentOutcome:
+        """Record a strategy's failure (exception, NaN, overrun, lost worker) with its reason."""
         name = plan.model.name
         logger.warning(
             "experiment %d (%s on %s) failed: %s", exp_id, plan.strategy.name, name, reason
@@ -316,7 +359,8 @@ class ImprovementLoop:
             exp_id,
             status=ExperimentStatus.FAILED,
             reason=reason,
-            durations={"strategy_s": seconds},
+            compute={"worker": result.worker},
+            durations={"strategy_s": result.seconds},
         )
         self.store.add_event(
             "experiment_failed", reason, model_id=plan.model.id, payload={"experiment": exp_id}
@@ -326,7 +370,12 @@ class ImprovementLoop:
         )
 
     def _judge_and_commit(
-        self, plan: _Plan, exp_id: int, cand: Candidate, inc_eval: Evaluation, t0: float
+        self,
+        plan: _Plan,
+        exp_id: int,
+        cand: Candidate,
+        inc_eval: Evaluation,
+        result: WorkResult,
     ) -> ExperimentOutcome:
         """Evaluate the candidate beside the incumbent, judge it, save it, promote or reject."""
         model, inc, target, task = plan.model, plan.incumbent, plan.target, plan.incumbent.task
@@ -367,12 +416,16 @@ class ImprovementLoop:
             reason=judgement.reason,
             statistics={**judgement.statistics, "strategy_details": cand.details},
             candidate_version_id=version.id,
-            compute={"epochs": cand.cost.epochs, "seconds": cand.cost.seconds},
+            compute={
+                "epochs": cand.cost.epochs,
+                "seconds": cand.cost.seconds,
+                "worker": result.worker,
+            },
             durations={
-                "strategy_s": t1 - t0,
+                "strategy_s": result.seconds,
                 "evaluate_s": t2 - t1,
                 "commit_s": t3 - t2,
-                "total_s": t3 - t0,
+                "total_s": result.seconds + (t3 - t1),
             },
         )
         self.store.add_event(

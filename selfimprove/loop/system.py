@@ -30,7 +30,7 @@ from selfimprove.brain.triggers import GeneticTriggerSystem
 from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import ConfigError
 from selfimprove.loop.cycle import ImprovementCycle
-from selfimprove.loop.executors import Executor
+from selfimprove.loop.executors import Executor, executor_for
 from selfimprove.loop.experiment import ExperimentOutcome
 from selfimprove.loop.health import health_report
 from selfimprove.loop.improver import SelfImprover, run_sync
@@ -80,6 +80,10 @@ class SelfImprovingNeuralSystem:
         executor: Executor | None = None,
         cycle: ImprovementCycle | None = None,
     ) -> None:
+        if executor is None and improver is None and cycle is None:
+            # Connected before the store is opened: an address that does not answer is
+            # refused with nothing written.
+            executor = executor_for(config or SelfImprovementConfig())
         self.improver = improver or SelfImprover(home, config=config, seed=seed)
         self.config = self.improver.config
         self.store = self.improver.store

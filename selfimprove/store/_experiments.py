@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from selfimprove.errors import NotFoundError, StoreError
 from selfimprove.store._convert import clean_json, to_record, utcnow
@@ -24,7 +24,7 @@ from selfimprove.store._liveness import (
 from selfimprove.store._schema import CycleMetricsRow, ExperimentRow
 from selfimprove.store.records import ExperimentRecord, ExperimentStatus
 
-__all__ = ["ExperimentRepository"]
+__all__ = ["ExperimentRepository", "claim_refusal"]
 
 _COLUMNS = frozenset(ExperimentRow.__table__.columns.keys())
 
@@ -62,6 +62,51 @@ def _new_experiment(
         "weakness_id": spec.get("weakness_id"),
         "expected_improvement": clean_json(spec.get("expected_improvement")),
     }
+
+
+def claim_refusal(
+    spec: Mapping[str, Any],
+    others: list[ExperimentRecord],
+    verdicts: Mapping[int, Liveness],
+    me: str,
+) -> str | None:
+    """Why ``spec`` (a model's experiment about to start) must not run, or ``None``.
+
+    Refused: the same experiment — same model, cycle, strategy, objective, settings and
+    incumbent, so the same seed and the same candidate — already completed or running alive
+    anywhere; or any experiment on
+    the model running alive in *another* process (two drivers improving one model at once
+    would waste one of the two: the second promotion would find its incumbent replaced). An
+    experiment whose owner is gone (stale, or about to be marked so) claims nothing.
+
+    Args:
+        spec: The new experiment's ``model_id``, ``cycle``, ``strategy``, ``objective``,
+            ``params`` (as stored) and ``incumbent_version_id``.
+        others: The model's running experiments and its experiments of the same key.
+        verdicts: Liveness of each running one, by id.
+        me: This process as an owner.
+    """
+    key = ("cycle", "strategy", "objective", "incumbent_version_id")
+    for e in others:
+        running = e.status is ExperimentStatus.RUNNING
+        alive = running and verdicts[e.id].alive
+        same = all(getattr(e, k) == spec.get(k) for k in key)
+        same = same and e.params == (spec.get("params") or {})
+        if same and (e.status is ExperimentStatus.COMPLETED or alive):
+            return (
+                f"already {'running' if running else 'run'} as experiment {e.id} "
+                f"(cycle {e.cycle}, {e.strategy} on the same incumbent){_by(e.owner, me)}"
+            )
+        if alive and e.owner != me:
+            return (
+                f"experiment {e.id} ({e.strategy}) is improving this model in {e.owner} "
+                f"({verdicts[e.id].reason}); left to it"
+            )
+    return None
+
+
+def _by(owner: str | None, me: str) -> str:
+    return "" if owner in (None, me) else f" by {owner}"
 
 
 class ExperimentRepository(Database):
@@ -166,6 +211,51 @@ class ExperimentRepository(Database):
         if status is ExperimentStatus.RUNNING:
             self._track(record.id, running=True)
         return record
+
+    def claim_experiment(self, **spec: Any) -> tuple[ExperimentRecord | None, str]:
+        """Start a model's experiment as ``running`` unless :func:`claim_refusal` says it must
+        not run: the check and the insert are one transaction that the claims of one model take
+        in turn (SQLite's write lock; a PostgreSQL advisory lock on the model), so of several
+        drivers exactly one gets it. The claim is a lease: the owner's heartbeat keeps it, and
+        once the owner is gone the experiment is stale and the model may be claimed again.
+
+        Args:
+            spec: As for :meth:`add_experiment` (``model_id`` required).
+
+        Returns:
+            The new running experiment and ``""``, or ``None`` and why it was refused.
+        """
+        model_id = spec["model_id"]
+        me = process_owner()
+        now = utcnow()
+        with self.transaction() as s:
+            self._serialise(s, f"claim:model:{model_id}")
+            rows = s.scalars(
+                select(ExperimentRow).where(
+                    ExperimentRow.model_id == model_id,
+                    or_(
+                        ExperimentRow.status == ExperimentStatus.RUNNING.value,
+                        and_(
+                            ExperimentRow.cycle == spec.get("cycle"),
+                            ExperimentRow.strategy == spec["strategy"],
+                        ),
+                    ),
+                )
+            )
+            others = [to_record(ExperimentRecord, r) for r in rows]
+            verdicts = {
+                e.id: self.experiment_liveness(e)
+                for e in others
+                if e.status is ExperimentStatus.RUNNING
+            }
+            stored = {**spec, "params": clean_json(spec.get("params") or {})}
+            why = claim_refusal(stored, others, verdicts, me)
+            if why is not None:
+                return None, why
+            values = _new_experiment(spec, ExperimentStatus.RUNNING, now)
+            record = self._insert(ExperimentRow, [values], ExperimentRecord, session=s)[0]
+        self._track(record.id, running=True)
+        return record, ""
 
     def add_experiments(self, specs: list[dict[str, Any]]) -> list[ExperimentRecord]:
         """Insert several planned experiments in one transaction.

@@ -1,8 +1,11 @@
-"""Several processes on one store: three ``selfimprove run`` at once on one home (its SQLite
-file, or one PostgreSQL database through ``SELFIMPROVE_DB``). Every process finishes, every
-version any of them wrote loads with its checksum verified, every experiment is recorded once
-and none is left running or stale. The store is new: each process finds no model and trains
-and registers the built-ins, skipping those another process registered meanwhile."""
+"""Several drivers on one store: four ``selfimprove run`` of two cycles at once on one home
+(its SQLite file, or one PostgreSQL database through ``SELFIMPROVE_DB``). Every process
+finishes, every version any of them wrote loads with its checksum verified, every experiment is
+recorded once and none is left running or stale, no experiment is run twice (a driver claims a
+model's experiment; another driver leaves a claimed model alone), no version number is handed
+out twice, and no promotion is lost: each promoted candidate replaced the incumbent it was
+judged against. The store is new: each process finds no model and trains and registers the
+built-ins, skipping those another process registered meanwhile."""
 
 from __future__ import annotations
 
@@ -14,16 +17,17 @@ from pathlib import Path
 import pytest
 
 from selfimprove.registry import Registry
-from selfimprove.store import ExperimentStatus, Store, VersionStatus
+from selfimprove.store import Decision, ExperimentStatus, Store, VersionStatus
 from selfimprove.tasks import BUILTIN_TASKS
 
-#: One cycle on one small built-in model, one epoch a training (about 15 s for the three).
-RUN = [sys.executable, "-m", "selfimprove", "run", "--cycles", "1", "--model", "neural_sort"]
-RUN += ["--epochs", "1", "--json"]
+#: Two cycles on two small built-in models, one epoch a training.
+RUN = [sys.executable, "-m", "selfimprove", "run", "--cycles", "2", "--model", "neural_sort"]
+RUN += ["--model", "hormone_response", "--epochs", "1", "--json"]
+DRIVERS = 4
 
 
 @pytest.mark.usefixtures("store_url")
-def test_three_runs_at_once_on_one_store(home: Path, tmp_path: Path) -> None:
+def test_four_drivers_at_once_on_one_store(home: Path, tmp_path: Path) -> None:
     procs = [
         subprocess.Popen(
             [*RUN, "--home", str(home)],
@@ -32,10 +36,10 @@ def test_three_runs_at_once_on_one_store(home: Path, tmp_path: Path) -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(3)
+        for _ in range(DRIVERS)
     ]
-    results = [p.communicate(timeout=240) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], [err[-2000:] for _, err in results]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * DRIVERS, [err[-2000:] for _, err in results]
     outcomes = [o for out, _ in results for o in json.loads(out)]
     reported = [o["experiment_id"] for o in outcomes if o["experiment_id"] is not None]
     assert reported and len(reported) == len(set(reported))
@@ -44,6 +48,13 @@ def test_three_runs_at_once_on_one_store(home: Path, tmp_path: Path) -> None:
     experiments = store.list_experiments()
     assert sorted(e.id for e in experiments) == sorted(reported)  # each once, no orphan
     assert {e.status for e in experiments} <= {ExperimentStatus.COMPLETED, ExperimentStatus.FAILED}
+    keys = [(e.model_id, e.cycle, e.strategy, e.incumbent_version_id) for e in experiments]
+    assert len(keys) == len(set(keys))  # no experiment ran twice
+    left = [
+        o["reason"] for o in outcomes if o["experiment_id"] is None and o["status"] == "skipped"
+    ]
+    reasons = ("left to it", "already run", "meets its target", "did not", "refused", "no ")
+    assert all(any(k in r for k in reasons) for r in left), left
     registry = Registry(store, home)
     models = store.list_models()
     assert sorted(m.name for m in models) == sorted(BUILTIN_TASKS)  # each registered once
@@ -55,4 +66,14 @@ def test_three_runs_at_once_on_one_store(home: Path, tmp_path: Path) -> None:
         for v in versions:
             if v.status.has_weights():
                 registry.load(model.name, v.number)  # CheckpointError if any byte is off
+        promoted = [
+            e for e in experiments if e.model_id == model.id and e.decision is Decision.PROMOTE
+        ]
+        by_id = {v.id: v for v in versions}
+        for e in promoted:  # no lost promotion: each replaced what it was judged against
+            v = by_id[e.candidate_version_id or 0]
+            assert v.status is not VersionStatus.REJECTED and v.parent_id == e.incumbent_version_id
+        chain = sorted(by_id[e.candidate_version_id or 0].number for e in promoted)
+        incumbent = next(v for v in versions if v.status is VersionStatus.INCUMBENT)
+        assert not chain or incumbent.number == chain[-1]  # the last promotion holds
     store.close()

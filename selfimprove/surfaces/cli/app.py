@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from selfimprove.config import SelfImprovementConfig
+from selfimprove.config import MAX_THREADS, SelfImprovementConfig
 from selfimprove.errors import NotFoundError, SelfImproveError
 from selfimprove.loop.experiment import ExperimentOutcome
 from selfimprove.loop.improver import EXPORT_FORMATS, MAX_CYCLES, SelfImprover
@@ -116,6 +116,32 @@ def run(
     model: Annotated[
         list[str] | None, typer.Option("--model", "-m", help="Only these models (repeatable).")
     ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help="Where experiments run: local (this process) or ray (a Ray cluster; this "
+            "process judges and commits).",
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Ray cluster head (host:port, ray://host:port or auto); default with "
+            "--executor ray: a local cluster for this run.",
+        ),
+    ] = None,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            min=1,
+            max=MAX_THREADS,
+            help="Torch threads each experiment trains with (a setting, not the core count, "
+            "so the same seed gives the same decisions anywhere).",
+        ),
+    ] = 1,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -126,12 +152,18 @@ def run(
     genetic triggers), runs the top ones concurrently, and judges each candidate.
 
     Example: selfimprove run --cycles 3 --seed 0 --home ./.selfimprove
+    Example: selfimprove run --executor ray --ray-address 10.0.0.5:6379
     """
     from selfimprove.loop.system import SelfImprovingNeuralSystem
 
     setup_logging(verbose)
     config = SelfImprovementConfig(
-        train_epochs=epochs, max_concurrent_improvements=concurrent, auto_start=False
+        train_epochs=epochs,
+        max_concurrent_improvements=concurrent,
+        auto_start=False,
+        threads=threads,
+        executor=executor,
+        ray_address=ray_address,
     )
     outcomes: list[ExperimentOutcome] = []
     with SelfImprovingNeuralSystem(home=home, config=config, seed=seed) as system:
