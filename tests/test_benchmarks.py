@@ -138,3 +138,22 @@ def test_hypervolume_and_pareto_front_of_known_points() -> None:
     # Staircase under the reference (1, 4): 0.9*1 + 0.8*1 + 0.7*1
     assert hypervolume_2d(points, (1.0, 4.0)) == pytest.approx(2.4)
     assert hypervolume_2d([(2.0, 5.0)], (1.0, 4.0)) == 0.0
+
+
+def test_the_scale_runner_writes_its_json(tmp_path: Path) -> None:
+    """The scale runner (a local Ray cluster, Ray Tune, Optuna) in its smoke configuration:
+    both executors made the same decisions, and every figure of its tables is there."""
+    pytest.importorskip("ray.tune", reason="Ray Tune is not installed")
+    from benchmarks import scale
+
+    setup()
+    argv = ["benchmarks.scale", "--mode", "smoke"]
+    path = scale.run(scale.Config.for_mode("smoke"), argv, tmp_path / "out", tmp_path / "work")
+    data = json.loads(path.read_text())
+    assert set(data) >= TOP_KEYS and data["benchmark"] == "scale" and data["section"] == 8
+    results = data["results"]
+    assert results["same_decisions"] is True
+    assert results["local"]["experiments"] == results["ray"]["experiments"] == 2
+    assert all(v > 0 for v in results["per_trivial_task_s"].values())
+    assert results["projection"]["bottleneck"] in ("drivers", "workers")
+    assert [t["section"] for t in data["tables"]] == [8, 8, 8]

@@ -83,10 +83,18 @@ def open_store(
         StoreError: The database cannot be opened.
     """
     create = create and not read_only
-    path = resolve_home(home, create=create)
     url = db_url or os.environ.get("SELFIMPROVE_DB") or None
+    if create and url is not None:
+        # The database first: one that cannot be opened leaves no new home folder behind.
+        store = Store(url, home=resolve_home(home, create=False))
+        try:
+            return OpenedStore(store, resolve_home(home, create=True))
+        except BaseException:
+            store.close()
+            raise
+    path = resolve_home(home, create=create)
     if create:
-        return OpenedStore(Store(url or _sqlite_url(path / DB_FILENAME), home=path), path)
+        return OpenedStore(Store(_sqlite_url(path / DB_FILENAME), home=path), path)
     db = path / DB_FILENAME
     if not path.is_dir() or (url is None and not db.is_file()):
         raise missing_home(path)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,6 +63,19 @@ def test_a_missing_home_is_named_and_not_created(home: Path, tmp_path: Path) -> 
     refused(cli("engine", "rollback", "1", "--home", str(typo)), "no selfimprove home")
     refused(cli("status"), "no selfimprove home at")  # ./.selfimprove: not there either
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
+def test_a_ledger_or_cluster_that_does_not_answer_leaves_no_new_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    new = tmp_path / "new-home"
+    monkeypatch.setenv("SELFIMPROVE_DB", "postgresql://nobody:secret@127.0.0.1:1/none")
+    refused(cli("run", "--home", str(new)), "cannot open database")
+    monkeypatch.delenv("SELFIMPROVE_DB")
+    if importlib.util.find_spec("ray") is not None:
+        args = ("--executor", "ray", "--ray-address", "127.0.0.1:1")
+        refused(cli("run", "--home", str(new), *args), "cannot reach the Ray cluster")
+    assert not new.exists()
 
 
 def test_an_empty_or_impossible_home_is_one_line(home: Path) -> None:
