@@ -87,6 +87,10 @@ class SelfImprovementConfig:
         improvement_history_size: Experiments kept in memory summaries.
         train_epochs: Epoch budget of one ``train`` experiment.
         train_seconds: Wall-clock budget of one experiment, in seconds.
+        observe_refresh_every: Every this many cycles (from the first) the cycle loads every
+            incumbent afresh (checksum verified) and measures it again; in between, an
+            incumbent that has not changed since it was measured is not read or measured again
+            (1: every cycle). A checkpoint is verified whenever it is loaded to be used.
         threads: Torch intra-op threads an experiment's work trains with, wherever it runs.
             A matrix product's rounding follows the thread count, so it is a setting of its
             own, not the machine's core count: the same seed then gives the same decisions on
@@ -113,6 +117,7 @@ class SelfImprovementConfig:
     improvement_history_size: int = 1000
     train_epochs: int = 30
     train_seconds: float = 60.0
+    observe_refresh_every: int = 10
     threads: int = 1
     executor: str = "local"
     ray_address: str | None = None
@@ -133,6 +138,11 @@ class SelfImprovementConfig:
             raise ConfigError(f"train_epochs must be >= 1, but got {self.train_epochs=}.")
         if self.train_seconds <= 0:
             raise ConfigError(f"train_seconds must be > 0, but got {self.train_seconds=}.")
+        if not 1 <= self.observe_refresh_every <= 1_000_000:
+            raise ConfigError(
+                "observe_refresh_every must be in [1, 1000000] cycles, but got "
+                f"{self.observe_refresh_every=}."
+            )
         if not 1 <= self.threads <= MAX_THREADS:
             raise ConfigError(f"threads must be in [1, {MAX_THREADS}], but got {self.threads=}.")
         if self.executor not in EXECUTOR_NAMES:

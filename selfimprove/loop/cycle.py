@@ -1,6 +1,8 @@
 """`ImprovementCycle`: the planned cycle, as data flows through it.
 
 1. **observe** every incumbent (validation metrics and latency, recorded in one transaction);
+   an incumbent measured before and unchanged since (same version, task and evaluator) is
+   reused, and every ``observe_refresh_every``-th cycle loads and measures all afresh;
 2. **plan** (:mod:`selfimprove.brain.planning`): weaknesses by the seed's rules; for each, the
    bandit picks a strategy among those serving its kind; priority = severity × impact × hormone
    multiplier × trigger boost × expected gain × fair-share wait; one task per model, the
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -161,9 +164,11 @@ class ImprovementCycle:
 
     # ------------------------------------------------------------------ observe
     def observe(
-        self, models: list[str] | None = None
+        self, models: list[str] | None = None, *, refresh: bool = True
     ) -> tuple[dict[str, Observation], dict[str, Evaluation]]:
-        """Evaluate every incumbent (or ``models``) and record the measurements.
+        """Evaluate every incumbent (or ``models``) and record the measurements (``refresh``
+        ``False``: an incumbent observed before and unchanged is reused, see
+        :meth:`ImprovementLoop.observe_many`).
 
         Returns:
             The planner's observations and the evaluations, by model name; a model whose
@@ -183,7 +188,7 @@ class ImprovementCycle:
             if models is None
             else [self.store.get_model(name) for name in models]
         )
-        observed, unusable = self.loop.observe_many(records)
+        observed, unusable = self.loop.observe_many(records, refresh=refresh)
         for m in records:
             if m.name in unusable:
                 exc = unusable[m.name]
@@ -493,7 +498,11 @@ class ImprovementCycle:
         await asyncio.to_thread(self.loop.recover)
         cycle = self.store.max_cycle() + 1
         self.iteration = cycle
-        observations, evals = await asyncio.to_thread(self.observe, models)
+        every = self.config.observe_refresh_every
+        refresh = every == 1 or cycle % every == 1
+        observations, evals = await asyncio.to_thread(
+            functools.partial(self.observe, models, refresh=refresh)
+        )
         for obs in observations.values():
             if obs.latency_ms > self.rules.latency_above_ms:
                 self.hormone_system.on_event(HormoneEvent.LATENCY_MISSED)

@@ -138,6 +138,11 @@ def _on_threads(threads: int, fn: Callable[[T], R], item: T) -> R:
     return fn(item)
 
 
+#: Seconds a worker may need beyond its work's hard budget limit (starting a worker process,
+#: importing torch, moving the bytes) before the work is given up as hung.
+WORKER_GRACE_S = 120.0
+
+
 class RayExecutor(Executor):
     """Each work item is a Ray task, on any node of a Ray cluster.
 
@@ -159,6 +164,8 @@ class RayExecutor(Executor):
             core).
         runtime_env: Passed to ``ray.init`` (e.g. environment variables for the workers).
         connect_timeout_s: How long to wait for the head to answer.
+        grace_s: Seconds a work may take beyond its budget's hard limit before it is given up
+            as hung (its Ray task cancelled, its experiment failed with the reason).
 
     Raises:
         ConfigError: Ray is not installed, a bad value, or the cluster does not answer.
@@ -173,17 +180,21 @@ class RayExecutor(Executor):
         num_cpus: float | None = None,
         runtime_env: dict[str, Any] | None = None,
         connect_timeout_s: float = 5.0,
+        grace_s: float = WORKER_GRACE_S,
     ) -> None:
         if max_workers < 1:
             raise ConfigError(f"max_workers must be >= 1, but got {max_workers=}.")
         if not 0 <= max_retries <= 100:
             raise ConfigError(f"max_retries must be in [0, 100], but got {max_retries=}.")
+        if not 0 < grace_s <= 86_400:
+            raise ConfigError(f"grace_s must be in (0, 86400] seconds, but got {grace_s=}.")
         if num_cpus is not None and not 0 < num_cpus <= 1024:
             raise ConfigError(f"num_cpus must be in (0, 1024], but got {num_cpus=}.")
         self.max_workers = max_workers
         self.max_retries = max_retries
         self.num_cpus = num_cpus
         self.address = address
+        self.grace_s = grace_s
         self._ray, reused = _connect_ray(address, runtime_env, connect_timeout_s)
         self._owned = not reused
         self._remote: dict[Callable[..., Any], Any] = {}
@@ -199,10 +210,13 @@ class RayExecutor(Executor):
                 remote.options(num_cpus=self._cpus(item), max_retries=self.max_retries).remote(item)
                 for item in items[start : start + self.max_workers]
             ]
-            for ref in refs:
+            for ref, item in zip(refs, items[start : start + self.max_workers], strict=True):
+                timeout = _patience(item, self.grace_s)
                 try:
-                    out.append(await asyncio.to_thread(ray.get, ref))
-                except Exception as exc:  # a lost worker, after Ray's retries
+                    out.append(await asyncio.to_thread(ray.get, ref, timeout=timeout))
+                except Exception as exc:  # a lost worker (after Ray's retries), or a hung one
+                    if isinstance(exc, ray.exceptions.GetTimeoutError):
+                        ray.cancel(ref, force=True)
                     out.append(exc)
         return out
 
@@ -214,6 +228,11 @@ class RayExecutor(Executor):
         return float(getattr(item, "threads", 1))
 
     def lost(self, exc: BaseException) -> str:
+        if isinstance(exc, self._ray.exceptions.GetTimeoutError):
+            return (
+                f"{type(exc).__name__}: no result within its budget's hard limit plus "
+                f"{self.grace_s:g} s; the Ray task was cancelled"
+            )
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
         return (
             f"{type(exc).__name__}: the Ray worker running it was lost ({first}); "
@@ -224,6 +243,13 @@ class RayExecutor(Executor):
         if self._owned and self._ray.is_initialized():
             self._ray.shutdown()
         self._owned = False
+
+
+def _patience(item: Any, grace_s: float) -> float | None:
+    """How long to wait for ``item``'s result: its budget's hard limit plus ``grace_s``
+    (``None``, for ever, for an item without a budget)."""
+    budget = getattr(item, "budget", None)
+    return None if budget is None else budget.hard_limit_s + grace_s
 
 
 def _connect_ray(

@@ -36,11 +36,12 @@ from selfimprove.store import (
     MeasurementSet,
     ModelRecord,
     Store,
+    VersionRecord,
     VersionStatus,
     utcnow,
 )
 from selfimprove.strategies import Budget, Candidate, Strategy, StrategyContext, get_strategy
-from selfimprove.tasks import is_external
+from selfimprove.tasks import is_external, resolve_task
 
 __all__ = ["ExperimentOutcome", "ImprovementLoop", "PreparedExperiment", "ProgressCallback"]
 
@@ -50,6 +51,9 @@ logger = logging.getLogger(__name__)
 MAX_WARM_STARTS = 2
 #: How many of a model's newest experiments are read to find them.
 WARM_START_LOOKBACK = 50
+#: Most other models of the same task loaded as teachers for one distillation (the best on
+#: validation): each is loaded, verified and sent with the work, so 999 peers cost seconds.
+MAX_PEER_TEACHERS = 4
 
 ProgressCallback = Callable[[str, dict[str, Any]], None]
 
@@ -81,6 +85,29 @@ class ExperimentOutcome:
     @property
     def promoted(self) -> bool:
         return self.decision is Decision.PROMOTE
+
+
+def strongest_peers(
+    peers: Sequence[tuple[ModelRecord, VersionRecord]],
+    objective: Objective,
+    k: int = MAX_PEER_TEACHERS,
+) -> tuple[list[tuple[ModelRecord, VersionRecord]], str]:
+    """The ``k`` peers (other models of the task, with their incumbents) whose recorded
+    validation value of ``objective`` is best — the teachers worth loading — and why.
+
+    A peer without that figure ranks last; ties keep the models' names in order. Read from the
+    versions' recorded metrics, so choosing loads nothing.
+    """
+
+    def error(pair: tuple[ModelRecord, VersionRecord]) -> tuple[float, str]:
+        value = pair[1].metrics.get(f"validation_{objective.name}")
+        err = objective.error(float(value)) if value is not None else math.inf
+        return (err if math.isfinite(err) else math.inf, pair[0].name)
+
+    ranked = sorted(peers, key=error)[:k]
+    return ranked, (
+        f"the {len(ranked)} of {len(peers)} peers best on validation {objective.name} may teach"
+    )
 
 
 @dataclass(frozen=True)
@@ -132,6 +159,8 @@ class ImprovementLoop:
         self.config = config or SelfImprovementConfig()
         self.seed = seed
         self.evaluator = evaluator or Evaluator(self.config.judge())
+        #: The last observation of each model (by id): incumbent, evaluation, evaluator.
+        self._seen: dict[int, tuple[LoadedModel, Evaluation, Evaluator]] = {}
 
     # ------------------------------------------------------------------ cycles
     def run(
@@ -478,11 +507,19 @@ class ImprovementLoop:
         """
         found: list[LoadedModel] = []
         if self.config.cross_model_distillation:
-            for other in self.store.list_models():
-                if other.id == model.id or other.task != model.task:
-                    continue
+            peers = [
+                m
+                for m in self.store.list_models()
+                if m.id != model.id and m.task == model.task and m.incumbent_version_id
+            ]
+            versions = self.store.versions_by_ids(m.incumbent_version_id or 0 for m in peers)
+            pairs = [(m, versions[i]) for m in peers if (i := m.incumbent_version_id) in versions]
+            chosen, why = strongest_peers(pairs, inc.task.primary)
+            if len(chosen) < len(peers):
+                logger.info("%s: %s", model.name, why)
+            for other, version in chosen:
                 try:
-                    found.append(self.registry.load(other.name))
+                    found.append(self.registry.load_record(other, version))
                 except (CheckpointError, NotFoundError) as exc:
                     logger.warning("teacher %s skipped: %s", other.name, exc)
         for v in self.store.list_versions(model.id):
@@ -506,30 +543,42 @@ class ImprovementLoop:
         return inc, self._observe(inc.model, inc)
 
     def observe_many(
-        self, models: Sequence[ModelRecord]
+        self, models: Sequence[ModelRecord], *, refresh: bool = True
     ) -> tuple[list[tuple[LoadedModel, Evaluation]], dict[str, CheckpointError | NotFoundError]]:
         """:meth:`observe` every model, with all their measurements recorded in one transaction.
 
         Args:
             models: The models, in the order to evaluate them.
+            refresh: Load (checksum verified) and evaluate every incumbent. ``False``: an
+                incumbent this loop observed before — same version, same task object, same
+                evaluator — is not read, evaluated or recorded again; its earlier observation
+                is reused (its measurements are in the ledger already). A checkpoint is still
+                verified whenever it is loaded to be used (every experiment loads its
+                incumbent), and the next refresh verifies every one.
 
         Returns:
             The observed incumbents with their evaluations (in ``models`` order), and the
             models left alone with why (checkpoint unusable, task unknown).
         """
-        observed: list[tuple[LoadedModel, Evaluation, datetime]] = []
+        observed: list[tuple[LoadedModel, Evaluation, datetime | None]] = []
         unusable: dict[str, CheckpointError | NotFoundError] = {}
         versions = self.store.versions_by_ids(
             m.incumbent_version_id for m in models if m.incumbent_version_id is not None
         )
         for m in models:
+            seen = None if refresh else self._seen.get(m.id)
+            if seen is not None and self._still_valid(seen, m):
+                observed.append((seen[0], seen[1], None))
+                continue
             try:
                 version = versions.get(m.incumbent_version_id or 0)
                 inc = self.registry.load_record(m, version)
             except (CheckpointError, NotFoundError) as exc:
+                self._seen.pop(m.id, None)
                 unusable[m.name] = exc
                 continue
             (evaluation,) = self.evaluator.evaluate([inc.module], inc.task)
+            self._seen[m.id] = (inc, evaluation, self.evaluator)
             observed.append((inc, evaluation, utcnow()))
         caps: dict[int, list[CapabilityRecord]] = {}
         for cap in self.store.list_capabilities():
@@ -538,6 +587,8 @@ class ImprovementLoop:
         sets: list[MeasurementSet] = []
         baselines: dict[int, float] = {}
         for inc, evaluation, at in observed:
+            if at is None:  # reused: recorded when it was measured
+                continue
             found, first = self._measurement_sets(
                 evaluation, inc.version.id, None, "incumbent", caps.get(inc.model.id, []), at
             )
@@ -548,6 +599,19 @@ class ImprovementLoop:
                 self.store.set_capability_baseline(cap_id, value)
             self.store.add_measurement_sets(sets)
         return [(inc, evaluation) for inc, evaluation, _ in observed], unusable
+
+    def _still_valid(
+        self, seen: tuple[LoadedModel, Evaluation, Evaluator], model: ModelRecord
+    ) -> bool:
+        """Whether an earlier observation of ``model`` still describes its incumbent: the same
+        version, the same task object (its data) and the same evaluator."""
+        inc, _, evaluator = seen
+        if inc.version.id != model.incumbent_version_id or evaluator is not self.evaluator:
+            return False
+        try:
+            return resolve_task(model.task) is inc.task
+        except NotFoundError:
+            return False
 
     def _observe(self, model: ModelRecord, inc: LoadedModel) -> Evaluation:
         """Evaluate the incumbent and record the measurements."""

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -179,3 +180,86 @@ def test_aa_candidate_through_the_loop_is_rejected_and_kept(
     assert (
         improver.registry.version("wine", 2).sha256 == improver.registry.version("wine", 1).sha256
     )
+
+
+def test_an_unchanged_incumbent_is_not_read_or_measured_again_until_a_refresh(
+    improver: SelfImprover, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("wine", "wine2"):
+        _register_weak(improver, name)
+    loop, store = improver.loop, improver.store
+    loads: list[str] = []
+    real = improver.registry.load_record
+
+    def counted(model: Any, version: Any) -> Any:
+        loads.append(model.name)
+        return real(model, version)
+
+    monkeypatch.setattr(improver.registry, "load_record", counted)
+    first, _ = loop.observe_many(store.list_models(), refresh=False)  # nothing seen yet
+    assert sorted(loads) == ["wine", "wine2"]
+    rows = len(store.list_measurements())
+    again, _ = loop.observe_many(store.list_models(), refresh=False)
+    assert sorted(loads) == ["wine", "wine2"]  # not read, not evaluated
+    assert len(store.list_measurements()) == rows  # nothing recorded twice
+    assert [e.value("accuracy") for _, e in again] == [e.value("accuracy") for _, e in first]
+    loop.observe_many(store.list_models(), refresh=True)  # a refresh reads every one
+    assert sorted(loads) == ["wine", "wine", "wine2", "wine2"]
+    assert len(store.list_measurements()) > rows
+
+
+def test_a_checkpoint_damaged_between_cycles_is_never_used(improver: SelfImprover) -> None:
+    _register_weak(improver)
+    loop, store = improver.loop, improver.store
+    loop.observe_many(store.list_models(), refresh=False)
+    v = improver.registry.incumbent("wine")
+    path = improver.home / v.checkpoint_path  # type: ignore[operator]
+    path.write_bytes(path.read_bytes()[:-10])
+    observed, unusable = loop.observe_many(store.list_models(), refresh=False)
+    assert not unusable  # the reused observation read nothing...
+    out = loop.improve(  # ...but the experiment loads its incumbent, checksum verified
+        "wine", cycle=1, strategy="train", only_below_target=False, observation=observed[0][1]
+    )
+    assert out.status == "skipped" and "corrupted" in out.reason
+    assert store.list_experiments() == []  # nothing ran from it, nothing promoted
+    assert any(e.kind == "checkpoint_error" for e in store.list_events())
+    _, unusable = loop.observe_many(store.list_models(), refresh=True)
+    assert "corrupted" in str(unusable["wine"])  # the refresh reports it too
+
+
+def test_only_the_strongest_peers_are_loaded_as_teachers() -> None:
+    from selfimprove.loop.experiment import strongest_peers
+    from selfimprove.objectives import Direction, Objective
+    from selfimprove.store import ModelRecord, VersionRecord, VersionStatus, utcnow
+
+    def peer(i: int, acc: float | None) -> tuple[ModelRecord, VersionRecord]:
+        now = utcnow()
+        metrics = {} if acc is None else {"validation_accuracy": acc}
+        model = ModelRecord(i, f"m{i}", "t", "f", "", i, now)
+        version = VersionRecord(
+            i,
+            i,
+            1,
+            None,
+            VersionStatus.INCUMBENT,
+            "s",
+            "o",
+            {},
+            metrics,
+            None,
+            "",
+            "",
+            0,
+            now,
+            None,
+        )
+        return model, version
+
+    accuracy = Objective("accuracy", Direction.MAXIMIZE, ideal=1.0)
+    peers = [peer(1, 0.5), peer(2, 0.9), peer(3, None), peer(4, 0.7), peer(5, 0.9), peer(6, 0.8)]
+    chosen, why = strongest_peers(peers, accuracy, k=4)
+    assert [m.name for m, _ in chosen] == ["m2", "m5", "m6", "m4"]  # best first, ties by name
+    assert why == "the 4 of 6 peers best on validation accuracy may teach"
+    assert [m.name for m, _ in strongest_peers(peers, accuracy, k=10)[0]][
+        -1
+    ] == "m3"  # unknown last

@@ -3,9 +3,11 @@ raylet with its own worker processes (``ray.cluster_utils.Cluster``)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,10 @@ import torch
 from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import ConfigError
 from selfimprove.loop.executors import Executor, LocalExecutor, RayExecutor
+from selfimprove.loop.experiment import PreparedExperiment
 from selfimprove.loop.system import SelfImprovingNeuralSystem
+from selfimprove.registry import LoadedModel
+from selfimprove.strategies import Budget, Candidate, Strategy, StrategyContext
 from selfimprove.tasks import resolve_task
 from tests.conftest import wine_task
 
@@ -136,6 +141,41 @@ def _run_more(home: Path) -> list[tuple[Any, ...]]:
     with SelfImprovingNeuralSystem(home=home, config=CONFIG, seed=3) as s:
         s.run_cycle_sync()
         return [(o.cycle, o.model, o.strategy, o.status) for o in s.last_outcomes]
+
+
+class Hang(Strategy):
+    """A strategy that never checks its budget (imported by the Ray worker from this module)."""
+
+    name = "hang"
+    family = "training"
+
+    def apply(self, incumbent: LoadedModel, context: StrategyContext) -> Candidate:
+        time.sleep(600)
+        raise AssertionError("unreachable")
+
+
+def test_a_hung_worker_is_given_up_and_its_experiment_fails_with_the_reason(
+    tmp_path: Path, connected: Any
+) -> None:
+    ex = RayExecutor(1, address=connected.address, grace_s=2.0)
+    try:
+        with SelfImprovingNeuralSystem(home=tmp_path / "h", config=CONFIG, executor=ex) as s:
+            task = wine_task()
+            params = task.default_params()
+            s.improver.register_model("wine", task, task.build(params), params)
+            prepared = s.improver.loop.prepare(
+                "wine", cycle=1, strategy=Hang(), budget=Budget(1, 0.1), only_below_target=False
+            )
+            assert isinstance(prepared, PreparedExperiment)
+            t0 = time.monotonic()
+            (result,) = asyncio.run(ex.run([prepared.work]))
+            assert time.monotonic() - t0 < 60  # hard limit 1.1 s + 2 s of grace, not 600 s
+            out = s.improver.loop.finish(prepared, result)
+            assert out.status == "failed" and "no result within" in out.reason, out.reason
+            assert s.store.get_experiment(prepared.experiment_id).status.value == "failed"
+            s.improver.load("wine")  # the incumbent is untouched
+    finally:
+        ex.close()
 
 
 def test_an_address_that_does_not_answer_is_refused_at_once() -> None:
