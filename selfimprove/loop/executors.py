@@ -78,7 +78,7 @@ class Executor(abc.ABC):
 
     def lost(self, exc: BaseException) -> str:
         """The recorded reason of a work that raised instead of returning its result."""
-        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+        return f"{type(exc).__name__}: {_first_line(exc, '')}"
 
     @abc.abstractmethod
     async def _gather(self, fn: Callable[[T], R], items: Sequence[T]) -> list[Any]:
@@ -99,8 +99,7 @@ class LocalExecutor(Executor):
     """
 
     def __init__(self, max_workers: int = 3, *, overlap: bool = False) -> None:
-        if max_workers < 1:
-            raise ConfigError(f"max_workers must be >= 1, but got {max_workers=}.")
+        _check_workers(max_workers)
         self.max_workers = max_workers
         self.overlap = overlap
         self._threads = torch.get_num_threads()
@@ -130,6 +129,17 @@ class LocalExecutor(Executor):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+def _first_line(exc: BaseException, default: str) -> str:
+    """The first line of ``exc``'s message (``default`` when it has none)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else default
+
+
+def _check_workers(max_workers: int) -> None:
+    if max_workers < 1:
+        raise ConfigError(f"max_workers must be >= 1, but got {max_workers=}.")
 
 
 def _on_threads(threads: int, fn: Callable[[T], R], item: T) -> R:
@@ -182,8 +192,7 @@ class RayExecutor(Executor):
         connect_timeout_s: float = 5.0,
         grace_s: float = WORKER_GRACE_S,
     ) -> None:
-        if max_workers < 1:
-            raise ConfigError(f"max_workers must be >= 1, but got {max_workers=}.")
+        _check_workers(max_workers)
         if not 0 <= max_retries <= 100:
             raise ConfigError(f"max_retries must be in [0, 100], but got {max_retries=}.")
         if not 0 < grace_s <= 86_400:
@@ -233,7 +242,7 @@ class RayExecutor(Executor):
                 f"{type(exc).__name__}: no result within its budget's hard limit plus "
                 f"{self.grace_s:g} s; the Ray task was cancelled"
             )
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
+        first = _first_line(exc, "no detail")
         return (
             f"{type(exc).__name__}: the Ray worker running it was lost ({first}); "
             f"retried {self.max_retries} time(s)"
@@ -274,7 +283,7 @@ def _connect_ray(
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = _first_line(exc, type(exc).__name__)
         raise ConfigError(
             f"cannot connect to the Ray cluster at {address or 'a new local cluster'}: {first}; "
             "start one with `ray start --head` or leave --ray-address out for a local one."
