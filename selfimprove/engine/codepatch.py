@@ -9,7 +9,10 @@ module holds the parts that touch files and processes, as plain functions:
   :func:`resolve_root` resolves that root;
 - :func:`atomic_write` replaces a file's bytes in one rename (temp file, fsync, rename);
 - :func:`run_command` runs a check command (tests or a benchmark) with a timeout, in its own
-  process group, and reads a number from its last line of output when it prints one.
+  process group, and reads a number from its last line of output when it prints one, and the
+  counts of pytest's summary line when the command is pytest;
+- :func:`default_check` is that command where none is configured: pytest, when the root has
+  tests (:func:`has_tests`) and this interpreter has pytest.
 
 Why libcst: it parses Python into a *concrete* syntax tree that keeps every comment, blank
 line and bit of whitespace, and rendering an untouched tree gives back the exact source. So
@@ -25,12 +28,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import logging
 import os
 import re
 import shlex
 import signal
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -50,9 +55,12 @@ __all__ = [
     "FunctionPatch",
     "atomic_write",
     "confine",
+    "default_check",
     "digests",
+    "has_tests",
     "list_functions",
     "parse_command",
+    "pytest_counts",
     "replace_function",
     "resolve_root",
     "run_command",
@@ -391,6 +399,77 @@ def parse_command(command: str | Sequence[str] | None) -> list[str]:
     return argv
 
 
+def has_tests(root: Path) -> bool:
+    """Whether ``root`` holds tests pytest would find: a ``tests/`` folder, or ``test_*.py`` /
+    ``*_test.py`` files in the root itself (only the top level is looked at: a root may be a
+    large tree, and this runs at every proposal and approval)."""
+    if (root / "tests").is_dir():
+        return True
+    try:
+        return any(
+            entry.is_file()
+            and entry.name.endswith(".py")
+            and (entry.name.startswith("test_") or entry.name.endswith("_test.py"))
+            for entry in root.iterdir()
+        )
+    except OSError:
+        return False
+
+
+#: pytest's arguments as the default check: quiet, and no ``.pytest_cache`` left in the root.
+PYTEST_ARGS = ("-m", "pytest", "-q", "-p", "no:cacheprovider")
+
+
+def default_check(root: Path) -> list[str]:
+    """The check command used where none is configured: ``python -m pytest -q`` (this
+    interpreter, without the cache plugin so nothing is written into the root) when ``root`` has
+    tests and this interpreter can import pytest; otherwise none (``[]``)."""
+    if not has_tests(root):
+        return []
+    if importlib.util.find_spec("pytest") is None:
+        logger.warning(
+            "%s has tests, but pytest is not installed for %s: no check runs (install pytest "
+            "or configure a check command)",
+            root,
+            sys.executable,
+        )
+        return []
+    return [sys.executable, *PYTEST_ARGS]
+
+
+def _runs_pytest(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` is pytest (``pytest ...``, ``py.test ...`` or ``python -m pytest ...``)."""
+    if not argv:
+        return False
+    if Path(argv[0]).name in ("pytest", "py.test"):
+        return True
+    return list(argv[1:3]) == ["-m", "pytest"]
+
+
+#: One count of pytest's summary line ("3 passed", "1 error", "2 warnings").
+_COUNT = re.compile(r"(\d+) ([a-z]+)")
+#: pytest's summary line: counts, then "in 0.12s" (with -q bare; without, between "=" signs).
+_SUMMARY = re.compile(r"^=*\s*(?:(?:\d+ [a-z]+, )*\d+ [a-z]+|no tests ran) in [\d.]+s\b")
+#: pytest writes these in the singular for one; counted under the plural.
+_PLURAL = {"error": "errors", "warning": "warnings"}
+
+
+def pytest_counts(output: str) -> dict[str, int] | None:
+    """The counts of pytest's last summary line (``{"passed": 3, "failed": 1}``; ``{}`` for
+    "no tests ran"), or ``None`` when the output has no such line (pytest did not get that far).
+    ``error`` and ``warning`` are counted as ``errors`` and ``warnings``."""
+    for line in reversed(output.splitlines()):
+        found = _SUMMARY.match(line.strip())
+        if found is None:
+            continue
+        counts: dict[str, int] = {}
+        for number, what in _COUNT.findall(found.group(0)):
+            key = _PLURAL.get(what, what)
+            counts[key] = counts.get(key, 0) + int(number)
+        return counts
+    return None
+
+
 @dataclass(frozen=True)
 class CommandResult:
     """What one run of a check command did.
@@ -404,6 +483,8 @@ class CommandResult:
         value: The number on its last non-empty line of standard output, if there is one (a
             benchmark prints its timing there).
         output_tail: The end of its standard output and error.
+        tests: For pytest, the counts of its summary line (``{"passed": 3, "failed": 1}``);
+            ``None`` for another command or when pytest printed no summary.
     """
 
     argv: tuple[str, ...]
@@ -413,6 +494,7 @@ class CommandResult:
     duration_s: float
     value: float | None
     output_tail: str
+    tests: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (for the ledger)."""
@@ -424,6 +506,7 @@ class CommandResult:
             "duration_s": self.duration_s,
             "value": self.value,
             "output_tail": self.output_tail,
+            "tests": self.tests,
         }
 
 
@@ -495,6 +578,7 @@ def run_command(argv: Sequence[str], cwd: Path, *, timeout_s: float = 300.0) -> 
         duration_s=duration,
         value=_last_number(stdout or ""),
         output_tail=output[-OUTPUT_TAIL_CHARS:],
+        tests=pytest_counts(stdout or "") if _runs_pytest(argv) else None,
     )
     logger.info(
         "check %s: %s in %.2f s",
