@@ -234,6 +234,8 @@ class ApprovalPlan:
         command: The configured check's argv (empty: no check).
         digest: The approval digest, as pinned at proposal.
         diff: The unified diff that will be written.
+        work_tree: The git work tree the change will be committed in (``None``: the root is in
+            none, and the file is only written).
     """
 
     improvement_id: int
@@ -244,6 +246,7 @@ class ApprovalPlan:
     command: tuple[str, ...]
     digest: str
     diff: str
+    work_tree: Path | None = None
 
     @property
     def command_line(self) -> str:

@@ -8,7 +8,15 @@ the file still holds the recorded bytes, runs the *configured* check command in 
 *configured* root, writes the change in one rename, runs the check again and either keeps it or
 writes the original bytes back and rejects it. Rollback restores the exact bytes, and is refused
 when someone has edited the file since. Every step is in the audit trail: who (the OS user or
-an ``actor``), when, what, the hashes, the command that ran and the digest approved.
+an ``actor``), when, what, the hashes, the command that ran, its result (``check_result``:
+passed, exit status, pytest's counts, the output's tail) and the digest approved.
+
+Where no check command is configured and the root has tests, the check is pytest
+(:func:`~selfimprove.engine.codepatch.default_check`), pinned at proposal like any command.
+Where the root lies in a git work tree (:mod:`selfimprove.engine._git`), approval first refuses
+a file that is untracked or has uncommitted changes, a kept change is committed (that file
+only; the commit's id in the ``applied`` entry's ``git``), and a rollback commits the restored
+file as the revert of that commit. Elsewhere files are only written, as before.
 """
 
 from __future__ import annotations
@@ -36,12 +44,20 @@ from selfimprove.engine._approval import (
     unfinished,
     unified_diff,
 )
+from selfimprove.engine._git import (
+    GitRepo,
+    approved_commit,
+    change_message,
+    revert_message,
+    work_tree,
+)
 from selfimprove.engine._recovery import announce, recover_interrupted
 from selfimprove.engine.codepatch import (
     CommandResult,
     FileDigests,
     atomic_write,
     confine,
+    default_check,
     digests,
     replace_function,
     run_command,
@@ -57,7 +73,7 @@ from selfimprove.store import (
     utcnow,
 )
 
-__all__ = ["CheckSettings", "CodeImprovements", "change_verdict", "check_summary"]
+__all__ = ["CheckSettings", "CodeImprovements", "change_verdict", "check_brief", "check_summary"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +95,29 @@ def check_summary(runs: Sequence[CommandResult]) -> dict[str, Any]:
         "passed": all(r.passed for r in runs),
         "runs": [r.to_dict() for r in runs],
         "values": values,
+    }
+
+
+#: Characters of a check's output kept in the audit trail (the improvement keeps more).
+AUDIT_TAIL_CHARS = 400
+
+
+def check_brief(runs: Sequence[CommandResult]) -> dict[str, Any]:
+    """The audit trail's short form of a check: its last run's verdict, exit status, test
+    counts (pytest) and output tail (``ran: False`` for none; :func:`check_summary` keeps
+    every run, with the improvement)."""
+    if not runs:
+        return {"ran": False}
+    last = runs[-1]
+    return {
+        "ran": True,
+        "passed": all(r.passed for r in runs),
+        "runs": len(runs),
+        "returncode": last.returncode,
+        "timed_out": last.timed_out,
+        "tests": last.tests,
+        "duration_s": round(last.duration_s, 3),
+        "tail": last.output_tail[-AUDIT_TAIL_CHARS:],
     }
 
 
@@ -106,10 +145,12 @@ class CheckSettings:
 
     Attributes:
         root: The only folder code improvements may change.
-        command: The check's argv (empty: no check).
+        configured: The check's argv as configured (empty: none configured).
         timeout_s: Seconds before the check is killed and counts as failed.
         repeats: Runs of the check before and after.
         direction: Whether the check's number is better lower or higher.
+        pytest_default: Where no command is configured and the root has tests, run pytest
+            (:func:`~selfimprove.engine.codepatch.default_check`).
     """
 
     def __init__(
@@ -119,12 +160,28 @@ class CheckSettings:
         timeout_s: float,
         repeats: int,
         direction: Direction,
+        *,
+        pytest_default: bool = True,
     ) -> None:
         self.root = root
-        self.command = command
+        self.configured = list(command)
         self.timeout_s = timeout_s
         self.repeats = repeats
         self.direction = direction
+        self.pytest_default = pytest_default
+
+    @property
+    def command(self) -> list[str]:
+        """The check's argv that runs: the configured one; where none is configured, pytest
+        when the root has tests (``pytest_default``); else empty (no check). It is what a
+        proposal records and pins in its digest, and what approval compares it with."""
+        if self.configured or not self.pytest_default:
+            return list(self.configured)
+        return default_check(self.root)
+
+    @command.setter
+    def command(self, value: list[str]) -> None:
+        self.configured = list(value)
 
 
 class CodeImprovements:
@@ -197,6 +254,7 @@ class CodeImprovements:
                 "nothing to change."
             )
         before, after = digests(original), digests(patch.patched)
+        command = self.check.command  # once: the default (pytest or none) reads the root
         digest = approval_digest(
             file_path=str(path),
             root=str(self.check.root),
@@ -204,7 +262,7 @@ class CodeImprovements:
             new_code=patch.new_code,
             original=original,
             patched=patch.patched,
-            command=self.check.command,
+            command=command,
         )
         rec = self.store.add_code_improvement(
             name=name,
@@ -219,7 +277,7 @@ class CodeImprovements:
             sha256_after=after.sha256,
             md5_before=before.md5,
             md5_after=after.md5,
-            check_command=self.check.command,
+            check_command=command,
             requested_by=who,
         )
         self.store.add_audit(
@@ -236,7 +294,7 @@ class CodeImprovements:
                 "experiment_id": experiment_id,
                 "md5_before": before.md5,
                 "md5_after": after.md5,
-                "command": list(self.check.command),
+                "command": list(command),
                 "root": str(self.check.root),
                 DIGEST_KEY: digest,
             },
@@ -297,6 +355,12 @@ class CodeImprovements:
         check prints a number, its runs before and after are compared
         (:meth:`measure_improvement`) and the effect is stored with the improvement.
 
+        In a git work tree the file must also be tracked and hold no uncommitted change (in
+        the work tree or staged) before anything runs; a kept change is then committed, that
+        file only, with the improvement id, the audit id of the write and the measured gain in
+        the message. A commit git refuses rejects the change like a failing check: the
+        original bytes are written back.
+
         Args:
             improvement_id: A pending improvement.
             actor: Who approves (default: the engine's actor or the OS user).
@@ -308,7 +372,8 @@ class CodeImprovements:
         Raises:
             NotFoundError: Unknown improvement.
             CodePatchError: Not pending, another command or root than configured, altered in
-                the database, outside the root, the file changed since, or the check fails
+                the database, outside the root, the file changed since, untracked or with
+                uncommitted changes in git, git missing for a work tree, or the check fails
                 before the change; nothing was written.
         """
         rec = self._pending(improvement_id, "approved")
@@ -347,6 +412,7 @@ class CodeImprovements:
             command=tuple(self.check.command),
             digest=digest,
             diff=unified_diff(rec),
+            work_tree=repo.top if (repo := work_tree(self.check.root)) is not None else None,
         )
 
     def _checks(self, argv: list[str], when: str) -> list[CommandResult]:
@@ -362,10 +428,12 @@ class CodeImprovements:
     def _apply(
         self, rec: CodeImprovementRecord, who: str, expected: str | None = None
     ) -> CodeImprovementRecord:
-        """Check, write, check again; keep the change or restore the file and reject it."""
+        """Check, write, check again; keep the change (committed, in a git work tree) or
+        restore the file and reject it."""
         plan = self._plan(rec, expected)
         rec = recover_interrupted(self.store, rec, plan.file_path, who)
         path = self._unchanged(rec, plan.file_path)
+        repo = self._clean_repo(rec, path, "written")
         argv = list(plan.command)
         before_runs = self._checks(argv, "before") if argv else []
         if before_runs and not before_runs[-1].passed:
@@ -383,10 +451,22 @@ class CodeImprovements:
         }
         now = utcnow()
         keep, why = change_verdict(written, rec.sha256_after, after_runs)
-        ran = {"command": argv, "root": str(plan.root), "digest": plan.digest}
+        ran = {
+            "command": argv,
+            "root": str(plan.root),
+            "digest": plan.digest,
+            "check_result": {"before": check_brief(before_runs), "after": check_brief(after_runs)},
+        }
         if not keep:
             return self._restore(rec, path, who, why, written, now, checks, ran)
         performance = self._effect(rec, path, checks["check_before"], checks["check_after"])
+        git: dict[str, Any] = {}
+        if repo is not None:
+            try:
+                git = self._commit(repo, rec, path, who, performance, after_runs, plan)
+            except CodePatchError as exc:  # the change is not kept uncommitted
+                why = f"{exc}; nothing was committed"
+                return self._restore(rec, path, who, why, written, now, checks, ran, "git")
         out = self.store.update_code_improvement(
             rec.id,
             status=CodeImprovementStatus.APPLIED,
@@ -404,7 +484,12 @@ class CodeImprovements:
             file_path=str(path),
             sha256_before=rec.sha256_before,
             sha256_after=written.sha256,
-            details={"check": bool(argv), **ran, "performance": performance},
+            details={
+                "check": bool(argv),
+                **ran,
+                "performance": performance,
+                **({"git": git} if git else {}),
+            },
         )
         logger.info("code improvement %d applied to %s by %s", rec.id, path, who)
         self.store.add_event(
@@ -428,6 +513,67 @@ class CodeImprovements:
                 "written: reject it and propose the change again on the current file."
             )
         return path
+
+    def _clean_repo(self, rec: CodeImprovementRecord, path: Path, verb: str) -> GitRepo | None:
+        """The git work tree the root lies in (``None``: none), once ``path`` is tracked there
+        and has no uncommitted changes.
+
+        Raises:
+            CodePatchError: Why it is refused; nothing ran and nothing was written.
+        """
+        repo = work_tree(self.check.root)
+        refusal = repo.unclean_refusal(path, rec.id, verb) if repo is not None else None
+        if refusal:
+            raise CodePatchError(refusal)
+        return repo
+
+    def _announced(self, rec: CodeImprovementRecord, intent: str) -> int:
+        """The id of the audit entry that announced the write under way (``writing`` or
+        ``rolling_back``): the commit's ``Audit-Id``."""
+        entry = unfinished(self.store.list_audit(rec.id), intent)
+        if entry is None:  # announce() wrote it just before; a missing one is a ledger fault
+            raise CodePatchError(f"improvement {rec.id}'s {intent!r} audit entry is missing.")
+        return entry.id
+
+    def _commit(
+        self,
+        repo: GitRepo,
+        rec: CodeImprovementRecord,
+        path: Path,
+        who: str,
+        performance: dict[str, Any],
+        after_runs: Sequence[CommandResult],
+        plan: ApprovalPlan,
+    ) -> dict[str, Any]:
+        """Commit the kept change (its file only); what the audit trail records of it.
+
+        Raises:
+            CodePatchError: git refused the commit.
+        """
+        audit_id = self._announced(rec, "writing")
+        check = ""
+        if after_runs:
+            tests = after_runs[-1].tests
+            counts = ", ".join(f"{n} {what}" for what, n in tests.items()) if tests else ""
+            check = f"`{plan.command_line}` passed" + (f" ({counts})" if counts else "")
+        message = change_message(
+            improvement_id=rec.id,
+            name=rec.name,
+            function_name=rec.function_name,
+            file_name=repo.relative(path),
+            who=who,
+            audit_id=audit_id,
+            performance=performance,
+            check=check,
+            digest=plan.digest,
+        )
+        sha = repo.commit(path, message)
+        return {
+            "commit": sha,
+            "branch": repo.branch(),
+            "work_tree": str(repo.top),
+            "audit_id": audit_id,
+        }
 
     def _write(self, rec: CodeImprovementRecord, path: Path, who: str) -> FileDigests:
         """Announce the write, write the patched bytes in one rename, audit it; the digests
@@ -456,8 +602,10 @@ class CodeImprovements:
         now: datetime,
         checks: dict[str, dict[str, Any]],
         ran: dict[str, Any],
+        decided_by: str = "check_command",
     ) -> CodeImprovementRecord:
-        """Write the original bytes back (hash verified) and reject the change for ``why``.
+        """Write the original bytes back (hash verified) and reject the change for ``why``
+        (``decided_by``: what refused it, the check command or git).
 
         Raises:
             CodePatchError: The restored file does not hash as the original.
@@ -474,7 +622,7 @@ class CodeImprovements:
             rec.id,
             status=CodeImprovementStatus.REJECTED,
             reason=f"rejected automatically: {why}; the file was restored",
-            decided_by="check_command",
+            decided_by=decided_by,
             decided_at=now,
             **checks,
         )
@@ -568,10 +716,16 @@ class CodeImprovements:
         or when the file no longer holds the bytes the improvement wrote (someone edited it
         since): their work is not overwritten. The restored file's SHA-256 is verified.
 
+        When the approval made a commit and the root is still in a git work tree, the file must
+        hold no uncommitted change, and the restored file is committed as the revert of that
+        commit (git's ``This reverts commit …`` message); if git refuses, the change's bytes are
+        written back and the improvement stays applied.
+
         Raises:
             NotFoundError: Unknown improvement.
             CodePatchError: Not applied, another root, altered in the database, outside the
-                root, or the file changed since.
+                root, the file changed since (or uncommitted, in git), or git refused the
+                revert commit.
         """
         rec = self.store.get_code_improvement(improvement_id)
         if rec.status is not CodeImprovementStatus.APPLIED:
@@ -591,6 +745,8 @@ class CodeImprovements:
                 f"{current.sha256[:12]}…, expected {rec.sha256_after[:12]}…); it was not "
                 "overwritten. Undo the change by hand, or commit the edits and roll back there."
             )
+        commit = approved_commit(self.store.list_audit(rec.id))
+        repo = self._clean_repo(rec, path, "rolled back") if commit else None
         announce(self.store, rec, path, who, "rolling_back")
         atomic_write(path, rec.original_content)
         restored = digests(path.read_bytes())
@@ -599,6 +755,9 @@ class CodeImprovements:
                 f"{path}: the restored file's sha256 {restored.sha256[:12]}… is not the "
                 f"recorded {rec.sha256_before[:12]}…; check the file system."
             )
+        git: dict[str, Any] = {}
+        if repo is not None and commit is not None:
+            git = self._commit_revert(repo, rec, path, who, commit, reason)
         out = self.store.update_code_improvement(
             rec.id,
             status=CodeImprovementStatus.ROLLED_BACK,
@@ -612,13 +771,65 @@ class CodeImprovements:
             file_path=str(path),
             sha256_before=current.sha256,
             sha256_after=restored.sha256,
-            details={"reason": reason, "md5_after": restored.md5},
+            details={
+                "reason": reason,
+                "md5_after": restored.md5,
+                **({"git": git} if git else {}),
+            },
         )
         logger.info("code improvement %d rolled back by %s", rec.id, who)
         self.store.add_event(
             "code_improvement_rolled_back", reason or rec.name, payload={"improvement_id": rec.id}
         )
         return out
+
+    def _commit_revert(
+        self,
+        repo: GitRepo,
+        rec: CodeImprovementRecord,
+        path: Path,
+        who: str,
+        commit: str,
+        reason: str,
+    ) -> dict[str, Any]:
+        """Commit the restored file as the revert of ``commit``; what the audit trail records.
+        When git refuses, the change's bytes are written back and the rollback ends undone.
+
+        Raises:
+            CodePatchError: git refused the commit; the improvement stays applied.
+        """
+        audit_id = self._announced(rec, "rolling_back")
+        message = revert_message(
+            improvement_id=rec.id,
+            name=rec.name,
+            commit=commit,
+            who=who,
+            audit_id=audit_id,
+            reason=reason,
+        )
+        try:
+            sha = repo.commit(path, message)
+        except CodePatchError as exc:
+            atomic_write(path, rec.patched_content)
+            back = digests(path.read_bytes()).sha256
+            done = (
+                "the change's bytes were written back"
+                if back == rec.sha256_after
+                else f"writing the change's bytes back left sha256 {back[:12]}…"
+            )
+            self.store.add_audit(
+                "interrupted",
+                who,
+                improvement_id=rec.id,
+                file_path=str(path),
+                sha256_before=rec.sha256_before,
+                sha256_after=back,
+                details={"intent": "rolling_back", "reason": str(exc), "done": done},
+            )
+            raise CodePatchError(
+                f"{exc}; improvement {rec.id} was not rolled back ({done})."
+            ) from None
+        return {"commit": sha, "reverts": commit, "work_tree": str(repo.top), "audit_id": audit_id}
 
     def list_improvements(
         self, status: CodeImprovementStatus | str | None = None
