@@ -18,7 +18,12 @@ __all__ = [
     "CONFIG_VERSION",
     "DEFAULT_HOME",
     "EXECUTOR_NAMES",
+    "EXPORT_FORMATS",
+    "MAX_CYCLES",
+    "MAX_EPOCHS",
+    "MAX_SECONDS",
     "MAX_THREADS",
+    "STRATEGY_NAMES",
     "JudgeConfig",
     "SelfImprovementConfig",
     "resolve_home",
@@ -30,6 +35,27 @@ DEFAULT_HOME = ".selfimprove"
 EXECUTOR_NAMES = ("local", "ray")
 #: Most torch threads one experiment may train with.
 MAX_THREADS = 256
+#: Most cycles one ``run`` call accepts.
+MAX_CYCLES = 10_000
+#: Most training epochs one experiment may be given.
+MAX_EPOCHS = 100_000
+#: Most wall-clock seconds one experiment may be given (a week).
+MAX_SECONDS = 7 * 24 * 3600.0
+#: What the ledger exports to (``SelfImprover.export``).
+EXPORT_FORMATS = ("json", "csv")
+#: The strategies' names, in the order of the ``selfimprove.strategies.STRATEGIES`` table (which
+#: checks it): here so that the command line lists them without importing torch.
+STRATEGY_NAMES = (
+    "train",
+    "retrain",
+    "tune",
+    "evolve",
+    "grow",
+    "quantize",
+    "prune",
+    "distill",
+    "heads",
+)
 
 
 @dataclass(frozen=True)

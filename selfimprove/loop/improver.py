@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from selfimprove.config import SelfImprovementConfig
+from selfimprove.config import EXPORT_FORMATS, MAX_CYCLES, SelfImprovementConfig
 from selfimprove.errors import ConfigError
 from selfimprove.loop.cycle import ImprovementCycle
 from selfimprove.loop.experiment import ExperimentOutcome, ImprovementLoop, ProgressCallback
@@ -51,10 +51,6 @@ __all__ = ["CSV_TABLES", "EXPORT_FORMATS", "MAX_CYCLES", "SelfImprover", "run_sy
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-EXPORT_FORMATS = ("json", "csv")
-#: Most cycles one ``run`` call accepts.
-MAX_CYCLES = 10_000
 
 
 def run_sync(fn: Callable[[], Awaitable[T]]) -> T:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from selfimprove.config import MAX_EPOCHS, MAX_SECONDS, STRATEGY_NAMES
 from selfimprove.errors import NotFoundError
 from selfimprove.strategies._base import (
-    MAX_EPOCHS,
-    MAX_SECONDS,
     Budget,
     Candidate,
     Cost,
@@ -57,6 +56,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     DistillStrategy.name: DistillStrategy,
     HeadsStrategy.name: HeadsStrategy,
 }
+assert tuple(STRATEGIES) == STRATEGY_NAMES  # the light copy the command line lists
 
 
 def get_strategy(name: str | Strategy) -> Strategy:

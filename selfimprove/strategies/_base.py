@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
+from selfimprove.config import MAX_EPOCHS, MAX_SECONDS
 from selfimprove.errors import BudgetExceededError, ConfigError
 from selfimprove.registry import LoadedModel
 from selfimprove.strategies._params import ParamTable, check_params
@@ -20,12 +21,6 @@ __all__ = ["HARD_STOP_FACTOR", "Budget", "Candidate", "Cost", "Strategy", "Strat
 #: A strategy still running at this multiple of its seconds budget (plus one second of grace)
 #: is stopped by :meth:`StrategyContext.check_budget` and its experiment fails.
 HARD_STOP_FACTOR = 1.25
-
-
-#: Most training epochs one experiment may be given.
-MAX_EPOCHS = 100_000
-#: Most wall-clock seconds one experiment may be given (a week).
-MAX_SECONDS = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
