@@ -10,18 +10,24 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from selfimprove.config import MAX_THREADS, SelfImprovementConfig
+from selfimprove import __version__
+from selfimprove.config import (
+    EXPORT_FORMATS,
+    MAX_CYCLES,
+    MAX_EPOCHS,
+    MAX_SECONDS,
+    MAX_THREADS,
+    STRATEGY_NAMES,
+    SelfImprovementConfig,
+)
 from selfimprove.errors import NotFoundError, SelfImproveError
-from selfimprove.loop.experiment import ExperimentOutcome
-from selfimprove.loop.improver import EXPORT_FORMATS, MAX_CYCLES, SelfImprover
-from selfimprove.strategies import MAX_EPOCHS, MAX_SECONDS, STRATEGIES, Budget
 from selfimprove.surfaces.cli.common import (
     MAX_ID,
     MAX_LIMIT,
@@ -31,12 +37,18 @@ from selfimprove.surfaces.cli.common import (
     VerboseOpt,
     err,
     handle_errors,
+    is_compact,
     out,
     setup_logging,
+    working,
 )
 from selfimprove.surfaces.cli.engine import engine_app
 from selfimprove.surfaces.cli.plasticity import app as plasticity_app
-from selfimprove.tasks import BUILTIN_TASKS
+
+if TYPE_CHECKING:  # torch and the loop are imported inside the commands (fast --help)
+    from selfimprove.loop.experiment import ExperimentOutcome
+    from selfimprove.loop.improver import SelfImprover
+    from selfimprove.store import ExperimentRecord
 
 __all__ = ["app", "main"]
 
@@ -50,6 +62,27 @@ app = typer.Typer(
 )
 app.add_typer(engine_app, name="engine")
 app.add_typer(plasticity_app, name="plasticity")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"selfimprove {__version__}", highlight=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Keep a population of PyTorch models getting better on their own, with proof."""
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -68,34 +101,58 @@ def _why(reason: str) -> str:
     return tail if sep and "→" in head else reason
 
 
-def _outcome_table(outcomes: list[ExperimentOutcome]) -> Table:
+def _decision_text(o: ExperimentOutcome) -> str:
+    """The decision word, coloured, and the judge's reason without the figures it repeats."""
+    if o.promoted:
+        word, why = "[green]promoted[/]", _why(o.reason)
+    elif o.decision is not None:
+        word, why = "[yellow]rejected[/]", _why(o.reason)
+    else:
+        word, why = f"[dim]{escape(o.status)}[/]", o.reason
+    return f"{word}: {escape(why)}" if why else word
+
+
+def _outcome_table(outcomes: list[ExperimentOutcome], width: int | None = None) -> Table:
+    """The results of ``run`` and ``improve``. Below ``WIDE_TABLE`` columns (``width``, default
+    the terminal's) a compact layout keeps the decision readable: the model's strategy and
+    objective go under its name, the test figures under the validation ones, and the p-value
+    (which the decision's reason states) is left out."""
     table = Table(title="Improvement results (validation decides; test is only reported)")
-    table.add_column("cycle", justify="right")
-    table.add_column("model", no_wrap=True)
-    table.add_column("strategy", no_wrap=True)
-    table.add_column("objective", no_wrap=True)
-    table.add_column("validation", no_wrap=True)
-    table.add_column("test", no_wrap=True)
-    table.add_column("p", justify="right", no_wrap=True)
-    table.add_column("decision", overflow="fold", min_width=16)
+    table.add_column("cycle", justify="right", no_wrap=True, min_width=5)
+    if is_compact(width):
+        table.add_column("model · strategy", overflow="fold", max_width=24)
+        table.add_column("validation [dim]/ test[/]", no_wrap=True)
+        table.add_column("decision", overflow="fold", min_width=16, ratio=1)
+    else:
+        table.add_column("model", no_wrap=True)
+        table.add_column("strategy", no_wrap=True)
+        table.add_column("objective", no_wrap=True)
+        table.add_column("validation", no_wrap=True)
+        table.add_column("test", no_wrap=True)
+        table.add_column("p", justify="right", no_wrap=True)
+        table.add_column("decision", overflow="fold", min_width=16)
     for o in outcomes:
-        if o.promoted:
-            decision = f"[green]promoted[/] {escape(_why(o.reason))}"
-        elif o.decision is not None:
-            decision = f"[yellow]rejected[/] {escape(_why(o.reason))}"
-        else:
-            decision = f"[dim]{o.status}[/] {escape(o.reason)}"
         has_after = o.status == "completed"
-        table.add_row(
-            str(o.cycle),
-            o.model,
-            o.strategy,
-            o.objective,
-            _arrow(o.before, o.after) if has_after else _fmt(o.before),
-            _arrow(o.test_before, o.test_after) if has_after else _fmt(o.test_before),
-            _fmt(o.p_value, 2),
-            decision,
-        )
+        validation = _arrow(o.before, o.after) if has_after else _fmt(o.before)
+        test = _arrow(o.test_before, o.test_after) if has_after else _fmt(o.test_before)
+        if is_compact(width):
+            table.add_row(
+                str(o.cycle),
+                f"{escape(o.model)}\n[dim]{escape(o.strategy)} · {escape(o.objective)}[/]",
+                f"{validation}\n[dim]{test}[/]",
+                _decision_text(o),
+            )
+        else:
+            table.add_row(
+                str(o.cycle),
+                escape(o.model),
+                escape(o.strategy),
+                escape(o.objective),
+                validation,
+                test,
+                _fmt(o.p_value, 2),
+                _decision_text(o),
+            )
     return table
 
 
@@ -155,6 +212,7 @@ def run(
     Example: selfimprove run --executor ray --ray-address 10.0.0.5:6379
     """
     from selfimprove.loop.system import SelfImprovingNeuralSystem
+    from selfimprove.tasks import BUILTIN_TASKS
 
     setup_logging(verbose)
     config = SelfImprovementConfig(
@@ -177,7 +235,7 @@ def run(
                 + "."
             )
         if not registered:
-            with err.status("registering the built-in models (weak first incumbents)…"):
+            with working("registering the built-in models (weak first incumbents) ·"):
                 added = system.improver.ensure_builtin_models()
             err.print(f"registered {', '.join(added)}")
         with Progress(
@@ -227,6 +285,22 @@ def _outcome_dict(o: ExperimentOutcome) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
+def _no_models(home: Path | None) -> str:
+    """What to do in a home without models (``status``, ``models``, and the commands that need
+    one)."""
+    where = "" if home is None else f" --home {home}"
+    return (
+        f"no models yet: run `selfimprove run{where}` to register the built-in ones (or register "
+        "your own with SelfImprover.register_model, see the README)."
+    )
+
+
+def _require_models(si: SelfImprover, home: Path | None) -> None:
+    """Refuse, saying how to get models, when the home has none."""
+    if not si.store.list_models():
+        raise NotFoundError(f"{si.home} has {_no_models(home)}")
+
+
 def _parse_params(raw: list[str]) -> dict[str, str]:
     """``-p KEY=VALUE`` options as text; the strategy parses each value to its declared type
     (see :meth:`Strategy.check_params <selfimprove.strategies.Strategy.check_params>`)."""
@@ -248,7 +322,7 @@ def _parse_params(raw: list[str]) -> dict[str, str]:
 def improve(
     model: Annotated[str, typer.Argument(help="The model to improve.")],
     strategy: Annotated[
-        str, typer.Option("--strategy", "-s", help=f"One of: {', '.join(STRATEGIES)}.")
+        str, typer.Option("--strategy", "-s", help=f"One of: {', '.join(STRATEGY_NAMES)}.")
     ] = "train",
     objective: Annotated[
         str | None,
@@ -281,12 +355,17 @@ def improve(
     """
     setup_logging(verbose)
     params = _parse_params(param or [])
+    from selfimprove.loop.improver import SelfImprover
+    from selfimprove.strategies import Budget
+
     budget = Budget(epochs=budget_epochs, seconds=budget_seconds)
-    with (
-        SelfImprover(home, seed=seed, create=False) as si,
-        err.status(f"{escape(strategy)} on {escape(model)}…"),
-    ):
-        outcome = si.improve(model, strategy, objective=objective, budget=budget, params=params)
+    with SelfImprover(home, seed=seed, create=False) as si:
+        _require_models(si, home)
+        with working(
+            f"{escape(strategy)} on {escape(model)} · budget {budget.epochs} epochs or "
+            f"{budget.seconds:g} s · elapsed"
+        ):
+            outcome = si.improve(model, strategy, objective=objective, budget=budget, params=params)
     if outcome.status in ("not_applicable", "skipped"):
         what = "does not apply to" if outcome.status == "not_applicable" else "skipped"
         raise SelfImproveError(f"{outcome.strategy} {what} {model}: {outcome.reason}")
@@ -305,6 +384,8 @@ def status(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
 
     Example: selfimprove status --json
     """
+    from selfimprove.loop.improver import SelfImprover
+
     with SelfImprover(home, read_only=True) as si:
         info = si.status()
     if as_json:
@@ -316,42 +397,64 @@ def status(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
         f"models  {info['models']}   experiments {info['experiments']} ({by})   "
         f"promotions {info['promotions']}   last cycle {info['last_cycle']}"
     )
+    if not info["models"]:
+        out.print(_no_models(home))
     if info["incumbents"]:
         out.print(_models_table(info["incumbents"]))
         _warn_damaged(info["incumbents"])
 
 
-def _models_table(rows: list[dict[str, Any]]) -> Table:
+def _models_table(rows: list[dict[str, Any]], width: int | None = None) -> Table:
+    """``status`` and ``models``' table. Below 160 columns (``width``, default the terminal's) a
+    compact layout: the task under the model's name, who made the incumbent under
+    its version, the test figure under the validation one, the files' state in one column and no
+    checksum (``--json`` and a wide terminal show it)."""
     table = Table(title="Models")
-    for col in (
-        "model",
-        "task",
-        "incumbent",
-        "versions",
-        "made by",
-        "validation",
-        "test",
-        "sha256",
-        "checkpoint",
-        "manifest",
-    ):
-        table.add_column(col)
+    compact = is_compact(width, wide=160)
+    if compact:
+        table.add_column("model · task", overflow="fold", max_width=28)
+        table.add_column("version", no_wrap=True)
+        table.add_column("validation [dim]/ test[/]", no_wrap=True)
+        table.add_column("files", overflow="fold")
+    else:
+        for col in ("model", "task", "incumbent", "versions", "made by", "validation", "test"):
+            table.add_column(col, no_wrap=col not in ("model", "task"))
+        table.add_column("sha256", no_wrap=True)
+        for col in ("checkpoint", "manifest"):
+            table.add_column(col)
     for r in rows:
         m = r["metrics"]
         key = next((k[len("validation_") :] for k in m if k.startswith("validation_")), None)
+        incumbent = f"v{r['incumbent']}" if r["incumbent"] else "—"
+        made_by = escape(r["strategy"] or "—")
+        validation = f"{key} {_fmt(m.get(f'validation_{key}'))}" if key else "—"
+        test = f"{key} {_fmt(m.get(f'test_{key}'))}" if key else "—"
+        if not compact:
+            table.add_row(
+                escape(r["name"]),
+                escape(r["task"]),
+                incumbent,
+                str(r["versions"]),
+                made_by,
+                validation,
+                test,
+                (r["sha256"] or "")[:12],
+                _file_state(r["checkpoint"]),
+                _file_state(r["manifest"]),
+            )
+            continue
+        bad = [f"{what} {r[what]}" for what in ("checkpoint", "manifest") if r[what] not in _OK]
         table.add_row(
-            escape(r["name"]),
-            escape(r["task"]),
-            f"v{r['incumbent']}" if r["incumbent"] else "—",
-            str(r["versions"]),
-            escape(r["strategy"] or "—"),
-            f"{key} {_fmt(m.get(f'validation_{key}'))}" if key else "—",
-            f"{key} {_fmt(m.get(f'test_{key}'))}" if key else "—",
-            (r["sha256"] or "")[:12],
-            _file_state(r["checkpoint"]),
-            _file_state(r["manifest"]),
+            f"{escape(r['name'])}\n[dim]{escape(r['task'])}[/]",
+            f"{incumbent} of {r['versions']}\n[dim]{made_by}[/]",
+            f"{validation}\n[dim]{test}[/]",
+            _file_state("; ".join(bad) if bad else r["checkpoint"]),
         )
     return table
+
+
+#: A version file's state when nothing is wrong (``None``: the model has no incumbent).
+_OK = (None, "ok")
 
 
 def _file_state(state: str | None) -> str:
@@ -363,11 +466,7 @@ def _file_state(state: str | None) -> str:
 def _warn_damaged(rows: list[dict[str, Any]]) -> None:
     """One line on stderr per incumbent whose files do not match the ledger."""
     for r in rows:
-        bad = [
-            f"{what} {r[what]}"
-            for what in ("checkpoint", "manifest")
-            if r[what] not in (None, "ok")
-        ]
+        bad = [f"{what} {r[what]}" for what in ("checkpoint", "manifest") if r[what] not in _OK]
         if bad:
             err.print(
                 f"[bold red]warning:[/] {escape(r['name'])} v{r['incumbent']}: "
@@ -385,13 +484,15 @@ def models(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
 
     Example: selfimprove models --home ./.selfimprove
     """
+    from selfimprove.loop.improver import SelfImprover
+
     with SelfImprover(home, read_only=True) as si:
         rows = si.models()
     if as_json:
         out.print_json(json.dumps(rows, default=str))
         return
     if not rows:
-        out.print("no models yet: run `selfimprove run` to register the built-in ones.")
+        out.print(_no_models(home))
         return
     out.print(_models_table(rows))
     _warn_damaged(rows)
@@ -411,6 +512,8 @@ def history(
 
     Example: selfimprove history pattern_recognition --limit 10
     """
+    from selfimprove.loop.improver import SelfImprover
+
     with SelfImprover(home, read_only=True) as si:
         records = si.history(model, limit)
         names = {m.id: m.name for m in si.store.list_models()}
@@ -424,25 +527,57 @@ def history(
         ]
         out.print_json(json.dumps(rows, default=lambda v: getattr(v, "value", str(v))))
         return
+    out.print(_history_table(records, names))
+
+
+def _history_table(
+    records: list[ExperimentRecord], names: dict[int, str], width: int | None = None
+) -> Table:
+    """``history``'s table. Below ``WIDE_TABLE`` columns (``width``, default the terminal's) a
+    compact layout keeps the reasons readable: the strategy and cycle go under the model's name,
+    the test figures under the validation ones, and the reason loses the figures it repeats."""
     table = Table(title="History")
-    for col in ("id", "cycle", "model", "strategy", "status", "validation", "test", "p-value"):
-        table.add_column(col)
-    table.add_column("reason", overflow="fold")
+    table.add_column("id", justify="right", no_wrap=True)
+    compact = is_compact(width)
+    if compact:
+        table.add_column("model · strategy", overflow="fold", max_width=24)
+        table.add_column("validation [dim]/ test[/]", no_wrap=True)
+        table.add_column("decision", overflow="fold", min_width=16, ratio=1)
+    else:
+        for col in ("cycle", "model", "strategy", "status", "validation", "test", "p-value"):
+            table.add_column(col, no_wrap=col != "model")
+        table.add_column("reason", overflow="fold", min_width=16)
     for e in records:
         st = e.statistics
         state = e.decision.value if e.decision else e.status.value
+        validation = _arrow(st.get("before"), st.get("after")) if st else "—"
+        test = _arrow(st.get("test_before"), st.get("test_after")) if st else "—"
+        model = escape(names.get(e.model_id or -1, ""))
+        if not compact:
+            table.add_row(
+                str(e.id),
+                str(e.cycle or ""),
+                model,
+                escape(e.strategy),
+                state,
+                validation,
+                test,
+                _fmt(st.get("p_value"), 2),
+                escape(e.reason),
+            )
+            continue
+        cycle = f" · cycle {e.cycle}" if e.cycle else ""
+        word = {"promote": "[green]promoted[/]", "reject": "[yellow]rejected[/]"}.get(
+            state, f"[dim]{escape(state)}[/]"
+        )
+        why = _why(e.reason) if e.decision else e.reason
         table.add_row(
             str(e.id),
-            str(e.cycle or ""),
-            escape(names.get(e.model_id or -1, "")),
-            escape(e.strategy),
-            state,
-            _arrow(st.get("before"), st.get("after")) if st else "—",
-            _arrow(st.get("test_before"), st.get("test_after")) if st else "—",
-            _fmt(st.get("p_value"), 2),
-            escape(e.reason),
+            f"{model}\n[dim]{escape(e.strategy)}{cycle}[/]",
+            f"{validation}\n[dim]{test}[/]",
+            f"{word}: {escape(why)}" if why else word,
         )
-    out.print(table)
+    return table
 
 
 @app.command()
@@ -459,7 +594,10 @@ def rollback(
 
     Example: selfimprove rollback pattern_recognition --to 2
     """
+    from selfimprove.loop.improver import SelfImprover
+
     with SelfImprover(home, create=False) as si:
+        _require_models(si, home)
         before = si.registry.incumbent(model)
         after = si.rollback(model, to)
     out.print(f"{model}: v{before.number} → v{after.number} (sha256 {after.sha256[:12]})")
@@ -484,6 +622,8 @@ def export(
     """
     if fmt not in EXPORT_FORMATS:
         raise SelfImproveError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}.")
+    from selfimprove.loop.improver import SelfImprover
+
     with SelfImprover(home, read_only=True) as si:
         text = si.export(fmt, table=table)
     if out_path is None:
@@ -508,9 +648,10 @@ def dashboard(
 
     Example: selfimprove dashboard --out dashboard.html
     """
+    from selfimprove.loop.improver import SelfImprover
     from selfimprove.surfaces.report.dashboard import render_dashboard
 
-    with SelfImprover(home, read_only=True) as si, err.status("rendering the dashboard…"):
+    with SelfImprover(home, read_only=True) as si, working("rendering the dashboard ·"):
         page = render_dashboard(si)
     try:
         out_file.write_text(page, encoding="utf-8")
@@ -596,6 +737,7 @@ def mcp(
 
     Example: selfimprove mcp --home ./.selfimprove --read-only
     """
+    from selfimprove.loop.improver import SelfImprover
     from selfimprove.loop.system import SelfImprovingNeuralSystem
     from selfimprove.surfaces.integration import SelfImprovementIntegration
     from selfimprove.surfaces.mcp_server import build_server

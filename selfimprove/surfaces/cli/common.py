@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -14,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
 from selfimprove.errors import SelfImproveError
@@ -23,8 +26,11 @@ from selfimprove.errors import SelfImproveError
 MAX_ID = 2**31 - 1
 #: Most rows a listing returns.
 MAX_LIMIT = 100_000
+#: Terminals narrower than this get the tables' compact layouts (fewer, stacked columns).
+WIDE_TABLE = 140
 
 __all__ = [
+    "WIDE_TABLE",
     "F",
     "HomeOpt",
     "JsonOpt",
@@ -33,13 +39,29 @@ __all__ = [
     "err",
     "error_line",
     "handle_errors",
+    "is_compact",
     "out",
     "setup_logging",
+    "working",
 ]
 
-# Piped output gets a wide table instead of rich's 80-column default.
-out = Console(width=None if sys.stdout.isatty() else 160)
+
+def _out_width() -> int | None:
+    """stdout's width: ``$COLUMNS`` when set, else the terminal's; piped output without
+    ``$COLUMNS`` gets a wide table instead of rich's 80-column default."""
+    if os.environ.get("COLUMNS", "").strip().isdigit() or sys.stdout.isatty():
+        return None  # rich reads $COLUMNS, then the terminal
+    return 160
+
+
+out = Console(width=_out_width())
 err = Console(stderr=True)
+
+
+def is_compact(width: int | None = None, wide: int = WIDE_TABLE) -> bool:
+    """Whether a table ``width`` columns wide (default: stdout's) needs its compact layout: it
+    does below ``wide`` columns (what its full layout needs)."""
+    return (out.width if width is None else width) < wide
 
 
 def _home_path(value: str) -> Path:
@@ -97,6 +119,24 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def working(description: str) -> Iterator[None]:
+    """A spinner on stderr with what is being done (rich markup) and the time elapsed; it is
+    gone when the work ends (and never shown when stderr is not a terminal)."""
+    if not err.is_terminal:
+        yield
+        return
+    with Progress(
+        SpinnerColumn(),
+        TextColumn(description),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        progress.add_task("", total=None)
+        yield
 
 
 def setup_logging(verbose: bool) -> None:

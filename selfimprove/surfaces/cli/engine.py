@@ -18,23 +18,13 @@ import math
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from selfimprove.engine import (
-    ApprovalPlan,
-    SelfImprovementEngine,
-    command_line,
-    pinned_digest,
-    record_digest,
-    unified_diff,
-)
 from selfimprove.errors import SelfImproveError
-from selfimprove.loop.home import open_store
-from selfimprove.store import CodeImprovementRecord, CodeImprovementStatus, Decision
 from selfimprove.surfaces.cli.common import (
     MAX_ID,
     MAX_LIMIT,
@@ -43,9 +33,18 @@ from selfimprove.surfaces.cli.common import (
     err,
     handle_errors,
     out,
+    working,
 )
 
-__all__ = ["engine_app"]
+if TYPE_CHECKING:  # the engine and the store are imported when a command runs (fast --help)
+    from selfimprove.engine import ApprovalPlan, SelfImprovementEngine
+    from selfimprove.store import CodeImprovementRecord
+
+__all__ = ["IMPROVEMENT_STATUSES", "engine_app"]
+
+#: ``CodeImprovementStatus``'s values, for ``--status`` (checked against the enum by a test, so
+#: that ``--help`` needs no store import).
+IMPROVEMENT_STATUSES = ("pending", "applied", "rejected", "rolled_back")
 
 engine_app = typer.Typer(
     name="engine",
@@ -151,6 +150,9 @@ def _existing_engine(
 ) -> Iterator[SelfImprovementEngine]:
     """The engine over an existing home's store: a missing home is an error (one line, exit 2)
     and nothing is created; ``read_only`` also reads a home it may not write (from a copy)."""
+    from selfimprove.engine import SelfImprovementEngine
+    from selfimprove.loop.home import open_store
+
     opened = open_store(home, create=False, read_only=read_only)
     try:
         with SelfImprovementEngine(store=opened.store, home=opened.home, **code) as engine:
@@ -254,6 +256,8 @@ def experiments(
 
     Example: selfimprove engine experiments --weakness 3
     """
+    from selfimprove.store import Decision
+
     with _existing_engine(home) as engine:
         if weakness is not None:
             engine.store.get_weakness(weakness)
@@ -303,9 +307,7 @@ def _improvement_line(rec: CodeImprovementRecord) -> str:
 def improvements(
     status: Annotated[
         str | None,
-        typer.Option(
-            "--status", help=f"Only: {', '.join(s.value for s in CodeImprovementStatus)}."
-        ),
+        typer.Option("--status", help=f"Only: {', '.join(IMPROVEMENT_STATUSES)}."),
     ] = None,
     show_diff: Annotated[
         bool, typer.Option("--diff", help="Also print each code improvement's unified diff.")
@@ -320,11 +322,13 @@ def improvements(
 
     Example: selfimprove engine improvements --status pending --diff
     """
-    if status is not None and status not in {s.value for s in CodeImprovementStatus}:
+    if status is not None and status not in IMPROVEMENT_STATUSES:
         raise SelfImproveError(
-            f"--status must be one of {', '.join(s.value for s in CodeImprovementStatus)}, "
-            f"not {status!r}."
+            f"--status must be one of {', '.join(IMPROVEMENT_STATUSES)}, not {status!r}."
         )
+    from selfimprove.engine import command_line, unified_diff
+    from selfimprove.store import Decision
+
     with _existing_engine(home, read_only=True) as engine:
         code = engine.list_improvements(status)
         promotions = (
@@ -390,6 +394,8 @@ def improvements(
 
 def _code_row(rec: CodeImprovementRecord, with_diff: bool) -> dict[str, Any]:
     """A code improvement as JSON: no file contents; the command line, the diff if asked."""
+    from selfimprove.engine import command_line, unified_diff
+
     row = {k: v for k, v in _plain(rec).items() if not k.endswith("_content")}
     row["command_line"] = command_line(rec.check_command)
     if with_diff:
@@ -399,6 +405,8 @@ def _code_row(rec: CodeImprovementRecord, with_diff: bool) -> dict[str, Any]:
 
 def _digest_state(engine: SelfImprovementEngine, rec: CodeImprovementRecord) -> tuple[str, str]:
     """The improvement's digest now, and whether it matches the one pinned at proposal."""
+    from selfimprove.engine import pinned_digest, record_digest
+
     digest, pinned = record_digest(rec), pinned_digest(engine.get_audit_trail(rec.id))
     if pinned is None:
         return digest, "none was pinned at proposal: it cannot be approved"
@@ -421,6 +429,8 @@ def show(
 
     Example: selfimprove engine show 3
     """
+    from selfimprove.engine import command_line, unified_diff
+
     with _existing_engine(home, read_only=True) as engine:
         rec = engine.store.get_code_improvement(improvement_id)
         digest, state = _digest_state(engine, rec)
@@ -480,10 +490,12 @@ def approve(
 
     Example: selfimprove engine approve 3 --root . --check-command "python -m pytest -q"
     """
+    from selfimprove.store import CodeImprovementStatus
+
     with _code_engine(home, root, check_command, timeout) as engine:
         plan = engine.plan_approval(improvement_id, digest)
         _announce(plan, as_json)
-        with err.status(f"checking and applying improvement {improvement_id}…"):
+        with working(f"checking and applying improvement {improvement_id} ·"):
             rec = engine.approve_improvement(improvement_id, actor, expected_digest=plan.digest)
     if as_json:
         _json({k: v for k, v in _plain(rec).items() if not k.endswith("_content")})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,14 +25,24 @@ from selfimprove.surfaces.cli.common import (
     VerboseOpt,
     err,
     handle_errors,
+    is_compact,
     out,
     setup_logging,
+    working,
 )
 
 __all__ = ["app", "main"]
 
+
+def _kebab(name: str) -> str:
+    """Option names as typed, with the seed scripts' ``--model_name`` spelling read as
+    ``--model-name`` (help shows only the kebab-case one)."""
+    return name.replace("_", "-")
+
+
 app = typer.Typer(
     name="plasticity",
+    context_settings={"token_normalize_func": _kebab},
     help=(
         "Adaptive neural plasticity: prune -> measure -> grow -> learn the attention heads of "
         "GPT-2-family models, with degeneration checks and an HTML dashboard."
@@ -46,7 +57,6 @@ app = typer.Typer(
 ModelOpt = Annotated[
     str,
     typer.Option(
-        "--model_name",
         "--model-name",
         help="'tiny' (pre-trained here, cached in the home folder) or a GPT-2 model available "
         "offline (hub cache or save_pretrained folder).",
@@ -63,9 +73,7 @@ DatasetOpt = Annotated[
 CyclesOpt = Annotated[int, typer.Option("--cycles", "-n", min=1, max=1000, help="Cycles to run.")]
 OutputOpt = Annotated[
     Path,
-    typer.Option(
-        "--output_dir", "--output-dir", help="Folder of the run_YYYYmmdd-HHMMSS/ run folders."
-    ),
+    typer.Option("--output-dir", help="Folder of the run_YYYYmmdd-HHMMSS/ run folders."),
 ]
 DashboardOpt = Annotated[
     bool, typer.Option("--dashboard/--no-dashboard", help="Write dashboard.html in the run folder.")
@@ -80,6 +88,17 @@ def _fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     return str(value)
+
+
+def _quiet_transformers(verbose: bool) -> None:
+    """Keep transformers' notices about its own API (a ``FutureWarning`` on ``past_key_values``,
+    its logger's deprecation lines) off the terminal; ``--verbose`` shows them."""
+    if verbose:
+        return
+    from transformers.utils import logging as transformers_logging
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    transformers_logging.set_verbosity_error()
 
 
 class _Bars:
@@ -146,34 +165,41 @@ def _run_system(
         return system
 
 
-def _cycle_table(cycles: Sequence[Any]) -> Table:
+def _cycle_table(cycles: Sequence[Any], width: int | None = None) -> Table:
+    """The cycles of a run. Below ``WIDE_TABLE`` columns (``width``, default the terminal's) a
+    compact layout keeps every header readable: the strategies, degeneration and latency are left
+    out (each cycle's reason, printed below the table, gives them)."""
     table = Table(title="Plasticity cycles (validation decides; test is only reported)")
-    for col in (
-        "cycle",
-        "decision",
-        "pruning",
-        "growth",
-        "heads",
-        "perplexity pruned → learned",
-        "test ppl",
-        "degen.",
-        "latency ms",
-        "reward",
-    ):
-        table.add_column(col, no_wrap=col != "decision")
+    compact = is_compact(width, wide=155)
+    columns = {
+        "cycle": "cycle",
+        "decision": "decision",
+        "pruning": None if compact else "pruning",
+        "growth": None if compact else "growth",
+        "heads": "heads",
+        "perplexity": "perplexity" if compact else "perplexity pruned → learned",
+        "test": "test ppl",
+        "degeneration": None if compact else "degen.",
+        "latency": None if compact else "latency ms",
+        "reward": "reward",
+    }
+    for header in columns.values():
+        if header is not None:
+            table.add_column(header, no_wrap=header != "decision", justify="left")
     for c in cycles:
-        table.add_row(
-            str(c.cycle),
-            "[green]accepted[/]" if c.accepted else "[yellow]rejected[/]",
-            f"{c.pruning_strategy} {c.pruning_level:.2g}",
-            f"{c.growth_strategy} x{c.growth_ratio:.2g}",
-            f"{c.heads_before} -{c.heads_pruned} +{c.heads_grown} = {c.heads_after}",
-            f"{_fmt(c.perplexity_pruned)} → {_fmt(c.perplexity_after)}",
-            _fmt(c.test_perplexity_after),
-            _fmt(c.degeneration, 3),
-            f"{_fmt(c.latency_before_ms, 3)} → {_fmt(c.latency_after_ms, 3)}",
-            f"{c.reward:+.3f}",
-        )
+        cells = {
+            "cycle": str(c.cycle),
+            "decision": "[green]accepted[/]" if c.accepted else "[yellow]rejected[/]",
+            "pruning": f"{c.pruning_strategy} {c.pruning_level:.2g}",
+            "growth": f"{c.growth_strategy} x{c.growth_ratio:.2g}",
+            "heads": f"{c.heads_before} -{c.heads_pruned} +{c.heads_grown} = {c.heads_after}",
+            "perplexity": f"{_fmt(c.perplexity_pruned)} → {_fmt(c.perplexity_after)}",
+            "test": _fmt(c.test_perplexity_after),
+            "degeneration": _fmt(c.degeneration, 3),
+            "latency": f"{_fmt(c.latency_before_ms, 3)} → {_fmt(c.latency_after_ms, 3)}",
+            "reward": f"{c.reward:+.3f}",
+        }
+        table.add_row(*(cells[key] for key, header in columns.items() if header is not None))
     return table
 
 
@@ -220,15 +246,11 @@ def run(
     cycles: CyclesOpt = 5,
     pruning_level: Annotated[
         float,
-        typer.Option(
-            "--pruning_level", "--pruning-level", help="Share of heads pruned in cycle 1 (0-0.5]."
-        ),
+        typer.Option("--pruning-level", help="Share of heads pruned in cycle 1 (0-0.5]."),
     ] = 0.2,
     growth_ratio: Annotated[
         float,
-        typer.Option(
-            "--growth_ratio", "--growth-ratio", help="Heads grown per head pruned in cycle 1."
-        ),
+        typer.Option("--growth-ratio", help="Heads grown per head pruned in cycle 1."),
     ] = 0.5,
     tolerance: Annotated[
         float,
@@ -252,13 +274,14 @@ def run(
 
     A cycle that leaves perplexity above start x (1 + tolerance) is undone from its checkpoint.
 
-    Example: selfimprove plasticity run --model_name tiny --dataset pydoc --cycles 3
+    Example: selfimprove plasticity run --model-name tiny --dataset pydoc --cycles 3
 
     Example: selfimprove plasticity run --dataset ./notes.txt --tolerance 0.02 --json
     """
     from selfimprove.plasticity import PlasticityConfig
 
     setup_logging(verbose)
+    _quiet_transformers(verbose)
     config = PlasticityConfig(
         seed=seed,
         context=context,
@@ -390,18 +413,19 @@ def test(
 
     The run must keep perplexity and degeneration within bounds; exit code 1 if a check fails.
 
-    Example: selfimprove plasticity test --model_name tiny --cycles 2
+    Example: selfimprove plasticity test --model-name tiny --cycles 2
     """
     from selfimprove.plasticity import AdaptivePlasticitySystem, PlasticityConfig
 
     setup_logging(verbose)
+    _quiet_transformers(verbose)
     config = PlasticityConfig(
         seed=seed, context=64, finetune_steps=30, eval_windows=64, dashboard=dashboard
     )
     probe_system = AdaptivePlasticitySystem(
         model_name, dataset, output_dir, device, verbose, config=config, home=home
     )
-    with err.status("loading the model and data…"):
+    with working("loading the model and data ·"):
         probe_system.setup()
     x = probe_system.val_[:2, :-1].to(probe_system.device_)  # (2, T)
     checks = _surgery_checks(probe_system.model_, x, seed)
@@ -422,12 +446,34 @@ def test(
         raise typer.Exit(1)
 
 
+def _decision_table(name: str, decisions: list[dict[str, Any]], width: int | None = None) -> Table:
+    """A finished run's decisions; below ``WIDE_TABLE`` columns (``width``, default the
+    terminal's) without the strategies' columns, so that the reason stays readable."""
+    compact = is_compact(width)
+    table = Table(title=f"Run {name}")
+    for col in ("cycle", "decision", "pruning", "growth", "heads", "reward"):
+        if not (compact and col in ("pruning", "growth")):
+            table.add_column(col, no_wrap=col not in ("pruning", "growth"), overflow="fold")
+    table.add_column("reason", overflow="fold", min_width=20, ratio=1)
+    for d in decisions:
+        cells = [
+            str(d["cycle"]),
+            "[green]accepted[/]" if d.get("accepted") else "[yellow]rejected[/]",
+            *(() if compact else (str(d.get("pruning_strategy")), str(d.get("growth_strategy")))),
+            str(d.get("heads")),
+            _fmt(d.get("reward"), 3),
+            str(d.get("reason")),
+        ]
+        table.add_row(*cells)
+    return table
+
+
 @app.command()
 @handle_errors
 def visualize(
     results_dir: Annotated[
         Path,
-        typer.Option("--results_dir", "--results-dir", help="A run folder (run_YYYYmmdd-HHMMSS)."),
+        typer.Option("--results-dir", help="A run folder (run_YYYYmmdd-HHMMSS)."),
     ],
     dashboard: Annotated[
         bool, typer.Option("--dashboard", help="Write the HTML dashboard of the run.")
@@ -435,14 +481,14 @@ def visualize(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Dashboard file (default <results_dir>/dashboard.html)."
+            "--output", "-o", help="Dashboard file (default: dashboard.html in the run folder)."
         ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show a finished run's cycles, and with --dashboard write its HTML dashboard.
 
-    Example: selfimprove plasticity visualize --results_dir ./output/run_20250401-120000 --dashboard
+    Example: selfimprove plasticity visualize --results-dir ./output/run_20250401-120000 --dashboard
     """
     from selfimprove.plasticity import build_dashboard, read_metrics
 
@@ -454,20 +500,7 @@ def visualize(
             json.dumps({"decisions": decisions, "dashboard": str(path) if path else None})
         )
         return
-    table = Table(title=f"Run {results_dir.name}")
-    for col in ("cycle", "decision", "pruning", "growth", "heads", "reward", "reason"):
-        table.add_column(col, overflow="fold")
-    for d in decisions:
-        table.add_row(
-            str(d["cycle"]),
-            "[green]accepted[/]" if d.get("accepted") else "[yellow]rejected[/]",
-            str(d.get("pruning_strategy")),
-            str(d.get("growth_strategy")),
-            str(d.get("heads")),
-            _fmt(d.get("reward"), 3),
-            str(d.get("reason")),
-        )
-    out.print(table)
+    out.print(_decision_table(results_dir.name, decisions))
     if path is not None:
         out.print(f"dashboard {path}", highlight=False)
 
