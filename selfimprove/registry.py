@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -381,13 +382,57 @@ class Registry:
                 reverse=True,
             )
             for v in group[self.backups_kept :]:
-                self.store.set_version_status(v.id, VersionStatus.PRUNED)
-                if v.checkpoint_path:  # the manifest stays beside the record: only weights go
-                    (self.home / v.checkpoint_path).unlink(missing_ok=True)
+                self._prune(v, dry_run=False)
                 pruned.append(v.number)
         if pruned:
             logger.info("pruned weights of %s versions %s", model.name, pruned)
         return pruned
+
+    def prune_rejected(
+        self, *, before: datetime | None = None, keep: int | None = None, dry_run: bool = False
+    ) -> list[tuple[str, int, int]]:
+        """Delete the weights of rejected candidates judged before ``before`` and / or beyond
+        the newest ``keep`` of each model. Only ``rejected`` versions: incumbents, backups (what
+        a rollback needs) and candidates still being judged are never touched; each record and
+        its manifest stay (status ``pruned``), so the audit trail is whole.
+
+        Returns:
+            ``(model, version number, bytes freed)`` of each version pruned (``dry_run``: that
+            would be).
+
+        Raises:
+            ConfigError: Neither ``before`` nor ``keep``, or ``keep`` < 0.
+        """
+        if before is None and keep is None:
+            raise ConfigError("prune_rejected needs before= (a date) or keep= (a count).")
+        if keep is not None and keep < 0:
+            raise ConfigError(f"keep must be >= 0, got {keep}.")
+        out: list[tuple[str, int, int]] = []
+        for model in self.store.list_models():
+            rejected = sorted(
+                (
+                    v
+                    for v in self.store.list_versions(model.id)
+                    if v.status is VersionStatus.REJECTED
+                ),
+                key=lambda v: (v.retired_at or v.created_at, v.id),
+                reverse=True,
+            )
+            for i, v in enumerate(rejected):
+                when = v.retired_at or v.created_at
+                if (before is not None and when < before) or (keep is not None and i >= keep):
+                    out.append((model.name, v.number, self._prune(v, dry_run)))
+        return out
+
+    def _prune(self, v: VersionRecord, dry_run: bool) -> int:
+        """Delete one version's weights (the record and manifest stay); the bytes freed."""
+        path = self.home / v.checkpoint_path if v.checkpoint_path else None
+        size = path.stat().st_size if path is not None and path.exists() else 0
+        if not dry_run:
+            self.store.set_version_status(v.id, VersionStatus.PRUNED)
+            if path is not None:
+                path.unlink(missing_ok=True)
+        return size
 
     def versions(self, name: str) -> list[VersionRecord]:
         return self.store.list_versions(self.store.get_model(name).id)

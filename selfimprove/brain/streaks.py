@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["REJECTION_LIMIT", "rejection_streaks", "unspent"]
+__all__ = ["REJECTION_LIMIT", "add_streak", "rejection_streaks", "unspent"]
 
 #: Consecutive experiments not promoted, since the model's last promotion, that make a strategy
 #: spent for that model.
@@ -32,12 +32,19 @@ def rejection_streaks(
     """
     streaks: dict[str, dict[str, int]] = {}
     for model, strategy, promoted in finished:
-        if promoted:
-            streaks[model] = {}
-        else:
-            counts = streaks.setdefault(model, {})
-            counts[strategy] = counts.get(strategy, 0) + 1
+        add_streak(streaks, model, strategy, promoted)
     return streaks
+
+
+def add_streak(
+    streaks: dict[str, dict[str, int]], model: str, strategy: str, promoted: bool
+) -> None:
+    """Fold one more finished experiment into ``streaks`` (see :func:`rejection_streaks`)."""
+    if promoted:
+        streaks[model] = {}
+    else:
+        counts = streaks.setdefault(model, {})
+        counts[strategy] = counts.get(strategy, 0) + 1
 
 
 def unspent(

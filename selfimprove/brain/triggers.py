@@ -130,10 +130,17 @@ class GeneticTriggerSystem:
         """Triggers whose conditions all hold in ``environment``."""
         return [t for t in self.population if t.active(environment)]
 
-    def boost(self, family: str, environment: Mapping[str, float]) -> tuple[float, list[str]]:
-        """Product of the boosts of active triggers for ``family``, and their ids."""
+    def boost(
+        self,
+        family: str,
+        environment: Mapping[str, float],
+        active: Sequence[Trigger] | None = None,
+    ) -> tuple[float, list[str]]:
+        """Product of the boosts of active triggers for ``family``, and their ids (``active``:
+        :meth:`get_active_triggers` of ``environment`` when already known, e.g. once per plan).
+        """
         ids, mult = [], 1.0
-        for t in self.get_active_triggers(environment):
+        for t in self.get_active_triggers(environment) if active is None else active:
             if t.family == family:
                 mult *= t.boost
                 ids.append(t.id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from selfimprove.engine._actors import Actor
@@ -95,7 +95,7 @@ class Weaknesses:
         )
         return self._write([plan]).get(cap.id)
 
-    def update_all(self) -> list[WeaknessRecord]:
+    def update_all(self, capability_ids: Collection[int] | None = None) -> list[WeaknessRecord]:
         """Bring every capability's weaknesses up to date (the neural system measures its
         own capabilities without going through the engine).
 
@@ -103,14 +103,20 @@ class Weaknesses:
         measurement of each and every active weakness are read in one query each, and only
         the weaknesses that change are written, together.
 
+        Args:
+            capability_ids: Only these capabilities (e.g. those measured since the last
+                update: the neural system's cycles), default every one.
+
         Returns:
-            The active weaknesses after it, oldest first.
+            The active weaknesses of those capabilities after it, oldest first.
         """
-        caps = self.store.list_capabilities_with_target()
-        current = self.store.list_weaknesses(statuses=ACTIVE)
+        if capability_ids is not None and not capability_ids:
+            return []
+        caps = self.store.list_capabilities_with_target(capability_ids)
+        current = self.store.list_weaknesses(statuses=ACTIVE, capability_ids=capability_ids)
         if not caps:
             return current
-        latest = self.store.latest_measurements()
+        latest = self.store.latest_measurements(capability_ids=capability_ids)
         active: dict[int, list[WeaknessRecord]] = defaultdict(list)
         for w in current:
             if w.capability_id is not None:

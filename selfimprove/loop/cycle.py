@@ -29,7 +29,7 @@ import collections
 import functools
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -45,8 +45,8 @@ from selfimprove.brain.planning import (
     strongest_by_task,
 )
 from selfimprove.brain.state import BrainStateAggregator
-from selfimprove.brain.streaks import rejection_streaks, unspent
-from selfimprove.brain.triggers import GeneticTriggerSystem
+from selfimprove.brain.streaks import unspent
+from selfimprove.brain.triggers import GeneticTriggerSystem, Trigger
 from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import ConfigError, NotFoundError, SelfImproveError
 from selfimprove.loop.executors import Executor, executor_for
@@ -57,11 +57,11 @@ from selfimprove.loop.learning import (
     CycleLearner,
     SelfImprovementMetrics,
 )
+from selfimprove.loop.ledger_fold import PlanHistory
 from selfimprove.measure.evaluation import Evaluation
 from selfimprove.meta.bandit import StrategyBandit
 from selfimprove.meta.gain import GAIN_MODEL_NAME, GainAdvisor
 from selfimprove.registry import ModelHome
-from selfimprove.store import Decision, ExperimentStatus
 from selfimprove.strategies import STRATEGIES, Budget
 from selfimprove.tasks import effective_search_space, is_external, resolve_task
 
@@ -146,6 +146,7 @@ class ImprovementCycle:
         #: Per model, the strategies that refused an incumbent version (``not_applicable``).
         self.refused: dict[str, dict[str, int]] = {}
         self._searchable: dict[tuple[str, int], bool] = {}
+        self.plan_history = PlanHistory(self.store)
         #: Called with each cycle's outcomes after it is learnt from (e.g. to refresh a neural
         #: alternative whose model was just promoted).
         self.on_outcomes: Callable[[list[ExperimentOutcome]], None] | None = None
@@ -218,32 +219,12 @@ class ImprovementCycle:
         """Per model: cycles since its last experiment (never tried: absent), how many
         training experiments in a row since its last promotion were not promoted, and per
         strategy how many of its experiments since then were not promoted
-        (:func:`~selfimprove.brain.streaks.rejection_streaks`)."""
-        names = {m.id: m.name for m in self.store.list_models()}
-        last: dict[str, int] = {}
-        stalled: dict[str, int] = {}
-        finished_rows: list[tuple[str, str, bool]] = []
-        finished = (ExperimentStatus.COMPLETED.value, ExperimentStatus.FAILED.value)
-        for model_id, cycle, strategy, status, decision in self.store.experiment_outline():
-            name = names.get(model_id or -1)
-            if name is None:
-                continue
-            if cycle is not None:
-                last[name] = max(last.get(name, 0), cycle)
-            promoted = decision == Decision.PROMOTE.value
-            if status in finished or promoted:
-                finished_rows.append((name, strategy, promoted))
-            if promoted:
-                stalled[name] = 0
-            elif (
-                status in finished
-                and strategy in STRATEGIES
-                and STRATEGIES[strategy].family == "training"
-            ):
-                stalled[name] = stalled.get(name, 0) + 1
+        (:func:`~selfimprove.brain.streaks.rejection_streaks`), folded from what is new
+        (:class:`~selfimprove.loop.ledger_fold.PlanHistory`)."""
+        last, stalled, streaks = self.plan_history.read()
         now = self.store.max_cycle() + 1
         waited = {name: now - c for name, c in last.items()}
-        return waited, stalled, rejection_streaks(finished_rows)
+        return waited, stalled, streaks
 
     def usable_arms(
         self, kind: str, obs: Observation, streaks: Mapping[str, int] | None = None
@@ -292,6 +273,7 @@ class ImprovementCycle:
         env: dict[str, float],
         waiting: int = MAX_WAIT,
         streaks: Mapping[str, int] | None = None,
+        active: Sequence[Trigger] | None = None,
     ) -> ModelImprovementTask | None:
         """The task serving weakness ``w`` with its priority (``None``: no strategy serves it,
         or every one that could was turned down too often on this model: ``streaks``)."""
@@ -319,7 +301,9 @@ class ImprovementCycle:
             self.hormone_system.priority_multiplier(w.kind) if self.config.hormone_driven else 1.0
         )
         boost, trigger_ids = (
-            self.genetic_system.boost(family, env) if self.config.genetic_enhanced else (1.0, [])
+            self.genetic_system.boost(family, env, active)
+            if self.config.genetic_enhanced
+            else (1.0, [])
         )
         est = self.bandit.expected(context, strategy)
         if self.gain.trusted:
@@ -363,6 +347,7 @@ class ImprovementCycle:
         best: dict[str, ModelImprovementTask] = {}
         waited, stalled, streaks = self.history()
         strongest = strongest_by_task(peers)
+        active = self.genetic_system.get_active_triggers(env)  # the same for every model
         for obs in peers:
             waiting = min(MAX_WAIT, waited.get(obs.model, MAX_WAIT))
             obs = replace(obs, training_stalled=stalled.get(obs.model, 0))
@@ -373,7 +358,7 @@ class ImprovementCycle:
                 distill=self.config.cross_model_distillation,
                 best_by_task=strongest,
             ):
-                task = self.task_for(w, obs, env, waiting, streaks.get(obs.model, {}))
+                task = self.task_for(w, obs, env, waiting, streaks.get(obs.model, {}), active)
                 if task is not None and (
                     obs.model not in best or task.priority > best[obs.model].priority
                 ):

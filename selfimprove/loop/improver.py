@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime
 import io
 import json
 import logging
@@ -46,7 +47,19 @@ from selfimprove.store import (
 from selfimprove.strategies import Budget, get_strategy
 from selfimprove.tasks import BUILTIN_TASKS, Task, resolve_task
 
-__all__ = ["CSV_TABLES", "EXPORT_FORMATS", "MAX_CYCLES", "SelfImprover", "run_sync"]
+__all__ = [
+    "CSV_TABLES",
+    "EXPORT_FORMATS",
+    "MAX_CYCLES",
+    "MAX_KEEP",
+    "MAX_RETENTION_DAYS",
+    "SelfImprover",
+    "run_sync",
+]
+
+#: Bounds of the retention policy's numbers (a century; a million rows per series).
+MAX_RETENTION_DAYS = 36500
+MAX_KEEP = 1_000_000
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +217,79 @@ class SelfImprover:
     def rollback(self, name: str, to: int | None = None) -> VersionRecord:
         """Restore the previous incumbent (or version ``to``)."""
         return self.registry.rollback(name, to)
+
+    def prune(
+        self,
+        *,
+        older_than_days: float | None = None,
+        keep_measurements: int | None = None,
+        keep_rejected: int | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """The retention policy, run now: delete measurements taken more than
+        ``older_than_days`` ago and / or beyond the newest ``keep_measurements`` of each
+        capability and split (the newest always stays), and the weights of rejected candidates
+        judged more than ``older_than_days`` ago and / or beyond the newest ``keep_rejected``
+        of each model. Never touched: incumbents, backups (rollback targets), candidates being
+        judged, experiments, versions' records and manifests, events — the audit trail.
+
+        Returns:
+            ``{"measurements": n, "checkpoints": [{"model", "version", "bytes"}...],
+            "bytes_freed": n, "dry_run": bool}``; an event ``retention`` records what was done.
+
+        Raises:
+            ConfigError: Nothing to prune by, or a number out of range (nothing changes).
+        """
+        if older_than_days is None and keep_measurements is None and keep_rejected is None:
+            raise ConfigError(
+                "prune needs older_than_days, keep_measurements or keep_rejected "
+                "(e.g. --older-than-days 30)."
+            )
+        if older_than_days is not None and not 0 <= older_than_days <= MAX_RETENTION_DAYS:
+            raise ConfigError(
+                f"older_than_days must be in [0, {MAX_RETENTION_DAYS}], got {older_than_days}."
+            )
+        for name, n, low in (
+            ("keep_measurements", keep_measurements, 1),  # the newest value always stays
+            ("keep_rejected", keep_rejected, 0),
+        ):
+            if n is not None and not low <= n <= MAX_KEEP:
+                raise ConfigError(f"{name} must be in [{low}, {MAX_KEEP}], got {n}.")
+        before = (
+            utcnow() - datetime.timedelta(days=older_than_days)
+            if older_than_days is not None
+            else None
+        )
+        measurements = 0
+        if before is not None or keep_measurements is not None:
+            measurements = self.store.prune_measurements(
+                before=before, keep=keep_measurements, dry_run=dry_run
+            )
+        pruned: list[tuple[str, int, int]] = []
+        if before is not None or keep_rejected is not None:
+            pruned = self.registry.prune_rejected(
+                before=before, keep=keep_rejected, dry_run=dry_run
+            )
+        report = {
+            "measurements": measurements,
+            "checkpoints": [{"model": m, "version": v, "bytes": b} for m, v, b in pruned],
+            "bytes_freed": sum(b for _, _, b in pruned),
+            "dry_run": dry_run,
+        }
+        if not dry_run:
+            self.store.add_event(
+                "retention",
+                f"pruned {measurements} measurement(s) and the weights of {len(pruned)} "
+                "rejected version(s)",
+                payload={
+                    "older_than_days": older_than_days,
+                    "keep_measurements": keep_measurements,
+                    "keep_rejected": keep_rejected,
+                    "measurements": measurements,
+                    "bytes_freed": report["bytes_freed"],
+                },
+            )
+        return report
 
     # ------------------------------------------------------------------ loop
     def run(

@@ -20,21 +20,25 @@ from selfimprove.brain.triggers import GeneticTriggerSystem
 from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import SelfImproveError
 from selfimprove.loop.experiment import ExperimentOutcome
+from selfimprove.loop.ledger_fold import ExperimentFeed
 from selfimprove.meta.bandit import StrategyBandit
 from selfimprove.meta.gain import GainAdvisor, experiment_facts, reward_cost
-from selfimprove.meta.insights import update_insights
+from selfimprove.meta.gain.features import ExperimentFacts
+from selfimprove.meta.insights import InsightBook, fold_into, write_insights
 from selfimprove.registry import ModelHome
 from selfimprove.store import Decision, ExperimentStatus, utcnow
 
 if TYPE_CHECKING:
     from selfimprove.engine import SelfImprovementEngine
 
-__all__ = ["EVOLVE_EVERY", "CycleLearner", "SelfImprovementMetrics"]
+__all__ = ["EVOLVE_EVERY", "GAIN_WINDOW", "CycleLearner", "SelfImprovementMetrics"]
 
 logger = logging.getLogger(__name__)
 
 #: Cycles between two generations of genetic triggers (and two rebuilds of the gain model).
 EVOLVE_EVERY = 3
+#: The newest finished experiments the gain model learns from and is compared on.
+GAIN_WINDOW = 2000
 
 
 @dataclass(frozen=True)
@@ -80,13 +84,19 @@ class CycleLearner:
         self.triggers = triggers
         self.bandit = bandit
         self.gain = gain
-        self.total_improvements = sum(
-            1 for e in self.store.list_experiments() if e.decision is Decision.PROMOTE
-        )
+        self.total_improvements = self.store.count_experiments(decision=Decision.PROMOTE.value)
         self.history: collections.deque[dict[str, Any]] = collections.deque(
             maxlen=config.improvement_history_size
         )
         self._engine: SelfImprovementEngine | None = None
+        # Learning about learning folds only what each cycle adds (selfimprove.loop.ledger_fold)
+        self._feed = ExperimentFeed(self.store)
+        self._book = InsightBook()
+        #: The newest finished experiments' facts: what the gain model learns from.
+        self.recent_facts: collections.deque[ExperimentFacts] = collections.deque(
+            maxlen=GAIN_WINDOW
+        )
+        self._measured = 0  # the newest measurement the engine's weaknesses have seen
 
     @property
     def engine(self) -> SelfImprovementEngine | None:
@@ -190,22 +200,30 @@ class CycleLearner:
     def learn_about_learning(
         self, cycle: int, metrics: SelfImprovementMetrics, outcomes: list[ExperimentOutcome]
     ) -> None:
-        """Insights every cycle; the engine's weaknesses brought up to date and the cycle in its
-        changelog; the gain model rebuilt every ``EVOLVE_EVERY`` cycles and compared with the
-        bandit on held-out experiments (it decides priority only when significantly better)."""
+        """Insights from the experiments finished since the last cycle; the engine's weaknesses
+        of the capabilities measured since then and the cycle in its changelog; every
+        ``EVOLVE_EVERY`` cycles the gain model rebuilt from the newest :data:`GAIN_WINDOW`
+        finished experiments and compared with the bandit on them (it decides priority only
+        when significantly better). Each cycle reads what is new, not the whole ledger."""
         try:
-            # The ledger's experiments read once for all of it (nothing below adds one).
-            experiments = self.store.list_experiments()
-            facts = experiment_facts(self.store, experiments)
-            with self.store.batch():  # one transaction for every insight
-                update_insights(self.store, experiments=experiments, facts=facts)
+            self.fold_new_experiments()
             self.feed_engine(cycle, metrics, outcomes)
             if cycle % EVOLVE_EVERY == 0:
-                self.gain.refresh(self.bandit, register=True, experiments=experiments, facts=facts)
-            elif self.gain.predictor is not None:
-                self.gain.refresh(self.bandit, register=False, experiments=experiments, facts=facts)
+                self.gain.refresh(self.bandit, register=True, facts=list(self.recent_facts))
         except SelfImproveError as exc:  # learning about learning must never stop the loop
             logger.warning("meta-learning skipped this cycle: %s", exc)
+
+    def fold_new_experiments(self) -> None:
+        """Fold the experiments finished since the last call into the insights (writing only
+        the insights they change, in one transaction) and the gain model's window."""
+        touched: set[tuple[str, str]] = set()
+        for page in self._feed.new():
+            facts = experiment_facts(self.store, page)
+            touched |= fold_into(self._book, self.store, page, facts)
+            self.recent_facts.extend(facts)
+        if touched:
+            with self.store.batch():  # one transaction for every insight
+                write_insights(self.store, self._book.insights(touched))
 
     def feed_engine(
         self, cycle: int, metrics: SelfImprovementMetrics, outcomes: list[ExperimentOutcome]
@@ -219,10 +237,12 @@ class CycleLearner:
             self._engine = SelfImprovementEngine(store=self.store, home=self.home.registry.home)
         engine = self._engine
         promoted = [o.experiment_id for o in outcomes if o.promoted and o.experiment_id]
+        measured, newest = self.store.measured_since(self._measured)
         # One transaction for the whole update (a weakness per capability would otherwise be
         # a commit each): all of it or, when anything fails, none of it.
         with engine.store.batch():
-            engine.analyze_weaknesses()
+            # every capability the first time, then those measured since
+            engine.weaknesses.update_all(None if self._measured == 0 else measured)
             engine.track_improvement_history(
                 f"cycle-{cycle}",
                 f"{metrics.models_improved} model(s) improved in cycle {cycle}",
@@ -230,6 +250,7 @@ class CycleLearner:
                 delta=metrics.total_improvement,
                 changes=[f"{o.model}: {o.strategy} -> {o.status}" for o in outcomes],
             )
+        self._measured = newest
 
     def save_brain(self) -> None:
         """Hormones, triggers and bandit saved together, in one transaction."""

@@ -30,6 +30,12 @@ in closed form (``z`` = the 97.5 % standard-normal quantile, from :class:`statis
 
 so 9 successes out of 10 give 0.596, and a single success out of one only 0.207: a pattern
 seen once is not yet believed.
+
+Counts, medians and rates cover every finished experiment; an insight's evidence lists the
+newest :data:`EVIDENCE_IDS` experiment ids of each kind (a row must not grow with the ledger).
+The system keeps an :class:`InsightBook` and folds each cycle's new experiments into it, writing
+only the insights they change; :func:`derive_insights` folds the whole ledger at once, with the
+same result.
 """
 
 from __future__ import annotations
@@ -37,29 +43,32 @@ from __future__ import annotations
 import logging
 import math
 import statistics
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from selfimprove.errors import ConfigError
 from selfimprove.meta.gain.features import MODEL_OBJECTIVES, ExperimentFacts, experiment_facts
 from selfimprove.store import (
     ExperimentRecord,
-    ExperimentStatus,
     MetaLearningRecord,
     Store,
     VersionRecord,
 )
 
 __all__ = [
+    "EVIDENCE_IDS",
     "Z95",
     "Insight",
+    "InsightBook",
     "derive_insights",
+    "fold_into",
     "record_comparison",
     "size_bucket",
     "update_insights",
     "wilson_lower_bound",
+    "write_insights",
 ]
 
 logger = logging.getLogger(__name__)
@@ -161,123 +170,220 @@ def _median(values: list[float]) -> float | None:
     return float(statistics.median(values)) if values else None
 
 
-def _strategy_effects(
-    facts: Sequence[ExperimentFacts], records: Mapping[int, ExperimentRecord]
-) -> list[Insight]:
-    groups: dict[tuple[str, str, str], list[ExperimentFacts]] = defaultdict(list)
-    for f in facts:
-        groups[(f.strategy, _objective_kind(f.objective), f.family)].append(f)
-    out = []
-    for (strategy, okind, family), group in sorted(groups.items()):
-        n = len(group)
-        promoted = [f for f in group if f.promoted]
-        failed = [f for f in group if f.failed]
-        s = len(promoted)
-        lb = wilson_lower_bound(s, n)
-        gains = [f.gain for f in promoted]
-        med_gain = _median(gains)
-        rel_all = _finite(
-            records[f.id].statistics.get("relative_improvement") for f in group if not f.failed
-        )
-        objectives = sorted({f.objective or "?" for f in group})
-        what = "data objectives" if okind == "data" else "model-level objectives"
-        text = (
-            f"{strategy} on {family} models ({what}: {', '.join(objectives)}) was promoted in "
-            f"{s}/{n} finished experiments"
-        )
-        if failed:
-            text += f" ({len(failed)} failed)"
-        if med_gain is not None:
-            less = "less error" if okind == "data" else f"smaller {'/'.join(objectives)}"
-            text += f"; median gain when promoted: {med_gain:.1%} {less}"
+#: The newest experiment ids an insight keeps as evidence (its counts cover every experiment).
+EVIDENCE_IDS = 50
+
+
+def _ids() -> deque[int]:
+    return deque(maxlen=EVIDENCE_IDS)
+
+
+@dataclass
+class _Effect:
+    """A ``strategy_effect`` group's running counts."""
+
+    n: int = 0
+    gains: list[float] = field(default_factory=list)  # realised gains of the promotions
+    relative: list[float] = field(default_factory=list)  # relative improvement, not failed
+    objectives: set[str] = field(default_factory=set)
+    seconds: float = 0.0
+    ids: deque[int] = field(default_factory=_ids)
+    promoted_ids: deque[int] = field(default_factory=_ids)
+    failed_ids: deque[int] = field(default_factory=_ids)
+    promoted: int = 0
+    failed: int = 0
+
+
+@dataclass
+class _Guard:
+    """A ``guard_held`` group's running counts."""
+
+    label: str
+    n: int = 0
+    held: int = 0
+    regressions: list[float] = field(default_factory=list)
+    tolerances: set[str] = field(default_factory=set)
+    ids: deque[int] = field(default_factory=_ids)
+    held_ids: deque[int] = field(default_factory=_ids)
+
+
+@dataclass
+class _Failure:
+    """One error type of a strategy: how often, the newest ids and reason."""
+
+    count: int = 0
+    ids: deque[int] = field(default_factory=_ids)
+    latest: str = ""
+
+
+def _tolerance(info: Mapping[str, Any]) -> str | None:
+    tol = info.get("tolerance")
+    if not isinstance(tol, (int, float)):
+        return None
+    return f"±{tol:g} absolute" if info.get("absolute") else f"{tol:.0%} relative"
+
+
+class InsightBook:
+    """Every insight's running counts, folded one finished experiment at a time.
+
+    The system keeps one book per process and folds each cycle's new experiments into it
+    (:class:`selfimprove.loop.learning.CycleLearner`), so a cycle's meta-learning costs what the
+    cycle added, not what the ledger holds; :func:`derive_insights` folds the whole ledger into
+    a new book. Either way the same experiments give the same insights.
+    """
+
+    def __init__(self) -> None:
+        self._effects: dict[tuple[str, str, str], _Effect] = {}
+        self._guards: dict[tuple[str, str, str, str], _Guard] = {}
+        self._finished: dict[str, int] = defaultdict(int)  # per strategy
+        self._failures: dict[str, dict[str, _Failure]] = defaultdict(dict)
+
+    def add(
+        self, fact: ExperimentFacts, record: ExperimentRecord, version: VersionRecord | None
+    ) -> set[tuple[str, str]]:
+        """Fold one finished experiment in; returns the (kind, subject) of every insight it
+        changed."""
+        touched: set[tuple[str, str]] = set()
+        okind = _objective_kind(fact.objective)
+        key = (fact.strategy, okind, fact.family)
+        effect = self._effects.setdefault(key, _Effect())
+        effect.n += 1
+        effect.ids.append(fact.id)
+        effect.objectives.add(fact.objective or "?")
+        effect.seconds += fact.seconds
+        if fact.promoted:
+            effect.promoted += 1
+            effect.promoted_ids.append(fact.id)
+            effect.gains.append(fact.gain)
+        if fact.failed:
+            effect.failed += 1
+            effect.failed_ids.append(fact.id)
         else:
-            text += "; never promoted yet"
-        text += f"; confidence {lb:.2f} (Wilson 95% lower bound of the promotion rate)."
-        out.append(
-            Insight(
-                kind="strategy_effect",
-                subject=f"{strategy}|{okind}|{family}",
-                statement=text,
-                count=n,
-                successes=s,
-                confidence=lb,
-                evidence={
-                    "experiment_ids": [f.id for f in group],
-                    "promoted_ids": [f.id for f in promoted],
-                    "failed_ids": [f.id for f in failed],
-                    "objectives": objectives,
-                    "median_gain_when_promoted": med_gain,
-                    "median_relative_improvement_completed": _median(rel_all),
-                    "mean_seconds": sum(f.seconds for f in group) / n,
-                },
+            effect.relative.extend(_finite([record.statistics.get("relative_improvement")]))
+        touched.add(("strategy_effect", "|".join(key)))
+        touched |= self._add_guards(fact, record, version)
+        self._finished[fact.strategy] += 1
+        if fact.failed:
+            failure = self._failures[fact.strategy].setdefault(
+                _error_type(record.reason), _Failure()
             )
-        )
-    return out
+            failure.count += 1
+            failure.ids.append(fact.id)
+            failure.latest = record.reason
+        # a strategy's every failure mode is counted over all its finished experiments
+        touched |= {("failure_mode", f"{fact.strategy}|{e}") for e in self._failures[fact.strategy]}
+        return touched
 
-
-def _tolerance_text(infos: list[Mapping[str, Any]]) -> str:
-    shown = set()
-    for info in infos:
-        tol = info.get("tolerance")
-        if not isinstance(tol, (int, float)):
-            continue
-        shown.add(f"±{tol:g} absolute" if info.get("absolute") else f"{tol:.0%} relative")
-    return " or ".join(sorted(shown)) if shown else "its tolerance"
-
-
-def _guards_held(
-    facts: Sequence[ExperimentFacts],
-    records: Mapping[int, ExperimentRecord],
-    versions: Mapping[int, VersionRecord],
-) -> list[Insight]:
-    groups: dict[tuple[str, str, str, str], list[tuple[int, Mapping[str, Any]]]] = defaultdict(list)
-    labels: dict[str, str] = {}
-    for f in facts:
-        if f.failed or not f.model_level:
-            continue
-        rec = records[f.id]
-        guards = rec.statistics.get("guards")
-        if not isinstance(guards, dict):
-            continue
-        version = (
-            versions.get(rec.incumbent_version_id) if rec.incumbent_version_id is not None else None
-        )
-        key, label = size_bucket(version)
-        labels[key] = label
+    def _add_guards(
+        self, fact: ExperimentFacts, record: ExperimentRecord, version: VersionRecord | None
+    ) -> set[tuple[str, str]]:
+        guards = record.statistics.get("guards")
+        if fact.failed or not fact.model_level or not isinstance(guards, dict):
+            return set()
+        bucket, label = size_bucket(version)
+        touched = set()
         for guard, info in sorted(guards.items()):
             if guard in MODEL_OBJECTIVES or not isinstance(info, dict) or "passed" not in info:
                 continue  # only data objectives guarded during optimisation
-            groups[(f.strategy, guard, f.family, key)].append((f.id, info))
-    out = []
-    for (strategy, guard, family, key), items in sorted(groups.items()):
-        n = len(items)
-        held = [i for i, info in items if info["passed"]]
-        lb = wilson_lower_bound(len(held), n)
-        regressions = _finite(info.get("regression") for _, info in items)
-        text = (
-            f"{strategy} kept {guard} within tolerance ({_tolerance_text([i for _, i in items])})"
-            f" in {len(held)}/{n} experiments on {family} models with {labels[key]}; "
-            f"confidence {lb:.2f} "
-            "(Wilson 95% lower bound)."
+            key = (fact.strategy, guard, fact.family, bucket)
+            g = self._guards.setdefault(key, _Guard(label))
+            g.n += 1
+            g.ids.append(fact.id)
+            if info["passed"]:
+                g.held += 1
+                g.held_ids.append(fact.id)
+            g.regressions.extend(_finite([info.get("regression")]))
+            tolerance = _tolerance(info)
+            if tolerance is not None:
+                g.tolerances.add(tolerance)
+            touched.add(("guard_held", "|".join(key)))
+        return touched
+
+    def insights(self, touched: Iterable[tuple[str, str]] | None = None) -> list[Insight]:
+        """The insights of ``touched`` (default: all), sorted by (kind, subject)."""
+        out = []
+        for kind, subject in sorted(touched if touched is not None else self._subjects()):
+            parts = subject.split("|")
+            if kind == "strategy_effect":
+                a, b, c = parts
+                out.append(_effect_insight((a, b, c), self._effects[(a, b, c)]))
+            elif kind == "guard_held":
+                a, b, c, d = parts
+                out.append(_guard_insight((a, b, c, d), self._guards[(a, b, c, d)]))
+            else:
+                strategy, error = subject.split("|", 1)
+                failure = self._failures[strategy][error]
+                out.append(_failure_insight(strategy, error, failure, self._finished[strategy]))
+        return out
+
+    def _subjects(self) -> set[tuple[str, str]]:
+        return (
+            {("strategy_effect", "|".join(k)) for k in self._effects}
+            | {("guard_held", "|".join(k)) for k in self._guards}
+            | {("failure_mode", f"{s}|{e}") for s, modes in self._failures.items() for e in modes}
         )
-        out.append(
-            Insight(
-                kind="guard_held",
-                subject=f"{strategy}|{guard}|{family}|{key}",
-                statement=text,
-                count=n,
-                successes=len(held),
-                confidence=lb,
-                evidence={
-                    "experiment_ids": [i for i, _ in items],
-                    "held_ids": held,
-                    "size_bucket": labels[key],
-                    "median_regression": _median(regressions),
-                    "worst_regression": max(regressions) if regressions else None,
-                },
-            )
-        )
-    return out
+
+
+def _effect_insight(key: tuple[str, str, str], e: _Effect) -> Insight:
+    strategy, okind, family = key
+    lb = wilson_lower_bound(e.promoted, e.n)
+    med_gain = _median(e.gains)
+    objectives = sorted(e.objectives)
+    what = "data objectives" if okind == "data" else "model-level objectives"
+    text = (
+        f"{strategy} on {family} models ({what}: {', '.join(objectives)}) was promoted in "
+        f"{e.promoted}/{e.n} finished experiments"
+    )
+    if e.failed:
+        text += f" ({e.failed} failed)"
+    if med_gain is not None:
+        less = "less error" if okind == "data" else f"smaller {'/'.join(objectives)}"
+        text += f"; median gain when promoted: {med_gain:.1%} {less}"
+    else:
+        text += "; never promoted yet"
+    text += f"; confidence {lb:.2f} (Wilson 95% lower bound of the promotion rate)."
+    return Insight(
+        kind="strategy_effect",
+        subject="|".join(key),
+        statement=text,
+        count=e.n,
+        successes=e.promoted,
+        confidence=lb,
+        evidence={
+            "experiment_ids": list(e.ids),
+            "promoted_ids": list(e.promoted_ids),
+            "failed_ids": list(e.failed_ids),
+            "objectives": objectives,
+            "median_gain_when_promoted": med_gain,
+            "median_relative_improvement_completed": _median(e.relative),
+            "mean_seconds": e.seconds / e.n,
+        },
+    )
+
+
+def _guard_insight(key: tuple[str, str, str, str], g: _Guard) -> Insight:
+    strategy, guard, family, _ = key
+    lb = wilson_lower_bound(g.held, g.n)
+    tolerance = " or ".join(sorted(g.tolerances)) if g.tolerances else "its tolerance"
+    text = (
+        f"{strategy} kept {guard} within tolerance ({tolerance}) in {g.held}/{g.n} experiments "
+        f"on {family} models with {g.label}; confidence {lb:.2f} (Wilson 95% lower bound)."
+    )
+    return Insight(
+        kind="guard_held",
+        subject="|".join(key),
+        statement=text,
+        count=g.n,
+        successes=g.held,
+        confidence=lb,
+        evidence={
+            "experiment_ids": list(g.ids),
+            "held_ids": list(g.held_ids),
+            "size_bucket": g.label,
+            "median_regression": _median(g.regressions),
+            "worst_regression": max(g.regressions) if g.regressions else None,
+        },
+    )
 
 
 def _error_type(reason: str) -> str:
@@ -285,38 +391,44 @@ def _error_type(reason: str) -> str:
     return head if head and head.isidentifier() else "other"
 
 
-def _failure_modes(
-    facts: Sequence[ExperimentFacts], records: Mapping[int, ExperimentRecord]
-) -> list[Insight]:
-    by_strategy: dict[str, list[ExperimentFacts]] = defaultdict(list)
+def _failure_insight(strategy: str, error: str, f: _Failure, finished: int) -> Insight:
+    lb = wilson_lower_bound(f.count, finished)
+    return Insight(
+        kind="failure_mode",
+        subject=f"{strategy}|{error}",
+        statement=(
+            f"{strategy} failed with {error} in {f.count}/{finished} finished experiments "
+            f"(latest: {f.latest[:160]}); confidence {lb:.2f} (Wilson 95% lower bound "
+            "of the failure rate)."
+        ),
+        count=finished,
+        successes=f.count,
+        confidence=lb,
+        evidence={"failed_ids": list(f.ids), "latest_reason": f.latest},
+    )
+
+
+def fold_into(
+    book: InsightBook,
+    store: Store,
+    experiments: Sequence[ExperimentRecord],
+    facts: Sequence[ExperimentFacts],
+) -> set[tuple[str, str]]:
+    """Fold the finished experiments of ``facts`` (their records among ``experiments``) into
+    ``book``, oldest first; returns the insights changed. Reads only their incumbent versions.
+    """
+    records = {e.id: e for e in experiments}
+    versions = store.versions_by_ids(
+        vid for f in facts if (vid := records[f.id].incumbent_version_id) is not None
+    )
+    touched: set[tuple[str, str]] = set()
     for f in facts:
-        by_strategy[f.strategy].append(f)
-    out = []
-    for strategy, group in sorted(by_strategy.items()):
-        n = len(group)
-        modes: dict[str, list[int]] = defaultdict(list)
-        for f in group:
-            if f.failed:
-                modes[_error_type(records[f.id].reason)].append(f.id)
-        for error, ids in sorted(modes.items()):
-            lb = wilson_lower_bound(len(ids), n)
-            example = records[ids[-1]].reason
-            out.append(
-                Insight(
-                    kind="failure_mode",
-                    subject=f"{strategy}|{error}",
-                    statement=(
-                        f"{strategy} failed with {error} in {len(ids)}/{n} finished experiments "
-                        f"(latest: {example[:160]}); confidence {lb:.2f} (Wilson 95% lower bound "
-                        "of the failure rate)."
-                    ),
-                    count=n,
-                    successes=len(ids),
-                    confidence=lb,
-                    evidence={"failed_ids": ids, "latest_reason": example},
-                )
-            )
-    return out
+        rec = records[f.id]
+        vid = rec.incumbent_version_id
+        if vid is not None and vid not in versions:  # gone: raises NotFoundError
+            versions[vid] = store.version_by_id(vid)
+        touched |= book.add(f, rec, versions.get(vid) if vid is not None else None)
+    return touched
 
 
 def derive_insights(
@@ -340,25 +452,25 @@ def derive_insights(
         experiments = store.list_experiments()
     if facts is None:
         facts = experiment_facts(store, experiments)
-    wanted = {f.id for f in facts}
-    records = {
-        e.id: e
-        for e in experiments
-        if e.id in wanted and e.status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED)
-    }
-    versions = store.versions_by_ids(  # read at once
-        r.incumbent_version_id for r in records.values() if r.incumbent_version_id is not None
-    )
-    for rec in records.values():
-        vid = rec.incumbent_version_id
-        if vid is not None and vid not in versions:  # gone: raises NotFoundError
-            versions[vid] = store.version_by_id(vid)
-    out = (
-        _strategy_effects(facts, records)
-        + _guards_held(facts, records, versions)
-        + _failure_modes(facts, records)
-    )
-    return sorted(out, key=lambda i: (i.kind, i.subject))
+    book = InsightBook()
+    fold_into(book, store, experiments, facts)
+    return book.insights()
+
+
+def write_insights(store: Store, insights: Sequence[Insight]) -> list[MetaLearningRecord]:
+    """Upsert ``insights`` into ``meta_learnings`` (one row per kind and subject)."""
+    return [
+        store.upsert_meta_learning(
+            i.kind,
+            i.subject,
+            statement=i.statement,
+            count=i.count,
+            successes=i.successes,
+            confidence=i.confidence,
+            evidence=i.evidence,
+        )
+        for i in insights
+    ]
 
 
 def update_insights(
@@ -380,18 +492,7 @@ def update_insights(
     Returns:
         The stored records, in :func:`derive_insights` order.
     """
-    written = [
-        store.upsert_meta_learning(
-            i.kind,
-            i.subject,
-            statement=i.statement,
-            count=i.count,
-            successes=i.successes,
-            confidence=i.confidence,
-            evidence=i.evidence,
-        )
-        for i in derive_insights(store, experiments=experiments, facts=facts)
-    ]
+    written = write_insights(store, derive_insights(store, experiments=experiments, facts=facts))
     logger.info("meta-learnings updated: %d insights", len(written))
     return written
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, delete, func, or_, select
 from sqlalchemy.orm import aliased
 
 from selfimprove.errors import ConfigError, NotFoundError
@@ -103,16 +104,23 @@ class CapabilityRepository(Database):
                 raise NotFoundError(f"unknown capability {name!r}.")
             return to_record(CapabilityRecord, row)
 
-    def list_capabilities(self, model_id: int | None = None) -> list[CapabilityRecord]:
-        """Capabilities by id (of one model if given)."""
+    def list_capabilities(
+        self, model_id: int | None = None, *, model_ids: Collection[int] | None = None
+    ) -> list[CapabilityRecord]:
+        """Capabilities by id (of one model / of the models in ``model_ids`` if given)."""
         with self.read() as s:
             q = select(CapabilityRow).order_by(CapabilityRow.id)
             if model_id is not None:
                 q = q.where(CapabilityRow.model_id == model_id)
+            if model_ids is not None:
+                q = q.where(CapabilityRow.model_id.in_(sorted(model_ids)))
             return [to_record(CapabilityRecord, r) for r in s.scalars(q)]
 
-    def list_capabilities_with_target(self) -> list[CapabilityRecord]:
-        """The capabilities that have a target (those a weakness can be judged on), by id.
+    def list_capabilities_with_target(
+        self, capability_ids: Collection[int] | None = None
+    ) -> list[CapabilityRecord]:
+        """The capabilities that have a target (those a weakness can be judged on), by id (only
+        those of ``capability_ids`` when given).
 
         Read as plain rows, not ORM objects: the engine reads them every cycle, and building
         thousands of ORM objects costs ten times the query.
@@ -122,6 +130,8 @@ class CapabilityRepository(Database):
             .where(CapabilityRow.target.is_not(None))
             .order_by(CapabilityRow.id)
         )
+        if capability_ids is not None:
+            q = q.where(CapabilityRow.id.in_(sorted(capability_ids)))
         with self.read() as s:
             return [to_record(CapabilityRecord, r) for r in s.execute(q)]
 
@@ -209,9 +219,12 @@ class CapabilityRepository(Database):
             )
 
     def latest_measurements(
-        self, splits: tuple[str, ...] = ("validation", "global")
+        self,
+        splits: tuple[str, ...] = ("validation", "global"),
+        capability_ids: Collection[int] | None = None,
     ) -> dict[int, MeasurementRecord]:
-        """:meth:`latest_measurement` of every capability that has one, by capability id.
+        """:meth:`latest_measurement` of every capability that has one (of those in
+        ``capability_ids`` when given), by capability id.
 
         One statement whatever the number of capabilities: for each capability the newest id
         of each split is one lookup in ``ix_measurements_capability_split_id`` (not a scan of
@@ -232,10 +245,61 @@ class CapabilityRepository(Database):
         ]
         first = func.coalesce(*newest) if len(newest) > 1 else newest[0]
         ids = select(first).select_from(CapabilityRow)
+        if capability_ids is not None:
+            ids = ids.where(CapabilityRow.id.in_(sorted(capability_ids)))
         # Plain rows, not ORM objects: building 3000 of those costs ten times the query.
         q = select(*MeasurementRow.__table__.columns).where(MeasurementRow.id.in_(ids))
         with self.read() as s:
             return {r.capability_id: to_record(MeasurementRecord, r) for r in s.execute(q)}
+
+    def measured_since(self, after_id: int = 0) -> tuple[set[int], int]:
+        """The capabilities measured after measurement ``after_id``, and the newest measurement
+        id (``after_id`` when there is none): what a reader that keeps up needs to look at again.
+        """
+        with self.read() as s:
+            q = select(MeasurementRow.capability_id, func.max(MeasurementRow.id)).where(
+                MeasurementRow.id > after_id
+            )
+            rows = list(s.execute(q.group_by(MeasurementRow.capability_id)))
+        return {int(r[0]) for r in rows}, max((int(r[1]) for r in rows), default=after_id)
+
+    def prune_measurements(
+        self, *, before: datetime | None = None, keep: int | None = None, dry_run: bool = False
+    ) -> int:
+        """Delete the measurements taken before ``before`` and / or those beyond the newest
+        ``keep`` of each capability and split (the retention policy for the time series); the
+        newest of each capability and split always stays, so every current value survives.
+
+        Returns:
+            How many measurements were deleted (``dry_run``: would be).
+
+        Raises:
+            ConfigError: Neither ``before`` nor ``keep``, or ``keep`` < 1.
+        """
+        if before is None and keep is None:
+            raise ConfigError("prune_measurements needs before= (a date) or keep= (a count).")
+        if keep is not None and keep < 1:
+            raise ConfigError(f"keep must be >= 1 (the newest value always stays), got {keep}.")
+        rank = (
+            func.row_number()
+            .over(
+                partition_by=(MeasurementRow.capability_id, MeasurementRow.split),
+                order_by=MeasurementRow.id.desc(),
+            )
+            .label("rank")
+        )
+        ranked = select(MeasurementRow.id, MeasurementRow.measured_at, rank).subquery()
+        old = []
+        if before is not None:
+            old.append(ranked.c.measured_at < before)
+        if keep is not None:
+            old.append(ranked.c.rank > keep)
+        doomed = select(ranked.c.id).where(ranked.c.rank > 1, or_(*old))
+        with self.transaction() as s:
+            if dry_run:
+                return int(s.scalar(select(func.count()).select_from(doomed.subquery())) or 0)
+            result = s.execute(delete(MeasurementRow).where(MeasurementRow.id.in_(doomed)))
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     def count_measurements_by_capability(self) -> dict[int, int]:
         """:meth:`count_measurements` of every capability that has one, in one statement."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -115,10 +115,15 @@ class EventRepository(Database):
             )
         self._insert(CycleMetricsRow, [clean_json(values)])
 
-    def list_cycle_metrics(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Cycle metrics, oldest first (the newest ``limit`` when given)."""
+    def list_cycle_metrics(
+        self, limit: int | None = None, *, iterations: Collection[int] | None = None
+    ) -> list[dict[str, Any]]:
+        """Cycle metrics, oldest first (the newest ``limit`` / those of ``iterations`` when
+        given)."""
         with self.read() as s:
             q = select(CycleMetricsRow).order_by(CycleMetricsRow.id.desc())
+            if iterations is not None:
+                q = q.where(CycleMetricsRow.iteration.in_(sorted(iterations)))
             if limit is not None:
                 q = q.limit(limit)
             rows = list(s.scalars(q))

@@ -328,11 +328,15 @@ class ExperimentRepository(Database):
         status: ExperimentStatus | None = None,
         limit: int | None = None,
         newest_first: bool = False,
+        after_id: int = 0,
     ) -> list[ExperimentRecord]:
-        """Experiments by id (of one model / in one status if given; the first ``limit``)."""
+        """Experiments by id (of one model / in one status / with an id above ``after_id`` if
+        given; the first ``limit``)."""
         with self.read() as s:
             order = ExperimentRow.id.desc() if newest_first else ExperimentRow.id
             q = select(ExperimentRow).order_by(order)
+            if after_id:
+                q = q.where(ExperimentRow.id > after_id)
             if model_id is not None:
                 q = q.where(ExperimentRow.model_id == model_id)
             if status is not None:
@@ -340,6 +344,14 @@ class ExperimentRepository(Database):
             if limit is not None:
                 q = q.limit(limit)
             return [to_record(ExperimentRecord, r) for r in s.scalars(q)]
+
+    def count_experiments(self, *, decision: str | None = None) -> int:
+        """How many experiments the ledger holds (with that ``decision`` if given)."""
+        with self.read() as s:
+            q = select(func.count(ExperimentRow.id))
+            if decision is not None:
+                q = q.where(ExperimentRow.decision == decision)
+            return int(s.scalar(q) or 0)
 
     def list_weakness_experiments(self, weakness_id: int) -> list[ExperimentRecord]:
         """The experiments planned for one weakness, oldest first."""
@@ -351,19 +363,25 @@ class ExperimentRepository(Database):
             )
             return [to_record(ExperimentRecord, r) for r in s.scalars(q)]
 
-    def experiment_outline(self) -> list[tuple[int | None, int | None, str, str, str | None]]:
-        """Every experiment as ``(model_id, cycle, strategy, status, decision)``, oldest first:
-        the columns planning needs, without decoding each experiment's statistics (reading whole
-        records made every cycle slower as the ledger grew)."""
+    def experiment_outline(
+        self, after_id: int = 0
+    ) -> list[tuple[int, int | None, int | None, str, str, str | None]]:
+        """Every experiment (with an id above ``after_id``) as ``(id, model_id, cycle, strategy,
+        status, decision)``, oldest first: the columns planning needs, without decoding each
+        experiment's statistics (planning folds only what is new: :mod:`selfimprove.loop.history`).
+        """
         with self.read() as s:
             q = select(
+                ExperimentRow.id,
                 ExperimentRow.model_id,
                 ExperimentRow.cycle,
                 ExperimentRow.strategy,
                 ExperimentRow.status,
                 ExperimentRow.decision,
             ).order_by(ExperimentRow.id)
-            return [(r[0], r[1], r[2], r[3], r[4]) for r in s.execute(q)]
+            if after_id:
+                q = q.where(ExperimentRow.id > after_id)
+            return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in s.execute(q)]
 
     def max_cycle(self) -> int:
         """The highest cycle number recorded, by an experiment or by a cycle's metrics row (a

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from sqlalchemy import case, func, select, update
@@ -119,11 +119,13 @@ class ModelRepository(Database):
                 raise NotFoundError(f"unknown model id {model_id}.")
             return to_record(ModelRecord, row)
 
-    def list_models(self) -> list[ModelRecord]:
-        """Every model, oldest first."""
+    def list_models(self, ids: Collection[int] | None = None) -> list[ModelRecord]:
+        """Every model (those of ``ids`` when given), oldest first."""
         with self.read() as s:
-            rows = s.scalars(select(ModelRow).order_by(ModelRow.id))
-            return [to_record(ModelRecord, r) for r in rows]
+            q = select(ModelRow).order_by(ModelRow.id)
+            if ids is not None:
+                q = q.where(ModelRow.id.in_(sorted(ids)))
+            return [to_record(ModelRecord, r) for r in s.scalars(q)]
 
     # ------------------------------------------------------------------ versions
     def add_version(

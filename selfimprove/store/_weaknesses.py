@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -236,8 +236,10 @@ class WeaknessRepository(Database):
         *,
         statuses: tuple[WeaknessStatus, ...] | None = None,
         capability_id: int | None = None,
+        capability_ids: Collection[int] | None = None,
     ) -> list[WeaknessRecord]:
-        """Weaknesses, oldest first (only those in ``statuses`` / of a capability if given)."""
+        """Weaknesses, oldest first (only those in ``statuses`` / of a capability / of the
+        capabilities in ``capability_ids`` if given)."""
         with self.read() as s:
             if statuses is not None and capability_id is not None:  # the engine's, per capability
                 params = {"statuses": [st.value for st in statuses], "capability_id": capability_id}
@@ -249,4 +251,6 @@ class WeaknessRepository(Database):
                 q = q.where(WeaknessRow.status.in_([st.value for st in statuses]))
             if capability_id is not None:
                 q = q.where(WeaknessRow.capability_id == capability_id)
+            if capability_ids is not None:
+                q = q.where(WeaknessRow.capability_id.in_(sorted(capability_ids)))
             return [to_record(WeaknessRecord, r) for r in s.scalars(q)]

@@ -301,6 +301,18 @@ def test_export_has_everything_and_caps_history(tmp_path: Path) -> None:
     assert json.loads(rows[0]["hormone_levels"])["dopamine"] >= 0
     with pytest.raises(ConfigError, match="export table"):
         s.improver.export("csv", table="nope")
+    # the insights folded cycle by cycle are those of the whole ledger
+    from selfimprove.meta.insights import derive_insights
+
+    stored = {
+        (r.kind, r.subject): (r.count, r.successes, r.statement)
+        for r in s.store.list_meta_learnings()
+        if r.kind in ("strategy_effect", "guard_held", "failure_mode")
+    }
+    whole = {
+        (i.kind, i.subject): (i.count, i.successes, i.statement) for i in derive_insights(s.store)
+    }
+    assert stored == whole and whole
     s.close()
 
 

@@ -341,10 +341,19 @@ def test_experiment_outline_matches_the_full_records(home: Path) -> None:
     outline = store.experiment_outline()
     full = store.list_experiments()
     assert outline == [
-        (e.model_id, e.cycle, e.strategy, e.status.value, e.decision.value if e.decision else None)
+        (
+            e.id,
+            e.model_id,
+            e.cycle,
+            e.strategy,
+            e.status.value,
+            e.decision.value if e.decision else None,
+        )
         for e in full
     ]
-    assert outline[0] == (m.id, 1, "train", "completed", "reject")
+    assert outline[0] == (a.id, m.id, 1, "train", "completed", "reject")
+    assert store.experiment_outline(after_id=a.id) == outline[1:]
+    assert [e.id for e in store.list_experiments(after_id=a.id)] == [e.id for e in full[1:]]
 
 
 def test_a_cycle_without_experiments_still_uses_its_number(home: Path) -> None:

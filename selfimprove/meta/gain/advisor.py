@@ -21,7 +21,6 @@ from selfimprove.meta.gain.predictor import GainPredictor, compare_with_bandit
 from selfimprove.meta.gain.task import register_gain_model
 from selfimprove.meta.insights import record_comparison
 from selfimprove.registry import ModelHome
-from selfimprove.store import ExperimentRecord, ExperimentStatus
 
 __all__ = ["GainAdvisor"]
 
@@ -57,17 +56,15 @@ class GainAdvisor:
         bandit: StrategyBandit,
         *,
         register: bool,
-        experiments: list[ExperimentRecord] | None = None,
         facts: list[ExperimentFacts] | None = None,
     ) -> None:
         """Rebuild the gain task (and register its model) when ``register``, reload the
-        predictor and compare it with ``bandit``; ``experiments`` and their ``facts`` when
-        already read this cycle. Too little history leaves everything as it was."""
+        predictor and compare it with ``bandit``, on ``facts`` (default: every finished
+        experiment of the ledger; the system passes its newest ones). Too little history leaves
+        everything as it was."""
         store = self.home.store
-        if experiments is None:
-            experiments = store.list_experiments()
         if facts is None:
-            facts = experiment_facts(store, experiments)
+            facts = experiment_facts(store)
         if register:
             try:
                 register_gain_model(self.home, store, seed=self.seed, facts=facts)
@@ -76,9 +73,9 @@ class GainAdvisor:
                 return
         self.predictor = GainPredictor.from_registry(self.home.registry)
         spent: dict[str, list[float]] = collections.defaultdict(list)
-        for e in experiments:
-            if e.status is ExperimentStatus.COMPLETED and e.compute.get("epochs") is not None:
-                spent[e.strategy].append(float(e.compute["epochs"]))
+        for f in facts:
+            if not f.failed and f.epochs_spent > 0:
+                spent[f.strategy].append(f.epochs_spent)
         self._strategy_epochs = {k: float(np.median(v)) for k, v in spent.items()}
         result = compare_with_bandit(store, self.predictor, bandit, alpha=self.alpha, facts=facts)
         record_comparison(store, result)

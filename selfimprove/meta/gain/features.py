@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -162,10 +162,11 @@ def _before(exp: ExperimentRecord, version: VersionRecord | None) -> float:
     return math.nan
 
 
-def _recorded_kinds(store: Store) -> dict[tuple[int, str, str], str]:
-    """(cycle, model name, strategy) -> the kind the system planned, from cycle metrics."""
+def _recorded_kinds(store: Store, cycles: Collection[int]) -> dict[tuple[int, str, str], str]:
+    """(cycle, model name, strategy) -> the kind the system planned, from the cycle metrics of
+    ``cycles``."""
     out: dict[tuple[int, str, str], str] = {}
-    for row in store.list_cycle_metrics():
+    for row in store.list_cycle_metrics(iterations=cycles):
         extra = row.get("extra") or {}
         for task in extra.get("tasks", []) if isinstance(extra, dict) else []:
             try:
@@ -179,22 +180,28 @@ def _recorded_kinds(store: Store) -> dict[tuple[int, str, str], str]:
 def experiment_facts(
     store: Store, experiments: Sequence[ExperimentRecord] | None = None
 ) -> list[ExperimentFacts]:
-    """The facts of every finished model experiment, oldest first.
+    """The facts of the finished model experiments among ``experiments``, oldest first.
+
+    Reads only the models, capabilities, cycle metrics and versions those experiments name, so
+    the facts of a cycle's new experiments cost what they are, not what the ledger is.
 
     Args:
         store: The ledger (read only).
-        experiments: Every experiment of the ledger, oldest first, when already read (the
-            system reads them once a cycle for all its meta-learning); default: read them.
+        experiments: The experiments, oldest first (default: every experiment of the ledger).
 
     Returns:
         One :class:`ExperimentFacts` per completed or failed experiment that names a model.
     """
-    models = {m.id: m for m in store.list_models()}
-    caps = {c.id: c for c in store.list_capabilities()}
-    caps_by_objective = {(c.model_id, c.objective): c for c in caps.values()}
-    kinds = _recorded_kinds(store)
     if experiments is None:
         experiments = store.list_experiments()
+    wanted = [e for e in experiments if e.status in _FINISHED and e.model_id is not None]
+    model_ids = {e.model_id for e in wanted if e.model_id is not None}
+    models = {m.id: m for m in store.list_models(ids=model_ids)} if model_ids else {}
+    caps = {c.id: c for c in store.list_capabilities(model_ids=model_ids)} if model_ids else {}
+    caps_by_objective = {(c.model_id, c.objective): c for c in caps.values()}
+    cycles = {e.cycle for e in wanted if e.cycle is not None}
+    kinds = _recorded_kinds(store, cycles) if cycles else {}
+    experiments = wanted
     # Every incumbent version the experiments name, read at once.
     versions = store.versions_by_ids(
         e.incumbent_version_id for e in experiments if e.incumbent_version_id is not None
