@@ -21,6 +21,8 @@ __all__ = [
     "EXPORT_FORMATS",
     "MAX_CYCLES",
     "MAX_EPOCHS",
+    "MAX_KEEP",
+    "MAX_RETENTION_DAYS",
     "MAX_SECONDS",
     "MAX_THREADS",
     "STRATEGY_NAMES",
@@ -43,6 +45,9 @@ MAX_EPOCHS = 100_000
 MAX_SECONDS = 7 * 24 * 3600.0
 #: What the ledger exports to (``SelfImprover.export``).
 EXPORT_FORMATS = ("json", "csv")
+#: Bounds of the retention policy's numbers (``selfimprove prune``): a century; a million rows.
+MAX_RETENTION_DAYS = 36500
+MAX_KEEP = 1_000_000
 #: The strategies' names, in the order of the ``selfimprove.strategies.STRATEGIES`` table (which
 #: checks it): here so that the command line lists them without importing torch.
 STRATEGY_NAMES = (

@@ -26,7 +26,13 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from selfimprove.config import EXPORT_FORMATS, MAX_CYCLES, SelfImprovementConfig
+from selfimprove.config import (
+    EXPORT_FORMATS,
+    MAX_CYCLES,
+    MAX_KEEP,
+    MAX_RETENTION_DAYS,
+    SelfImprovementConfig,
+)
 from selfimprove.errors import ConfigError
 from selfimprove.loop.cycle import ImprovementCycle
 from selfimprove.loop.experiment import ExperimentOutcome, ImprovementLoop, ProgressCallback
@@ -57,9 +63,6 @@ __all__ = [
     "run_sync",
 ]
 
-#: Bounds of the retention policy's numbers (a century; a million rows per series).
-MAX_RETENTION_DAYS = 36500
-MAX_KEEP = 1_000_000
 
 logger = logging.getLogger(__name__)
 
