@@ -33,7 +33,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 # 5: models.last_version, experiments.owner and heartbeat_at, experiments.seed and
 # versions.size_bytes as BIGINT.
 # Each version is one Alembic revision in ``migrations/versions``: a change here needs one.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class Base(DeclarativeBase):
@@ -117,7 +117,12 @@ class MeasurementRow(Base):
 
 class ExperimentRow(Base):
     __tablename__ = "experiments"
-    __table_args__ = (Index("ix_experiments_model", "model_id"),)
+    __table_args__ = (
+        Index("ix_experiments_model", "model_id"),
+        # Schema 6: the newest cycle and the running experiments, read every cycle.
+        Index("ix_experiments_cycle", "cycle"),
+        Index("ix_experiments_status", "status"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"), nullable=True)
     capability_id: Mapped[int | None] = mapped_column(Integer, nullable=True)

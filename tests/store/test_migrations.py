@@ -35,16 +35,17 @@ from tests.store._sqlite import recorded, row_counts, shape
     ("schema", "revision", "action", "restamp", "start"),
     [
         (None, None, SchemaAction.CREATE, True, HEAD_REVISION),
-        (5, "0005", SchemaAction.NOTHING, False, "0005"),
+        (6, "0006", SchemaAction.NOTHING, False, "0006"),
+        (5, "0005", SchemaAction.UPGRADE, False, "0005"),
         (4, "0004", SchemaAction.UPGRADE, False, "0004"),
         (3, "0003", SchemaAction.UPGRADE, False, "0003"),
         (4, None, SchemaAction.UPGRADE, True, "0003"),  # before Alembic: schema 4 replayed
         (3, None, SchemaAction.UPGRADE, True, "0002"),
         (1, None, SchemaAction.UPGRADE, True, None),
         (2, "0004", SchemaAction.UPGRADE, True, "0001"),  # taken back by hand: the number wins
-        (None, "0005", SchemaAction.UPGRADE, True, "0004"),  # meta row lost: head replayed
-        (6, None, SchemaAction.REFUSE, False, None),
-        (5, "0099", SchemaAction.REFUSE, False, None),
+        (None, "0006", SchemaAction.UPGRADE, True, "0005"),  # meta row lost: head replayed
+        (7, None, SchemaAction.REFUSE, False, None),
+        (6, "0099", SchemaAction.REFUSE, False, None),
     ],
 )
 def test_plan_for_each_recorded_state(
@@ -60,7 +61,7 @@ def test_plan_for_each_recorded_state(
 
 
 def test_head_revision_is_the_schema_version() -> None:
-    assert HEAD_REVISION == REVISIONS[SCHEMA_VERSION] == "0005"
+    assert HEAD_REVISION == REVISIONS[SCHEMA_VERSION] == "0006"
     assert sorted(REVISIONS) == list(range(1, SCHEMA_VERSION + 1))
 
 
@@ -137,9 +138,9 @@ def test_a_store_with_an_unknown_revision_is_refused_and_left_untouched(home: Pa
     Store(home=home).close()
     db = home / "selfimprove.db"
     with sqlite3.connect(db) as conn:  # as a newer selfimprove would leave it
-        conn.execute("UPDATE alembic_version SET version_num = '0006'")
+        conn.execute("UPDATE alembic_version SET version_num = '0007'")
     before = db.read_bytes()
-    with pytest.raises(SchemaVersionError, match=r"'0006'.*upgrade selfimprove"):
+    with pytest.raises(SchemaVersionError, match=r"'0007'.*upgrade selfimprove"):
         Store(home=home)
     assert db.read_bytes() == before
 

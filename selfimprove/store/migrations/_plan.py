@@ -10,7 +10,14 @@ from selfimprove.store._schema import SCHEMA_VERSION
 __all__ = ["HEAD_REVISION", "REVISIONS", "SchemaAction", "UpgradePlan", "plan_upgrade"]
 
 #: The Alembic revision of each schema version (``versions/v<N>_*.py``).
-REVISIONS: dict[int, str] = {1: "0001", 2: "0002", 3: "0003", 4: "0004", 5: "0005"}
+REVISIONS: dict[int, str] = {
+    1: "0001",
+    2: "0002",
+    3: "0003",
+    4: "0004",
+    5: "0005",
+    6: "0006",
+}
 HEAD_REVISION = REVISIONS[SCHEMA_VERSION]
 _SCHEMA_OF = {revision: version for version, revision in REVISIONS.items()}
 
