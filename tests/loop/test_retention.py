@@ -122,3 +122,26 @@ def test_bad_retention_numbers_are_refused_and_change_nothing(
 
 def _state_of_store(si: SelfImprover) -> tuple[int, int]:
     return len(si.store.list_measurements()), len(si.store.list_events())
+
+
+def test_the_prune_command_reports_and_refuses_bad_numbers(
+    home: Path, improver: SelfImprover
+) -> None:
+    import json
+
+    from tests.surfaces.test_cli import assert_clean_error, cli
+
+    _history(improver)
+    improver.close()
+    before = len(SelfImprover(home).store.list_measurements())
+    dry = cli("prune", "--home", str(home), "--keep-measurements", "1", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    plan = json.loads(dry.stdout)
+    assert plan["dry_run"] and plan["measurements"] > 0
+    for bad, needle in (([], "say what to prune"), (["--keep-measurements", "0"], "greater than or equal to 1")):
+        assert_clean_error(cli("prune", "--home", str(home), *bad), needle)
+    done = cli("prune", "--home", str(home), "--keep-measurements", "1")
+    assert done.returncode == 0, done.stderr
+    assert f"pruned {plan['measurements']} measurement(s)" in done.stdout
+    with SelfImprover(home) as si:
+        assert len(si.store.list_measurements()) == before - plan["measurements"]

@@ -22,6 +22,8 @@ from selfimprove.config import (
     EXPORT_FORMATS,
     MAX_CYCLES,
     MAX_EPOCHS,
+    MAX_KEEP,
+    MAX_RETENTION_DAYS,
     MAX_SECONDS,
     MAX_THREADS,
     STRATEGY_NAMES,
@@ -601,6 +603,73 @@ def rollback(
         before = si.registry.incumbent(model)
         after = si.rollback(model, to)
     out.print(f"{model}: v{before.number} → v{after.number} (sha256 {after.sha256[:12]})")
+
+
+@app.command()
+@handle_errors
+def prune(
+    older_than_days: Annotated[
+        float | None,
+        typer.Option(
+            "--older-than-days",
+            min=0,
+            max=MAX_RETENTION_DAYS,
+            help="Prune measurements taken, and rejected candidates judged, before this age.",
+        ),
+    ] = None,
+    keep_measurements: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-measurements",
+            min=1,
+            max=MAX_KEEP,
+            help="Keep only the newest N measurements of each capability and split.",
+        ),
+    ] = None,
+    keep_rejected: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-rejected",
+            min=0,
+            max=MAX_KEEP,
+            help="Keep the weights of only the newest N rejected candidates of each model.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would go; change nothing.")
+    ] = False,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply the retention policy: delete old measurements and rejected candidates' weights.
+
+    The newest measurement of each series, incumbents, backups (rollback targets),
+    experiments, version records and manifests, and events always stay.
+
+    Example: selfimprove prune --older-than-days 30 --keep-rejected 2 --dry-run
+    """
+    if older_than_days is None and keep_measurements is None and keep_rejected is None:
+        raise SelfImproveError(
+            "say what to prune: --older-than-days N, --keep-measurements N or --keep-rejected N."
+        )
+    from selfimprove.loop.improver import SelfImprover
+
+    with SelfImprover(home, create=False) as si:
+        report = si.prune(
+            older_than_days=older_than_days,
+            keep_measurements=keep_measurements,
+            keep_rejected=keep_rejected,
+            dry_run=dry_run,
+        )
+    if as_json:
+        out.print_json(data=report)
+        return
+    verb = "would prune" if dry_run else "pruned"
+    freed = report["bytes_freed"] / 2**20
+    out.print(
+        f"{verb} {report['measurements']} measurement(s) and the weights of "
+        f"{len(report['checkpoints'])} rejected version(s) ({freed:.1f} MiB)"
+    )
 
 
 @app.command()
