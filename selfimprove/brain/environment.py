@@ -48,16 +48,9 @@ def measure_environment(
         if e.status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED)
     ]
     failed = sum(e.status is ExperimentStatus.FAILED for e in recent)
-    sizes = []
-    models = store.list_models()
-    incumbents = store.versions_by_ids(  # one read for every model, not one each
-        m.incumbent_version_id for m in models if m.incumbent_version_id is not None
-    )
-    for m in models:
-        if m.incumbent_version_id is not None:
-            params = incumbents[m.incumbent_version_id].metrics.get("parameters")
-            if params:
-                sizes.append(math.log10(max(float(params), 1.0)))
+    sizes = [  # one read of one field for every model, not their versions
+        math.log10(max(p, 1.0)) for p in store.incumbent_metric("parameters") if p
+    ]
     return {
         "cpu_load": _clip(load),
         "memory_usage": _clip(psutil.virtual_memory().percent / 100),

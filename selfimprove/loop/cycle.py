@@ -147,6 +147,7 @@ class ImprovementCycle:
         self.refused: dict[str, dict[str, int]] = {}
         self._searchable: dict[tuple[str, int], bool] = {}
         self.plan_history = PlanHistory(self.store)
+        self._observed: dict[str, tuple[Evaluation, Observation]] = {}
         #: Called with each cycle's outcomes after it is learnt from (e.g. to refresh a neural
         #: alternative whose model was just promoted).
         self.on_outcomes: Callable[[list[ExperimentOutcome]], None] | None = None
@@ -198,6 +199,11 @@ class ImprovementCycle:
                 self.unusable[m.name] = str(exc)
         for inc, ev in observed:
             m, p = inc.model, inc.task.primary
+            seen = self._observed.get(m.name)
+            if seen is not None and seen[0] is ev:  # a reused evaluation: the same observation
+                obs[m.name] = seen[1]
+                evals[m.name] = ev
+                continue
             obs[m.name] = Observation(
                 model=m.name,
                 task=m.task,
@@ -208,6 +214,7 @@ class ImprovementCycle:
                 version=inc.version.number,
             )
             evals[m.name] = ev
+            self._observed[m.name] = (ev, obs[m.name])
         return obs, evals
 
     # ------------------------------------------------------------------ plan

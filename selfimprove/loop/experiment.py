@@ -562,13 +562,19 @@ class ImprovementLoop:
         """
         observed: list[tuple[LoadedModel, Evaluation, datetime | None]] = []
         unusable: dict[str, CheckpointError | NotFoundError] = {}
-        versions = self.store.versions_by_ids(
-            m.incumbent_version_id for m in models if m.incumbent_version_id is not None
-        )
+        reused = {}
         for m in models:
             seen = None if refresh else self._seen.get(m.id)
             if seen is not None and self._still_valid(seen, m):
-                observed.append((seen[0], seen[1], None))
+                reused[m.id] = seen
+        versions = self.store.versions_by_ids(  # only those to load
+            m.incumbent_version_id
+            for m in models
+            if m.incumbent_version_id is not None and m.id not in reused
+        )
+        for m in models:
+            if m.id in reused:
+                observed.append((reused[m.id][0], reused[m.id][1], None))
                 continue
             try:
                 version = versions.get(m.incumbent_version_id or 0)
@@ -580,8 +586,11 @@ class ImprovementLoop:
             (evaluation,) = self.evaluator.evaluate([inc.module], inc.task)
             self._seen[m.id] = (inc, evaluation, self.evaluator)
             observed.append((inc, evaluation, utcnow()))
+        fresh = {inc.model.id for inc, _, at in observed if at is not None}
+        if not fresh:  # nothing measured anew: nothing to record
+            return [(inc, evaluation) for inc, evaluation, _ in observed], unusable
         caps: dict[int, list[CapabilityRecord]] = {}
-        for cap in self.store.list_capabilities():
+        for cap in self.store.list_capabilities(model_ids=fresh):
             if cap.model_id is not None:
                 caps.setdefault(cap.model_id, []).append(cap)
         sets: list[MeasurementSet] = []

@@ -107,14 +107,15 @@ class CapabilityRepository(Database):
     def list_capabilities(
         self, model_id: int | None = None, *, model_ids: Collection[int] | None = None
     ) -> list[CapabilityRecord]:
-        """Capabilities by id (of one model / of the models in ``model_ids`` if given)."""
+        """Capabilities by id (of one model / of the models in ``model_ids`` if given), read as
+        plain rows (every cycle reads them all)."""
+        q = select(*CapabilityRow.__table__.columns).order_by(CapabilityRow.id)
+        if model_id is not None:
+            q = q.where(CapabilityRow.model_id == model_id)
+        if model_ids is not None:
+            q = q.where(CapabilityRow.model_id.in_(sorted(model_ids)))
         with self.read() as s:
-            q = select(CapabilityRow).order_by(CapabilityRow.id)
-            if model_id is not None:
-                q = q.where(CapabilityRow.model_id == model_id)
-            if model_ids is not None:
-                q = q.where(CapabilityRow.model_id.in_(sorted(model_ids)))
-            return [to_record(CapabilityRecord, r) for r in s.scalars(q)]
+            return [to_record(CapabilityRecord, r) for r in s.execute(q)]
 
     def list_capabilities_with_target(
         self, capability_ids: Collection[int] | None = None

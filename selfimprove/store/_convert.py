@@ -47,14 +47,19 @@ def clean_json(value: Any) -> Any:
     return value
 
 
+#: Each record class's field names (``dataclasses.fields`` is slow enough to show per row).
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def to_record(cls: type[R], row: Any) -> R:
     """The frozen record ``cls`` of a row (an ORM object or a plain row with the same names).
 
     Stored strings of the record's enum fields become their enums.
     """
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        values[f.name] = getattr(row, f.name)
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    values: dict[str, Any] = {name: getattr(row, name) for name in names}
     if cls is VersionRecord:
         values["status"] = VersionStatus(values["status"])
     elif cls is ExperimentRecord:

@@ -121,11 +121,13 @@ class ModelRepository(Database):
 
     def list_models(self, ids: Collection[int] | None = None) -> list[ModelRecord]:
         """Every model (those of ``ids`` when given), oldest first."""
+        # Plain rows, not ORM objects: read every cycle, and building thousands of ORM objects
+        # costs several times the query.
+        q = select(*ModelRow.__table__.columns).order_by(ModelRow.id)
+        if ids is not None:
+            q = q.where(ModelRow.id.in_(sorted(ids)))
         with self.read() as s:
-            q = select(ModelRow).order_by(ModelRow.id)
-            if ids is not None:
-                q = q.where(ModelRow.id.in_(sorted(ids)))
-            return [to_record(ModelRecord, r) for r in s.scalars(q)]
+            return [to_record(ModelRecord, r) for r in s.execute(q)]
 
     # ------------------------------------------------------------------ versions
     def add_version(
@@ -251,14 +253,30 @@ class ModelRepository(Database):
                 raise NotFoundError(f"unknown version id {version_id}.")
             return to_record(VersionRecord, row)
 
+    def incumbent_metric(self, name: str) -> list[float]:
+        """Metric ``name`` of every incumbent that records it as a number, read in the
+        database (one JSON field each, not the versions)."""
+        value = VersionRow.metrics[name].as_float()
+        q = (
+            select(value)
+            .join(ModelRow, ModelRow.incumbent_version_id == VersionRow.id)
+            .where(value.is_not(None))
+            .order_by(ModelRow.id)
+        )
+        with self.read() as s:
+            return [float(v) for (v,) in s.execute(q)]
+
     def versions_by_ids(self, version_ids: Iterable[int]) -> dict[int, VersionRecord]:
         """The versions with these ids (unknown ids left out), read in a few queries."""
         wanted = sorted(set(version_ids))
         out: dict[int, VersionRecord] = {}
         with self.read() as s:
             for i in range(0, len(wanted), 500):  # well under SQLite's bound-parameter limit
-                q = select(VersionRow).where(VersionRow.id.in_(wanted[i : i + 500]))
-                out.update({r.id: to_record(VersionRecord, r) for r in s.scalars(q)})
+                # plain rows (every incumbent is read each cycle)
+                q = select(*VersionRow.__table__.columns).where(
+                    VersionRow.id.in_(wanted[i : i + 500])
+                )
+                out.update({r.id: to_record(VersionRecord, r) for r in s.execute(q)})
         return out
 
     def get_version(self, model: ModelRecord, number: int) -> VersionRecord:

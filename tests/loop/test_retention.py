@@ -138,7 +138,10 @@ def test_the_prune_command_reports_and_refuses_bad_numbers(
     assert dry.returncode == 0, dry.stderr
     plan = json.loads(dry.stdout)
     assert plan["dry_run"] and plan["measurements"] > 0
-    for bad, needle in (([], "say what to prune"), (["--keep-measurements", "0"], "greater than or equal to 1")):
+    for bad, needle in (
+        ([], "say what to prune"),
+        (["--keep-measurements", "0"], "greater than or equal to 1"),
+    ):
         assert_clean_error(cli("prune", "--home", str(home), *bad), needle)
     done = cli("prune", "--home", str(home), "--keep-measurements", "1")
     assert done.returncode == 0, done.stderr

@@ -502,3 +502,28 @@ def test_processes_saving_new_state_and_capabilities_at_once_insert_each_once(
     assert all(store.load_state(f"k{i}") is not None for i in range(25))
     assert len(store.list_capabilities()) == 25 and len(store.list_meta_learnings()) == 25
     store.close()
+
+
+def test_incumbent_metric_reads_one_field_of_every_incumbent(home: Path) -> None:
+    from selfimprove.store import VersionStatus
+
+    store = Store(home=home)
+    for i, metrics in enumerate(({"parameters": 10.0}, {"parameters": 1e6}, {"other": 1.0})):
+        m = store.add_model(f"m{i}", "t", "f")
+        store.add_version(
+            model_id=m.id,
+            number=1,
+            parent_id=None,
+            status=VersionStatus.INCUMBENT,
+            strategy="register",
+            origin="test",
+            params={},
+            metrics=metrics,
+            checkpoint_path="",
+            manifest_path="",
+            sha256="0" * 64,
+            size_bytes=0,
+        )  # an incumbent: the model's pointer moves with it
+    store.add_model("no_incumbent", "t", "f")
+    assert store.incumbent_metric("parameters") == [10.0, 1e6]
+    assert store.incumbent_metric("missing") == []
