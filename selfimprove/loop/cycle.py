@@ -273,17 +273,12 @@ class ImprovementCycle:
                 self._searchable[key] = False
         return self._searchable[key]
 
-    def task_for(
-        self,
-        w: Weakness,
-        obs: Observation,
-        env: dict[str, float],
-        waiting: int = MAX_WAIT,
-        streaks: Mapping[str, int] | None = None,
-        active: Sequence[Trigger] | None = None,
-    ) -> ModelImprovementTask | None:
-        """The task serving weakness ``w`` with its priority (``None``: no strategy serves it,
-        or every one that could was turned down too often on this model: ``streaks``)."""
+    def served_by(
+        self, w: Weakness, obs: Observation, streaks: Mapping[str, int] | None = None
+    ) -> tuple[Weakness, list[str]]:
+        """The strategies that may serve weakness ``w`` on this model (empty: none does, or
+        every one that could was turned down too often on it: ``streaks``), and the weakness as
+        served — turned to the other kind when none of its own kind applies or pays."""
         arms = self.usable_arms(w.kind, obs, streaks)
         if w.kind in ("architecture", "training") and not arms:
             other = "training" if w.kind == "architecture" else "architecture"
@@ -295,12 +290,42 @@ class ImprovementCycle:
             )
             w = replace(w, kind=other, reason=f"{w.reason}; {why}")
             arms = self.usable_arms(w.kind, obs, streaks)
+        return w, arms
+
+    def _temperature(self) -> float:
+        return self.hormone_system.exploration() / 0.2
+
+    def task_for(
+        self,
+        w: Weakness,
+        obs: Observation,
+        env: dict[str, float],
+        waiting: int = MAX_WAIT,
+        streaks: Mapping[str, int] | None = None,
+        active: Sequence[Trigger] | None = None,
+    ) -> ModelImprovementTask | None:
+        """The task serving weakness ``w`` with its priority (``None``: no strategy serves it,
+        or every one that could was turned down too often on this model: ``streaks``)."""
+        w, arms = self.served_by(w, obs, streaks)
         if not arms:
             return None
-        context = (w.kind, obs.family)
         strategy, _ = self.bandit.choose(
-            context, arms, temperature=self.hormone_system.exploration() / 0.2
+            (w.kind, obs.family), arms, temperature=self._temperature()
         )
+        return self.priced(w, obs, strategy, env, waiting, active)
+
+    def priced(
+        self,
+        w: Weakness,
+        obs: Observation,
+        strategy: str,
+        env: dict[str, float],
+        waiting: int = MAX_WAIT,
+        active: Sequence[Trigger] | None = None,
+    ) -> ModelImprovementTask:
+        """The task of ``strategy`` serving ``w``, with its priority: severity × impact ×
+        hormone × trigger boost × expected gain × fair-share wait."""
+        context = (w.kind, obs.family)
         family = STRATEGIES[strategy].family
         severity = min(1.0, w.gap) if math.isfinite(w.gap) else 1.0
         _, impact = severity_level(w.gap)
@@ -351,10 +376,11 @@ class ImprovementCycle:
         """Tasks for this cycle, highest priority first, at most one per model (pure given the
         observations, the environment and the brain state)."""
         peers = list(observations.values())
-        best: dict[str, ModelImprovementTask] = {}
         waited, stalled, streaks = self.history()
         strongest = strongest_by_task(peers)
         active = self.genetic_system.get_active_triggers(env)  # the same for every model
+        served: list[tuple[Weakness, Observation, int]] = []
+        groups: dict[tuple[tuple[str, str], tuple[str, ...]], list[int]] = {}
         for obs in peers:
             waiting = min(MAX_WAIT, waited.get(obs.model, MAX_WAIT))
             obs = replace(obs, training_stalled=stalled.get(obs.model, 0))
@@ -365,11 +391,24 @@ class ImprovementCycle:
                 distill=self.config.cross_model_distillation,
                 best_by_task=strongest,
             ):
-                task = self.task_for(w, obs, env, waiting, streaks.get(obs.model, {}), active)
-                if task is not None and (
-                    obs.model not in best or task.priority > best[obs.model].priority
-                ):
-                    best[obs.model] = task
+                w, arms = self.served_by(w, obs, streaks.get(obs.model, {}))
+                if arms:
+                    key = ((w.kind, obs.family), tuple(arms))
+                    groups.setdefault(key, []).append(len(served))
+                    served.append((w, obs, waiting))
+        # One Thompson draw per weakness, drawn together for each (context, arms) in the order
+        # first met (the same observations and brain state: the same draws).
+        chosen: dict[int, str] = {}
+        for (context, options), members in groups.items():
+            picks = self.bandit.choose_many(
+                context, options, len(members), temperature=self._temperature()
+            )
+            chosen.update(zip(members, picks, strict=True))
+        best: dict[str, ModelImprovementTask] = {}
+        for i, (w, obs, waiting) in enumerate(served):
+            task = self.priced(w, obs, chosen[i], env, waiting, active)
+            if obs.model not in best or task.priority > best[obs.model].priority:
+                best[obs.model] = task
         for custom in self.queue:  # the user's tasks replace the planned ones
             if custom.model_id in observations:
                 best[custom.model_id] = custom

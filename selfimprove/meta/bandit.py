@@ -125,6 +125,31 @@ class StrategyBandit:
         best = max(arms, key=lambda a: (draws[a], -list(arms).index(a)))
         return best, draws
 
+    def choose_many(
+        self, context: Sequence[str], arms: Sequence[str], n: int, *, temperature: float = 1.0
+    ) -> list[str]:
+        """``n`` independent Thompson choices among ``arms`` at once (one per weakness served
+        in a plan), each as :meth:`choose` makes it — the arm with the highest draw, the first
+        on a tie — from one generator: the call is one draw of the context's sequence."""
+        if not arms:
+            raise ConfigError("the bandit needs at least one strategy to choose from.")
+        if n <= 0:
+            return []
+        key = self._key(context)
+        k = self._draws.get(key, 0)
+        self._draws[key] = k + 1
+        rng = np.random.default_rng(derive_seed(self.seed, key, k))
+        posts = self._arms.get(key, {})
+        mun, kn, an, bn = (
+            np.array(v)
+            for v in zip(
+                *(self._posterior(posts.get(a, ArmPosterior())) for a in arms), strict=True
+            )
+        )
+        sigma2 = bn / rng.gamma(an, size=(n, len(arms)))  # inverse-gamma draws
+        draws = mun + temperature * np.sqrt(sigma2 / kn) * rng.standard_normal((n, len(arms)))
+        return [arms[i] for i in np.argmax(draws, axis=1)]
+
     def estimates(self, context: Sequence[str]) -> dict[str, dict[str, float]]:
         """Posterior mean and count of each arm seen in ``context``."""
         out = {}

@@ -77,3 +77,22 @@ def test_merge_equals_one_pass() -> None:
         b, both = b.add(y), both.add(y)
     m = a.merge(b)
     assert m.n == both.n and m.mean == pytest.approx(both.mean) and m.m2 == pytest.approx(both.m2)
+
+
+def test_choose_many_draws_like_choose_and_replays() -> None:
+    arms = ["train", "retrain", "tune"]
+    a, b, c = StrategyBandit(seed=3), StrategyBandit(seed=3), StrategyBandit(seed=3)
+    for bandit in (a, b, c):
+        for r in (0.10, 0.12, 0.08, 0.11):
+            bandit.update(("training", "tabular"), "retrain", r)
+        for r in (0.0, 0.01, 0.0):
+            bandit.update(("training", "tabular"), "train", r)
+    many = a.choose_many(("training", "tabular"), arms, 3000)
+    assert many == b.choose_many(("training", "tabular"), arms, 3000)  # same seed, same draws
+    one_by_one = [c.choose(("training", "tabular"), arms)[0] for _ in range(3000)]
+    for arm in arms:  # the same Thompson distribution as one draw at a time
+        assert abs(many.count(arm) - one_by_one.count(arm)) / 3000 < 0.04, arm
+    assert many.count("retrain") > 0.6 * 3000  # the arm that pays is chosen most
+    assert a.choose_many(("training", "tabular"), arms, 0) == []
+    with pytest.raises(ConfigError):
+        a.choose_many(("training", "tabular"), [], 2)
