@@ -36,7 +36,6 @@ from selfimprove.store import (
     MeasurementSet,
     ModelRecord,
     Store,
-    VersionRecord,
     VersionStatus,
     utcnow,
 )
@@ -88,23 +87,24 @@ class ExperimentOutcome:
 
 
 def strongest_peers(
-    peers: Sequence[tuple[ModelRecord, VersionRecord]],
+    peers: Sequence[tuple[str, float | None]],
     objective: Objective,
     k: int = MAX_PEER_TEACHERS,
-) -> tuple[list[tuple[ModelRecord, VersionRecord]], str]:
-    """The ``k`` peers (other models of the task, with their incumbents) whose recorded
-    validation value of ``objective`` is best — the teachers worth loading — and why.
+) -> tuple[list[str], str]:
+    """The names of the ``k`` peers (other models of the task, with their incumbents' recorded
+    validation value of ``objective``) whose value is best — the teachers worth loading — and
+    why.
 
     A peer without that figure ranks last; ties keep the models' names in order. Read from the
-    versions' recorded metrics, so choosing loads nothing.
+    ledger's recorded metrics, so choosing loads nothing.
     """
 
-    def error(pair: tuple[ModelRecord, VersionRecord]) -> tuple[float, str]:
-        value = pair[1].metrics.get(f"validation_{objective.name}")
+    def error(peer: tuple[str, float | None]) -> tuple[float, str]:
+        name, value = peer
         err = objective.error(float(value)) if value is not None else math.inf
-        return (err if math.isfinite(err) else math.inf, pair[0].name)
+        return (err if math.isfinite(err) else math.inf, name)
 
-    ranked = sorted(peers, key=error)[:k]
+    ranked = [name for name, _ in sorted(peers, key=error)[:k]]
     return ranked, (
         f"the {len(ranked)} of {len(peers)} peers best on validation {objective.name} may teach"
     )
@@ -507,21 +507,18 @@ class ImprovementLoop:
         """
         found: list[LoadedModel] = []
         if self.config.cross_model_distillation:
-            peers = [
-                m
-                for m in self.store.list_models()
-                if m.id != model.id and m.task == model.task and m.incumbent_version_id
-            ]
-            versions = self.store.versions_by_ids(m.incumbent_version_id or 0 for m in peers)
-            pairs = [(m, versions[i]) for m in peers if (i := m.incumbent_version_id) in versions]
-            chosen, why = strongest_peers(pairs, inc.task.primary)
+            figures = self.store.incumbent_figures(
+                f"validation_{inc.task.primary.name}", task=model.task
+            )
+            peers = [(name, value) for mid, name, _, value in figures if mid != model.id]
+            chosen, why = strongest_peers(peers, inc.task.primary)
             if len(chosen) < len(peers):
                 logger.info("%s: %s", model.name, why)
-            for other, version in chosen:
+            for name in chosen:  # only the chosen are read in full
                 try:
-                    found.append(self.registry.load_record(other, version))
+                    found.append(self.registry.load(name))
                 except (CheckpointError, NotFoundError) as exc:
-                    logger.warning("teacher %s skipped: %s", other.name, exc)
+                    logger.warning("teacher %s skipped: %s", name, exc)
         for v in self.store.list_versions(model.id):
             if v.status in (VersionStatus.BACKUP, VersionStatus.ROLLED_BACK):
                 try:

@@ -253,18 +253,30 @@ class ModelRepository(Database):
                 raise NotFoundError(f"unknown version id {version_id}.")
             return to_record(VersionRecord, row)
 
-    def incumbent_metric(self, name: str) -> list[float]:
-        """Metric ``name`` of every incumbent that records it as a number, read in the
-        database (one JSON field each, not the versions)."""
-        value = VersionRow.metrics[name].as_float()
+    def incumbent_figures(
+        self, metric: str, *, task: str | None = None
+    ) -> list[tuple[int, str, int, float | None]]:
+        """``(model id, name, incumbent version id, metric)`` of every model that has an
+        incumbent (of ``task`` if given), by model id: one JSON field of each incumbent read in
+        the database, not the versions (``None`` where it records no such number)."""
+        value = VersionRow.metrics[metric].as_float()
         q = (
-            select(value)
-            .join(ModelRow, ModelRow.incumbent_version_id == VersionRow.id)
-            .where(value.is_not(None))
+            select(ModelRow.id, ModelRow.name, VersionRow.id, value)
+            .join(VersionRow, ModelRow.incumbent_version_id == VersionRow.id)
             .order_by(ModelRow.id)
         )
+        if task is not None:
+            q = q.where(ModelRow.task == task)
         with self.read() as s:
-            return [float(v) for (v,) in s.execute(q)]
+            return [
+                (int(m), str(n), int(v), None if x is None else float(x))
+                for m, n, v, x in s.execute(q)
+            ]
+
+    def incumbent_metric(self, name: str) -> list[float]:
+        """Metric ``name`` of every incumbent that records it as a number (see
+        :meth:`incumbent_figures`)."""
+        return [x for _, _, _, x in self.incumbent_figures(name) if x is not None]
 
     def versions_by_ids(self, version_ids: Iterable[int]) -> dict[int, VersionRecord]:
         """The versions with these ids (unknown ids left out), read in a few queries."""

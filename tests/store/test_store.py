@@ -527,3 +527,10 @@ def test_incumbent_metric_reads_one_field_of_every_incumbent(home: Path) -> None
     store.add_model("no_incumbent", "t", "f")
     assert store.incumbent_metric("parameters") == [10.0, 1e6]
     assert store.incumbent_metric("missing") == []
+    figures = store.incumbent_figures("parameters", task="t")
+    assert [(name, value) for _, name, _, value in figures] == [
+        ("m0", 10.0),
+        ("m1", 1e6),
+        ("m2", None),  # an incumbent without the figure; a model without one is not listed
+    ]
+    assert store.incumbent_figures("parameters", task="other") == []
