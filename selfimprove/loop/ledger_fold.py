@@ -131,9 +131,11 @@ class ExperimentFeed:
 
     def new(self) -> Iterator[list[ExperimentRecord]]:
         """Pages of the experiments finished since the last call, up to the first open one
-        (that one and those after it come in a later call, once it is finished)."""
+        (that one and those after it come in a later call, once it is finished), as
+        :meth:`~selfimprove.store.Store.list_experiment_summaries` reads them (the parts of
+        their JSON that meta-learning reads)."""
         while True:
-            rows = self.store.list_experiments(after_id=self.watermark, limit=self.page)
+            rows = self.store.list_experiment_summaries(after_id=self.watermark, limit=self.page)
             done = finished_prefix(rows, lambda e: e.status.value in _OPEN)
             if done:
                 self.watermark = rows[done - 1].id

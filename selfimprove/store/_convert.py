@@ -52,14 +52,18 @@ _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def to_record(cls: type[R], row: Any) -> R:
-    """The frozen record ``cls`` of a row (an ORM object or a plain row with the same names).
+    """The frozen record ``cls`` of a row (an ORM object, a plain row or a mapping with the
+    same names).
 
     Stored strings of the record's enum fields become their enums.
     """
     names = _FIELDS.get(cls)
     if names is None:
         names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-    values: dict[str, Any] = {name: getattr(row, name) for name in names}
+    if isinstance(row, Mapping):
+        values: dict[str, Any] = {name: row[name] for name in names}
+    else:
+        values = {name: getattr(row, name) for name in names}
     if cls is VersionRecord:
         values["status"] = VersionStatus(values["status"])
     elif cls is ExperimentRecord:

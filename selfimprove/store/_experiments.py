@@ -22,11 +22,13 @@ from selfimprove.store._liveness import (
     process_owner,
 )
 from selfimprove.store._schema import CycleMetricsRow, ExperimentRow
-from selfimprove.store.records import ExperimentRecord, ExperimentStatus
+from selfimprove.store.records import Decision, ExperimentRecord, ExperimentStatus
 
 __all__ = ["ExperimentRepository", "claim_refusal"]
 
 _COLUMNS = frozenset(ExperimentRow.__table__.columns.keys())
+#: The JSON columns :meth:`ExperimentRepository.list_experiment_summaries` reads in part.
+_SUMMARISED = ("statistics", "compute", "durations", "params")
 
 
 def _cut_short(verdict: Liveness) -> str:
@@ -334,7 +336,8 @@ class ExperimentRepository(Database):
         given; the first ``limit``)."""
         with self.read() as s:
             order = ExperimentRow.id.desc() if newest_first else ExperimentRow.id
-            q = select(ExperimentRow).order_by(order)
+            # Plain rows, not ORM objects (a new process reads the whole ledger once).
+            q = select(*ExperimentRow.__table__.columns).order_by(order)
             if after_id:
                 q = q.where(ExperimentRow.id > after_id)
             if model_id is not None:
@@ -343,7 +346,51 @@ class ExperimentRepository(Database):
                 q = q.where(ExperimentRow.status == status.value)
             if limit is not None:
                 q = q.limit(limit)
-            return [to_record(ExperimentRecord, r) for r in s.scalars(q)]
+            return [to_record(ExperimentRecord, r) for r in s.execute(q)]
+
+    def list_experiment_summaries(
+        self, *, after_id: int = 0, limit: int | None = None
+    ) -> list[ExperimentRecord]:
+        """Experiments by id (above ``after_id``; the first ``limit``) with only the parts of
+        their JSON that meta-learning reads, picked out in the database: ``statistics``
+        (``relative_improvement``, ``before``, ``guards``), ``compute`` (``seconds``,
+        ``epochs``), ``durations`` (``strategy_s``) and ``params`` (``budget.epochs``).
+        Decoding every experiment's whole statistics made reading a long ledger take seconds
+        per 10,000 experiments."""
+        t = ExperimentRow
+        picked = {
+            ("statistics", "relative_improvement"): t.statistics["relative_improvement"].as_float(),
+            ("statistics", "before"): t.statistics["before"].as_float(),
+            ("statistics", "guards"): t.statistics["guards"],
+            ("compute", "seconds"): t.compute["seconds"].as_float(),
+            ("compute", "epochs"): t.compute["epochs"].as_float(),
+            ("durations", "strategy_s"): t.durations["strategy_s"].as_float(),
+            ("params", "budget_epochs"): t.params[("budget", "epochs")].as_float(),
+        }
+        plain = [c for c in t.__table__.columns if c.name not in _SUMMARISED]
+        q = select(*plain, *(v.label(f"{a}__{b}") for (a, b), v in picked.items())).order_by(t.id)
+        if after_id:
+            q = q.where(t.id > after_id)
+        if limit is not None:
+            q = q.limit(limit)
+        out = []
+        with self.read() as s:
+            # Core rows straight from the connection (the session's ORM layer costs more than
+            # the query here).
+            result = s.connection().execute(q)
+            keys = list(result.keys())
+            for row in result:
+                values = dict(zip(keys, row, strict=True))
+                parts: dict[str, dict[str, Any]] = {name: {} for name in _SUMMARISED}
+                for a, b in picked:
+                    v = values.pop(f"{a}__{b}")
+                    if v is not None:
+                        parts[a][b] = v
+                if "budget_epochs" in parts["params"]:
+                    parts["params"] = {"budget": {"epochs": parts["params"]["budget_epochs"]}}
+                values.update(parts)
+                out.append(to_record(ExperimentRecord, values))
+        return out
 
     def count_experiments(self, *, decision: str | None = None) -> int:
         """How many experiments the ledger holds (with that ``decision`` if given)."""
@@ -352,6 +399,23 @@ class ExperimentRepository(Database):
             if decision is not None:
                 q = q.where(ExperimentRow.decision == decision)
             return int(s.scalar(q) or 0)
+
+    def count_experiments_by_state(
+        self,
+    ) -> list[tuple[str, ExperimentStatus, Decision | None, int]]:
+        """How many experiments the ledger holds in each ``(strategy, status, decision)``: one
+        aggregate statement, no record read (what a metrics scrape needs at any ledger size).
+
+        Returns:
+            ``(strategy, status, decision, count)`` of every group that has experiments.
+        """
+        cols = (ExperimentRow.strategy, ExperimentRow.status, ExperimentRow.decision)
+        q = select(*cols, func.count(ExperimentRow.id)).group_by(*cols)
+        with self.read() as s:
+            return [
+                (str(strategy), ExperimentStatus(status), Decision(d) if d else None, int(n))
+                for strategy, status, d, n in s.execute(q)
+            ]
 
     def list_weakness_experiments(self, weakness_id: int) -> list[ExperimentRecord]:
         """The experiments planned for one weakness, oldest first."""

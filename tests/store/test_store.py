@@ -534,3 +534,40 @@ def test_incumbent_metric_reads_one_field_of_every_incumbent(home: Path) -> None
         ("m2", None),  # an incumbent without the figure; a model without one is not listed
     ]
     assert store.incumbent_figures("parameters", task="other") == []
+
+
+def test_experiment_summaries_hold_what_meta_learning_reads(home: Path) -> None:
+    store = Store(home=home)
+    m = store.add_model("m", "t", "f")
+    a = store.add_experiment(
+        model_id=m.id, strategy="prune", cycle=1, params={"budget": {"epochs": 3}, "x": 1}
+    )
+    stats = {
+        "relative_improvement": 0.25,
+        "before": 0.9,
+        "guards": {"accuracy": {"passed": True, "regression": 0.01, "tolerance": 0.02}},
+        "bootstrap": list(range(100)),  # what a summary leaves out
+    }
+    store.update_experiment(
+        a.id,
+        status=ExperimentStatus.COMPLETED,
+        decision=Decision.PROMOTE,
+        statistics=stats,
+        compute={"seconds": 1.5, "epochs": 3.0, "other": 2},
+        durations={"strategy_s": 1.25},
+    )
+    store.add_experiment(model_id=m.id, strategy="train", cycle=2)  # nothing recorded yet
+    full, bare = store.list_experiments()
+    summary, plain = store.list_experiment_summaries()
+    assert summary.statistics == {k: v for k, v in stats.items() if k != "bootstrap"}
+    assert summary.compute == {"seconds": 1.5, "epochs": 3.0}
+    assert summary.durations == {"strategy_s": 1.25}
+    assert summary.params == {"budget": {"epochs": 3.0}}
+    assert (summary.id, summary.status, summary.decision, summary.reason) == (
+        full.id,
+        full.status,
+        full.decision,
+        full.reason,
+    )
+    assert (plain.statistics, plain.compute, plain.params) == ({}, {}, {})
+    assert store.list_experiment_summaries(after_id=a.id) == [plain]
