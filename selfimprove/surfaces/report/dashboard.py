@@ -2,8 +2,8 @@
 
 Sections, all drawn from the store:
 
-- metric trajectories per model (validation value of the primary objective at every
-  observation), promotions and rollbacks marked;
+- metric trajectories per model (validation value of the primary objective after every cycle,
+  on a log axis for errors), promotions, rejected candidates and rollbacks marked;
 - hormone levels per cycle;
 - genetic triggers: rule, fitness, times boosted, active now;
 - strategy effectiveness: experiments, promotions and mean realised gain per strategy, and the
@@ -15,15 +15,17 @@ Sections, all drawn from the store:
 
 from __future__ import annotations
 
+import bisect
 import html
 import math
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 from selfimprove.loop.improver import SelfImprover
-from selfimprove.store import Decision, utcnow
+from selfimprove.store import Decision, ExperimentRecord, utcnow
 
-__all__ = ["render_dashboard"]
+__all__ = ["hormone_figure", "render_dashboard", "trajectory_figures"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1b1f24}
@@ -58,11 +60,82 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return html.escape(str(v))
 
 
+def _tick_step(span: float) -> int:
+    """A whole, round step between ticks of a cycle axis spanning ``span`` cycles (about ten
+    ticks at most): 1, 2, 5, 10, 20, 50, ... — never a fractional cycle such as 1.5."""
+    step, k = 1, 0
+    while span / step > 10:
+        k += 1
+        step = (1, 2, 5)[k % 3] * 10 ** (k // 3)
+    return step
+
+
+def _cycle_axis(first: int, last: int) -> dict[str, Any]:
+    """A plotly x axis over cycles ``first..last`` with whole-number ticks."""
+    return {"tickmode": "linear", "tick0": 0, "dtick": _tick_step(last - first), "tickformat": "d"}
+
+
+class _CycleClock:
+    """Which cycle a moment belongs to: the number of the last system cycle that had finished
+    by then (0 before the first), read from the cycle metrics' timestamps.
+
+    An incumbent observed at the start of cycle ``k`` is thus drawn at ``k - 1`` (its state
+    after cycle ``k - 1``), and a candidate judged in cycle ``k`` at ``k``.
+    """
+
+    def __init__(self, cycles: list[dict[str, Any]]) -> None:
+        ends = sorted((r["timestamp"], int(r["iteration"])) for r in cycles if r.get("timestamp"))
+        self._times = [t for t, _ in ends]
+        self._numbers = [n for _, n in ends]
+
+    def __bool__(self) -> bool:
+        return bool(self._times)
+
+    @property
+    def last(self) -> int:
+        """The newest cycle (0: none ran)."""
+        return max(self._numbers, default=0)
+
+    def after(self, at: datetime) -> int:
+        """The last cycle that finished at or before ``at`` (0: none had)."""
+        i = bisect.bisect_right(self._times, at)
+        return self._numbers[i - 1] if i else 0
+
+    def x(self, at: datetime, cycle: object = None) -> int | datetime:
+        """Where something of ``at`` goes on the x axis: its own ``cycle`` when it has one, else
+        the cycle that had finished by then; the time itself when no cycle has run."""
+        if not self:
+            return at
+        return cycle if isinstance(cycle, int) else self.after(at)
+
+
+def _label(versions: dict[int, int], version_id: int | None, at: datetime) -> str:
+    return f"v{versions.get(version_id or -1, '?')} · {at.isoformat(timespec='seconds')}Z"
+
+
 def _trajectories(si: SelfImprover) -> str:
+    parts = [_fig_html(fig) for fig in trajectory_figures(si)]
+    return "".join(parts) or "<p class=muted>No measurements yet.</p>"
+
+
+def trajectory_figures(si: SelfImprover) -> list[Any]:
+    """One plotly figure per model: its primary objective's validation value after each cycle.
+
+    The line follows the incumbent (stars: promotions); rejected candidates are small grey
+    markers at the validation value they reached. Errors (objectives to minimise, all values
+    positive) are drawn on a log axis, where every halving of the error is the same step;
+    accuracy-like objectives keep a linear one (their interesting range is near the top).
+    Without any system cycle (only ``selfimprove improve`` so far) the x axis is the time.
+    """
     import plotly.graph_objects as go
 
     store = si.store
-    parts = []
+    clock = _CycleClock(store.list_cycle_metrics())
+    rejected: dict[int, list[ExperimentRecord]] = defaultdict(list)
+    for e in store.list_experiments():
+        if e.decision is Decision.REJECT and e.model_id is not None:
+            rejected[e.model_id].append(e)
+    figures = []
     for model in store.list_models():
         caps = [c for c in store.list_capabilities(model.id) if c.objective]
         if not caps:
@@ -72,48 +145,130 @@ def _trajectories(si: SelfImprover) -> str:
         if not points:
             continue
         versions = {v.id: v.number for v in store.list_versions(model.id)}
+        # an incumbent's observation has no cycle of its own; a promotion has its cycle's
+        placed = sorted(
+            (
+                (
+                    clock.x(
+                        p.measured_at,
+                        p.context.get("cycle") if p.context.get("role") == "promoted" else None,
+                    ),
+                    p,
+                )
+                for p in points
+            ),
+            key=lambda xp: (xp[0], xp[1].measured_at) if clock else (xp[1].measured_at,),
+        )
+        losers = [
+            (clock.x(e.created_at, e.cycle), float(e.statistics["after"]), e)
+            for e in rejected.get(model.id, [])
+            if e.objective == primary.objective
+            and isinstance(e.statistics.get("after"), (int, float))
+            and math.isfinite(e.statistics["after"])
+        ]
+        ys = [p.value for _, p in placed] + [y for _, y, _ in losers]
+        log = primary.direction == "minimize" and all(y > 0 for y in ys)
+
+        hover = "%{text}<br>" + ("cycle %{x}" if clock else "%{x}") + ": %{y:.4g}<extra></extra>"
+        line_x: list[Any] = [x for x, _ in placed]
+        line_y = [p.value for _, p in placed]
+        line_text = [_label(versions, p.version_id, p.measured_at) for _, p in placed]
+        if clock and isinstance(line_x[-1], int) and line_x[-1] < clock.last:
+            # a reused observation is not recorded again: the incumbent held until now
+            line_x.append(clock.last)
+            line_y.append(line_y[-1])
+            line_text.append(f"{line_text[-1].split(' · ')[0]}, still the incumbent")
         fig = go.Figure()
         fig.add_trace(
             go.Scatter(
-                x=[p.measured_at for p in points],
-                y=[p.value for p in points],
+                x=line_x,
+                y=line_y,
                 mode="lines+markers",
                 name=f"{primary.objective} (validation)",
-                text=[f"v{versions.get(p.version_id or -1, '?')}" for p in points],
+                text=line_text,
+                hovertemplate=hover,
+                line={"color": "#1f6feb"},
             )
         )
-        promoted = [p for p in points if p.context.get("role") == "promoted"]
+        promoted = [(x, p) for x, p in placed if p.context.get("role") == "promoted"]
         if promoted:
             fig.add_trace(
                 go.Scatter(
-                    x=[p.measured_at for p in promoted],
-                    y=[p.value for p in promoted],
+                    x=[x for x, _ in promoted],
+                    y=[p.value for _, p in promoted],
                     mode="markers",
                     name="promotion",
+                    text=[_label(versions, p.version_id, p.measured_at) for _, p in promoted],
+                    hovertemplate="promoted " + hover,
                     marker={"symbol": "star", "size": 13, "color": "#1a7f37"},
                 )
             )
-        for ev in store.list_events(kind="rollback", model_id=model.id):
-            fig.add_vline(x=ev.created_at, line_dash="dash", line_color="#cf222e")
-        if primary.target is not None:
-            fig.add_hline(
-                y=primary.target, line_dash="dot", line_color="#57606a", annotation_text="target"
+        if losers:
+            fig.add_trace(
+                go.Scatter(
+                    x=[x for x, _, _ in losers],
+                    y=[y for _, y, _ in losers],
+                    mode="markers",
+                    name="rejected candidate",
+                    text=[
+                        f"experiment {e.id} ({e.strategy}) · "
+                        f"{e.created_at.isoformat(timespec='seconds')}Z"
+                        for _, _, e in losers
+                    ],
+                    hovertemplate="rejected " + hover,
+                    marker={"size": 7, "color": "rgba(110,119,129,0.55)"},
+                )
             )
+        for ev in store.list_events(kind="rollback", model_id=model.id):
+            if ev.created_at is None:
+                continue
+            # a rollback happens between cycles: after the one that had finished
+            x = clock.after(ev.created_at) + 0.5 if clock else ev.created_at
+            fig.add_vline(x=x, line_dash="dash", line_color="#cf222e")
+        if primary.target is not None and (primary.target > 0 or not log):
+            fig.add_hline(y=primary.target, line_dash="dot", line_color="#57606a")
+            # placed by hand: on a log axis an annotation's y is the exponent (add_hline's own
+            # annotation would stretch the axis up to 10**target)
+            fig.add_annotation(
+                text="target",
+                x=1,
+                xref="x domain",
+                xanchor="right",
+                y=math.log10(primary.target) if log else primary.target,
+                yanchor="bottom",
+                showarrow=False,
+                font={"color": "#57606a", "size": 11},
+            )
+        xs = [x for x in line_x if isinstance(x, int)] + [
+            x for x, _, _ in losers if isinstance(x, int)
+        ]
         fig.update_layout(
-            title=f"{model.name} — {primary.objective}",
+            title=f"{model.name} — {primary.objective}" + (" (log scale)" if log else ""),
             height=300,
-            margin={"l": 40, "r": 10, "t": 40, "b": 30},
+            margin={"l": 50, "r": 10, "t": 40, "b": 40},
+            xaxis=(
+                {**_cycle_axis(min(xs), max(xs)), "title": "after cycle (0: before the first)"}
+                if clock and xs
+                else {"title": "time (no system cycle yet)"}
+            ),
+            yaxis={"type": "log" if log else "linear"},
         )
-        parts.append(_fig_html(fig))
-    return "".join(parts) or "<p class=muted>No measurements yet.</p>"
+        figures.append(fig)
+    return figures
 
 
 def _hormones(si: SelfImprover) -> str:
+    fig = hormone_figure(si)
+    return _fig_html(fig) if fig else "<p class=muted>No cycles of the system yet.</p>"
+
+
+def hormone_figure(si: SelfImprover) -> Any | None:
+    """The hormone levels after each cycle (``None`` before the first cycle)."""
     import plotly.graph_objects as go
 
     rows = si.store.list_cycle_metrics()
     if not rows:
-        return "<p class=muted>No cycles of the system yet.</p>"
+        return None
     fig = go.Figure()
     for name in rows[-1]["hormone_levels"]:
         fig.add_trace(
@@ -124,14 +279,15 @@ def _hormones(si: SelfImprover) -> str:
                 name=name,
             )
         )
+    cycles = [int(r["iteration"]) for r in rows]
     fig.update_layout(
         title="Hormone levels after each cycle",
-        xaxis_title="cycle",
-        yaxis_range=[0, 1],
+        xaxis={**_cycle_axis(min(cycles), max(cycles)), "title": "cycle"},
+        yaxis={"range": [0, 1.02], "tickmode": "linear", "tick0": 0, "dtick": 0.2},
         height=300,
         margin={"l": 40, "r": 10, "t": 40, "b": 40},
     )
-    return _fig_html(fig)
+    return fig
 
 
 def _triggers(si: SelfImprover) -> str:
@@ -277,7 +433,8 @@ def render_dashboard(si: SelfImprover) -> str:
     sections = [
         ("Health", _health(si)),
         (
-            "Metric trajectories (validation; stars: promotions; dashed: rollbacks)",
+            "Metric trajectories (validation, by cycle; stars: promotions; grey: rejected "
+            "candidates; dashed: rollbacks)",
             _trajectories(si),
         ),
         ("Hormones", _hormones(si)),
