@@ -158,6 +158,25 @@ def _outcome_table(outcomes: list[ExperimentOutcome], width: int | None = None) 
     return table
 
 
+#: The webhook alert options of ``run`` and ``serve`` (see selfimprove.surfaces.alerts).
+AlertUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--alert-url",
+        envvar="SELFIMPROVE_ALERT_URL",
+        help="POST a JSON alert to this http(s) webhook on promotion, rollback, degeneration "
+        "and failure (default: no alerts).",
+    ),
+]
+AlertOnOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--alert-on",
+        help="Only these alert kinds: promotion, rollback, degeneration, failure (repeatable).",
+    ),
+]
+
+
 @app.command()
 @handle_errors
 def run(
@@ -201,6 +220,8 @@ def run(
             "so the same seed gives the same decisions anywhere).",
         ),
     ] = 1,
+    alert_url: AlertUrlOpt = None,
+    alert_on: AlertOnOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -212,7 +233,11 @@ def run(
 
     Example: selfimprove run --cycles 3 --seed 0 --home ./.selfimprove
     Example: selfimprove run --executor ray --ray-address 10.0.0.5:6379
+    Example: selfimprove run --alert-url https://hooks.example.com/selfimprove
     """
+    from selfimprove.surfaces.alerts import alert_config, watching
+
+    alerts = alert_config(alert_url, alert_on)  # a bad URL is refused before anything loads
     from selfimprove.loop.system import SelfImprovingNeuralSystem
     from selfimprove.tasks import BUILTIN_TASKS
 
@@ -226,7 +251,10 @@ def run(
         ray_address=ray_address,
     )
     outcomes: list[ExperimentOutcome] = []
-    with SelfImprovingNeuralSystem(home=home, config=config, seed=seed) as system:
+    with (
+        SelfImprovingNeuralSystem(home=home, config=config, seed=seed) as system,
+        watching(system.store, alerts),
+    ):
         registered = [m.name for m in system.store.list_models()]
         unknown = [n for n in model or [] if n not in (registered or BUILTIN_TASKS)]
         if unknown:  # before the built-ins are trained into an empty store
@@ -734,16 +762,30 @@ def dashboard(
 def serve(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8765,
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    metrics: Annotated[
+        bool,
+        typer.Option(
+            "--metrics",
+            help="Also serve /metrics for Prometheus, read from the ledger at each scrape "
+            "(needs the metrics extra).",
+        ),
+    ] = False,
+    alert_url: AlertUrlOpt = None,
+    alert_on: AlertOnOpt = None,
     home: HomeOpt = None,
 ) -> None:
     """Serve the dashboard live and read-only (rendered afresh on every request).
 
     Example: selfimprove serve --port 8765
+    Example: selfimprove serve --metrics --alert-url https://hooks.example.com/selfimprove
     """
+    from selfimprove.surfaces.alerts import alert_config, watching
+
+    alerts = alert_config(alert_url, alert_on)  # a bad URL is refused before anything loads
     from selfimprove.surfaces.report.server import make_server
 
     try:
-        server = make_server(home, host=host, port=port)
+        server = make_server(home, host=host, port=port, metrics=metrics)
     except OSError as exc:
         raise SelfImproveError(
             f"cannot serve on {host[:80]!r}:{port} ({exc.strerror or exc}); pick another --port "
@@ -754,10 +796,14 @@ def serve(
             f"cannot serve on {host[:80]!r}: {exc}; pick another --host."
         ) from None
     err.print(
-        f"serving the dashboard on http://{escape(host)}:{port}/ (Ctrl-C to stop)", highlight=False
+        f"serving the dashboard on http://{escape(host)}:{port}/"
+        + (f" and metrics on http://{escape(host)}:{port}/metrics" if metrics else "")
+        + " (Ctrl-C to stop)",
+        highlight=False,
     )
     try:
-        server.serve_forever()
+        with watching(server.improver.store, alerts):
+            server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
