@@ -10,8 +10,10 @@ Sections:
 - head importance heatmaps, one row per cycle: the estimator the cycle used and the gradient
   importance (Michel et al.) of the model before pruning, layers x head slots (a slot is a head's
   identity: it survives the renumbering that removal causes; a regrown head takes a pruned
-  slot back). Heads pruned in that cycle are marked with a cross, heads grown with a circle
-  (filled: regrown into a pruned slot, open: a new slot);
+  slot back). When the cycle's estimator is the gradient importance it is drawn once. Each
+  marked slot has one marker: a cross for a head pruned in that cycle, a circle for a head
+  grown (filled: into a slot pruned earlier, open: a new slot), a crossed circle for a slot
+  pruned and regrown fresh in the same cycle;
 - per-cycle metrics: validation perplexity after pruning, growth and learning against the
   acceptance limit; heads and parameters; latency before and after; degeneration with its
   thresholds; efficiency (higher is better);
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -73,28 +76,90 @@ def _grid(slots: list[list[int]], scores: list[list[float]]) -> list[list[float 
     return z
 
 
+#: How a marked head slot is drawn: (legend name, plotly marker). One marker per slot, so a
+#: head pruned and grown back in the same cycle is one symbol, not two stacked ones.
+_MARKS: dict[str, tuple[str, dict[str, Any]]] = {
+    "pruned": ("pruned", {"symbol": "x", "size": 12, "color": "#d62728"}),
+    "replaced": (
+        "pruned, then regrown fresh in the same slot",
+        {
+            "symbol": "circle-x",
+            "size": 15,
+            "color": "#ff7f0e",
+            "line": {"width": 2, "color": "#d62728"},
+        },
+    ),
+    "regrown": (
+        "grown into a slot pruned earlier",
+        {
+            "symbol": "circle",
+            "size": 14,
+            "color": "#ff7f0e",
+            "line": {"width": 2, "color": "#ff7f0e"},
+        },
+    ),
+    "new": (
+        "grown into a new slot",
+        {
+            "symbol": "circle-open",
+            "size": 14,
+            "color": "#ff7f0e",
+            "line": {"width": 2, "color": "#ff7f0e"},
+        },
+    ),
+}
+
+
+def _marks(prune: dict[str, Any], grow: dict[str, Any]) -> dict[str, list[tuple[int, int]]]:
+    """The marked ``(layer, slot)`` cells of one cycle, by kind (see :data:`_MARKS`)."""
+    pruned = {(int(p[0]), int(p[1])) for p in prune.get("pruned", [])}
+    out: dict[str, list[tuple[int, int]]] = {kind: [] for kind in _MARKS}
+    for g in grow.get("grown", []):
+        cell = (int(g[0]), int(g[1]))
+        if cell in pruned:
+            out["replaced"].append(cell)
+            pruned.discard(cell)
+        else:
+            out["regrown" if g[2] else "new"].append(cell)
+    out["pruned"] = sorted(pruned)
+    return out
+
+
 def _heatmaps(go: Any, make_subplots: Any, records: list[dict[str, Any]]) -> Any | None:
     prunes = [r for r in records if r["phase"] == "prune"]
     if not prunes:
         return None
     grows = {r["cycle"]: r for r in records if r["phase"] == "grow"}
     decisions = {r["cycle"]: r for r in records if r["phase"] == "decision"}
-    titles = []
+    titles: list[str] = []
+    specs: list[list[dict[str, Any] | None]] = []
     for r in prunes:
         d = decisions.get(r["cycle"], {})
         verdict = "accepted" if d.get("accepted") else "rejected"
-        titles += [
-            f"cycle {r['cycle']} ({verdict}): {r['importance']['method']} importance",
-            f"cycle {r['cycle']}: gradient importance",
-        ]
+        method = r["importance"]["method"]
+        if method == "gradient":  # the estimator is the gradient importance: draw it once
+            titles += [f"cycle {r['cycle']} ({verdict}): gradient importance (the estimator)"]
+            specs.append([{}, None])
+        else:
+            titles += [
+                f"cycle {r['cycle']} ({verdict}): {method} importance",
+                f"cycle {r['cycle']}: gradient importance",
+            ]
+            specs.append([{}, {}])
     fig = make_subplots(
-        rows=len(prunes), cols=2, subplot_titles=titles, vertical_spacing=0.3 / len(prunes)
+        rows=len(prunes),
+        cols=2,
+        specs=specs,
+        subplot_titles=titles,
+        vertical_spacing=0.3 / len(prunes),
     )
-    for i, r in enumerate(prunes, start=1):
+    in_legend: set[str] = set()
+    for i, (r, row_specs) in enumerate(zip(prunes, specs, strict=True), start=1):
         slots = r["slots"]
         n_layers = len(slots)
-        grow = grows.get(r["cycle"], {})
-        for col, scores in ((1, r["importance"]["scores"]), (2, r["gradient"])):
+        marks = _marks(r, grows.get(r["cycle"], {}))
+        maps = [r["importance"]["scores"], r["gradient"]][: sum(s is not None for s in row_specs)]
+        for col, scores in enumerate(maps, start=1):
             z = _grid(slots, scores)
             fig.add_trace(
                 go.Heatmap(
@@ -102,52 +167,36 @@ def _heatmaps(go: Any, make_subplots: Any, records: list[dict[str, Any]]) -> Any
                     x=list(range(len(z[0]))),
                     y=[f"L{layer}" for layer in range(n_layers)],
                     colorscale="Viridis",
-                    showscale=(i == 1 and col == 2),
+                    showscale=(i == 1 and col == 1),
                     hovertemplate="layer %{y} slot %{x}: %{z:.3f}<extra></extra>",
                 ),
                 row=i,
                 col=col,
             )
-            grown = grow.get("grown", [])
-            if grown:
+            for kind, cells in marks.items():
+                if not cells:
+                    continue
+                name, marker = _MARKS[kind]
                 fig.add_trace(
                     go.Scatter(
-                        x=[g[1] for g in grown],
-                        y=[f"L{g[0]}" for g in grown],
+                        x=[slot for _, slot in cells],
+                        y=[f"L{layer}" for layer, _ in cells],
                         mode="markers",
-                        marker={
-                            "symbol": ["circle" if g[2] else "circle-open" for g in grown],
-                            "size": 16,
-                            "color": "#ff7f0e",
-                            "line": {"width": 2, "color": "#ff7f0e"},
-                        },
-                        name="grown (filled: regrown in a pruned slot)",
-                        showlegend=(i == 1 and col == 1),
-                        hovertemplate="grown: layer %{y} slot %{x}<extra></extra>",
+                        marker=marker,
+                        name=name,
+                        legendgroup=kind,
+                        showlegend=kind not in in_legend,
+                        hovertemplate=f"{name}: layer %{{y}} slot %{{x}}<extra></extra>",
                     ),
                     row=i,
                     col=col,
                 )
-            pruned = r.get("pruned", [])
-            if pruned:
-                fig.add_trace(
-                    go.Scatter(
-                        x=[p[1] for p in pruned],
-                        y=[f"L{p[0]}" for p in pruned],
-                        mode="markers",
-                        marker={"symbol": "x", "size": 12, "color": "#d62728"},
-                        name="pruned",
-                        showlegend=(i == 1 and col == 1),
-                        hovertemplate="pruned: layer %{y} slot %{x}<extra></extra>",
-                    ),
-                    row=i,
-                    col=col,
-                )
+                in_legend.add(kind)
     fig.update_layout(
         height=260 * len(prunes) + 120,
         title=(
             "Head importance before pruning, per-layer L2-normalised "
-            "(x: pruned this cycle, o: grown this cycle)"
+            "(marks: heads pruned and grown this cycle)"
         ),
         legend={"orientation": "h", "x": 0, "y": 0, "yanchor": "bottom", "yref": "container"},
         margin={"t": 90, "b": 70},
@@ -186,8 +235,14 @@ def _metrics_figure(go: Any, make_subplots: Any, records: list[dict[str, Any]]) 
         ph: [by.get((c, ph), {}).get("perplexity") for c in cycles]
         for ph in ("measure", "grow", "learn")
     }
-    line("after pruning", ppl["measure"], 1, 1)
-    line("after growth", ppl["grow"], 1, 1, line={"dash": "dot"})
+    if all(
+        a is None or b is None or math.isclose(a, b, rel_tol=1e-3)
+        for a, b in zip(ppl["measure"], ppl["grow"], strict=True)
+    ):  # grown heads start silent: one line, not two drawn on top of each other
+        line("after pruning and growth (equal: grown heads start silent)", ppl["measure"], 1, 1)
+    else:
+        line("after pruning", ppl["measure"], 1, 1)
+        line("after growth", ppl["grow"], 1, 1, line={"dash": "dot"})
     fig.add_trace(
         go.Scatter(
             x=cycles,
