@@ -125,6 +125,13 @@ class WeaknessPlan:
     kept: WeaknessRecord | None = None
 
 
+def _unit(unit: str) -> str:
+    """A unit as it follows a number: ``" points"``, ``" ms"``, but ``"%"`` (and nothing for
+    no unit); a word glued to its number read as "0.97points"."""
+    unit = unit.strip()
+    return unit if not unit or unit in ("%", "‰", "°") else f" {unit}"
+
+
 def _observations(w: WeaknessRecord) -> list[dict[str, Any]]:
     seen = w.evidence.get("observations", [])
     return list(seen) if isinstance(seen, list) else []
@@ -167,8 +174,8 @@ def plan_weakness(
         if not active:
             return WeaknessPlan(WeaknessAction.NONE, "meets the target", cap.id, cap.model_id)
         why = (
-            f"measurement {measurement.id}: {value:.6g}{cap.unit} meets the target "
-            f"{target:g}{cap.unit} ({cap.direction})"
+            f"measurement {measurement.id}: {value:.6g}{_unit(cap.unit)} meets the target "
+            f"{target:g}{_unit(cap.unit)} ({cap.direction})"
         )
         resolved = {**obs, "gap": 0.0}
         changes = {
@@ -188,7 +195,8 @@ def plan_weakness(
     impact = sev.default_impact
     obs["gap"] = gap
     description = (
-        f"{cap.name} is {value:.6g}{cap.unit} against a target of {target:g}{cap.unit} "
+        f"{cap.name} is {value:.6g}{_unit(cap.unit)} against a target of "
+        f"{target:g}{_unit(cap.unit)} "
         f"({'lower' if cap.direction == Direction.MINIMIZE.value else 'higher'} is better): "
         f"{gap:.0%} short"
     )

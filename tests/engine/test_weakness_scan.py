@@ -214,3 +214,19 @@ def test_the_scan_resolves_opens_and_leaves_alone_in_one_pass(home: Path) -> Non
             profiles["test_only"].level == "unmeasured" and profiles["unmeasured"].measurements == 0
         )
         assert profiles["untargeted"].level == "no_target"
+
+
+def test_a_word_unit_is_spaced_from_its_number_and_percent_is_not(
+    engine: SelfImprovementEngine,
+) -> None:
+    engine.register_capability("acc", "quality", target=0.97, unit="points", direction="maximize")
+    engine.register_capability("hit", "quality", target=90.0, unit="%", direction="maximize")
+    engine.measure_capability("acc", 0.5)
+    engine.measure_capability("hit", 50.0)
+    found = {w.description.split(" is ")[0]: w for w in engine.analyze_weaknesses()}
+    assert "is 0.5 points against a target of 0.97 points" in found["acc"].description
+    assert "is 50% against a target of 90% " in found["hit"].description
+    engine.measure_capability("acc", 0.98)
+    engine.analyze_weaknesses()
+    [done] = [w for w in engine.store.list_weaknesses() if w.status is WeaknessStatus.RESOLVED]
+    assert "0.98 points meets the target 0.97 points" in done.resolution
