@@ -3,11 +3,14 @@ parsed with prometheus_client's own parser, and every figure checked against the
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -142,3 +145,23 @@ def test_metrics_are_served_only_when_asked_for(improver: SelfImprover, home: Pa
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_docs_and_the_grafana_dashboard_use_the_names_served() -> None:
+    """Every name in the README's table and in docs/grafana-dashboard.json is one a scrape
+    serves, and the README lists every one."""
+    from selfimprove.surfaces.report.metrics import LedgerSnapshot, metric_families
+
+    snap = LedgerSnapshot(models=1, cycles=1, last_cycle_at=datetime(2026, 1, 1))
+    served = {  # what a scrape's samples are called (a counter's end in _total)
+        f.name + ("_total" if f.type == "counter" else "")
+        for f in metric_families(snap, scrape_seconds=0.01)
+    }
+    root = Path(__file__).resolve().parents[2]
+    dashboard = json.loads((root / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    in_dashboard = {n for e in exprs for n in re.findall(r"selfimprove_\w+", e)}
+    readme = (root / "README.md").read_text()
+    in_readme = set(re.findall(r"^\| `(selfimprove_\w+)`", readme, flags=re.MULTILINE))
+    assert in_dashboard and in_dashboard <= served, in_dashboard - served
+    assert in_readme == served, in_readme ^ served
