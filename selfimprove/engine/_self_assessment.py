@@ -71,6 +71,33 @@ def _experiment_counts(
     }
 
 
+def expectation_counts(finished: Sequence[ExperimentRecord]) -> dict[str, int]:
+    """Finished experiments and how many reached their expectation, by who ran them.
+
+    The engine's experiments carry their own expected improvement, reached when the measured
+    one is at least that. The neural system's (no expected improvement: every experiment of
+    ``selfimprove run`` / ``improve``) are judged against the judge's bar (a significant
+    relative improvement of at least its threshold, guards passed): reached when promoted. A
+    failed experiment reached nothing.
+
+    Returns:
+        ``engine`` / ``engine_exceeded`` and ``judged`` / ``judged_promoted``.
+    """
+    engine = [e for e in finished if e.expected_improvement is not None]
+    judged = [e for e in finished if e.expected_improvement is None]
+    return {
+        "engine": len(engine),
+        "engine_exceeded": sum(
+            1
+            for e in engine
+            if e.status is ExperimentStatus.COMPLETED
+            and outcome(e)[1] >= float(e.expected_improvement or 0.0)
+        ),
+        "judged": len(judged),
+        "judged_promoted": sum(e.decision is Decision.PROMOTE for e in judged),
+    }
+
+
 class SelfAssessor:
     """Seed 002's self-assessment, counted from the ledger.
 
@@ -86,18 +113,19 @@ class SelfAssessor:
         self.weaknesses = weaknesses
 
     def learning_quality(self) -> LearningQuality:
-        """Seed 002's score from the ledger (see :func:`learning_quality`)."""
-        finished = [e for e in self.store.list_experiments() if e.status in FINISHED]
-        with_exp = [e for e in finished if e.expected_improvement is not None]
-        exceeded = sum(
-            1
-            for e in with_exp
-            if e.status is ExperimentStatus.COMPLETED
-            and outcome(e)[1] >= float(e.expected_improvement or 0.0)
+        """Seed 002's score from the ledger (see :func:`learning_quality` and
+        :func:`expectation_counts` for what counts as reaching an expectation)."""
+        counts = expectation_counts(
+            [e for e in self.store.list_experiments() if e.status in FINISHED]
         )
         weaknesses = self.store.list_weaknesses()
         resolved = sum(w.status is WeaknessStatus.RESOLVED for w in weaknesses)
-        return learning_quality(exceeded, len(with_exp), resolved, len(weaknesses))
+        return learning_quality(
+            counts["engine_exceeded"] + counts["judged_promoted"],
+            counts["engine"] + counts["judged"],
+            resolved,
+            len(weaknesses),
+        )
 
     def _improvement_counts(self, finished: Sequence[ExperimentRecord]) -> dict[str, Any]:
         code = self.store.list_code_improvements()
@@ -116,8 +144,10 @@ class SelfAssessor:
     def get_self_assessment(self) -> SelfAssessment:
         """Seed 002's self-assessment, counted from the ledger.
 
-        Learning quality = 0.6 × share of finished experiments (with an expectation) whose
-        measured improvement reached it + 0.4 × share of weaknesses resolved; grade A > 0.8,
+        Learning quality = 0.6 × share of finished experiments whose measured improvement
+        reached their expectation (the engine's own, or the judge's bar for the neural
+        system's: see :func:`expectation_counts`, whose counts are in ``components``) + 0.4 ×
+        share of weaknesses resolved; grade A > 0.8,
         B > 0.6, C > 0.4, else D. With the capabilities, weaknesses by severity, experiment
         success rate, applied improvements (code changes and model promotions), meta-learning
         count, and the trend of the success rate.
@@ -139,7 +169,7 @@ class SelfAssessor:
         return SelfAssessment(
             learning_quality_score=quality.score,
             grade=quality.grade,
-            components=quality.to_dict(),
+            components={**quality.to_dict(), **expectation_counts(finished)},
             capabilities=_capability_counts(profiles),
             weaknesses=_weakness_counts(weaknesses),
             experiments=_experiment_counts(experiments, finished),

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from selfimprove.engine import SelfImprovementEngine, grade_for, learning_quality
 from selfimprove.errors import ConfigError
+from selfimprove.loop.improver import SelfImprover
+from selfimprove.measure.training import TrainConfig, train_
 from selfimprove.store import Decision, ExperimentStatus, WeaknessStatus
+from selfimprove.strategies import Budget
+from tests.conftest import wine_task
 
 
 def _run(engine: SelfImprovementEngine, exp_id: int, after: float | None) -> None:
@@ -34,7 +39,8 @@ def test_grade_follows_the_formula_on_real_experiment_records(
     _run(engine, planned["caching"].id, 5.0)  # +50 % vs expected +40 %: beats it
     _run(engine, planned["query_optimization"].id, 6.0)  # +40 % vs +30 %: beats it
     _run(engine, planned["resource_pooling"].id, None)  # raises: failed, not beaten
-    # a neural-system experiment (no expectation): it counts as a promotion, not in the share
+    # a neural-system experiment (no expectation of its own): promoted, so it reached the
+    # judge's bar and counts in the share, and as a model promotion
     neural = engine.store.add_experiment(model_id=None, strategy="train")
     engine.store.update_experiment(
         neural.id,
@@ -58,15 +64,22 @@ def test_grade_follows_the_formula_on_real_experiment_records(
         if e.status is ExperimentStatus.COMPLETED
         and e.statistics["relative_improvement"] >= e.expected_improvement
     ]
+    judged = [e for e in finished if e.expected_improvement is None]
+    promoted = [e for e in judged if e.decision is Decision.PROMOTE]
     weaknesses = engine.store.list_weaknesses()
     resolved = [w for w in weaknesses if w.status is WeaknessStatus.RESOLVED]
     assert (len(beat), len(with_exp), len(resolved), len(weaknesses)) == (2, 3, 2, 3)
-    expected_score = 0.6 * len(beat) / len(with_exp) + 0.4 * len(resolved) / len(weaknesses)
+    assert (len(promoted), len(judged)) == (1, 1)
+    expected_score = 0.6 * (len(beat) + len(promoted)) / (len(with_exp) + len(judged)) + (
+        0.4 * len(resolved) / len(weaknesses)
+    )
 
     a = engine.get_self_assessment()
-    assert a.learning_quality_score == pytest.approx(expected_score)  # 2/3
+    assert a.learning_quality_score == pytest.approx(expected_score)  # 0.6 * 3/4 + 0.4 * 2/3
     assert a.grade == "B"
-    assert a.components["exceeded"] == 2 and a.components["with_expectation"] == 3
+    assert a.components["exceeded"] == 3 and a.components["with_expectation"] == 4
+    assert (a.components["engine_exceeded"], a.components["engine"]) == (2, 3)
+    assert (a.components["judged_promoted"], a.components["judged"]) == (1, 1)
     assert a.capabilities["total"] == 2 and a.capabilities["at_target"] == 2
     assert a.weaknesses["open_by_severity"]["medium"] == 1
     assert a.experiments["finished"] == 4 and a.experiments["successes"] == 3
@@ -121,3 +134,28 @@ def test_improvement_history_is_kept_newest_first(engine: SelfImprovementEngine)
     assert engine.get_self_assessment().trend["latest_version"] == "1.1.0"
     with pytest.raises(ConfigError, match="delta must be a finite number"):
         engine.track_improvement_history("1.2.0", "x", delta=float("nan"))
+
+
+def test_the_neural_systems_promotions_count_in_the_assessment(improver: SelfImprover) -> None:
+    """After a real promotion by the neural loop (no engine experiment at all), the grade
+    counts it: it reached the judge's bar, its expectation."""
+    task = wine_task()
+    torch.manual_seed(0)
+    module = task.build({"width": 16, "depth": 1})
+    train_(module, task, TrainConfig(epochs=1, lr=1e-5, seed=0))  # barely trained
+    improver.register_model("wine", task, module, {"width": 16, "depth": 1})
+    out = improver.improve("wine", "retrain", budget=Budget(epochs=30, seconds=30))
+    assert out.decision is Decision.PROMOTE, out.reason
+    rejected = improver.store.add_experiment(model_id=None, strategy="train")
+    improver.store.update_experiment(
+        rejected.id, status=ExperimentStatus.COMPLETED, decision=Decision.REJECT
+    )
+
+    with SelfImprovementEngine(store=improver.store, home=improver.home) as engine:
+        a = engine.get_self_assessment()
+    assert (a.components["judged_promoted"], a.components["judged"]) == (1, 2)
+    assert (a.components["exceeded"], a.components["with_expectation"]) == (1, 2)
+    assert a.experiments["finished"] == 2 and a.improvements["model_promotions"] == 1
+    resolved, weaknesses = a.components["resolved"], a.components["weaknesses"]
+    assert weaknesses >= 1  # wine is short of its 0.99 target
+    assert a.learning_quality_score == pytest.approx(0.6 * 1 / 2 + 0.4 * resolved / weaknesses)

@@ -77,6 +77,8 @@ def test_page_reads_the_engine_over_the_improvers_own_store(
         page = render_dashboard(si)
         assert si.store.engine.pool is pool  # the engine left the store it was given open
     assert "Self-assessment: grade" in page
+    # the neural loop's two cycles are counted in the grade, not "0/0"
+    assert "of the neural system's promoted" in page and "0.6 × 0/0" not in page
     assert len(constructed.engines) == 1 and constructed.engines[0].store is si.store
     assert constructed.stores == []  # no second store, so no second connection pool
 

@@ -414,9 +414,16 @@ def _engine(si: SelfImprover) -> str:
         a = engine.get_self_assessment()
     finally:
         engine.close()
+    c = a.components
+    counted = (
+        f" = 0.6 × {c['exceeded']}/{c['with_expectation']} experiments reached their "
+        f"expectation ({c.get('engine_exceeded', 0)}/{c.get('engine', 0)} of the engine's, "
+        f"{c.get('judged_promoted', 0)}/{c.get('judged', 0)} of the neural system's promoted) "
+        f"+ 0.4 × {c['resolved']}/{c['weaknesses']} weaknesses resolved"
+    )
     return (
         f"<p>Self-assessment: grade <b>{html.escape(a.grade)}</b>, learning quality "
-        f"{_fmt(a.learning_quality_score, 3)}</p>"
+        f"{_fmt(a.learning_quality_score, 3)}{counted}</p>"
         + (
             "<table><tr><th>weakness</th><th>capability</th><th>type</th><th>severity</th>"
             f"<th>gap</th><th>status</th></tr>{rows}</table>"
