@@ -24,6 +24,8 @@ def test_readme_python_example_runs(
     exec(compile(blocks[0], "README.md", "exec"), {"__name__": "readme"})
     printed = capsys.readouterr().out.splitlines()
     assert printed and all(line.split()[2] in ("promote", "reject", "failed") for line in printed)
+    # readable: each decision by its name, figures rounded to 3 decimals
+    assert all(re.fullmatch(r"\d+ \w+ \w+ \d\.\d{3} -> \d\.\d{3}", line) for line in printed)
     # The planned loop: more than one strategy family on a model with a search space.
     families = {STRATEGIES[line.split()[1]].family for line in printed}
     assert len(families) > 1, printed
@@ -58,8 +60,7 @@ def test_readme_code_improvement_example_runs(
         "def square(n):\n    total = 0\n    for _ in range(n):\n        total += n\n"
         "    return total\n"
     )
-    (tmp_path / "mymodule.py").write_text(slow)
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # an empty folder: the example writes mymodule.py itself
     exec(compile(_block("apply_improvement"), "README.md", "exec"), {"__name__": "readme"})
     assert capsys.readouterr().out.split() == ["1", "pending"]
     assert (tmp_path / "mymodule.py").read_text() == slow  # untouched until approved
@@ -92,4 +93,6 @@ def test_readme_async_example_runs(
     monkeypatch.chdir(tmp_path)
     exec(compile(_block("asyncio.run"), "README.md", "exec"), {"__name__": "readme"})
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split()[0] in ("promote", "reject") and 0 <= float(out[1]) <= 1
+    # readable: the decision's name and figures rounded to 3 (health to 2) decimals
+    assert re.fullmatch(r"(promote|reject) \d\.\d{3} -> \d\.\d{3}", out[0]), out
+    assert re.fullmatch(r"health [01]\.\d{2}", out[1]), out
