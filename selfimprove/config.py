@@ -122,6 +122,10 @@ class SelfImprovementConfig:
             incumbent afresh (checksum verified) and measures it again; in between, an
             incumbent that has not changed since it was measured is not read or measured again
             (1: every cycle). A checkpoint is verified whenever it is loaded to be used.
+        malloc_arenas: At most this many glibc malloc arenas in a process that runs the loop
+            (set when the cycle is created; Linux only): with glibc's default of one per
+            thread, resident memory kept growing over long runs. ``None``: leave malloc as it
+            is.
         threads: Torch intra-op threads an experiment's work trains with, wherever it runs.
             A matrix product's rounding follows the thread count, so it is a setting of its
             own, not the machine's core count: the same seed then gives the same decisions on
@@ -149,6 +153,7 @@ class SelfImprovementConfig:
     train_epochs: int = 30
     train_seconds: float = 60.0
     observe_refresh_every: int = 10
+    malloc_arenas: int | None = 2
     threads: int = 1
     executor: str = "local"
     ray_address: str | None = None
@@ -169,6 +174,11 @@ class SelfImprovementConfig:
             raise ConfigError(f"train_epochs must be >= 1, but got {self.train_epochs=}.")
         if self.train_seconds <= 0:
             raise ConfigError(f"train_seconds must be > 0, but got {self.train_seconds=}.")
+        if self.malloc_arenas is not None and not 1 <= self.malloc_arenas <= 64:
+            raise ConfigError(
+                f"malloc_arenas must be in [1, 64] or None (leave malloc as it is), but got "
+                f"{self.malloc_arenas=}."
+            )
         if not 1 <= self.observe_refresh_every <= 1_000_000:
             raise ConfigError(
                 "observe_refresh_every must be in [1, 1000000] cycles, but got "

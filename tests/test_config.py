@@ -60,3 +60,16 @@ def test_derived_seeds_are_stable_and_distinct() -> None:
     assert derive_seed(0, 1, "m", "train") == derive_seed(0, 1, "m", "train")
     assert derive_seed(0, 1, "m", "train") != derive_seed(0, 2, "m", "train")
     assert 0 <= derive_seed("x") < 2**63
+
+
+def test_malloc_arenas_are_bounded_and_applied_once() -> None:
+    import sys
+
+    from selfimprove._malloc import limit_malloc_arenas
+
+    with pytest.raises(ConfigError, match=r"malloc_arenas must be in \[1, 64\]"):
+        SelfImprovementConfig(malloc_arenas=0)
+    assert SelfImprovementConfig(malloc_arenas=None).malloc_arenas is None
+    applied = limit_malloc_arenas(2)
+    assert applied == sys.platform.startswith("linux")  # glibc here; nothing elsewhere
+    assert limit_malloc_arenas(4) == applied  # once per process: the first number stays

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from selfimprove._malloc import limit_malloc_arenas
 from selfimprove.brain.hormones import HormoneEvent, HormoneSystemController
 from selfimprove.brain.planning import (
     KINDS,
@@ -113,6 +114,8 @@ class ImprovementCycle:
         self.store = home.store
         self.config = config
         self.seed = seed
+        if config.malloc_arenas is not None:  # flat memory over long runs (selfimprove._malloc)
+            limit_malloc_arenas(config.malloc_arenas)
         self.rules = rules or TaskRules()
         saved = self.store.load_state("hormones")
         self.hormone_system = hormone_system or (

@@ -5,6 +5,7 @@ Every error the user can cause ends as one line on stderr and exit code 2, never
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import math
@@ -17,7 +18,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from selfimprove import __version__
 from selfimprove.config import (
     EXPORT_FORMATS,
     MAX_CYCLES,
@@ -68,7 +68,13 @@ app.add_typer(plasticity_app, name="plasticity")
 
 def _print_version(value: bool) -> None:
     if value:
-        out.print(f"selfimprove {__version__}", highlight=False)
+        # the installed distribution's version (the same as selfimprove.__version__): the
+        # package's front door is not imported from inside the package
+        try:
+            version = importlib.metadata.version("selfimprove")
+        except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+            version = "unknown (not installed)"
+        out.print(f"selfimprove {version}", highlight=False)
         raise typer.Exit(0)
 
 
