@@ -14,6 +14,16 @@ The ``T**2`` keeps the soft term's gradients on the scale of the hard term's as 
 An ensemble teacher contributes the mean of its members' softened probabilities (classification)
 or the mean of their outputs (regression).
 
+Feature mapping (FitNets hints, Romero et al., 2015), where the pair's structure allows it (two
+``build_mlp`` MLPs with hidden layers) and ``hint_weight > 0``: a learned linear map from the
+student's last hidden layer to the teacher's, trained jointly and discarded after training, adds
+``hint_weight * ||r(h_s) - h_t||^2 / mean(h_t^2)`` to the loss (details:
+:mod:`selfimprove.strategies._distill_hints`; an ensemble's hints come from its best single
+member). The candidate is the student alone, with exactly its own parameters. The default
+``hint_weight`` is :data:`DEFAULT_HINT_WEIGHT`, set by what ``benchmarks/distillation.py``
+measured. There is no attention-transfer term: ``distill`` runs only on classification and
+regression tasks, whose students are MLPs without attention maps.
+
 Which teacher: every teacher in the context (other models of the task, earlier versions of this
 one), and ensembles of the best ``k`` of them, are scored on a holdout carved (seeded) out of the
 **training** split, the same holdout the student's early stopping watches; the validation and
@@ -31,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -50,8 +61,15 @@ from selfimprove.measure.training import (
 from selfimprove.nn.modules import TRANSFORM_KEYS, arch_params
 from selfimprove.objectives import EFFICIENCY_OBJECTIVES
 from selfimprove.registry import LoadedModel
-from selfimprove.seeding import torch_seeded
+from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
+from selfimprove.strategies._distill_hints import (
+    HintedStudent,
+    HintPair,
+    hint_loss,
+    hint_pair,
+    outputs_and_features,
+)
 from selfimprove.strategies._distill_teacher import (
     KINDS,
     NO_TEACHER,
@@ -65,12 +83,20 @@ from selfimprove.strategies._distill_teacher import (
 from selfimprove.strategies._params import TRAIN_PARAMS, Param, check_params
 from selfimprove.tasks import Split, Task
 
-__all__ = ["DISTILL_PARAMS", "DistillConfig", "DistillStrategy", "smaller_params"]
+__all__ = [
+    "DEFAULT_HINT_WEIGHT",
+    "DISTILL_PARAMS",
+    "DistillConfig",
+    "DistillStrategy",
+    "smaller_params",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Objectives for which the student is a smaller architecture, not a copy of the incumbent.
 COMPRESSION_OBJECTIVES = EFFICIENCY_OBJECTIVES
+#: Weight of the FitNets hint term by default (see ``benchmarks/distillation.py``).
+DEFAULT_HINT_WEIGHT = 0.0
 
 
 # ---------------------------------------------------------------------- settings
@@ -79,6 +105,12 @@ DISTILL_PARAMS: dict[str, Param] = {
     "temperature": Param("float", 0.0, 1000.0, low_open=True, example="temperature=4"),
     "alpha": Param("float", 0.0, 1.0, example="alpha=0.7 (1: teacher only, 0: labels only)"),
     "student_params": Param("json", example='student_params={"width": 32, "depth": 1}'),
+    "hint_weight": Param(
+        "float",
+        0.0,
+        1000.0,
+        example="hint_weight=1 (FitNets hints: last hidden layers matched; 0: soft targets only)",
+    ),
     **TRAIN_PARAMS,
 }
 
@@ -92,16 +124,23 @@ class DistillConfig:
         alpha: Weight of the soft (teacher) term; ``1 - alpha`` weighs the hard labels.
         student_params: Architecture params of a fresh student (``None``: warm-start a copy of
             the incumbent, or halve its width when the objective is latency or size).
+        hint_weight: Weight of the FitNets hint term (0: none); used where the pair of models
+            allows it (see :mod:`selfimprove.strategies._distill_hints`).
         train: Overrides of :class:`TrainConfig` fields (``lr``, ``batch_size``, ...).
     """
 
     temperature: float = 4.0
     alpha: float = 0.7
     student_params: dict[str, Any] | None = None
+    hint_weight: float = DEFAULT_HINT_WEIGHT
     train: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        own: dict[str, Any] = {"temperature": self.temperature, "alpha": self.alpha}
+        own: dict[str, Any] = {
+            "temperature": self.temperature,
+            "alpha": self.alpha,
+            "hint_weight": self.hint_weight,
+        }
         if self.student_params is not None:
             own["student_params"] = self.student_params
         check_params("distill", DISTILL_PARAMS, {**own, **self.train})
@@ -118,7 +157,8 @@ class DistillConfig:
         """Settings from a strategy's ``params``, checked against :data:`DISTILL_PARAMS`.
 
         Args:
-            params: ``temperature``, ``alpha``, ``student_params`` and :data:`TRAIN_OVERRIDES`.
+            params: ``temperature``, ``alpha``, ``student_params``, ``hint_weight`` and
+                :data:`TRAIN_OVERRIDES`.
 
         Returns:
             The checked settings.
@@ -131,6 +171,7 @@ class DistillConfig:
             temperature=p.get("temperature", cls.temperature),
             alpha=p.get("alpha", cls.alpha),
             student_params=p.get("student_params"),
+            hint_weight=p.get("hint_weight", cls.hint_weight),
             train={k: p[k] for k in TRAIN_OVERRIDES if k in p},
         )
 
@@ -192,8 +233,9 @@ class DistillStrategy(Strategy):
     """Knowledge distillation from the best teacher (or ensemble) found on the training holdout.
 
     Settings in ``context.params``: ``temperature`` (default 4), ``alpha`` (default 0.7),
-    ``student_params`` (a fresh, usually smaller, student) and the :class:`TrainConfig` fields
-    of :data:`TRAIN_OVERRIDES`; epochs and seconds come from the budget, the seed from the context.
+    ``student_params`` (a fresh, usually smaller, student), ``hint_weight`` (FitNets hints,
+    default :data:`DEFAULT_HINT_WEIGHT`) and the :class:`TrainConfig` fields of
+    :data:`TRAIN_OVERRIDES`; epochs and seconds come from the budget, the seed from the context.
     """
 
     name = "distill"
@@ -249,44 +291,104 @@ class DistillStrategy(Strategy):
         task, s = context.task, plan.settings
         teachers = [t.module for t in plan.teachers]
         temperature = float(s.temperature)
-
-        def teacher_targets(x: torch.Tensor) -> torch.Tensor:
-            with eval_mode(teachers):
-                outs = [batched_outputs(m, x) for m in teachers]  # each (B, C) or (B, K)
-            if plan.kind == "classification":
-                return torch.stack([(o / temperature).softmax(dim=-1) for o in outs]).mean(dim=0)
-            return torch.stack(outs).mean(dim=0)
-
-        cache = TeacherTargets(plan.fit.x, teacher_targets)
-
-        def loss_fn(out: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-            return distillation_loss(
-                out, cache(xb), yb, kind=plan.kind, temperature=temperature, alpha=float(s.alpha)
-            )
-
         if plan.fresh:
             with torch_seeded(context.seed):
                 student = task.build(plan.student_params)
         else:
             student = copy.deepcopy(incumbent.module)
+        # Hints come from the best single teacher (an ensemble's first member), where the
+        # structure of the pair allows them.
+        pair = hint_pair(student, teachers[0]) if s.hint_weight > 0 else "hint_weight is 0"
+        hints = pair if isinstance(pair, HintPair) else None
+
+        def soft(outs: list[torch.Tensor]) -> torch.Tensor:
+            if plan.kind == "classification":
+                return torch.stack([(o / temperature).softmax(dim=-1) for o in outs]).mean(dim=0)
+            return torch.stack(outs).mean(dim=0)
+
+        def teacher_targets(x: torch.Tensor) -> torch.Tensor:
+            with eval_mode(teachers):
+                if hints is None:
+                    return soft([batched_outputs(m, x) for m in teachers])  # (B, C) or (B, K)
+                first, features = outputs_and_features(teachers[0], hints.teacher_layer, x)
+                outs = [first, *(batched_outputs(m, x) for m in teachers[1:])]
+            return torch.cat([soft(outs), features], dim=1)  # (B, C + H_t)
+
+        cache = TeacherTargets(plan.fit.x, teacher_targets)
+        n_out = cache.table.shape[1] - (hints.teacher_width if hints is not None else 0)
+        # mean(h_t^2) over the training rows: the hint term of predicting all zeros is 1.
+        scale = (
+            float(cache.table[:, n_out:].double().pow(2).mean().clamp_min(1e-12))
+            if hints is not None
+            else None
+        )
+        hinted = (
+            HintedStudent(student, hints, derive_seed(context.seed, "distill", "hint_regressor"))
+            if hints is not None
+            else None
+        )
+        hint_terms: list[float] = []
+
+        def loss_fn(out: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            target = cache(xb)  # (B, C) or (B, C + H_t) with hints
+            loss = distillation_loss(
+                out,
+                target[:, :n_out],
+                yb,
+                kind=plan.kind,
+                temperature=temperature,
+                alpha=float(s.alpha),
+            )
+            if hinted is None or scale is None:
+                return loss
+            term = hint_loss(hinted.mapped(), target[:, n_out:], scale)
+            hint_terms.append(float(term.detach()))
+            return loss + float(s.hint_weight) * term
+
         cfg = replace(plan.config, max_seconds=max(context.remaining(), 0.01))
-        result = train_(student, task, cfg, check=context.check_budget, loss_fn=loss_fn)
+        try:
+            # With hints, train_ optimises the student and the regressor together.
+            result = train_(
+                student if hinted is None else hinted,
+                task,
+                cfg,
+                check=context.check_budget,
+                loss_fn=loss_fn,
+            )
+        finally:
+            if hinted is not None:
+                student = hinted.release()  # the regressor is discarded
+        per_epoch = max(1, math.ceil(len(plan.fit.x) / cfg.batch_size))
+        hint_record: dict[str, Any] = {
+            "weight": float(s.hint_weight),
+            "used": hints is not None,
+            "reason": None if hints is not None else pair,
+        }
+        if hints is not None:
+            hint_record.update(
+                teacher=_name(plan.teachers[0]),
+                layers=hints.to_dict(),
+                scale=scale,
+                term_first_epoch=_mean(hint_terms[:per_epoch]),
+                term_last_epoch=_mean(hint_terms[-per_epoch:]),
+            )
         prefix = "ensemble" if plan.choice.ensemble else "teacher"
         origin = f"{prefix}:{'+'.join(_name(t) for t in plan.teachers)}"
         logger.info(
-            "distilled %s from %s: %d epochs, T=%g, alpha=%g",
+            "distilled %s from %s: %d epochs, T=%g, alpha=%g, hints %s",
             incumbent.model.name,
             origin,
             result.epochs_run,
             temperature,
             s.alpha,
+            f"weight {s.hint_weight:g}" if hints is not None else f"off ({pair})",
         )
         return Candidate(
             module=student,
             params=plan.student_params,
             strategy=self.name,
             origin=origin,
-            details=_details(plan, cache, cfg, result),
+            details=_details(plan, cache, cfg, result, hint_record),
             cost=Cost(epochs=result.epochs_run, seconds=time.perf_counter() - t0),
         )
 
@@ -384,11 +486,20 @@ class DistillStrategy(Strategy):
         return dict(incumbent.version.params), False
 
 
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
 def _details(
-    plan: _Plan, cache: TeacherTargets, cfg: TrainConfig, result: TrainResult
+    plan: _Plan,
+    cache: TeacherTargets,
+    cfg: TrainConfig,
+    result: TrainResult,
+    hints: dict[str, Any],
 ) -> dict[str, Any]:
     """What a distillation did, for the candidate's record."""
     temperature = float(plan.settings.temperature)
+    hint_term = " + hint_weight*||r(h_s)-h_t||^2/mean(h_t^2)" if hints["used"] else ""
     singles = {c["members"][0]: c for c in plan.choice.considered if len(c["members"]) == 1}
     return {
         "teachers": [
@@ -409,7 +520,9 @@ def _details(
             "alpha*T^2*KL(softmax(z_t/T)||softmax(z_s/T)) + (1-alpha)*CE(y,z_s)"
             if plan.kind == "classification"
             else "alpha*MSE(student,teacher) + (1-alpha)*MSE(student,y)"
-        ),
+        )
+        + hint_term,
+        "hints": hints,
         "temperature": temperature if plan.kind == "classification" else None,
         "alpha": float(plan.settings.alpha),
         "student": "fresh_init" if plan.fresh else "warm_start",

@@ -232,6 +232,11 @@ class TeacherTargets:
     def __len__(self) -> int:
         return len(self._table)
 
+    @property
+    def table(self) -> torch.Tensor:
+        """The precomputed targets of the training inputs, ``(N, ...)`` (read only)."""
+        return self._table
+
     def __call__(self, xb: torch.Tensor) -> torch.Tensor:
         keys = _row_keys(xb)
         idx = [self._index.get(k, -1) for k in keys]

@@ -40,6 +40,7 @@ from selfimprove.seeding import numpy_rng, torch_seeded
 from selfimprove.store import Decision, ExperimentStatus
 from selfimprove.strategies import Budget, StrategyContext
 from selfimprove.strategies._distill import DistillStrategy, smaller_params
+from selfimprove.strategies._distill_hints import HintedStudent, HintPair, hint_pair
 from selfimprove.strategies._distill_teacher import choose_teacher, distillation_loss
 from selfimprove.tasks import DataSplits, Split, SupervisedTask, build_mlp, split_arrays
 
@@ -414,6 +415,9 @@ def test_smaller_params_halves_mlp_widths() -> None:
         ({"student_params": [8]}, r"student_params=\[8\] is not a JSON object"),
         ({"student_params": {"width": 8, "quantization": {}}}, "architecture params only"),
         ({"lr": -1.0}, r"lr=-1.0 is not a finite number > 0"),
+        ({"hint_weight": -0.5}, r"hint_weight=-0.5 is not a finite number in \[0, 1000\]"),
+        ({"hint_weight": math.inf}, r"hint_weight=inf is not a finite number in \[0, 1000\]"),
+        ({"hint_weight": "strong"}, r"hint_weight='strong' is not a finite number.*hint_weight=1"),
     ],
 )
 def test_bad_settings_are_config_errors(
@@ -458,3 +462,123 @@ def test_regression_distils_towards_the_teacher(improver: SelfImprover) -> None:
     before = ev.scores(incumbent.module, reg, "validation").value("mse")
     after = ev.scores(cand.module, reg, "validation").value("mse")
     assert math.isfinite(after) and after < before
+
+
+# ---------------------------------------------------------------------- hints (FitNets)
+def test_hints_change_training_and_the_candidate_is_the_student_alone(
+    improver: SelfImprover, task: SupervisedTask, teacher_state: dict[str, torch.Tensor]
+) -> None:
+    """Same seed, same init and batches: only the hint term differs, and the students differ.
+    The regressor (16 -> 256 units here: the widths differ) is trained and then discarded."""
+    _register(improver, task, teacher_state)
+    incumbent, teacher = improver.registry.load("student"), improver.registry.load("teacher")
+    common: dict[str, Any] = {"seed": 5, "epochs": 4, "student_params": SMALL, "lr": 1e-2}
+    plain = DistillStrategy().apply(
+        incumbent, _context(task, (teacher,), hint_weight=0.0, **common)
+    )
+    hinted = DistillStrategy().apply(
+        incumbent, _context(task, (teacher,), hint_weight=2.0, **common)
+    )
+    assert plain.details["hints"] == {
+        "weight": 0.0,
+        "used": False,
+        "reason": "hint_weight is 0",
+    }
+    hints = hinted.details["hints"]
+    assert hints["used"] and hints["weight"] == 2.0 and hints["teacher"] == "teacher v1"
+    assert hints["layers"] == {
+        "student_layer": 1,
+        "teacher_layer": 1,
+        "student_width": 16,
+        "teacher_width": 256,
+    }
+    assert "hint_weight*||r(h_s)-h_t||^2" in hinted.details["loss"]
+    # The hint term is optimised: the mapped student features approach the teacher's.
+    assert hints["term_last_epoch"] < 0.8 * hints["term_first_epoch"], hints
+    assert hinted.details["teacher_cache"]["misses"] == 0
+
+    # Exactly the student's architecture: its parameter names and shapes, no hooks left.
+    with torch_seeded(0):
+        reference = task.build(SMALL)
+    shapes = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    for cand in (plain, hinted):
+        assert {k: tuple(v.shape) for k, v in cand.module.state_dict().items()} == shapes
+        assert not any(m._forward_hooks for m in cand.module.modules())
+    assert any(
+        not torch.equal(v, hinted.module.state_dict()[k])
+        for k, v in plain.module.state_dict().items()
+    )
+    version = improver.registry.save_version(
+        incumbent.model,
+        hinted.module,
+        hinted.params,
+        parent=incumbent.version,
+        strategy=hinted.strategy,
+        origin=hinted.origin,
+        metrics={},
+    )
+    reloaded = improver.registry.load_module(incumbent.model, version, task)
+    x = task.splits().validation.x
+    with torch.no_grad():
+        assert torch.equal(reloaded(x), hinted.module(x))
+
+
+def test_hints_are_chosen_by_the_structure_of_each_pair(
+    improver: SelfImprover, task: SupervisedTask, teacher_state: dict[str, torch.Tensor]
+) -> None:
+    _register(improver, task, teacher_state)
+    incumbent, teacher = improver.registry.load("student"), improver.registry.load("teacher")
+    # A deeper, narrower student than its teacher: its last hidden layer (8 units, at [3])
+    # maps to the teacher's (256 units, at [1]).
+    deep = DistillStrategy().apply(
+        incumbent,
+        _context(
+            task,
+            (teacher,),
+            epochs=2,
+            hint_weight=1.0,
+            student_params={"width": 8, "depth": 2, "activation": "tanh"},
+        ),
+    )
+    assert deep.details["hints"]["layers"] == {
+        "student_layer": 3,
+        "teacher_layer": 1,
+        "student_width": 8,
+        "teacher_width": 256,
+    }
+    # A student without a hidden layer allows no hint: soft targets alone, and why.
+    linear = DistillStrategy().apply(
+        incumbent,
+        _context(task, (teacher,), epochs=2, hint_weight=1.0, student_params={"depth": 0}),
+    )
+    assert linear.details["hints"] == {
+        "weight": 1.0,
+        "used": False,
+        "reason": "the student has no hidden layer",
+    }
+    assert [k for k in linear.module.state_dict()] == ["0.weight", "0.bias"]
+    # A teacher that is not a build_mlp MLP.
+    odd = torch.nn.Sequential(torch.nn.Linear(64, 10), torch.nn.Softmax(dim=-1))
+    why = hint_pair(incumbent.module, odd)
+    assert isinstance(why, str) and why.startswith("the teacher is not a build_mlp MLP")
+    pair = hint_pair(incumbent.module, teacher.module)
+    assert pair == HintPair(1, 1, 16, 256)
+
+
+def test_hinted_student_trains_the_regressor_and_releases_the_student(
+    task: SupervisedTask,
+) -> None:
+    with torch_seeded(0):
+        student = task.build(SMALL)
+    before = _state(student)
+    wrapper = HintedStudent(student, HintPair(1, 1, 16, 32), seed=1)
+    x = task.splits().train.x[:8]
+    assert torch.equal(wrapper(x), student(x))
+    assert tuple(wrapper.mapped().shape) == (8, 32)
+    names = [k for k, _ in wrapper.named_parameters()]
+    assert names[-2:] == ["regressor.weight", "regressor.bias"] and len(names) == 6
+    # Seeded: the same seed, the same regressor; the student's own weights are untouched.
+    again = HintedStudent(task.build(SMALL), HintPair(1, 1, 16, 32), seed=1)
+    assert torch.equal(again.regressor.weight, wrapper.regressor.weight)
+    assert wrapper.release() is student and not student[1]._forward_hooks
+    assert all(torch.equal(v, student.state_dict()[k]) for k, v in before.items())
