@@ -23,6 +23,7 @@ __all__ = ["RUNNERS", "main"]
 RUNNERS = (
     "honesty",
     "compression",
+    "distillation",
     "two_objectives",
     "improvement",
     "head_pruning",

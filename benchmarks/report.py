@@ -31,6 +31,7 @@ SECTIONS = {
     6: "Honesty",
     7: "Reliability: processes sharing a store, and crashes",
     8: "Scale-out: the Ray executor",
+    9: "Distillation: soft targets and feature hints",
 }
 _MODE_ORDER = {"full": 0, "quick": 1, "smoke": 2}
 

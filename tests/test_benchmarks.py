@@ -157,3 +157,32 @@ def test_the_scale_runner_writes_its_json(tmp_path: Path) -> None:
     assert all(v > 0 for v in results["per_trivial_task_s"].values())
     assert results["projection"]["bottleneck"] in ("drivers", "workers")
     assert [t["section"] for t in data["tables"]] == [8, 8, 8]
+
+
+def test_the_distillation_runner_writes_its_json(tmp_path: Path) -> None:
+    """Soft targets alone vs soft targets + hints (section 9), in its smoke configuration: one
+    student per hint weight, each the size of the student, and the default's verdict."""
+    from benchmarks import distillation
+
+    setup()
+    cfg = distillation.Config.for_mode("smoke")
+    argv = ["benchmarks.distillation", "--mode", "smoke"]
+    path = distillation.run(cfg, argv, tmp_path / "out", tmp_path / "work")
+    data = json.loads(path.read_text())
+    assert set(data) >= TOP_KEYS and data["benchmark"] == "distillation" and data["section"] == 9
+    (setting,) = cfg.settings
+    seed = data["results"]["settings"][setting.key]["per_seed"]["0"]
+    assert list(seed["arms"]) == ["0", *(f"{w:g}" for w in cfg.hint_weights)]
+    assert [a["hints_used"] for a in seed["arms"].values()] == [False, True]
+    assert len({a["parameters"] for a in seed["arms"].values()}) == 1  # no regressor kept
+    assert all(a["epochs"] == cfg.student_epochs for a in seed["arms"].values())
+    decision = data["results"]["decision"]
+    assert decision["product_default"] == distillation.DEFAULT_HINT_WEIGHT
+    assert [t["section"] for t in data["tables"]] == [9]
+    assert all(len(r) == len(data["tables"][0]["columns"]) for r in data["tables"][0]["rows"])
+    assert data["targets"][0]["met"] is (
+        decision["supported_default"] == decision["product_default"]
+    )
+    md = tmp_path / "RESULTS.md"
+    assert report.main(["--results", str(tmp_path / "out"), "--out", str(md)]) == 0
+    assert "## 9. Distillation: soft targets and feature hints" in md.read_text()
