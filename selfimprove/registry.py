@@ -343,8 +343,8 @@ class Registry:
         if to is None:
             backups = [
                 v
-                for v in self.store.list_versions(model.id)
-                if v.status is VersionStatus.BACKUP and v.retired_at is not None
+                for v in self.store.list_versions(model.id, statuses=(VersionStatus.BACKUP,))
+                if v.retired_at is not None
             ]
             if not backups:
                 raise NotFoundError(
@@ -374,7 +374,9 @@ class Registry:
             The version numbers pruned.
         """
         pruned: list[int] = []
-        versions = self.store.list_versions(model.id)
+        versions = self.store.list_versions(
+            model.id, statuses=(VersionStatus.BACKUP, VersionStatus.REJECTED)
+        )
         for status in (VersionStatus.BACKUP, VersionStatus.REJECTED):
             group = sorted(
                 (v for v in versions if v.status is status),
@@ -410,11 +412,7 @@ class Registry:
         out: list[tuple[str, int, int]] = []
         for model in self.store.list_models():
             rejected = sorted(
-                (
-                    v
-                    for v in self.store.list_versions(model.id)
-                    if v.status is VersionStatus.REJECTED
-                ),
+                self.store.list_versions(model.id, statuses=(VersionStatus.REJECTED,)),
                 key=lambda v: (v.retired_at or v.created_at, v.id),
                 reverse=True,
             )

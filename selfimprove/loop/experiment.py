@@ -519,14 +519,15 @@ class ImprovementLoop:
                     found.append(self.registry.load(name))
                 except (CheckpointError, NotFoundError) as exc:
                     logger.warning("teacher %s skipped: %s", name, exc)
-        for v in self.store.list_versions(model.id):
-            if v.status in (VersionStatus.BACKUP, VersionStatus.ROLLED_BACK):
-                try:
-                    module = self.registry.load_module(model, v, inc.task)
-                except CheckpointError as exc:
-                    logger.warning("teacher %s v%d skipped: %s", model.name, v.number, exc)
-                    continue
-                found.append(LoadedModel(model, v, inc.task, module))
+        for v in self.store.list_versions(
+            model.id, statuses=(VersionStatus.BACKUP, VersionStatus.ROLLED_BACK)
+        ):
+            try:
+                module = self.registry.load_module(model, v, inc.task)
+            except CheckpointError as exc:
+                logger.warning("teacher %s v%d skipped: %s", model.name, v.number, exc)
+                continue
+            found.append(LoadedModel(model, v, inc.task, module))
         return tuple(found)
 
     # ------------------------------------------------------------------ measurements

@@ -314,12 +314,13 @@ class ModelRepository(Database):
                 )
             return to_record(VersionRecord, row)
 
-    def list_versions(self, model_id: int) -> list[VersionRecord]:
-        """The model's versions by number."""
+    def list_versions(
+        self, model_id: int, *, statuses: Collection[VersionStatus] | None = None
+    ) -> list[VersionRecord]:
+        """The model's versions by number (only those in ``statuses`` if given: a model's
+        history grows with every experiment, its backups and kept rejections do not)."""
+        q = select(*VersionRow.__table__.columns).where(VersionRow.model_id == model_id)
+        if statuses is not None:
+            q = q.where(VersionRow.status.in_([st.value for st in statuses]))
         with self.read() as s:
-            rows = s.scalars(
-                select(VersionRow)
-                .where(VersionRow.model_id == model_id)
-                .order_by(VersionRow.number)
-            )
-            return [to_record(VersionRecord, r) for r in rows]
+            return [to_record(VersionRecord, r) for r in s.execute(q.order_by(VersionRow.number))]
