@@ -26,13 +26,16 @@ $(DEV_STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[all,dev]"
 	touch $@
 
-# Browser tests need Debian's chromium; install it where we can (root + apt-get), else the
-# tests that need it are skipped with a visible reason.
+# Browser tests need Debian's chromium; install it where we can (root + apt-get; apt's output
+# goes to $(VENV)/apt-chromium.log, one line here), else the tests that need it are skipped with
+# a visible reason.
 $(CHROMIUM_STAMP): | $(BIN)/python
 	@if ! command -v chromium >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
-	      || echo "chromium could not be installed: browser tests will be skipped"; \
+	    echo "installing Debian's chromium for the browser tests (log: $(VENV)/apt-chromium.log)"; \
+	    (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium) \
+	      >$(VENV)/apt-chromium.log 2>&1 \
+	      || echo "chromium could not be installed (see $(VENV)/apt-chromium.log): browser tests will be skipped"; \
 	  else \
 	    echo "chromium is not installed (needs root and apt-get): browser tests will be skipped"; \
 	  fi; \
