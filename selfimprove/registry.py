@@ -107,6 +107,15 @@ class Registry:
         if isinstance(task, Task):
             if task.name not in BUILTIN_TASKS:
                 register_task(task)
+                logger.warning(
+                    "model %s: task %r is known only to this process (registered from a Task "
+                    "object), so a later command or process cannot load the model ('unknown "
+                    "task') unless it registers the task again with selfimprove.register_task; "
+                    "or register the model with task='package.module:attr' naming an importable "
+                    "Task, which every process can load",
+                    name,
+                    task.name,
+                )
             task_obj, task_name = task, task.name
         else:
             task_obj, task_name = resolve_task(task), task

@@ -179,3 +179,22 @@ def test_checkpoint_bytes_are_safetensors_own_and_create_no_ctypes_types() -> No
     assert len(cache) == before
     half = torch.nn.Linear(3, 4).to(torch.bfloat16)  # no numpy dtype: the torch path
     assert state_to_bytes(half) == torch_path({k: v for k, v in half.state_dict().items()})
+
+
+def test_a_task_object_that_later_processes_cannot_load_is_warned_about(
+    improver: SelfImprover, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    task = wine_task("wine_here_only")
+    module = task.build({"width": 8, "depth": 1})
+    with caplog.at_level(logging.WARNING, logger="selfimprove.registry"):
+        improver.register_model("here", task, module, {"width": 8, "depth": 1})
+    (record,) = [r for r in caplog.records if "known only to this process" in r.getMessage()]
+    assert "task='package.module:attr'" in record.getMessage()
+    caplog.clear()
+    torch.manual_seed(0)
+    by_path = wine_task("wine_test").build({"width": 16, "depth": 1})
+    with caplog.at_level(logging.WARNING, logger="selfimprove.registry"):
+        improver.register_model("anywhere", "tests._tasks:wine", by_path, {"width": 16, "depth": 1})
+    assert not [r for r in caplog.records if "known only" in r.getMessage()]

@@ -95,6 +95,30 @@ def test_class_labels_other_than_0_to_c_minus_1_are_refused_at_once(
         )
 
 
+_X = np.arange(60, dtype=float).reshape(30, 2)
+_NAN_X = np.where(np.arange(60).reshape(30, 2) == 7, np.nan, _X)
+
+
+@pytest.mark.parametrize(
+    ("kind", "x", "y", "needle"),
+    [
+        ("classification", np.zeros(30), [0, 1, 2] * 10, r"shape \(30,\); for one feature"),
+        ("classification", _X, [0, 1, 2] * 9, "30 inputs but 27 targets"),
+        ("classification", _NAN_X, [0, 1, 2] * 10, r"1 input row\(s\) hold NaN"),
+        ("regression", _X, [0.0] * 29 + [float("inf")], "targets are NaN or infinity"),
+        ("regression", [["a", "b"]] * 30, [0.0] * 30, "must be an array of numbers"),
+        ("classification", _X, [0] * 29 + [1], "give each class at least 5 examples"),
+        ("regression", _X[:8], [0.0] * 8, "at least 10 examples"),
+    ],
+)
+def test_bad_arrays_are_refused_when_the_task_is_made(
+    kind: str, x: object, y: object, needle: str
+) -> None:
+    make = SupervisedTask.classification if kind == "classification" else SupervisedTask.regression
+    with pytest.raises(TaskError, match=needle):
+        make("bad", x, y, build=lambda p: torch.nn.Linear(2, 3), default_params={})
+
+
 def test_integral_float_labels_from_0_are_accepted() -> None:
     x, y = np.zeros((30, 2)), np.array([0.0, 1.0, 2.0] * 10)
     task = SupervisedTask.classification(

@@ -195,6 +195,46 @@ def check_class_labels(name: str, y: np.ndarray) -> None:
         )
 
 
+def check_arrays(name: str, kind: str, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The inputs and targets of a task as arrays, refused in one line with the fix when they
+    cannot make one: not numbers, inputs not ``(examples, features...)``, as many targets as
+    inputs, NaN or infinity, class labels other than ``0..C-1``.
+
+    Raises:
+        TaskError: What is wrong, and how to fix it.
+    """
+    try:
+        xa, ya = np.asarray(x, dtype=np.float64), np.asarray(y)
+    except (TypeError, ValueError) as exc:
+        raise TaskError(f"task {name!r}: inputs must be an array of numbers ({exc}).") from None
+    if xa.ndim < 2:
+        raise TaskError(
+            f"task {name!r}: inputs must be (examples, features), but got shape {xa.shape}; "
+            "for one feature use x.reshape(-1, 1)."
+        )
+    if len(ya) != len(xa):
+        raise TaskError(
+            f"task {name!r}: {len(xa)} inputs but {len(ya)} targets; give one target per input."
+        )
+    if not np.isfinite(xa).all():
+        bad = int((~np.isfinite(xa)).any(axis=tuple(range(1, xa.ndim))).sum())
+        raise TaskError(
+            f"task {name!r}: {bad} input row(s) hold NaN or infinity; drop or impute them first."
+        )
+    if kind == "classification":
+        check_class_labels(name, ya)
+    else:
+        try:
+            ya = ya.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TaskError(f"task {name!r}: regression targets must be numbers.") from None
+        if not np.isfinite(ya).all():
+            raise TaskError(
+                f"task {name!r}: some regression targets are NaN or infinity; drop those rows."
+            )
+    return xa, ya
+
+
 class SupervisedTask(Task):
     """A task over arrays: classification (accuracy) or regression (mean squared error).
 
@@ -293,13 +333,18 @@ class SupervisedTask(Task):
         cls, name: str, kind: str, x: Any, y: Any, *, data_seed: int = 0, **kwargs: Any
     ) -> SupervisedTask:
         classify = kind == "classification"
-        if classify:
-            check_class_labels(name, np.asarray(y))
-        xs = torch.as_tensor(np.asarray(x), dtype=torch.float32)
-        ys = torch.as_tensor(np.asarray(y), dtype=torch.long if classify else torch.float32)
+        xa, ya = check_arrays(name, kind, x, y)
+        xs = torch.as_tensor(xa, dtype=torch.float32)
+        ys = torch.as_tensor(ya, dtype=torch.long if classify else torch.float32)
         if not classify and ys.dim() == 1:
             ys = ys[:, None]
-        splits = split_arrays(xs, ys, seed=data_seed, stratify=classify)
+        try:
+            splits = split_arrays(xs, ys, seed=data_seed, stratify=classify)
+        except ValueError as exc:  # scikit-learn's stratified split: a class too small
+            raise TaskError(
+                f"task {name!r}: cannot split 60/20/20 keeping every class in each split ({exc}); "
+                "give each class at least 5 examples, or drop the rare ones."
+            ) from None
         return cls(name, kind=kind, splits=splits, data_seed=data_seed, **kwargs)
 
     # ---------------------------------------------------------------- contract
