@@ -8,11 +8,11 @@ thing for every objective: a 10 % relative reduction of the error-like form.
 
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass
 from typing import Any
 
+from selfimprove._enums import ValueEnum
 from selfimprove.errors import TaskError
 
 __all__ = ["DETERMINISTIC_OBJECTIVES", "EFFICIENCY_OBJECTIVES", "Direction", "Objective"]
@@ -25,7 +25,7 @@ EFFICIENCY_OBJECTIVES: tuple[str, ...] = ("latency_ms", "size_bytes", "parameter
 DETERMINISTIC_OBJECTIVES: tuple[str, ...] = ("size_bytes", "parameters")
 
 
-class Direction(str, enum.Enum):
+class Direction(ValueEnum):
     """Which way is better for an objective."""
 
     MINIMIZE = "minimize"

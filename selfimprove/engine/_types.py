@@ -16,11 +16,11 @@ measured that approach on that weakness type.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from selfimprove._enums import ValueEnum
 from selfimprove.brain.planning import (
     SEVERITY_WEIGHT,
     Severity,
@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 
-class MetaLearningType(str, enum.Enum):
+class MetaLearningType(ValueEnum):
     """Seed 002's kinds of meta-learning (the ``kind`` column of ``meta_learnings``)."""
 
     EXPERIMENT_EFFECTIVENESS = "experiment_effectiveness"  # which experiments work best

@@ -80,10 +80,27 @@ class ExperimentOutcome:
     p_value: float | None = None
     version_before: int | None = None
     version_after: int | None = None
+    epochs: float = 0.0  # training epochs the experiment spent
+    seconds: float = 0.0  # wall-clock seconds of its strategy's work
 
     @property
     def promoted(self) -> bool:
         return self.decision is Decision.PROMOTE
+
+    def __str__(self) -> str:
+        """One readable line: ``wine (cycle 3): train promoted — accuracy 0.833 → 0.944,
+        p=0.0039, 12 epochs in 1.4 s``."""
+        head = f"{self.model} (cycle {self.cycle}): {self.strategy or 'nothing'}"
+        what = self.decision.value + "d" if self.decision is not None else self.status
+        figures = []
+        if math.isfinite(self.before) and math.isfinite(self.after):
+            figures.append(f"{self.objective} {self.before:.4g} → {self.after:.4g}")
+        if self.p_value is not None:
+            figures.append(f"p={self.p_value:.2g}")
+        if self.epochs or self.seconds:
+            figures.append(f"{self.epochs:g} epochs in {self.seconds:.1f} s")
+        tail = f" — {', '.join(figures)}" if figures else f": {self.reason}"
+        return f"{head} {what}{tail}"
 
 
 def strongest_peers(
@@ -395,7 +412,11 @@ class ImprovementLoop:
             "experiment_failed", reason, model_id=plan.model.id, payload={"experiment": exp_id}
         )
         return replace(
-            plan.outcome, status=ExperimentStatus.FAILED.value, reason=reason, experiment_id=exp_id
+            plan.outcome,
+            status=ExperimentStatus.FAILED.value,
+            reason=reason,
+            experiment_id=exp_id,
+            seconds=result.seconds,
         )
 
     def _judge_and_commit(
@@ -479,6 +500,8 @@ class ImprovementLoop:
             test_after=st["test_after"],
             p_value=st.get("p_value"),
             version_after=version.number if judgement.promoted else inc.version.number,
+            epochs=float(cand.cost.epochs),
+            seconds=result.seconds,
         )
 
     def _warm_starts(self, model: ModelRecord, strategy: str) -> tuple[dict[str, Any], ...]:

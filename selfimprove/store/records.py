@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from selfimprove._enums import ValueEnum
 
 __all__ = [
     "AuditRecord",
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 
-class VersionStatus(str, enum.Enum):
+class VersionStatus(ValueEnum):
     """Where a version stands. Exactly one version of a model is ``INCUMBENT``."""
 
     CANDIDATE = "candidate"  # saved, waiting for the judge
@@ -45,7 +46,7 @@ class VersionStatus(str, enum.Enum):
         return self is not VersionStatus.PRUNED
 
 
-class ExperimentStatus(str, enum.Enum):
+class ExperimentStatus(ValueEnum):
     """Lifecycle of an experiment."""
 
     PLANNED = "planned"
@@ -59,7 +60,7 @@ class ExperimentStatus(str, enum.Enum):
         return self in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED, ExperimentStatus.STALE)
 
 
-class WeaknessStatus(str, enum.Enum):
+class WeaknessStatus(ValueEnum):
     """Lifecycle of a weakness: open → in progress → resolved / won't fix."""
 
     OPEN = "open"
@@ -84,7 +85,7 @@ class WeaknessStatus(str, enum.Enum):
         return other in allowed.get(self, set())
 
 
-class CodeImprovementStatus(str, enum.Enum):
+class CodeImprovementStatus(ValueEnum):
     """Lifecycle of a code improvement: pending → applied → rolled back, or rejected."""
 
     PENDING = "pending"  # proposed, waiting for approval; the file is untouched
@@ -93,7 +94,7 @@ class CodeImprovementStatus(str, enum.Enum):
     ROLLED_BACK = "rolled_back"  # applied, then the exact previous bytes were restored
 
 
-class Decision(str, enum.Enum):
+class Decision(ValueEnum):
     """What the judge decided about a candidate."""
 
     PROMOTE = "promote"

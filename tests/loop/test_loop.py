@@ -42,6 +42,12 @@ def test_weak_model_improves_through_train_and_decision_carries_test(
     assert st["test_after"] == pytest.approx(outcome.test_after)
     assert 0 <= st["test_after"] <= 1 and st["p_value"] < 0.05
     assert exp.compute["epochs"] >= 1 and exp.durations["total_s"] > 0
+    # what it spent, on the outcome too, and a line that reads well
+    assert outcome.epochs == exp.compute["epochs"] and outcome.seconds > 0
+    line = str(outcome)
+    assert line.startswith("wine (cycle 1): train promoted — accuracy ") and "→" in line
+    assert f"{outcome.epochs:g} epochs in " in line and "Decision." not in line
+    assert (str(Decision.PROMOTE), f"{ExperimentStatus.COMPLETED}") == ("promote", "completed")
     # lineage: v2 came from v1 by train, warm-started
     v2 = improver.registry.incumbent("wine")
     assert (v2.number, v2.strategy, v2.origin) == (2, "train", "warm_start")
