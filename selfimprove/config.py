@@ -17,6 +17,7 @@ from selfimprove.errors import ConfigError
 __all__ = [
     "CONFIG_VERSION",
     "DEFAULT_HOME",
+    "DEVICE_KINDS",
     "EXECUTOR_NAMES",
     "EXPORT_FORMATS",
     "MAX_CYCLES",
@@ -28,6 +29,7 @@ __all__ = [
     "STRATEGY_NAMES",
     "JudgeConfig",
     "SelfImprovementConfig",
+    "check_device_name",
     "resolve_home",
 ]
 
@@ -136,6 +138,12 @@ class SelfImprovementConfig:
             cluster; only the driver judges and commits).
         ray_address: The Ray cluster to use (``host:port``, ``ray://host:port`` or ``auto``);
             ``None`` with ``executor="ray"``: a local cluster started for this process.
+        device: Where training, evaluation, every strategy and the judge's latency timings
+            run: ``cpu`` (the default: the small models of this loop gain little from a GPU,
+            and the CPU gives the same decisions bit for bit on every run), ``cuda`` /
+            ``cuda:N``, or ``auto`` (CUDA where this process sees one, else the CPU). A device
+            that is absent is refused when the loop starts, before anything is written.
+            Checkpoints carry no device. Int8 quantization runs on the CPU whatever is set.
     """
 
     enabled: bool = True
@@ -157,6 +165,7 @@ class SelfImprovementConfig:
     threads: int = 1
     executor: str = "local"
     ray_address: str | None = None
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.improvement_interval <= 0:
@@ -201,6 +210,7 @@ class SelfImprovementConfig:
                     f"ray_address must be host:port, ray://host:port or auto, but got "
                     f"{self.ray_address[:60]!r}."
                 )
+        check_device_name(self.device)
         self.judge()  # validates performance_threshold and alpha
 
     def judge(self) -> JudgeConfig:
@@ -226,6 +236,22 @@ class SelfImprovementConfig:
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; known keys are {sorted(known)}.")
         return cls(**data)
+
+
+DEVICE_KINDS = ("auto", "cpu", "cuda")
+
+
+def check_device_name(name: str) -> str:
+    """``name`` if it is a device setting this package understands (whether that device is
+    present is checked where it is used: :func:`selfimprove.nn.device.resolve_device`).
+
+    Raises:
+        ConfigError: Anything but ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    """
+    kind, sep, index = str(name).partition(":")
+    if kind not in DEVICE_KINDS or (sep and (kind != "cuda" or not index.isdigit())):
+        raise ConfigError(f"unknown device {str(name)[:40]!r}; use auto, cpu, cuda or cuda:N.")
+    return str(name)
 
 
 def resolve_home(home: str | os.PathLike[str] | None = None, *, create: bool = True) -> Path:

@@ -76,6 +76,13 @@ class Executor(abc.ABC):
             WorkResult(error=self.lost(r)) if isinstance(r, BaseException) else r for r in results
         ]
 
+    @staticmethod
+    def _gpus(item: Any) -> float:
+        """GPUs to reserve for ``item``: one for a work that trains on ``cuda`` (Ray then
+        makes the GPU it assigns the worker's ``cuda:0``), none otherwise (``auto`` uses a GPU
+        only where the worker sees one without a reservation)."""
+        return 1.0 if str(getattr(item, "device", "cpu")).startswith("cuda") else 0.0
+
     def lost(self, exc: BaseException) -> str:
         """The recorded reason of a work that raised instead of returning its result."""
         return f"{type(exc).__name__}: {_first_line(exc, '')}"
@@ -216,7 +223,11 @@ class RayExecutor(Executor):
         out: list[Any] = []
         for start in range(0, len(items), self.max_workers):
             refs = [
-                remote.options(num_cpus=self._cpus(item), max_retries=self.max_retries).remote(item)
+                remote.options(
+                    num_cpus=self._cpus(item),
+                    num_gpus=self._gpus(item),
+                    max_retries=self.max_retries,
+                ).remote(item)
                 for item in items[start : start + self.max_workers]
             ]
             for ref, item in zip(refs, items[start : start + self.max_workers], strict=True):
@@ -235,6 +246,13 @@ class RayExecutor(Executor):
         if self.num_cpus is not None:
             return self.num_cpus
         return float(getattr(item, "threads", 1))
+
+    @staticmethod
+    def _gpus(item: Any) -> float:
+        """GPUs to reserve for ``item``: one for a work that trains on ``cuda`` (Ray then
+        makes the GPU it assigns the worker's ``cuda:0``), none otherwise (``auto`` uses a GPU
+        only where the worker sees one without a reservation)."""
+        return 1.0 if str(getattr(item, "device", "cpu")).startswith("cuda") else 0.0
 
     def lost(self, exc: BaseException) -> str:
         if isinstance(exc, self._ray.exceptions.GetTimeoutError):

@@ -26,6 +26,7 @@ from selfimprove.errors import (
 from selfimprove.loop.work import ExperimentWork, WorkResult, candidate_from, run_work, work_for
 from selfimprove.measure.evaluation import Evaluation, Evaluator
 from selfimprove.measure.judge import Judge, superseded
+from selfimprove.nn.device import resolve_device
 from selfimprove.objectives import Objective
 from selfimprove.registry import LoadedModel, Registry
 from selfimprove.seeding import derive_seed
@@ -175,7 +176,9 @@ class ImprovementLoop:
         self.registry = registry
         self.config = config or SelfImprovementConfig()
         self.seed = seed
-        self.evaluator = evaluator or Evaluator(self.config.judge())
+        self.evaluator = evaluator or Evaluator(
+            self.config.judge(), resolve_device(self.config.device)
+        )
         #: The last observation of each model (by id): incumbent, evaluation, evaluator.
         self._seen: dict[int, tuple[LoadedModel, Evaluation, Evaluator]] = {}
 
@@ -309,7 +312,12 @@ class ImprovementLoop:
         if isinstance(exp_id, str):
             return replace(plan.outcome, reason=exp_id)
         work = work_for(
-            exp_id, plan.strategy, plan.incumbent, plan.context, threads=self.config.threads
+            exp_id,
+            plan.strategy,
+            plan.incumbent,
+            plan.context,
+            threads=self.config.threads,
+            device=self.config.device,
         )
         return PreparedExperiment(plan, exp_id, inc_eval, work)
 

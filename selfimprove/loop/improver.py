@@ -40,6 +40,7 @@ from selfimprove.loop.home import open_store
 from selfimprove.loop.integrity import check_version_files
 from selfimprove.measure.evaluation import Evaluator
 from selfimprove.measure.training import TrainConfig, train_
+from selfimprove.nn.device import CPU, resolve_device
 from selfimprove.registry import LoadedModel, Registry
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.store import (
@@ -51,7 +52,7 @@ from selfimprove.store import (
     utcnow,
 )
 from selfimprove.strategies import Budget, get_strategy
-from selfimprove.tasks import BUILTIN_TASKS, Task, resolve_task
+from selfimprove.tasks import BUILTIN_TASKS, Task, on_device, resolve_task
 
 __all__ = [
     "CSV_TABLES",
@@ -119,14 +120,17 @@ class SelfImprover:
         create: bool = True,
         read_only: bool = False,
     ) -> None:
+        self.config = config or SelfImprovementConfig()
+        #: Where models run (the config's ``device``, resolved before anything is opened, so
+        #: an absent device writes nothing).
+        self.device = resolve_device(self.config.device)
         self._opened = open_store(home, db_url, create=create, read_only=read_only)
         self.home = self._opened.home
-        self.config = config or SelfImprovementConfig()
         self.seed = seed
         self.store: Store = self._opened.store
         kept = self.config.backups_kept if self.config.model_backup_enabled else 0
         self.registry = Registry(self.store, self.home, backups_kept=kept)
-        self.evaluator = Evaluator(self.config.judge())
+        self.evaluator = Evaluator(self.config.judge(), self.device)
         self.loop = ImprovementLoop(
             self.store, self.registry, self.config, seed=seed, evaluator=self.evaluator
         )
@@ -191,8 +195,13 @@ class SelfImprover:
             params = task.initial_params()
             seed = derive_seed(self.seed, "initial", name)
             with torch_seeded(seed):
-                module = task.build(params)
-            train_(module, task, TrainConfig(seed=seed, **task.initial_training()))
+                module = task.build(params)  # initialised on the CPU: the same on any device
+            train_(
+                module.to(self.device),
+                on_device(task, self.device),
+                TrainConfig(seed=seed, **task.initial_training()),
+            )
+            module.to(CPU)
             (ev,) = self.evaluator.evaluate([module], task, with_latency=False)
             try:
                 self.registry.register(
@@ -308,8 +317,12 @@ class SelfImprover:
         Args:
             cycles: How many (1 to 10,000).
             models: Only these models (default: every registered one).
-            progress: Called with ``("cycle", {"cycle": n, "outcomes": [...]})`` after each
-                planned cycle (``("start"|"done", ...)`` per model in the plain loop).
+            progress: Called as ``progress(event, data)``. The planned loop: ``("planned",
+                {"cycle", "tasks", "budget"})`` when a cycle has chosen its experiments,
+                ``("experiment", {"cycle", "outcome"})`` as each is judged, ``("cycle",
+                {"cycle", "outcomes"})`` after each cycle. The plain loop: ``("start" |
+                "done", {"cycle", "model", ...})`` per model. An exception it raises inside a
+                cycle is logged and the cycle goes on. (Progress is also logged at ``INFO``.)
             planned: The planned loop (default; see :class:`ImprovementCycle`). ``False``: the
                 plain loop, which only trains the models below their target.
 
@@ -327,14 +340,17 @@ class SelfImprover:
         for name in models or ():
             self.store.get_model(name)  # unknown names fail before anything runs
         outcomes: list[ExperimentOutcome] = []
-        for _ in range(cycles):
-            metrics = run_sync(lambda: self.cycle.run(models))
-            outcomes.extend(self.cycle.last_outcomes)
-            if progress:
-                progress(
+        before, self.cycle.progress = self.cycle.progress, progress or self.cycle.progress
+        try:
+            for _ in range(cycles):
+                metrics = run_sync(lambda: self.cycle.run(models))
+                outcomes.extend(self.cycle.last_outcomes)
+                self.cycle.report(
                     "cycle",
                     {"cycle": metrics.iteration, "outcomes": list(self.cycle.last_outcomes)},
                 )
+        finally:
+            self.cycle.progress = before
         return outcomes
 
     def improve(

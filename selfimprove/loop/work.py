@@ -28,11 +28,12 @@ from torch import nn
 from selfimprove._faults import crash_point
 from selfimprove.checkpoints import sha256_hex, state_from_bytes
 from selfimprove.errors import BudgetExceededError, CheckpointError
+from selfimprove.nn.device import CPU, cpu_only, resolve_device
 from selfimprove.nn.modules import build_module, load_state_, state_to_bytes
 from selfimprove.registry import LoadedModel
 from selfimprove.store import ModelRecord, VersionRecord
 from selfimprove.strategies import Budget, Candidate, Cost, Strategy, StrategyContext
-from selfimprove.tasks import BUILTIN_TASKS, Task, resolve_task
+from selfimprove.tasks import BUILTIN_TASKS, Task, device_of, on_device, resolve_task
 
 __all__ = [
     "ExperimentWork",
@@ -40,6 +41,7 @@ __all__ = [
     "TaskRef",
     "WorkResult",
     "candidate_from",
+    "placed",
     "run_strategy",
     "run_work",
     "work_for",
@@ -111,6 +113,9 @@ class ExperimentWork:
         warm_starts: Settings that won earlier (searching strategies).
         threads: Torch intra-op threads to train with (the config's ``threads``), so that
             rounding, and with it every decision, does not depend on which machine ran it.
+        device: Where the strategy trains (the config's ``device``: ``auto``, ``cpu``,
+            ``cuda``, ``cuda:N``), resolved on the worker; the bytes that travel are CPU
+            tensors either way.
     """
 
     experiment_id: int
@@ -124,6 +129,7 @@ class ExperimentWork:
     params: dict[str, Any] = field(default_factory=dict)
     warm_starts: tuple[dict[str, Any], ...] = ()
     threads: int = 1
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -157,9 +163,10 @@ def work_for(
     incumbent: LoadedModel,
     context: StrategyContext,
     threads: int = 1,
+    device: str = "cpu",
 ) -> ExperimentWork:
     """The work description of a planned experiment (``context`` from the driver's plan;
-    ``threads``: the torch threads it trains with)."""
+    ``threads``: the torch threads it trains with; ``device``: where, as the user named it)."""
     return ExperimentWork(
         experiment_id=experiment_id,
         task=TaskRef.of(context.task),
@@ -172,6 +179,7 @@ def work_for(
         params=dict(context.params),
         warm_starts=context.warm_starts,
         threads=threads,
+        device=device,
     )
 
 
@@ -190,7 +198,7 @@ def run_work(work: ExperimentWork) -> WorkResult:
     try:
         crash_point("work_running")
         cand = _run(work)
-        data = state_to_bytes(cand.module)
+        data = state_to_bytes(cand.module.to(CPU))  # checkpoints carry no device
         return WorkResult(
             params=dict(cand.params),
             state=data,
@@ -231,17 +239,26 @@ def run_strategy(strategy: Strategy, incumbent: LoadedModel, context: StrategyCo
 
 def _run(work: ExperimentWork) -> Candidate:
     task = work.task.resolve()
-    incumbent = work.incumbent.load(task)
+    device = CPU if work.strategy.cpu_only else resolve_device(work.device)
+    view = on_device(task, device)
     context = StrategyContext(
-        task=task,
+        task=view,
         objective=work.objective,
         budget=work.budget,
         seed=work.seed,
-        teachers=tuple(t.load(task) for t in work.teachers),
+        teachers=tuple(placed(t.load(task), view) for t in work.teachers),
         params=dict(work.params),
         warm_starts=work.warm_starts,
+        device=device,
     )
-    return run_strategy(work.strategy, incumbent, context)
+    return run_strategy(work.strategy, placed(work.incumbent.load(task), view), context)
+
+
+def placed(loaded: LoadedModel, view: Task) -> LoadedModel:
+    """``loaded`` on the device of the task view ``view`` (loaded on the CPU, then moved;
+    a CPU-only module, such as an int8-quantized one, stays on the CPU)."""
+    module = loaded.module if cpu_only(loaded.module) else loaded.module.to(device_of(view))
+    return LoadedModel(loaded.model, loaded.version, view, module)
 
 
 def candidate_from(result: WorkResult, task: Task) -> Candidate:

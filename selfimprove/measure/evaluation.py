@@ -3,10 +3,17 @@
 Latency is timed with one thread, after a warm-up, over repeats interleaved across the models
 being compared (so that a burst of load on the machine hits all of them alike), and reported as
 the median, at batch 1 and at a serving batch.
+
+Device: the evaluator runs models on its ``device`` (the configured one; a CPU-only model, such
+as an int8-quantized one, on the CPU) and gives each model back where it found it. Latency is
+timed on one device for all the models compared — the CPU as soon as one of them runs only
+there, so two models are never timed on different hardware — with the device synchronised
+around every timed call; each :class:`LatencyProfile` says which device it timed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -19,6 +26,7 @@ import torch
 from torch import nn
 
 from selfimprove.config import JudgeConfig
+from selfimprove.nn.device import CPU, cpu_only, module_device, placed_on, synchronize
 from selfimprove.nn.modules import checkpoint_bytes
 from selfimprove.nn.runtime import nominal_latency_ms, single_thread
 from selfimprove.tasks import Task
@@ -46,6 +54,7 @@ class LatencyProfile:
     batch1_ms: np.ndarray
     serving_ms: np.ndarray
     serving_batch: int
+    device: str = "cpu"
 
     @property
     def median_ms(self) -> float:
@@ -114,26 +123,50 @@ class Evaluator:
 
     Args:
         config: Supplies ``latency_repeats`` and ``serving_batch``.
+        device: Where models run while measured (default: the CPU).
     """
 
-    def __init__(self, config: JudgeConfig | None = None) -> None:
+    def __init__(self, config: JudgeConfig | None = None, device: torch.device = CPU) -> None:
         self.config = config or JudgeConfig()
+        self.device = device
+
+    def _device_for(self, modules: Sequence[nn.Module]) -> torch.device:
+        """The device to run ``modules`` on together: the CPU if any of them runs only there."""
+        return CPU if any(cpu_only(m) for m in modules) else self.device
 
     @torch.inference_mode()
     def scores(self, module: nn.Module, task: Task, split: str, batch: int = 1024) -> SplitScores:
         """Per-example objective values of ``module`` on one split."""
         module.eval()
         data = task.splits().get(split)
-        outs = [module(data.x[i : i + batch]) for i in range(0, len(data), batch)]
+        with placed_on(module, self._device_for([module])) as device:
+            outs = [
+                module(data.x[i : i + batch].to(device)).cpu() for i in range(0, len(data), batch)
+            ]
         outputs = torch.cat(outs)
         finite = bool(torch.isfinite(outputs).all())
-        return SplitScores(task.per_example(outputs, data.y), finite)
+        return SplitScores(task.per_example(outputs, data.y.cpu()), finite)
 
     @torch.inference_mode()
     def latency(self, modules: Sequence[nn.Module], task: Task) -> list[LatencyProfile]:
-        """Time ``modules`` side by side: one thread, warm-up, interleaved repeats."""
+        """Time ``modules`` side by side on one device: one thread, warm-up, interleaved
+        repeats."""
+        device = self._device_for(modules)
+        with contextlib.ExitStack() as stack:
+            for m in modules:
+                stack.enter_context(placed_on(m, device))
+            b1, bs = self._timed(modules, task, device)
+        serving = self.config.serving_batch
+        return [
+            LatencyProfile(np.asarray(a), np.asarray(b), serving, str(device))
+            for a, b in zip(b1, bs, strict=True)
+        ]
+
+    def _timed(
+        self, modules: Sequence[nn.Module], task: Task, device: torch.device
+    ) -> tuple[list[list[float]], list[list[float]]]:
         repeats, serving = self.config.latency_repeats, self.config.serving_batch
-        x1, xs = task.example_input(1), task.example_input(serving)
+        x1, xs = task.example_input(1).to(device), task.example_input(serving).to(device)
         for m in modules:
             m.eval()
         b1: list[list[float]] = [[] for _ in modules]
@@ -143,6 +176,7 @@ class Evaluator:
                 for _ in range(3):
                     m(x1)
                     m(xs)
+            synchronize(device)
             n = len(modules)
             for r in range(repeats):
                 # Rotate the order every repeat: the model timed right after another one
@@ -151,15 +185,14 @@ class Evaluator:
                     m = modules[i]
                     t0 = time.perf_counter()
                     m(x1)
+                    synchronize(device)
                     t1 = time.perf_counter()
                     m(xs)
+                    synchronize(device)
                     t2 = time.perf_counter()
                     b1[i].append((t1 - t0) * 1e3)
                     bs[i].append((t2 - t1) * 1e3)
-        return [
-            LatencyProfile(np.asarray(a), np.asarray(b), serving)
-            for a, b in zip(b1, bs, strict=True)
-        ]
+        return b1, bs
 
     def evaluate(
         self,
@@ -196,7 +229,9 @@ class Evaluator:
                     parameters=sum(p.numel() for p in m.parameters()),
                     size_bytes=checkpoint_bytes(m),
                     nominal_latency_ms=(
-                        nominal_latency_ms(m, task.example_input(1)) if with_latency else None
+                        nominal_latency_ms(m, task.example_input(1).to(module_device(m)))
+                        if with_latency
+                        else None
                     ),
                 )
             )

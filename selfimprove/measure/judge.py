@@ -155,7 +155,12 @@ class Judge:
         guards = self._guards(task, target, incumbent, candidate)
         st["guards"] = guards
 
+        timed_on = candidate.latency.device if candidate.latency is not None else None
+        if timed_on is not None:
+            st["latency_device"] = timed_on
         where = "" if target.name in EFFICIENCY else " on validation"
+        if target.name == "latency_ms" and timed_on not in (None, "cpu"):
+            where = f" (timed on {timed_on})"
         shown = f"{target.name} {before:.4g} → {after:.4g}{where}"
         if not rel >= cfg.performance_threshold:
             return Judgement(

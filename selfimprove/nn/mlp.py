@@ -359,7 +359,8 @@ def refit_next_layer(
             f"{tuple(targets.shape)}."
         )
     k = h.shape[1]
-    x = torch.cat([h, torch.ones(len(h), 1, dtype=h.dtype)], dim=1)  # (N, k + 1): units, 1
+    ones = torch.ones(len(h), 1, dtype=h.dtype, device=h.device)
+    x = torch.cat([h, ones], dim=1)  # (N, k + 1): units, 1
     gram = x.T @ x  # (k + 1, k + 1)
     lam = ridge * max(float(gram.diagonal()[:k].mean()), 1e-12)
     gram[range(k), range(k)] += lam  # the intercept is not penalised

@@ -91,7 +91,7 @@ def widen_mlp(module: nn.Module, new_widths: Sequence[int], *, seed: int = 0) ->
             w = layer.weight.detach().clone()  # (out_i, in_i)
             b = layer.bias.detach().clone()  # (out_i,)
             if i > 0:  # columns: split each old unit's outgoing weight between its copies
-                share = shares[i - 1].to(w.dtype)
+                share = shares[i - 1].to(w.device, w.dtype)
                 w = w[:, mapping[i - 1]] * share  # (out_i, new_{i-1})
             if i < mlp.depth:  # rows: copies of the old units' incoming weights and biases
                 w, b = w[mapping[i]], b[mapping[i]]  # (new_i, in), (new_i,)

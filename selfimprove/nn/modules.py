@@ -58,10 +58,11 @@ def build_module(task: Builder, params: Mapping[str, Any]) -> nn.Module:
 
 
 def module_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    """The module's weights as plain, contiguous, unshared tensors (safetensors-ready)."""
+    """The module's weights as plain, contiguous, unshared CPU tensors (safetensors-ready: a
+    checkpoint carries no device)."""
     if quantize.is_quantized(module):
         return quantize.quantized_state(module)
-    return {k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
 
 
 def load_state_(module: nn.Module, state: Mapping[str, torch.Tensor], *, what: str) -> None:

@@ -8,10 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from selfimprove.config import MAX_EPOCHS, MAX_SECONDS
 from selfimprove.errors import BudgetExceededError, ConfigError
+from selfimprove.nn.device import CPU
 from selfimprove.registry import LoadedModel
 from selfimprove.strategies._params import ParamTable, check_params
 from selfimprove.tasks import Task
@@ -74,6 +76,10 @@ class StrategyContext:
         warm_starts: For a strategy that searches (``warm_startable``): the settings that won
             its earlier experiments on this model, newest first; the search tries those that
             fit its space first (Optuna ``enqueue_trial``).
+        device: Where the strategy runs. ``task`` is then a view whose splits and fresh
+            modules are on this device (:func:`selfimprove.tasks.on_device`), and the
+            incumbent and teachers are there too; a strategy that makes tensors of its own
+            makes them here. The candidate may be left on it (the worker moves it back).
     """
 
     task: Task
@@ -84,6 +90,7 @@ class StrategyContext:
     params: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     warm_starts: tuple[dict[str, Any], ...] = ()
+    device: torch.device = CPU
 
     def elapsed(self) -> float:
         """Seconds since the experiment started."""
@@ -143,6 +150,8 @@ class Strategy(abc.ABC):
         warm_startable: Whether the loop should hand it the settings that won its earlier
             experiments on the model (``context.warm_starts``; each records them as
             ``best_params``).
+        cpu_only: Whether it always runs on the CPU, whatever the configured device (its
+            candidate has CPU-only kernels, as int8 quantization does).
         PARAMS: The settings it understands (name -> :class:`~selfimprove.strategies.Param`).
     """
 
@@ -151,6 +160,7 @@ class Strategy(abc.ABC):
     default_objective: ClassVar[str | None] = None
     needs_teachers: ClassVar[bool] = False
     warm_startable: ClassVar[bool] = False
+    cpu_only: ClassVar[bool] = False
     PARAMS: ClassVar[ParamTable] = {}
 
     def check_params(

@@ -190,12 +190,14 @@ class QuantizeStrategy(Strategy):
     """Dynamic int8 quantization of the Linear layers of a copy of the incumbent.
 
     Settings in ``context.params`` (see :class:`QuantizeConfig`): ``engines``, ``repeats``,
-    ``warmup``, ``serving_batch``. No training: the candidate costs 0 epochs.
+    ``warmup``, ``serving_batch``. No training: the candidate costs 0 epochs. Runs on the
+    CPU whatever the configured device: both engines' int8 kernels are CPU kernels.
     """
 
     name = "quantize"
     family = "optimisation"
     default_objective = "size_bytes"
+    cpu_only = True
     PARAMS = QUANTIZE_PARAMS
 
     def applicable(self, incumbent: LoadedModel, context: StrategyContext) -> str | None:

@@ -22,6 +22,7 @@ from selfimprove.tasks._base import (
     size_objective,
     split_arrays,
 )
+from selfimprove.tasks._device import device_of, on_device
 from selfimprove.tasks._infer import (
     MAX_INFERRED_WIDTH,
     SPACE_FROM_TASK,
@@ -58,10 +59,12 @@ __all__ = [
     "SupervisedTask",
     "Task",
     "build_mlp",
+    "device_of",
     "effective_search_space",
     "infer_search_space",
     "is_external",
     "latency_objective",
+    "on_device",
     "point_in",
     "register_task",
     "resolve_task",

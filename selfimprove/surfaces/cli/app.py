@@ -33,6 +33,7 @@ from selfimprove.errors import NotFoundError, SelfImproveError
 from selfimprove.surfaces.cli.common import (
     MAX_ID,
     MAX_LIMIT,
+    DeviceOpt,
     HomeOpt,
     JsonOpt,
     OneLineErrors,
@@ -226,6 +227,7 @@ def run(
             "so the same seed gives the same decisions anywhere).",
         ),
     ] = 1,
+    device: DeviceOpt = "cpu",
     alert_url: AlertUrlOpt = None,
     alert_on: AlertOnOpt = None,
     home: HomeOpt = None,
@@ -255,6 +257,7 @@ def run(
         threads=threads,
         executor=executor,
         ray_address=ray_address,
+        device=device,
     )
     outcomes: list[ExperimentOutcome] = []
     with (
@@ -378,6 +381,7 @@ def improve(
         typer.Option("--param", "-p", help="Strategy setting KEY=VALUE (repeatable)."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Base seed.")] = 0,
+    device: DeviceOpt = "cpu",
     home: HomeOpt = None,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -395,7 +399,8 @@ def improve(
     from selfimprove.strategies import Budget
 
     budget = Budget(epochs=budget_epochs, seconds=budget_seconds)
-    with SelfImprover(home, seed=seed, create=False) as si:
+    config = SelfImprovementConfig(device=device)
+    with SelfImprover(home, seed=seed, create=False, config=config) as si:
         _require_models(si, home)
         with working(
             f"{escape(strategy)} on {escape(model)} · budget {budget.epochs} epochs or "

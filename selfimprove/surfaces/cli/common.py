@@ -19,7 +19,8 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
-from selfimprove.errors import SelfImproveError
+from selfimprove.config import check_device_name
+from selfimprove.errors import ConfigError, SelfImproveError
 
 #: Largest id or version number a command accepts: what a 32-bit INTEGER column holds on every
 #: backend (SQLite's INTEGER is 64-bit, PostgreSQL's 32).
@@ -31,6 +32,7 @@ WIDE_TABLE = 140
 
 __all__ = [
     "WIDE_TABLE",
+    "DeviceOpt",
     "F",
     "HomeOpt",
     "JsonOpt",
@@ -80,6 +82,25 @@ HomeOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _device_name(value: str) -> str:
+    """``--device`` as typed: a known name (whether the device is present is checked when the
+    command starts, before anything is written)."""
+    try:
+        return check_device_name(value)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        parser=_device_name,
+        help="Where models train and are measured: cpu, cuda, cuda:N or auto (CUDA if present).",
+    ),
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what the library does.")]
 
 F = TypeVar("F", bound=Callable[..., Any])
