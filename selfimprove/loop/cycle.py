@@ -51,7 +51,12 @@ from selfimprove.brain.triggers import GeneticTriggerSystem, Trigger
 from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import ConfigError, NotFoundError, SelfImproveError
 from selfimprove.loop.executors import Executor, executor_for
-from selfimprove.loop.experiment import ExperimentOutcome, ImprovementLoop, PreparedExperiment
+from selfimprove.loop.experiment import (
+    ExperimentOutcome,
+    ImprovementLoop,
+    PreparedExperiment,
+    ProgressCallback,
+)
 from selfimprove.loop.health import health_report
 from selfimprove.loop.learning import (
     EVOLVE_EVERY,
@@ -154,6 +159,11 @@ class ImprovementCycle:
         #: Called with each cycle's outcomes after it is learnt from (e.g. to refresh a neural
         #: alternative whose model was just promoted).
         self.on_outcomes: Callable[[list[ExperimentOutcome]], None] | None = None
+        #: The user's progress callback: ``("planned", {"cycle", "tasks", "budget"})`` when a
+        #: cycle has chosen its experiments, ``("experiment", {"cycle", "outcome"})`` as each
+        #: one is judged and committed. An exception it raises is logged, never propagated:
+        #: the ledger's work does not stop for a display.
+        self.progress: ProgressCallback | None = None
         if self.store.find_model(GAIN_MODEL_NAME) is not None:
             self.gain.refresh(self.bandit, register=True)
 
@@ -510,7 +520,17 @@ class ImprovementCycle:
             if isinstance(p, PreparedExperiment):
                 p = await asyncio.to_thread(self.loop.finish, p, next(results))
             outcomes.append(p)
+            self.report("experiment", {"cycle": cycle, "outcome": p})
         return outcomes
+
+    def report(self, event: str, data: dict[str, Any]) -> None:
+        """Hand ``(event, data)`` to :attr:`progress`, if set (its errors are only logged)."""
+        if self.progress is None:
+            return
+        try:
+            self.progress(event, data)
+        except Exception:  # a display must not stop the loop half-way through a cycle
+            logger.warning("the progress callback failed on %r; going on", event, exc_info=True)
 
     async def run_task(
         self, task: ModelImprovementTask, *, cycle: int | None = None
@@ -552,6 +572,15 @@ class ImprovementCycle:
             cycle,
             len(tasks),
             ", ".join(f"{t.model_id}:{t.strategy}({t.priority:.2f})" for t in tasks),
+        )
+        budget = {"epochs": self.config.train_epochs, "seconds": self.config.train_seconds}
+        self.report(
+            "planned",
+            {
+                "cycle": cycle,
+                "tasks": [{"model": t.model_id, "strategy": t.strategy} for t in tasks],
+                "budget": budget,
+            },
         )
         outcomes = await self.execute_all(tasks, cycle, evals)
         self.last_tasks = tasks

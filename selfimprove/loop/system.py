@@ -31,7 +31,7 @@ from selfimprove.config import SelfImprovementConfig
 from selfimprove.errors import ConfigError
 from selfimprove.loop.cycle import ImprovementCycle
 from selfimprove.loop.executors import Executor, executor_for
-from selfimprove.loop.experiment import ExperimentOutcome
+from selfimprove.loop.experiment import ExperimentOutcome, ProgressCallback
 from selfimprove.loop.health import health_report
 from selfimprove.loop.improver import SelfImprover, run_sync
 from selfimprove.loop.learning import SelfImprovementMetrics
@@ -63,6 +63,11 @@ class SelfImprovingNeuralSystem:
         executor: Where tasks run (default: a local pool of ``max_concurrent_improvements``).
         cycle: An existing cycle of ``improver`` to drive (then the brain arguments, ``rules``
             and ``executor`` are its own).
+        progress: Called as ``progress(event, data)`` while cycles run: ``("planned",
+            {"cycle", "tasks", "budget"})`` when a cycle has chosen its experiments, and
+            ``("experiment", {"cycle", "outcome"})`` as each is judged (its exceptions are
+            logged, not raised). Progress is also logged at ``INFO`` (``logging.basicConfig(
+            level=logging.INFO)`` shows it).
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class SelfImprovingNeuralSystem:
         rules: TaskRules | None = None,
         executor: Executor | None = None,
         cycle: ImprovementCycle | None = None,
+        progress: ProgressCallback | None = None,
     ) -> None:
         if executor is None and improver is None and cycle is None:
             # Connected before the store is opened: an address that does not answer is
@@ -106,6 +112,8 @@ class SelfImprovingNeuralSystem:
         if brain_state is not None:
             self.cycle.brain_state = brain_state
         self.cycle.on_outcomes = self._refresh_alternative
+        if progress is not None:
+            self.cycle.progress = progress
         self.improver.use_cycle(self.cycle)
         self._cycle_lock: asyncio.Lock | None = None
         self._loop_task: asyncio.Task[None] | None = None
