@@ -7,6 +7,11 @@ Sources, in the order :func:`load_corpus` tries them:
   characters), so everything runs offline;
 - a path to a local UTF-8 text file: documents are its paragraphs (split at blank lines),
   joined greedily into documents of at least :data:`MIN_DOC_CHARS` characters;
+- a folder of text files (:data:`TEXT_SUFFIXES`, searched recursively, in path order): each
+  file is one document, so no file is ever split between training and validation;
+- a folder saved by 🤗 ``datasets`` (``save_to_disk``: it holds ``dataset_info.json`` or
+  ``dataset_dict.json``): read with ``datasets.load_from_disk`` (every split, in name order;
+  the ``text`` column, or the only string column), its rows joined like a hub dataset's;
 - anything else is taken for a Hugging Face dataset name. It is loaded only if the ``datasets``
   package is installed *and* the data sit in its local cache (``HF_DATASETS_OFFLINE=1``: no
   download is ever attempted); otherwise one clear line says so and suggests ``pydoc``.
@@ -51,6 +56,12 @@ BUILTIN_DATASET = "pydoc"
 HELDOUT_SHARE = 0.1
 #: Paragraphs of a local file are joined until a document has at least this many characters.
 MIN_DOC_CHARS = 2000
+#: Files read from a dataset folder, by suffix.
+TEXT_SUFFIXES = (".txt", ".md", ".text", ".rst")
+#: Most bytes of text a dataset folder may hold (it is read into memory at once).
+MAX_CORPUS_BYTES = 1 << 30
+#: Files that mark a folder saved by ``datasets`` (``Dataset`` / ``DatasetDict.save_to_disk``).
+_SAVED_DATASET_MARKERS = ("dataset_info.json", "dataset_dict.json", "state.json")
 #: Separator between documents in a split's token stream.
 DOC_SEPARATOR = "\n\n"
 #: HF names that need a config name, mapped to a small default config.
@@ -207,6 +218,82 @@ def _file_documents(path: Path) -> list[str]:
     return docs
 
 
+def _folder_documents(folder: Path) -> list[str]:
+    files = sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES
+    )
+    if not files:
+        raise ConfigError(
+            f"dataset folder {folder} holds no text files ({', '.join(TEXT_SUFFIXES)}); "
+            "pass a folder of text files, a text file, or a folder saved by datasets."
+        )
+    size = sum(p.stat().st_size for p in files)
+    if size > MAX_CORPUS_BYTES:
+        raise ConfigError(
+            f"dataset folder {folder} holds {size / 2**20:.0f} MiB of text, more than the "
+            f"{MAX_CORPUS_BYTES // 2**20} MiB read at once; pass a smaller folder."
+        )
+    docs = []
+    for p in files:
+        try:
+            docs.append(p.read_text(encoding="utf-8").replace("\r\n", "\n"))
+        except UnicodeDecodeError:
+            raise ConfigError(f"dataset file {p} is not UTF-8 text; convert it first.") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read dataset file {p}: {exc.strerror}.") from None
+    return docs
+
+
+def _saved_dataset_documents(folder: Path) -> list[str]:
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError(
+            f"dataset folder {folder} was saved by the Hugging Face `datasets` package, which "
+            "is not installed; pip install datasets, or pass a folder of text files."
+        ) from None
+    try:
+        loaded = datasets.load_from_disk(str(folder))
+    except Exception as exc:  # a damaged or foreign folder: say so in one line
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot load dataset folder {folder} ({first}).") from None
+    parts = [loaded[k] for k in sorted(loaded)] if isinstance(loaded, dict) else [loaded]
+    lines: list[str] = []
+    for part in parts:
+        lines += [str(t) for t in part[_text_column(part.column_names, part.features, folder)]]
+    return _joined_rows(lines)
+
+
+def _text_column(names: Sequence[str], features: Any, where: object) -> str:
+    """The column that holds the text: ``text``, else the only string column."""
+    if "text" in names:
+        return "text"
+    strings = [
+        n for n in names if getattr(features.get(n), "dtype", None) in ("string", "large_string")
+    ]
+    if len(strings) != 1:
+        raise ConfigError(
+            f"dataset {where} has no 'text' column and {len(strings)} string columns "
+            f"({', '.join(strings) or 'none'}); rename the text column to 'text'."
+        )
+    return strings[0]
+
+
+def _joined_rows(lines: Sequence[str]) -> list[str]:
+    """Rows (a hub dataset's lines) joined in order into documents of at least
+    :data:`MIN_DOC_CHARS` characters."""
+    docs: list[str] = []
+    current: list[str] = []
+    for line in lines:
+        current.append(line)
+        if sum(len(c) for c in current) >= MIN_DOC_CHARS:
+            docs.append("".join(current))
+            current = []
+    if current:
+        docs.append("".join(current))
+    return docs
+
+
 @contextlib.contextmanager
 def _offline_env() -> Iterator[None]:
     keys = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
@@ -223,7 +310,10 @@ def _offline_env() -> Iterator[None]:
 
 
 def _hf_documents(name: str) -> list[str]:
-    hint = f"use --dataset {BUILTIN_DATASET} (built-in) or --dataset PATH to a local text file"
+    hint = (
+        f"use --dataset {BUILTIN_DATASET} (built-in) or --dataset PATH to a local text file "
+        "or a folder (of text files, or saved by datasets' save_to_disk)"
+    )
     try:
         import datasets
     except ImportError:
@@ -241,33 +331,23 @@ def _hf_documents(name: str) -> list[str]:
         raise NotFoundError(
             f"Hugging Face dataset {name!r} is not available offline ({first}); {hint}."
         ) from None
-    column = "text" if "text" in ds.column_names else ds.column_names[0]
-    lines = [str(t) for t in ds[column]]
-    docs: list[str] = []
-    current: list[str] = []
-    for line in lines:
-        current.append(line)
-        if sum(len(c) for c in current) >= MIN_DOC_CHARS:
-            docs.append("".join(current))
-            current = []
-    if current:
-        docs.append("".join(current))
-    return docs
+    return _joined_rows([str(t) for t in ds[_text_column(ds.column_names, ds.features, name)]])
 
 
 def load_corpus(dataset: str | os.PathLike[str] | None = None, *, seed: int = 0) -> Corpus:
     """Load and split a corpus (see the module docstring for the sources).
 
     Args:
-        dataset: ``None`` or ``"pydoc"`` for the built-in text, a text-file path, or a Hugging
-            Face dataset name (``"wikitext"``, ``"name:config"``) available offline.
+        dataset: ``None`` or ``"pydoc"`` for the built-in text, a text-file path, a folder
+            of text files or one saved by ``datasets``, or a Hugging Face dataset name
+            (``"wikitext"``, ``"name:config"``) available offline.
         seed: Seeds the assignment of documents to splits.
 
     Returns:
         The split corpus.
 
     Raises:
-        ConfigError: The file is unreadable or too small.
+        ConfigError: The file or folder is unreadable, too small or too large.
         NotFoundError: The name is neither a file nor a dataset available offline.
     """
     raw = BUILTIN_DATASET if dataset is None else os.fspath(dataset)
@@ -276,8 +356,12 @@ def load_corpus(dataset: str | os.PathLike[str] | None = None, *, seed: int = 0)
     path = Path(raw).expanduser()
     if path.is_file():
         return _split_documents(str(path), _file_documents(path), seed)
+    if path.is_dir():
+        if any((path / marker).is_file() for marker in _SAVED_DATASET_MARKERS):
+            return _split_documents(str(path), _saved_dataset_documents(path), seed)
+        return _split_documents(str(path), _folder_documents(path), seed)
     if path.exists():
-        raise ConfigError(f"dataset {raw!r} is a folder; pass a UTF-8 text file.")
+        raise ConfigError(f"dataset {raw!r} is neither a file nor a folder; pass a text file.")
     looks_like_path = os.sep in raw or raw.endswith((".txt", ".md", ".text"))
     if looks_like_path:
         raise NotFoundError(f"dataset file {raw!r} does not exist; pass an existing text file.")
