@@ -72,6 +72,7 @@ def test_cli_refuses_an_absent_device_with_exit_2_and_writes_nothing(tmp_path: P
         (["run", "--device", "cuda", "--cycles", "1"], "not available here"),
         (["run", "--device", "tpu"], "unknown device"),
         (["improve", "wine", "--device", "cuda"], "not available here"),
+        (["mcp", "--device", "cuda:0"], "not available here"),
     ):
         proc = subprocess.run(
             [sys.executable, "-m", "selfimprove", *args, "--home", str(home)],

@@ -857,6 +857,7 @@ def mcp(
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Base seed.")] = 0,
+    device: DeviceOpt = "cpu",
     home: HomeOpt = None,
 ) -> None:
     """Serve the system to an AI assistant over MCP (stdio by default).
@@ -875,7 +876,10 @@ def mcp(
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, force=True)
     # --read-only: an existing home, opened without writing (nothing is created).
     improver = SelfImprover(
-        home, config=SelfImprovementConfig(auto_start=False), seed=seed, read_only=read_only
+        home,
+        config=SelfImprovementConfig(auto_start=False, device=device),
+        seed=seed,
+        read_only=read_only,
     )
     integration = SelfImprovementIntegration(
         system=SelfImprovingNeuralSystem(improver=improver), read_only=read_only
