@@ -1,11 +1,11 @@
 """``selfimprove engine …``: the Self-Improvement Engine from the command line (typer + rich).
 
-Commands: ``capabilities``, ``weaknesses``, ``experiments``, ``improvements``, ``show ID``,
-``approve ID``, ``reject ID``, ``rollback ID``, ``assess``. Each takes ``--home`` and
-``--json``; every error a user can cause is one line on stderr and exit code 2, with nothing
-changed. Approval runs only the check command and root given here (``--check-command``,
-``--root``), never the ones in the ledger. Only this module (and
-:mod:`selfimprove.surfaces.cli.app`, which mounts it) prints.
+Commands: ``capabilities``, ``weaknesses``, ``experiments``, ``improvements``,
+``propose FILE FUNCTION``, ``show ID``, ``approve ID``, ``reject ID``, ``rollback ID``,
+``assess``. Each takes ``--home`` and ``--json``; every error a user can cause is one line on
+stderr and exit code 2, with nothing changed. Approval runs only the check command and root
+given here (``--check-command``, ``--root``), never the ones in the ledger. Only this module
+(and :mod:`selfimprove.surfaces.cli.app`, which mounts it) prints.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import dataclasses
 import enum
 import json
 import math
-from collections.abc import Iterator
+import shlex
+import sys
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -41,6 +43,13 @@ if TYPE_CHECKING:  # the engine and the store are imported when a command runs (
     from selfimprove.store import CodeImprovementRecord
 
 __all__ = ["IMPROVEMENT_STATUSES", "engine_app"]
+
+#: Most bytes of new code ``propose`` takes (``--code`` or ``--code-file``): one function.
+MAX_CODE_BYTES = 1 << 20
+#: Most characters of a proposal's ``--description`` (what the store's name column holds).
+MAX_DESCRIPTION = 256
+#: Lines of the diff ``propose`` prints (``show ID`` prints it all).
+MAX_DIFF_LINES = 60
 
 #: ``CodeImprovementStatus``'s values, for ``--status`` (checked against the enum by a test, so
 #: that ``--help`` needs no store import).
@@ -77,7 +86,8 @@ CheckOpt = Annotated[
         "--check-command",
         help=(
             "The check run before and after the change, split like a shell would (no shell "
-            "runs; default: none); a proposal recorded with another command is refused."
+            "runs; default: pytest where the root has tests, else none); a proposal recorded "
+            "with another command is refused."
         ),
     ),
 ]
@@ -132,12 +142,19 @@ def _gap(value: float | None) -> str:
 
 
 def _code_engine(
-    home: Path | None, root: Path | None, check_command: str | None = None, timeout: float = 300.0
+    home: Path | None,
+    root: Path | None,
+    check_command: str | Sequence[str] | None = None,
+    timeout: float = 300.0,
+    *,
+    create: bool = False,
 ) -> contextlib.AbstractContextManager[SelfImprovementEngine]:
     """The engine configured with what approval and rollback may use: this root (default: the
-    working folder) and this check command, never the ones recorded in the ledger."""
+    working folder) and this check command, never the ones recorded in the ledger (``create``:
+    see :func:`_existing_engine`)."""
     return _existing_engine(
         home,
+        create=create,
         root=root if root is not None else Path.cwd(),
         check_command=check_command,
         check_timeout_s=timeout,
@@ -146,14 +163,15 @@ def _code_engine(
 
 @contextlib.contextmanager
 def _existing_engine(
-    home: Path | None, *, read_only: bool = False, **code: Any
+    home: Path | None, *, read_only: bool = False, create: bool = False, **code: Any
 ) -> Iterator[SelfImprovementEngine]:
     """The engine over an existing home's store: a missing home is an error (one line, exit 2)
-    and nothing is created; ``read_only`` also reads a home it may not write (from a copy)."""
+    and nothing is created; ``read_only`` also reads a home it may not write (from a copy);
+    ``create`` makes a missing home instead (``propose``, the first write of a code-only user)."""
     from selfimprove.engine import SelfImprovementEngine
     from selfimprove.loop.home import open_store
 
-    opened = open_store(home, create=False, read_only=read_only)
+    opened = open_store(home, create=create, read_only=read_only)
     try:
         with SelfImprovementEngine(store=opened.store, home=opened.home, **code) as engine:
             yield engine
@@ -448,6 +466,144 @@ def show(
     ):
         out.print(Text(f"{label}: {value}"), soft_wrap=True)
     out.print(Text(unified_diff(rec).rstrip("\n")), soft_wrap=True)
+
+
+def _new_code(code: str | None, code_file: str | None) -> str:
+    """The new function's text from ``--code`` or ``--code-file`` (``-``: stdin): UTF-8, not
+    blank, at most :data:`MAX_CODE_BYTES` (whether it parses is the engine's check)."""
+    if (code is None) == (code_file is None):
+        raise SelfImproveError(
+            "pass the new function once: --code TEXT or --code-file PATH (- for stdin)"
+            + (", not both." if code is not None else ".")
+        )
+    if code is not None:
+        where = "--code"
+        data = code.encode("utf-8", "surrogateescape")  # undecodable argv bytes stay invalid
+    elif code_file == "-":
+        where = "the code read from stdin"
+        if sys.stdin.isatty():
+            err.print("reading the new function from stdin (end it with Ctrl-D)")
+        data = sys.stdin.buffer.read(MAX_CODE_BYTES + 1)
+    else:
+        where = f"--code-file {code_file}"
+        with open(str(code_file), "rb") as fh:  # an OSError names the file: one line, exit 2
+            data = fh.read(MAX_CODE_BYTES + 1)
+    if len(data) > MAX_CODE_BYTES:
+        raise SelfImproveError(
+            f"{where} is over {MAX_CODE_BYTES} bytes; a proposal replaces one function."
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SelfImproveError(
+            f"{where} is not UTF-8 text (byte {exc.start}); save it as UTF-8."
+        ) from None
+    if not text.strip():
+        raise SelfImproveError(f"{where} is empty; pass the new definition of the function.")
+    return text
+
+
+def _next_commands(
+    improvement_id: int,
+    digest: str,
+    home: Path | None,
+    root: Path | None,
+    check_command: str | None,
+) -> dict[str, str]:
+    """The commands that read and approve a new proposal, with the options it was made with
+    (approval refuses another root or check command)."""
+    where = ["--home", str(home)] if home is not None else []
+    code = ["--root", str(root)] if root is not None else []
+    code += ["--check-command", check_command] if check_command is not None else []
+    base = ["selfimprove", "engine"]
+    return {
+        "show": _shell([*base, "show", str(improvement_id), *where]),
+        "approve": _shell(
+            [*base, "approve", str(improvement_id), *where, *code, "--digest", digest[:16]]
+        ),
+        "reject": _shell([*base, "reject", str(improvement_id), *where]),
+    }
+
+
+def _shell(argv: Sequence[str]) -> str:
+    """``argv`` as a line a POSIX shell splits back into it: an argument holding single quotes
+    (a check command's Python) in double quotes where nothing in it expands, else
+    :func:`shlex.quote`'s form."""
+    return " ".join(
+        f'"{a}"' if "'" in a and not set(a) & set('"$`\\!') else shlex.quote(a) for a in argv
+    )
+
+
+@engine_app.command()
+@handle_errors
+def propose(
+    file: Annotated[
+        str, typer.Argument(help="The source file (relative to --root), inside --root.")
+    ],
+    function: Annotated[str, typer.Argument(help="The function to replace: name or Class.method.")],
+    description: Annotated[
+        str, typer.Option("--description", help="What the change is, in a few words.")
+    ],
+    code: Annotated[
+        str | None, typer.Option("--code", help="The function's new definition, as text.")
+    ] = None,
+    code_file: Annotated[
+        str | None,
+        typer.Option(
+            "--code-file", help="A file holding the function's new definition (- for stdin)."
+        ),
+    ] = None,
+    actor: ActorOpt = None,
+    root: RootOpt = None,
+    check_command: CheckOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Propose replacing one function of a file: recorded as pending, nothing written or run.
+
+    The proposal pins the file's exact bytes before and after, the root and the check command
+    approval must be given (default: pytest where the root has tests, else none), and a digest
+    over all of it. It prints the id, the digest, the diff and the commands that show and
+    approve it. The home is created when missing.
+
+    Example: selfimprove engine propose mymodule.py square --code-file faster.py
+    --description "multiply, do not loop" --check-command "python -m pytest -q"
+    """
+    name = description.strip()
+    if not name or len(name) > MAX_DESCRIPTION:
+        raise SelfImproveError(
+            f"--description must be 1 to {MAX_DESCRIPTION} characters, not {len(name)}; "
+            "say what the change is in a few words."
+        )
+    new_code = _new_code(code, code_file)
+    from selfimprove.engine import command_line, unified_diff
+    from selfimprove.engine.codepatch import confine, parse_command, replace_function
+
+    # The engine checks all of this again when it records the proposal; checked first here so
+    # that a refused proposal leaves no new home behind.
+    argv = parse_command(check_command) if check_command is not None else None
+    path = confine(file, root if root is not None else Path.cwd())
+    replace_function(path.read_bytes(), function, new_code, filename=str(path))
+    with _code_engine(home, root, argv, create=True) as engine:
+        rec = engine.apply_improvement(name, file, function, new_code, actor=actor)
+        digest, state = _digest_state(engine, rec)
+    steps = _next_commands(rec.id, digest, home, root, check_command)
+    if as_json:
+        _json({**_code_row(rec, True), "digest": digest, "digest_state": state, "next": steps})
+        return
+    out.print(Text(_improvement_line(rec)), soft_wrap=True)
+    out.print(
+        Text(f"check command: {command_line(rec.check_command)} (in {rec.root})"), soft_wrap=True
+    )
+    out.print(Text(f"digest: {digest}"), soft_wrap=True)
+    diff = unified_diff(rec).splitlines()
+    shown = diff[:MAX_DIFF_LINES]
+    if len(diff) > len(shown):
+        shown.append(f"… {len(diff) - len(shown)} more lines: {steps['show']}")
+    out.print(Text("\n".join(shown)), soft_wrap=True)
+    out.print("the file is untouched until approved:")
+    for label, step in (("read it:", "show"), ("approve:", "approve"), ("or reject:", "reject")):
+        out.print(Text(f"  {label:<11}{steps[step]}"), soft_wrap=True)
 
 
 def _announce(plan: ApprovalPlan, as_json: bool) -> None:
