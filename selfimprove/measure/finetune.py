@@ -161,6 +161,7 @@ def finetune_(
     max_seconds: float | None = None,
     check: Callable[[], None] | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    loss_fn: Callable[[GPT2LMHeadModel, torch.Tensor], torch.Tensor] | None = None,
 ) -> FinetuneResult:
     """Train ``model`` **in place** on the training stream (pass a copy to keep the original).
 
@@ -173,6 +174,8 @@ def finetune_(
         max_seconds: Stop after the step that crosses this wall-clock budget.
         check: Called before every step; may raise to stop (budget enforcement).
         on_step: Called after every step with ``(step, loss)``.
+        loss_fn: ``(model, windows (B, T + 1)) -> scalar`` training loss, in place of the mean
+            next-token loss (distillation adds its terms here); ``losses`` then holds its values.
 
     Returns:
         Steps run and their losses.
@@ -199,7 +202,10 @@ def finetune_(
                 for group in opt.param_groups:
                     group["lr"] = config.lr * _lr_factor(step, config)
                 windows = data.random_batch(config.context, config.batch_size, gen)  # (B, T+1)
-                loss = sequence_nll(model, windows).mean()
+                if loss_fn is None:
+                    loss = sequence_nll(model, windows).mean()
+                else:
+                    loss = loss_fn(model, windows)
                 if not torch.isfinite(loss):
                     raise DivergedError(
                         f"fine-tuning diverged at step {step}: the loss became "

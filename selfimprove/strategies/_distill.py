@@ -21,13 +21,29 @@ student's last hidden layer to the teacher's, trained jointly and discarded afte
 :mod:`selfimprove.strategies._distill_hints`; an ensemble's hints come from its best single
 member). The candidate is the student alone, with exactly its own parameters. The default
 ``hint_weight`` is :data:`DEFAULT_HINT_WEIGHT`, set by what ``benchmarks/distillation.py``
-measured. There is no attention-transfer term: ``distill`` runs only on classification and
-regression tasks, whose students are MLPs without attention maps.
+measured.
+
+Language models (a :class:`~selfimprove.tasks.language.LanguageModelTask`): the soft term is the
+same, per token, on the teacher's next-token distributions at temperature ``T``::
+
+    L = alpha * T**2 * mean_tokens KL(softmax(z_t / T) || softmax(z_s / T))
+        + (1 - alpha) * mean_tokens CE(y, z_s)
+
+trained with :func:`~selfimprove.measure.finetune.finetune_` (AdamW, warm-up then cosine decay,
+``steps`` steps of ``batch_size`` seeded random windows of the training stream, as ``heads``
+fine-tunes), the teacher run on each batch. Attention transfer (Zagoruyko & Komodakis, 2017),
+where both models are GPT-2 causal LMs over the task's windows and ``attention_weight > 0``, adds
+``attention_weight * mean_layers ||a_s - a_t||^2``, ``a`` a layer's head-averaged attention map
+normalised per sequence (details: :mod:`selfimprove.strategies._distill_attention`; an
+ensemble's maps come from its best single member). The default ``attention_weight`` is
+:data:`DEFAULT_ATTENTION_WEIGHT`, set by what ``benchmarks/distillation.py`` measured. The case
+that matters: a GPT-2 whose heads were pruned, taught by its unpruned parent version.
 
 Which teacher: every teacher in the context (other models of the task, earlier versions of this
 one), and ensembles of the best ``k`` of them, are scored on a holdout carved (seeded) out of the
-**training** split, the same holdout the student's early stopping watches; the validation and
-test splits are left to the judge. A teacher is used only if it beats the incumbent there.
+**training** split, the same holdout the student's early stopping watches (for a language
+model, at most 256 of its training windows, scored by next-token NLL); the validation and test
+splits are left to the judge. A teacher is used only if it beats the incumbent there.
 
 Which student: a warm-started copy of the incumbent; or, when the objective is latency, size or
 parameter count (or ``student_params`` is given), a smaller architecture trained from a fresh
@@ -51,6 +67,7 @@ import torch
 
 import selfimprove.nn.quantize as quantize
 from selfimprove.errors import ConfigError, StrategyError, TaskError
+from selfimprove.measure.finetune import FINETUNE_LR, FinetuneConfig, FinetuneResult, finetune_
 from selfimprove.measure.training import (
     TRAIN_OVERRIDES,
     TrainConfig,
@@ -63,6 +80,15 @@ from selfimprove.objectives import EFFICIENCY_OBJECTIVES
 from selfimprove.registry import LoadedModel
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.strategies._base import Candidate, Cost, Strategy, StrategyContext
+from selfimprove.strategies._distill_attention import (
+    AttentionPair,
+    attention_loss,
+    attention_maps,
+    attention_pair,
+    eager_attention,
+    gpt2_of,
+    logits_and_attentions,
+)
 from selfimprove.strategies._distill_hints import (
     HintedStudent,
     HintPair,
@@ -72,6 +98,7 @@ from selfimprove.strategies._distill_hints import (
 )
 from selfimprove.strategies._distill_teacher import (
     KINDS,
+    LANGUAGE_MODEL,
     NO_TEACHER,
     TeacherChoice,
     TeacherTargets,
@@ -82,8 +109,10 @@ from selfimprove.strategies._distill_teacher import (
 )
 from selfimprove.strategies._params import TRAIN_PARAMS, Param, check_params
 from selfimprove.tasks import Split, Task
+from selfimprove.tasks.language import LanguageModelTask
 
 __all__ = [
+    "DEFAULT_ATTENTION_WEIGHT",
     "DEFAULT_HINT_WEIGHT",
     "DISTILL_PARAMS",
     "DistillConfig",
@@ -97,6 +126,15 @@ logger = logging.getLogger(__name__)
 COMPRESSION_OBJECTIVES = EFFICIENCY_OBJECTIVES
 #: Weight of the FitNets hint term by default (see ``benchmarks/distillation.py``).
 DEFAULT_HINT_WEIGHT = 0.0
+#: Weight of the attention-transfer term by default (see ``benchmarks/distillation.py``).
+DEFAULT_ATTENTION_WEIGHT = 0.0
+#: Most training windows a language model's teachers are scored on.
+LM_HOLDOUT_WINDOWS = 256
+#: Windows per step of a language model's distillation, unless ``batch_size`` is given.
+LM_BATCH_SIZE = 16
+#: The :data:`TRAIN_PARAMS` a language model's fine-tuning has no use for (AdamW, warm-up and
+#: cosine decay, a fixed number of steps).
+LM_IGNORED = ("optimizer", "schedule", "patience")
 
 
 # ---------------------------------------------------------------------- settings
@@ -111,6 +149,13 @@ DISTILL_PARAMS: dict[str, Param] = {
         1000.0,
         example="hint_weight=1 (FitNets hints: last hidden layers matched; 0: soft targets only)",
     ),
+    "attention_weight": Param(
+        "float",
+        0.0,
+        1000.0,
+        example="attention_weight=1 (attention transfer for GPT-2 students; 0: soft targets only)",
+    ),
+    "steps": Param("int", 1, 1_000_000, example="steps=100 (language models: fine-tuning steps)"),
     **TRAIN_PARAMS,
 }
 
@@ -126,6 +171,9 @@ class DistillConfig:
             the incumbent, or halve its width when the objective is latency or size).
         hint_weight: Weight of the FitNets hint term (0: none); used where the pair of models
             allows it (see :mod:`selfimprove.strategies._distill_hints`).
+        attention_weight: Weight of the attention-transfer term (0: none); used where the pair
+            allows it (see :mod:`selfimprove.strategies._distill_attention`).
+        steps: Fine-tuning steps of a language-model student (fewer if the seconds run out).
         train: Overrides of :class:`TrainConfig` fields (``lr``, ``batch_size``, ...).
     """
 
@@ -133,6 +181,8 @@ class DistillConfig:
     alpha: float = 0.7
     student_params: dict[str, Any] | None = None
     hint_weight: float = DEFAULT_HINT_WEIGHT
+    attention_weight: float = DEFAULT_ATTENTION_WEIGHT
+    steps: int = 100
     train: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -140,6 +190,8 @@ class DistillConfig:
             "temperature": self.temperature,
             "alpha": self.alpha,
             "hint_weight": self.hint_weight,
+            "attention_weight": self.attention_weight,
+            "steps": self.steps,
         }
         if self.student_params is not None:
             own["student_params"] = self.student_params
@@ -157,8 +209,8 @@ class DistillConfig:
         """Settings from a strategy's ``params``, checked against :data:`DISTILL_PARAMS`.
 
         Args:
-            params: ``temperature``, ``alpha``, ``student_params``, ``hint_weight`` and
-                :data:`TRAIN_OVERRIDES`.
+            params: ``temperature``, ``alpha``, ``student_params``, ``hint_weight``,
+                ``attention_weight``, ``steps`` and :data:`TRAIN_OVERRIDES`.
 
         Returns:
             The checked settings.
@@ -172,6 +224,8 @@ class DistillConfig:
             alpha=p.get("alpha", cls.alpha),
             student_params=p.get("student_params"),
             hint_weight=p.get("hint_weight", cls.hint_weight),
+            attention_weight=p.get("attention_weight", cls.attention_weight),
+            steps=p.get("steps", cls.steps),
             train={k: p[k] for k in TRAIN_OVERRIDES if k in p},
         )
 
@@ -234,8 +288,11 @@ class DistillStrategy(Strategy):
 
     Settings in ``context.params``: ``temperature`` (default 4), ``alpha`` (default 0.7),
     ``student_params`` (a fresh, usually smaller, student), ``hint_weight`` (FitNets hints,
-    default :data:`DEFAULT_HINT_WEIGHT`) and the :class:`TrainConfig` fields of
-    :data:`TRAIN_OVERRIDES`; epochs and seconds come from the budget, the seed from the context.
+    default :data:`DEFAULT_HINT_WEIGHT`), ``attention_weight`` (attention transfer, default
+    :data:`DEFAULT_ATTENTION_WEIGHT`), ``steps`` (language models) and the :class:`TrainConfig`
+    fields of :data:`TRAIN_OVERRIDES`; epochs and seconds come from the budget, the seed from the
+    context. A language model's fine-tuning reads ``lr``, ``batch_size``, ``weight_decay`` and
+    ``clip_norm``, and records the others as ignored.
     """
 
     name = "distill"
@@ -288,6 +345,8 @@ class DistillStrategy(Strategy):
         plan = self._plan(incumbent, context)
         if isinstance(plan, str):
             raise StrategyError(f"distill cannot run on {incumbent.model.name}: {plan}")
+        if plan.kind == LANGUAGE_MODEL:
+            return self._apply_language_model(incumbent, context, plan, t0)
         task, s = context.task, plan.settings
         teachers = [t.module for t in plan.teachers]
         temperature = float(s.temperature)
@@ -364,6 +423,19 @@ class DistillStrategy(Strategy):
             "used": hints is not None,
             "reason": None if hints is not None else pair,
         }
+        # MLPs have no attention maps: soft targets (and hints) alone, and why.
+        why_no_attention = (
+            "attention_weight is 0"
+            if s.attention_weight == 0
+            else attention_pair(student, teachers[0], 0)
+        )
+        if not isinstance(why_no_attention, str):
+            why_no_attention = "attention transfer runs on language-model tasks only"
+        attention_record = {
+            "weight": float(s.attention_weight),
+            "used": False,
+            "reason": why_no_attention,
+        }
         if hints is not None:
             hint_record.update(
                 teacher=_name(plan.teachers[0]),
@@ -388,8 +460,146 @@ class DistillStrategy(Strategy):
             params=plan.student_params,
             strategy=self.name,
             origin=origin,
-            details=_details(plan, cache, cfg, result, hint_record),
+            details=_details(plan, cache, cfg, result, hint_record, attention_record),
             cost=Cost(epochs=result.epochs_run, seconds=time.perf_counter() - t0),
+        )
+
+    # ------------------------------------------------------------------ language models
+    def _apply_language_model(
+        self, incumbent: LoadedModel, context: StrategyContext, plan: _Plan, t0: float
+    ) -> Candidate:
+        """Distil into a language-model student: per-token soft targets, and attention transfer
+        where the pair allows it (formulas: the module docstring)."""
+        task = context.task
+        assert isinstance(task, LanguageModelTask)  # _plan chose LANGUAGE_MODEL for it
+        s = plan.settings
+        teachers = [t.module for t in plan.teachers]
+        temperature, alpha = float(s.temperature), float(s.alpha)
+        if plan.fresh:
+            with torch_seeded(context.seed):
+                student = task.build(plan.student_params)
+        else:
+            student = copy.deepcopy(incumbent.module)
+        gpt2 = gpt2_of(student)
+        if gpt2 is None:  # _plan refuses such an incumbent; a task may still build another kind
+            raise StrategyError(
+                f"distill fine-tunes a language model's GPT-2, but the student is a "
+                f"{type(student).__name__}."
+            )
+        # Attention maps come from the best single teacher (an ensemble's first member), where
+        # the structure of the pair allows them.
+        pair = (
+            attention_pair(student, teachers[0], task.context)
+            if s.attention_weight > 0
+            else "attention_weight is 0"
+        )
+        att = pair if isinstance(pair, AttentionPair) else None
+        device = next(student.parameters()).device
+        terms: list[float] = []
+
+        def loss_fn(model: Any, windows: torch.Tensor) -> torch.Tensor:
+            windows = windows.to(device)
+            x, y = windows[:, :-1], windows[:, 1:]  # (B, T) inputs and next tokens
+            with torch.no_grad(), eval_mode(teachers):
+                if att is None:
+                    outs = [m(x) for m in teachers]  # each (B, T, V)
+                else:
+                    first, t_att = logits_and_attentions(gpt2_of(teachers[0]), x)
+                    t_maps = attention_maps(t_att)  # per teacher layer (B, T*T)
+                    outs = [first, *(m(x) for m in teachers[1:])]
+                probs = torch.stack([(o.float() / temperature).softmax(dim=-1) for o in outs])
+                soft = probs.mean(dim=0)  # (B, T, V): an ensemble's mean
+            if att is None:
+                logits = model(input_ids=x).logits  # (B, T, V)
+            else:
+                logits, s_att = logits_and_attentions(model, x)
+            v = logits.shape[-1]
+            # Every token is one classification: (B, T, V) -> (B*T, V), mean over tokens.
+            loss = distillation_loss(
+                logits.reshape(-1, v).float(),
+                soft.reshape(-1, v),
+                y.reshape(-1),
+                kind="classification",
+                temperature=temperature,
+                alpha=alpha,
+            )
+            if att is None:
+                return loss
+            term = attention_loss(attention_maps(s_att), t_maps, att)
+            terms.append(float(term.detach()))
+            return loss + float(s.attention_weight) * term
+
+        train = dict(s.train)
+        clip = train.get("clip_norm", 1.0)
+        ft = FinetuneConfig(
+            steps=int(s.steps),
+            lr=float(
+                train.get(
+                    "lr", task.initial_training().get("lr", 3e-3) if plan.fresh else FINETUNE_LR
+                )
+            ),
+            batch_size=int(train.get("batch_size", LM_BATCH_SIZE)),
+            context=task.context,
+            warmup_steps=max(1, int(s.steps) // 10),
+            weight_decay=float(train.get("weight_decay", 0.0)),
+            clip_norm=math.inf if clip is None else float(clip),
+        )
+        data = task.token_data()
+        with eager_attention([student, teachers[0]] if att is not None else []):
+            result = finetune_(
+                gpt2,  # trained in place: the student's own GPT-2
+                data,
+                ft,
+                seed=derive_seed(context.seed, "distill", "finetune"),
+                max_seconds=max(context.remaining(), 0.01),
+                check=context.check_budget,
+                loss_fn=loss_fn,
+            )
+        student.eval()
+        window = max(1, len(terms) // 10)
+        attention_record: dict[str, Any] = {
+            "weight": float(s.attention_weight),
+            "used": att is not None,
+            "reason": None if att is not None else pair,
+        }
+        if att is not None:
+            attention_record.update(
+                teacher=_name(plan.teachers[0]),
+                layers=att.to_dict(),
+                term_first_steps=_mean(terms[:window]),
+                term_last_steps=_mean(terms[-window:]),
+                steps_averaged=window,
+            )
+        hint_record = {
+            "weight": float(s.hint_weight),
+            "used": False,
+            "reason": "hint_weight is 0"
+            if s.hint_weight == 0
+            else "FitNets hints match hidden layers of build_mlp MLPs; a language model's "
+            "feature term is attention transfer (attention_weight)",
+        }
+        tokens_seen = result.steps * ft.batch_size * task.context
+        prefix = "ensemble" if plan.choice.ensemble else "teacher"
+        origin = f"{prefix}:{'+'.join(_name(t) for t in plan.teachers)}"
+        logger.info(
+            "distilled %s from %s: %d steps, T=%g, alpha=%g, attention transfer %s",
+            incumbent.model.name,
+            origin,
+            result.steps,
+            temperature,
+            alpha,
+            f"weight {s.attention_weight:g}" if att is not None else f"off ({pair})",
+        )
+        return Candidate(
+            module=student,
+            params=plan.student_params,
+            strategy=self.name,
+            origin=origin,
+            details=_lm_details(plan, ft, result, hint_record, attention_record),
+            cost=Cost(
+                epochs=max(1, math.ceil(tokens_seen / max(1, len(data.train)))),
+                seconds=time.perf_counter() - t0,
+            ),
         )
 
     # ------------------------------------------------------------------ planning
@@ -398,11 +608,14 @@ class DistillStrategy(Strategy):
         settings = DistillConfig.from_params(context.params)
         cfg = self.config(context, settings)
         task = context.task
-        kind = getattr(task, "kind", None)
-        if kind not in KINDS:
+        kind = (
+            LANGUAGE_MODEL if isinstance(task, LanguageModelTask) else getattr(task, "kind", None)
+        )
+        if kind not in (*KINDS, LANGUAGE_MODEL):
             return (
-                f"distill needs a classification or regression task, but task {task.name!r} "
-                f"has kind {kind!r}; build it with SupervisedTask.classification or .regression"
+                f"distill needs a classification, regression or language-model task, but task "
+                f"{task.name!r} has kind {kind!r}; build it with SupervisedTask.classification "
+                "or .regression, or use a LanguageModelTask"
             )
         if not context.teachers:
             return NO_TEACHER
@@ -411,11 +624,18 @@ class DistillStrategy(Strategy):
         if isinstance(student, str):
             return student
         student_params, fresh = student
+        if kind == LANGUAGE_MODEL and gpt2_of(incumbent.module) is None and not fresh:
+            return (
+                "distill fine-tunes a language model's GPT-2, but the incumbent is a "
+                f"{type(incumbent.module).__name__}; pass student_params to train a fresh one"
+            )
 
         # The same seeded draw as train_'s first one: the student never fits these rows, and
         # validation and test stay the judge's alone.
         with torch_seeded(cfg.seed) as gen:
             fit, holdout = _holdout_split(task.splits().train, cfg.holdout_fraction, gen)
+        if kind == LANGUAGE_MODEL:  # windows (H, T): a sample is enough to rank teachers
+            holdout = Split(holdout.x[:LM_HOLDOUT_WINDOWS], holdout.y[:LM_HOLDOUT_WINDOWS])
         with eval_mode([incumbent.module]):
             inc_out = batched_outputs(incumbent.module, holdout.x)  # (H, C) or (H, K)
         usable: list[LoadedModel] = []
@@ -459,6 +679,14 @@ class DistillStrategy(Strategy):
     def _unusable(teacher: LoadedModel, task: Task) -> str | None:
         if teacher.task.name != task.name:
             return f"it belongs to task {teacher.task.name!r}, not {task.name!r}"
+        if not isinstance(task, LanguageModelTask):
+            return None
+        gpt2 = gpt2_of(teacher.module)
+        if gpt2 is not None and int(gpt2.config.n_positions) < task.context:
+            return (
+                f"it attends over {int(gpt2.config.n_positions)} positions, fewer than the "
+                f"task's windows of {task.context} tokens"
+            )
         return None
 
     @staticmethod
@@ -496,6 +724,7 @@ def _details(
     cfg: TrainConfig,
     result: TrainResult,
     hints: dict[str, Any],
+    attention: dict[str, Any],
 ) -> dict[str, Any]:
     """What a distillation did, for the candidate's record."""
     temperature = float(plan.settings.temperature)
@@ -523,6 +752,7 @@ def _details(
         )
         + hint_term,
         "hints": hints,
+        "attention": attention,
         "temperature": temperature if plan.kind == "classification" else None,
         "alpha": float(plan.settings.alpha),
         "student": "fresh_init" if plan.fresh else "warm_start",
@@ -537,4 +767,46 @@ def _details(
         "best_epoch": result.best_epoch,
         "stopped": result.stopped,
         "best_holdout_loss": result.best_holdout_loss,
+    }
+
+
+def _lm_details(
+    plan: _Plan,
+    ft: FinetuneConfig,
+    result: FinetuneResult,
+    hints: dict[str, Any],
+    attention: dict[str, Any],
+) -> dict[str, Any]:
+    """What a language model's distillation did, for the candidate's record."""
+    singles = {c["members"][0]: c for c in plan.choice.considered if len(c["members"]) == 1}
+    attention_term = " + attention_weight*mean_layers||a_s-a_t||^2" if attention["used"] else ""
+    return {
+        "teachers": [
+            {
+                "model": t.model.name,
+                "version": t.version.number,
+                "holdout": {k: v for k, v in singles[_name(t)].items() if k != "members"},
+            }
+            for t in plan.teachers
+        ],
+        "ensemble": plan.choice.ensemble,
+        "teacher_holdout": plan.choice.score,
+        "incumbent_holdout": plan.choice.incumbent,
+        "considered": plan.choice.considered,
+        "skipped_teachers": plan.skipped,
+        "kind": plan.kind,
+        "loss": "per token: alpha*T^2*KL(softmax(z_t/T)||softmax(z_s/T)) + (1-alpha)*CE(y,z_s)"
+        + attention_term,
+        "hints": hints,
+        "attention": attention,
+        "temperature": float(plan.settings.temperature),
+        "alpha": float(plan.settings.alpha),
+        "student": "fresh_init" if plan.fresh else "warm_start",
+        "student_params": plan.student_params,
+        "finetune": ft.to_dict(),
+        "ignored_settings": sorted(k for k in plan.settings.train if k in LM_IGNORED),
+        "steps_run": result.steps,
+        "stopped": result.stopped,
+        "first_loss": result.losses[0] if result.losses else None,
+        "last_loss": result.losses[-1] if result.losses else None,
     }

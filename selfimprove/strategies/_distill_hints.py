@@ -17,10 +17,9 @@ Which pairs get hints is decided by their structure (:func:`hint_pair`): both mo
 layer. Any other pair (a quantized teacher, a student without a hidden layer, a model of another
 shape) is distilled with soft targets alone, and the reason is recorded.
 
-Attention transfer (Zagoruyko & Komodakis, 2017) needs a student with attention maps; the
-``distill`` strategy only runs on classification and regression tasks, whose models are these
-MLPs (the transformer models belong to the language-model task, which ``distill`` refuses), so
-it has no attention term.
+Hints are the feature term of MLP pairs. A language model's student is a GPT-2, whose feature
+term is attention transfer (Zagoruyko & Komodakis, 2017):
+:mod:`selfimprove.strategies._distill_attention`.
 """
 
 from __future__ import annotations

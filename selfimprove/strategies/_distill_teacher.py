@@ -19,6 +19,7 @@ from selfimprove.errors import ConfigError
 
 __all__ = [
     "KINDS",
+    "LANGUAGE_MODEL",
     "NO_TEACHER",
     "TeacherChoice",
     "TeacherTargets",
@@ -34,6 +35,9 @@ NO_TEACHER = (
 )
 
 KINDS = ("classification", "regression")
+#: The kind of a language-model task's teacher choice: outputs ``(N, T, V)`` next-token logits,
+#: targets ``(N, T)`` token ids, scored by the mean next-token NLL.
+LANGUAGE_MODEL = "language_model"
 _BATCH = 1024  # rows per teacher forward when scoring or precomputing
 
 
@@ -105,6 +109,9 @@ class TeacherChoice:
 
 def _holdout_score(kind: str, outputs: Sequence[torch.Tensor], y: torch.Tensor) -> dict[str, float]:
     """Score of the mean prediction of ``outputs`` (one or more models) against ``y``."""
+    if kind == LANGUAGE_MODEL:  # every token is one classification: (N, T, V) -> (N*T, V)
+        flat = [o.reshape(-1, o.shape[-1]).float() for o in outputs]
+        return _holdout_score("classification", flat, y.reshape(-1))
     if kind == "classification":
         probs = torch.stack([o.softmax(dim=-1) for o in outputs]).mean(dim=0)  # (N, C)
         acc = float((probs.argmax(dim=-1) == y).double().mean())
@@ -116,7 +123,10 @@ def _holdout_score(kind: str, outputs: Sequence[torch.Tensor], y: torch.Tensor) 
 
 
 def _key(kind: str, score: Mapping[str, float]) -> tuple[float, ...]:
-    """Sort key, higher is better: accuracy then lower NLL; or lower MSE."""
+    """Sort key, higher is better: accuracy then lower NLL; a language model's lower NLL (its
+    objective); or lower MSE."""
+    if kind == LANGUAGE_MODEL:
+        return (-score["nll"],)
     if kind == "classification":
         return (score["accuracy"], -score["nll"])
     return (-score["mse"],)
@@ -134,12 +144,13 @@ def choose_teacher(
     Each teacher alone is scored, then the ensembles of the best ``k`` (``k >= 2``, ranked by
     their single scores); an ensemble is chosen only if it scores strictly better than the best
     single teacher. Classification ranks by accuracy, then by the NLL of the (mean)
-    probabilities; regression by MSE of the (mean) outputs.
+    probabilities; a language model by the mean next-token NLL of the (mean) probabilities;
+    regression by MSE of the (mean) outputs.
 
     Args:
-        kind: ``"classification"`` or ``"regression"``.
-        targets: Holdout labels ``(N,)`` or targets ``(N, K)``.
-        incumbent: The incumbent's holdout outputs ``(N, C)`` / ``(N, K)``.
+        kind: ``"classification"``, ``"regression"`` or :data:`LANGUAGE_MODEL`.
+        targets: Holdout labels ``(N,)``, targets ``(N, K)`` or next tokens ``(N, T)``.
+        incumbent: The incumbent's holdout outputs ``(N, C)`` / ``(N, K)`` / ``(N, T, V)``.
         teachers: Each teacher's holdout outputs, same shape as ``incumbent``.
         names: A readable name per teacher (for the reason).
 
