@@ -22,6 +22,7 @@ __all__ = [
     "EXPORT_FORMATS",
     "MAX_CYCLES",
     "MAX_EPOCHS",
+    "MAX_IMPROVEMENT_NAME",
     "MAX_KEEP",
     "MAX_RETENTION_DAYS",
     "MAX_SECONDS",
@@ -239,6 +240,8 @@ class SelfImprovementConfig:
 
 
 DEVICE_KINDS = ("auto", "cpu", "cuda")
+#: Most characters of a code improvement's name (what the store's name column holds).
+MAX_IMPROVEMENT_NAME = 256
 
 
 def check_device_name(name: str) -> str:

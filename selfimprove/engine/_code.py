@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from selfimprove.config import MAX_IMPROVEMENT_NAME
 from selfimprove.engine._actors import Actor
 from selfimprove.engine._approval import (
     DIGEST_KEY,
@@ -62,7 +63,7 @@ from selfimprove.engine.codepatch import (
     replace_function,
     run_command,
 )
-from selfimprove.errors import CodePatchError
+from selfimprove.errors import CodePatchError, ConfigError
 from selfimprove.objectives import Direction
 from selfimprove.store import (
     AuditRecord,
@@ -239,9 +240,15 @@ class CodeImprovements:
             The improvement: ``pending``, or with ``auto_improve`` ``applied`` / ``rejected``.
 
         Raises:
+            ConfigError: An empty name, or one over ``MAX_IMPROVEMENT_NAME`` characters.
             CodePatchError: Outside the root, not parseable, no such function, no change.
             NotFoundError: Unknown experiment.
         """
+        if not name.strip() or len(name) > MAX_IMPROVEMENT_NAME:
+            raise ConfigError(
+                f"an improvement's name must be 1 to {MAX_IMPROVEMENT_NAME} characters, but got "
+                f"{len(name)}; say what the change is in a few words."
+            )
         who = self.actor(actor)
         if experiment_id is not None:
             self.store.get_experiment(experiment_id)

@@ -162,6 +162,7 @@ def test_errors_are_one_line_exit_2_and_change_nothing(
         "weaknesses",
         "experiments",
         "improvements",
+        "propose",
         "show",
         "approve",
         "reject",

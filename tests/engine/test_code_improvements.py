@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from selfimprove.engine import SelfImprovementEngine
 from selfimprove.engine._approval import command_refusal, digest_refusal, root_refusal
-from selfimprove.errors import CodePatchError
+from selfimprove.errors import CodePatchError, ConfigError
 from selfimprove.store import CodeImprovementStatus
 
 from .conftest import BROKEN_F, FAST_F, SLOW_MODULE
@@ -120,6 +120,16 @@ def test_a_path_outside_the_root_is_refused(
                 engine.apply_improvement("x", path, "f", FAST_F)
         assert engine.list_improvements() == []
     assert outside.read_bytes() == SLOW_MODULE
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 257])
+def test_an_empty_or_overlong_name_is_refused(
+    home: Path, project: Path, check_argv: list[str], name: str
+) -> None:
+    with _engine(home, project, check_argv) as engine:
+        with pytest.raises(ConfigError, match="must be 1 to 256 characters"):
+            engine.apply_improvement(name, "mod.py", "f", FAST_F)
+        assert engine.list_improvements() == []
 
 
 def test_rollback_does_not_overwrite_a_file_edited_since(

@@ -26,6 +26,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from selfimprove.config import MAX_IMPROVEMENT_NAME
 from selfimprove.errors import SelfImproveError
 from selfimprove.surfaces.cli.common import (
     MAX_ID,
@@ -47,7 +48,7 @@ __all__ = ["IMPROVEMENT_STATUSES", "engine_app"]
 #: Most bytes of new code ``propose`` takes (``--code`` or ``--code-file``): one function.
 MAX_CODE_BYTES = 1 << 20
 #: Most characters of a proposal's ``--description`` (what the store's name column holds).
-MAX_DESCRIPTION = 256
+MAX_DESCRIPTION = MAX_IMPROVEMENT_NAME
 #: Lines of the diff ``propose`` prints (``show ID`` prints it all).
 MAX_DIFF_LINES = 60
 
