@@ -1,7 +1,9 @@
-"""Comparison 9: distillation by feature mapping. A small student of a wider, trained teacher is
-distilled with soft targets alone (Hinton et al. 2015) and with soft targets plus FitNets hints
-(Romero et al. 2015: a learned linear map from the student's last hidden layer to the
-teacher's, an L2 loss on it), at equal epochs, paired by seed.
+"""Comparison 9: distillation by feature mapping and by attention transfer. A small student of a
+wider, trained teacher is distilled with soft targets alone (Hinton et al. 2015) and with soft
+targets plus FitNets hints (Romero et al. 2015: a learned linear map from the student's last
+hidden layer to the teacher's, an L2 loss on it), at equal epochs, paired by seed; and a pruned
+GPT-2 student of its unpruned parent is distilled with soft targets alone and with soft targets
+plus attention transfer (Zagoruyko & Komodakis 2017), at equal steps, paired by seed.
 
 Every arm is the product's own ``DistillStrategy.apply`` (teacher chosen on the training
 holdout, teacher targets precomputed, ``train_``), on the digits task of the benchmarks (the
@@ -21,6 +23,24 @@ with the lowest median test error among those whose paired p-value is below 0.05
 weights) in **every** setting; if none, it stays 0. The rule's verdict and the default in
 ``selfimprove.strategies._distill.DEFAULT_HINT_WEIGHT`` are both recorded, as a target.
 
+Attention transfer (``full``): on the benchmarks' tiny GPT-2 task (byte-level pydoc, windows of
+64 tokens, 128 validation and test windows), one parent is pre-trained (``tiny``'s architecture,
+4 layers x 8 heads, 128 dims; 1500 steps of 16 windows at lr 3e-3 with warm-up and cosine
+decay); each seed removes half of its heads by gradient importance (Michel et al. 2019,
+iterative, on that seed's training windows: what the ``heads`` strategy does), without
+fine-tuning. The pruned model is the incumbent; its parent the only teacher. One parent for all
+seeds, trained long: distillation should help where the teacher stays better than what its
+student reaches in the same steps on the labels alone; a parent pre-trained 400 or 800 steps
+was caught up by its pruned student's 150 steps of fine-tuning on labels (one seed each, while
+this benchmark was written), and pre-training a 1500-step parent per seed would take ~2 min a
+seed. Every arm is ``DistillStrategy.apply`` with
+the product's defaults (T = 4, alpha = 0.7, lr 3e-4 with warm-up and cosine decay, batch 16) and
+the same ``steps``, seed and batches; only ``attention_weight`` differs (0.1, 1 and 10 against 0),
+plus a reference arm without the teacher's outputs (alpha = 0: fine-tuning on the labels alone).
+The figure is the test NLL (nats per token; perplexity = exp); the paired test is
+``paired_test`` over the per-seed test NLLs, Wilcoxon beside it. The same rule decides the
+default ``attention_weight`` (``DEFAULT_ATTENTION_WEIGHT``), recorded as a second target.
+
 Found (full run, 2 shared cores): see ``results/distillation.full.json`` and RESULTS.md,
 section 9; the default stays as the rule says.
 
@@ -38,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from benchmarks._common import (
     MODES,
@@ -53,13 +74,26 @@ from benchmarks._common import (
 )
 from selfimprove.config import SelfImprovementConfig
 from selfimprove.loop.improver import SelfImprover
+from selfimprove.measure.finetune import FinetuneConfig, finetune_
 from selfimprove.measure.stats import paired_test
 from selfimprove.measure.training import TrainConfig, train_
+from selfimprove.nn.transformer.gates import heads_per_layer
+from selfimprove.nn.transformer.importance import prune_iteratively
 from selfimprove.seeding import derive_seed, torch_seeded
 from selfimprove.strategies import Budget, DistillStrategy, StrategyContext
-from selfimprove.strategies._distill import DEFAULT_HINT_WEIGHT
+from selfimprove.strategies._distill import DEFAULT_ATTENTION_WEIGHT, DEFAULT_HINT_WEIGHT
+from selfimprove.strategies._distill_attention import (
+    AttentionPair,
+    attention_loss,
+    attention_maps,
+    attention_pair,
+    eager_attention,
+    gpt2_of,
+    logits_and_attentions,
+)
+from selfimprove.tasks.language import CausalLM, LanguageModelTask
 
-__all__ = ["Config", "Setting", "main", "run"]
+__all__ = ["Config", "LMSetting", "Setting", "main", "run"]
 
 TEACHER = "bench_teacher"
 STUDENT = "bench_student"
@@ -86,6 +120,32 @@ def _mlp(width: int, depth: int, dropout: float = 0.0) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class LMSetting:
+    """The language-model pair: a pruned GPT-2 student of its unpruned, trained parent.
+
+    Attributes:
+        arch: The parent's architecture (``LanguageModelTask`` params).
+        train_windows: Training windows the task keeps (its teacher-choice holdout is drawn
+            from them; the fine-tuning batches come from the whole training stream).
+        eval_windows: Validation and test windows (64 tokens each).
+        parent_steps: Pre-training steps of the parent (16 windows, lr 3e-3).
+        prune_fraction: Share of the parent's heads removed (gradient importance, iterative).
+        steps: Distillation steps of every arm (16 windows each).
+        seeds: Seeds (each prunes the parent on its own windows and trains its own students).
+        attention_weights: Weights compared with 0 (soft targets alone).
+    """
+
+    arch: dict[str, Any]
+    train_windows: int
+    eval_windows: int
+    parent_steps: int
+    prune_fraction: float
+    steps: int
+    seeds: tuple[int, ...]
+    attention_weights: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class Config:
     """What one run does.
 
@@ -96,6 +156,7 @@ class Config:
         teacher_epochs: Teacher training epochs (patience 10, best holdout weights kept).
         student_epochs: Epochs of every student (patience 0: all run them).
         hint_weights: Weights compared with 0 (soft targets alone).
+        lm: The attention-transfer comparison on the tiny GPT-2.
     """
 
     mode: str
@@ -104,19 +165,25 @@ class Config:
     teacher_epochs: int
     student_epochs: int
     hint_weights: tuple[float, ...]
+    lm: LMSetting
 
     @classmethod
     def for_mode(cls, mode: str) -> Config:
         """The configuration of ``mode``."""
         shallow = Setting("16x1 of 256x1", _mlp(256, 1, 0.2), _mlp(16, 1))
         deep = Setting("16x3 of 256x3", _mlp(256, 3, 0.2), _mlp(16, 3))
+        tiny_gpt2 = {"n_layer": 4, "n_head": 8, "n_embd": 128, "n_positions": 128}
         if mode == "full":
-            return cls(mode, tuple(range(10)), (shallow, deep), 60, 30, (0.1, 1.0, 10.0))
+            lm = LMSetting(tiny_gpt2, 512, 128, 1500, 0.5, 150, tuple(range(6)), (0.1, 1.0, 10.0))
+            return cls(mode, tuple(range(10)), (shallow, deep), 60, 30, (0.1, 1.0, 10.0), lm)
         if mode == "quick":
-            return cls(mode, (0, 1, 2), (shallow,), 40, 20, (1.0,))
+            lm = LMSetting(tiny_gpt2, 512, 64, 300, 0.5, 40, (0, 1), (1.0,))
+            return cls(mode, (0, 1, 2), (shallow,), 40, 20, (1.0,), lm)
         if mode == "smoke":
             tiny = Setting("8x1 of 32x1", _mlp(32, 1), _mlp(8, 1))
-            return cls(mode, (0,), (tiny,), 2, 2, (1.0,))
+            small = {"n_layer": 2, "n_head": 4, "n_embd": 64, "n_positions": 64}
+            lm = LMSetting(small, 32, 8, 150, 0.5, 3, (0,), (1.0,))
+            return cls(mode, (0,), (tiny,), 2, 2, (1.0,), lm)
         raise ValueError(f"mode must be one of {MODES}, but got {mode!r}.")
 
 
@@ -221,15 +288,30 @@ def compare(bt: BenchTask, per_seed: dict[str, Any], weights: Sequence[float]) -
     return out
 
 
-def decide(comparisons: dict[str, dict[str, Any]], weights: Sequence[float]) -> dict[str, Any]:
-    """The default the measurement supports, by the rule of the module docstring."""
+def decide(
+    comparisons: dict[str, dict[str, Any]],
+    weights: Sequence[float],
+    *,
+    p_key: str = "p_hints_better",
+    error_key: str = "error_hints",
+    product_default: float = DEFAULT_HINT_WEIGHT,
+) -> dict[str, Any]:
+    """The default the measurement supports, by the rule of the module docstring.
+
+    Args:
+        comparisons: Setting -> weight -> split -> ``{p_key, error_key: spread, ...}``.
+        weights: The weights compared with 0.
+        p_key: The one-sided paired p-value (the term better than soft targets alone).
+        error_key: The spread of the arm's test error (NLL for a language model).
+        product_default: The product's default, recorded beside the verdict.
+    """
     level = ALPHA / max(1, len(weights))
     passing = []
     for weight in weights:
         key = f"{weight:g}"
-        ps = [c[key]["test"]["p_hints_better"] for c in comparisons.values()]
+        ps = [c[key]["test"][p_key] for c in comparisons.values()]
         if ps and all(p is not None and p < level for p in ps):
-            medians = [c[key]["test"]["error_hints"]["median"] for c in comparisons.values()]
+            medians = [c[key]["test"][error_key]["median"] for c in comparisons.values()]
             passing.append((float(np.mean(medians)), weight))
     chosen = min(passing)[1] if passing else 0.0
     return {
@@ -237,8 +319,153 @@ def decide(comparisons: dict[str, dict[str, Any]], weights: Sequence[float]) -> 
         f"{ALPHA} / {len(weights)} = {level:.4g} in every setting; otherwise 0",
         "level": level,
         "supported_default": chosen,
-        "product_default": DEFAULT_HINT_WEIGHT,
+        "product_default": product_default,
     }
+
+
+# ---------------------------------------------------------------------- attention transfer
+#: Test windows on which each student's attention maps are compared with its parent's.
+ATTENTION_WINDOWS = 32
+#: Windows per batch when pre-training a parent and scoring heads.
+LM_BATCH = 16
+
+
+@torch.no_grad()
+def attention_distance(
+    student: torch.nn.Module, teacher: torch.nn.Module, x: torch.Tensor
+) -> float:
+    """The attention-transfer term between two GPT-2s on windows ``x`` ``(N, T)`` (eval mode):
+    ``mean_layers mean_windows ||a_s - a_t||^2`` (0: the same maps; at most 4)."""
+    pair = attention_pair(student, teacher, x.shape[1])
+    if not isinstance(pair, AttentionPair):
+        raise ValueError(pair)
+    student.eval()
+    teacher.eval()
+    with eager_attention([student, teacher]):
+        s_maps = attention_maps(logits_and_attentions(gpt2_of(student), x)[1])
+        t_maps = attention_maps(logits_and_attentions(gpt2_of(teacher), x)[1])
+    return float(attention_loss(s_maps, t_maps, pair))
+
+
+def lm_arms(lm: LMSetting) -> list[tuple[str, dict[str, Any]]]:
+    """``(key, params)`` of every arm: labels alone, soft targets alone, then each weight."""
+    return [
+        ("labels", {"alpha": 0.0, "attention_weight": 0.0}),
+        ("0", {"attention_weight": 0.0}),
+        *((f"{w:g}", {"attention_weight": w}) for w in lm.attention_weights),
+    ]
+
+
+def pretrain_parent(task: LanguageModelTask, lm: LMSetting) -> tuple[CausalLM, float]:
+    """The parent, pre-trained on the training stream (seeded); and the seconds it took."""
+    s = derive_seed("bench", "distillation", "attention", "parent")
+    t0 = time.perf_counter()
+    with torch_seeded(s):
+        parent = task.build(lm.arch)
+    assert isinstance(parent, CausalLM)
+    pretrain = FinetuneConfig(
+        steps=lm.parent_steps,
+        lr=3e-3,
+        batch_size=LM_BATCH,
+        context=task.context,
+        warmup_steps=max(1, lm.parent_steps // 20),
+        weight_decay=0.01,
+    )
+    finetune_(parent.gpt2, task.token_data(), pretrain, seed=s)
+    return parent.eval(), time.perf_counter() - t0
+
+
+def run_lm_seed(
+    bt: BenchTask, lm: LMSetting, parent: CausalLM, seed: int, workdir: Path
+) -> dict[str, Any]:
+    """The parent pruned on this seed's windows, then one student per arm, each scored."""
+    s = derive_seed("bench", "distillation", "attention", seed)
+    task = bt.task
+    assert isinstance(task, LanguageModelTask)  # bench_task("tiny_gpt2")
+    data, context = task.token_data(), task.context
+    gen = torch.Generator().manual_seed(derive_seed(s, "prune-batches") % 2**63)
+    batches = [data.random_batch(context, LM_BATCH, gen) for _ in range(4)]
+    n_heads = sum(heads_per_layer(parent.gpt2))
+    pruned_gpt2, _removed, _ = prune_iteratively(
+        parent.gpt2, round(lm.prune_fraction * n_heads), "gradient", batches, seed=s
+    )
+    pruned = CausalLM(pruned_gpt2).eval()
+    student_params = {**lm.arch, "heads_per_layer": heads_per_layer(pruned_gpt2)}
+    x_att = task.splits().test.x[:ATTENTION_WINDOWS]  # (N, T)
+    home = workdir / f"distillation-lm-{seed}-{s}"
+    shutil.rmtree(home, ignore_errors=True)
+    arms: dict[str, Any] = {}
+    with SelfImprover(home, config=SelfImprovementConfig(auto_start=False), seed=seed) as si:
+        si.register_model(TEACHER, task, parent, dict(lm.arch))
+        si.register_model(STUDENT, task, pruned, student_params)
+        incumbent, loaded = si.registry.load(STUDENT), si.registry.load(TEACHER)
+        for key, params in lm_arms(lm):
+            ctx = StrategyContext(
+                task=task,
+                objective=bt.primary.name,
+                budget=Budget(epochs=1, seconds=3600.0),
+                seed=derive_seed(s, "student"),
+                teachers=(loaded,),
+                params={"steps": lm.steps, **params},
+            )
+            t = time.perf_counter()
+            cand = DistillStrategy().apply(incumbent, ctx)
+            seconds = time.perf_counter() - t
+            att = cand.details["attention"]
+            arms[key] = {
+                "params": params,
+                "validation": score(cand.module, task, "validation"),
+                "test": score(cand.module, task, "test"),
+                "steps": cand.details["steps_run"],
+                "seconds": seconds,
+                "attention_used": att["used"],
+                "attention_term_first_steps": att.get("term_first_steps"),
+                "attention_term_last_steps": att.get("term_last_steps"),
+                "attention_distance_test": attention_distance(cand.module, parent, x_att),
+                "heads_per_layer": cand.params["heads_per_layer"],
+            }
+        before = {
+            "validation": score(pruned, task, "validation"),
+            "test": score(pruned, task, "test"),
+            "attention_distance_test": attention_distance(pruned, parent, x_att),
+        }
+    shutil.rmtree(home, ignore_errors=True)
+    log.info(
+        "[lm seed %d] pruned test %.4f; students test %s",
+        seed,
+        before["test"],
+        ", ".join(f"{k}: {v['test']:.4f}" for k, v in arms.items()),
+    )
+    return {
+        "pruned": {**before, "heads_per_layer": student_params["heads_per_layer"]},
+        "arms": arms,
+    }
+
+
+def compare_lm(bt: BenchTask, per_seed: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """Each arm against soft targets alone (``"0"``), paired by seed, on test and validation."""
+    objective = bt.primary
+    seeds = list(per_seed)
+    out: dict[str, Any] = {}
+    for key in keys:
+        row: dict[str, Any] = {}
+        for split in ("test", "validation"):
+            base = np.array([per_seed[s]["arms"]["0"][split] for s in seeds])
+            arm = np.array([per_seed[s]["arms"][key][split] for s in seeds])
+            test_name, p = paired_test(objective, base, arm)
+            row[split] = {
+                "nll_soft": spread(list(base)),
+                "nll_arm": spread(list(arm)),
+                # Positive: the arm's perplexity is higher than soft targets alone's.
+                "perplexity_change": spread(
+                    [math.exp(a - b) - 1.0 for a, b in zip(arm, base, strict=True)]
+                ),
+                "paired_test": test_name,
+                "p_better": p if len(seeds) >= 2 else None,
+                "summary": paired_summary(list(arm), list(base), objective),
+            }
+        out[key] = row
+    return out
 
 
 def run(cfg: Config, argv: Sequence[str], out_dir: Path, workdir: Path) -> Path:
@@ -246,14 +473,16 @@ def run(cfg: Config, argv: Sequence[str], out_dir: Path, workdir: Path) -> Path:
     rec = Record(
         "distillation",
         9,
-        "Distillation: soft targets alone vs soft targets + hints",
+        "Distillation: soft targets alone vs soft targets + hints, + attention transfer",
         cfg.mode,
         argv,
     )
-    rec.seeds = list(cfg.seeds)
+    rec.seeds = sorted(set(cfg.seeds) | set(cfg.lm.seeds))
     rec.budgets = {
         "teacher_epochs": cfg.teacher_epochs,
         "student_epochs (every arm, patience 0)": cfg.student_epochs,
+        "lm_parent_steps": cfg.lm.parent_steps,
+        "lm_student_steps (every arm)": cfg.lm.steps,
         "threads": 1,
     }
     rec.settings = {
@@ -356,12 +585,155 @@ def run(cfg: Config, argv: Sequence[str], out_dir: Path, workdir: Path) -> Path:
         if supported == product
         else "the measured support and the product's default differ: change DEFAULT_HINT_WEIGHT",
     )
-    rec.notes.append(
-        "Attention transfer (Zagoruyko & Komodakis 2017) is not measured: distill runs only on "
-        "classification and regression tasks, whose students are MLPs without attention maps."
-    )
     rec.notes.append(f"Default rule: {decision['rule']}.")
+    rec.results["attention"] = _attention_transfer(rec, cfg.lm, workdir)
     return rec.write(out_dir)
+
+
+def _attention_transfer(rec: Record, lm: LMSetting, workdir: Path) -> dict[str, Any]:
+    """The language-model comparison: its per-seed results, comparisons, decision, table and
+    target (added to ``rec``)."""
+    bt = bench_task("tiny_gpt2", lm_train_windows=lm.train_windows, lm_eval_windows=lm.eval_windows)
+    assert isinstance(bt.task, LanguageModelTask)
+    parent, parent_seconds = pretrain_parent(bt.task, lm)
+    parent_scores = {
+        "validation": score(parent, bt.task, "validation"),
+        "test": score(parent, bt.task, "test"),
+        "seconds": parent_seconds,
+        "heads": sum(heads_per_layer(parent.gpt2)),
+    }
+    log.info("[lm] parent test %.4f (%.0f s)", parent_scores["test"], parent_seconds)
+    per_seed = {str(seed): run_lm_seed(bt, lm, parent, seed, workdir) for seed in lm.seeds}
+    keys = [k for k, _ in lm_arms(lm) if k != "0"]
+    comparisons = compare_lm(bt, per_seed, keys)
+    decision = decide(
+        {"pruned tiny GPT-2": comparisons},
+        lm.attention_weights,
+        p_key="p_better",
+        error_key="nll_arm",
+        product_default=DEFAULT_ATTENTION_WEIGHT,
+    )
+    seeds = list(per_seed.values())
+    n_heads = parent_scores["heads"]
+    kept = sum(seeds[0]["pruned"]["heads_per_layer"])
+
+    def arm_row(label: str, key: str) -> list[Any]:
+        arms = [r["arms"][key] for r in seeds]
+        row = [
+            label,
+            _m([a["test"] for a in arms], 5),
+            _m([a["validation"] for a in arms], 5),
+        ]
+        if key == "0":
+            row += ["—", "—", "—", "—"]
+        else:
+            test = comparisons[key]["test"]
+            sm = test["summary"]
+            row += [
+                _pm(test["perplexity_change"]["values"]),
+                f"{sm['wins']} / {sm['ties']} / {sm['losses']}",
+                _f(test["p_better"], 2),
+                _f(sm["wilcoxon_p_ours_better"], 2),
+            ]
+        firsts = [a["attention_term_first_steps"] for a in arms]
+        row.append(
+            f"{_m(firsts, 2)} → {_m([a['attention_term_last_steps'] for a in arms], 2)}"
+            if any(v is not None for v in firsts)
+            else "—"
+        )
+        row.append(_m([a["attention_distance_test"] for a in arms], 2))
+        return row
+
+    rows: list[list[Any]] = [
+        [
+            "parent (teacher, unpruned; one for all seeds)",
+            _f(parent_scores["test"], 5),
+            _f(parent_scores["validation"], 5),
+            *(["—"] * 5),
+            "0",
+        ],
+        [
+            "pruned, before distillation (incumbent)",
+            _m([r["pruned"]["test"] for r in seeds], 5),
+            _m([r["pruned"]["validation"] for r in seeds], 5),
+            *(["—"] * 5),
+            _m([r["pruned"]["attention_distance_test"] for r in seeds], 2),
+        ],
+        arm_row("labels alone (alpha 0: fine-tuning, no teacher)", "labels"),
+        arm_row("soft targets alone (attention_weight 0)", "0"),
+        *(
+            arm_row(f"soft targets + attention transfer (attention_weight {w:g})", f"{w:g}")
+            for w in lm.attention_weights
+        ),
+    ]
+    rec.table(
+        f"tiny GPT-2, {n_heads - kept} of {n_heads} heads pruned (gradient importance), taught "
+        f"by its unpruned parent: test NLL after {lm.steps} steps (nats/token, median "
+        f"[min–max] over {len(seeds)} seeds)",
+        [
+            "model",
+            "test NLL",
+            "validation NLL",
+            "test perplexity change vs soft targets alone (per seed)",
+            "wins / ties / losses vs soft targets alone",
+            "p (paired bootstrap, better than soft targets alone)",
+            "p (Wilcoxon)",
+            "attention term, first → last tenth of the steps",
+            "attention distance to the parent (test windows)",
+        ],
+        rows,
+        "Every student row is DistillStrategy.apply from the same pruned model, with the same "
+        "seed, batches and steps; only attention_weight (and alpha for the labels row) differs. "
+        "The attention term and distance are mean_layers ||a_s - a_t||^2 of head-averaged, "
+        "L2-normalised attention maps (0: the parent's maps; at most 4); the distance is "
+        f"measured after training on {ATTENTION_WINDOWS} test windows.",
+    )
+    supported, product = decision["supported_default"], decision["product_default"]
+    measured = "; ".join(
+        f"attention_weight {w}: median test perplexity change "
+        f"{_pct(comparisons[w]['test']['perplexity_change']['median'])}, "
+        f"p {_f(comparisons[w]['test']['p_better'], 2)}"
+        for w in (f"{x:g}" for x in lm.attention_weights)
+    )
+    rec.target(
+        "Attention transfer kept by default only where it helps: the default attention_weight "
+        "is what the measurement supports",
+        f"supported default {supported:g}, product default {product:g} ({measured})",
+        supported == product,
+        ""
+        if supported == product
+        else "the measured support and the product's default differ: change "
+        "DEFAULT_ATTENTION_WEIGHT",
+    )
+    rec.notes.append(
+        "Attention transfer: one parent for all seeds; each seed prunes it by gradient "
+        "importance on its own training windows; the students' batches come from the whole "
+        "training stream (as the heads strategy fine-tunes), the teacher is chosen on "
+        f"training windows, and validation / test are {lm.eval_windows} windows of 64 tokens."
+    )
+    return {
+        "task": bt.description,
+        "objective": bt.primary.name,
+        "setting": asdict(lm),
+        "parent": parent_scores,
+        "per_seed": per_seed,
+        "comparisons": comparisons,
+        "decision": decision,
+    }
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:+.2f} %"
+
+
+def _pm(values: Sequence[float]) -> str:
+    """Median [min–max] of relative changes, in percent."""
+    s = spread(values)
+    if s["median"] is None:
+        return "—"
+    if s["n"] == 1:
+        return _pct(s["median"])
+    return f"{_pct(s['median'])} [{_pct(s['min'])} – {_pct(s['max'])}]"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

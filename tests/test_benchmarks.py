@@ -160,8 +160,9 @@ def test_the_scale_runner_writes_its_json(tmp_path: Path) -> None:
 
 
 def test_the_distillation_runner_writes_its_json(tmp_path: Path) -> None:
-    """Soft targets alone vs soft targets + hints (section 9), in its smoke configuration: one
-    student per hint weight, each the size of the student, and the default's verdict."""
+    """Soft targets alone vs soft targets + hints, and vs soft targets + attention transfer on a
+    pruned GPT-2 (section 9), in its smoke configuration: one student per weight, each the size
+    of the student, and each default's verdict."""
     from benchmarks import distillation
 
     setup()
@@ -178,10 +179,25 @@ def test_the_distillation_runner_writes_its_json(tmp_path: Path) -> None:
     assert all(a["epochs"] == cfg.student_epochs for a in seed["arms"].values())
     decision = data["results"]["decision"]
     assert decision["product_default"] == distillation.DEFAULT_HINT_WEIGHT
-    assert [t["section"] for t in data["tables"]] == [9]
-    assert all(len(r) == len(data["tables"][0]["columns"]) for r in data["tables"][0]["rows"])
+    assert [t["section"] for t in data["tables"]] == [9, 9]
+    for table in data["tables"]:
+        assert all(len(r) == len(table["columns"]) for r in table["rows"])
     assert data["targets"][0]["met"] is (
         decision["supported_default"] == decision["product_default"]
+    )
+    attention = data["results"]["attention"]
+    lm_seed = attention["per_seed"]["0"]
+    assert list(lm_seed["arms"]) == ["labels", "0", *(f"{w:g}" for w in cfg.lm.attention_weights)]
+    assert [a["attention_used"] for a in lm_seed["arms"].values()] == [False, False, True]
+    assert all(a["steps"] == cfg.lm.steps for a in lm_seed["arms"].values())
+    # Every student keeps the pruned heads of the incumbent.
+    kept = lm_seed["pruned"]["heads_per_layer"]
+    assert sum(kept) < sum([cfg.lm.arch["n_head"]] * cfg.lm.arch["n_layer"])
+    assert all(a["heads_per_layer"] == kept for a in lm_seed["arms"].values())
+    lm_decision = attention["decision"]
+    assert lm_decision["product_default"] == distillation.DEFAULT_ATTENTION_WEIGHT
+    assert data["targets"][1]["met"] is (
+        lm_decision["supported_default"] == lm_decision["product_default"]
     )
     md = tmp_path / "RESULTS.md"
     assert report.main(["--results", str(tmp_path / "out"), "--out", str(md)]) == 0
