@@ -1,9 +1,12 @@
-"""The attention-head toolkit for GPT-2-family transformers (transformers 5 removed GPT-2's
+"""The attention-head toolkit for GPT-2 and Llama transformers (transformers 5 removed
 ``head_mask`` and ``prune_heads``, so gates and surgery are written here).
 
-- :mod:`.gates`: per-head gates (a pre-hook on ``attn.c_proj``), head counts per layer;
+- :mod:`.family`: which architectures are handled and how (one name -> class table; a Llama
+  "head" is a key/value group);
+- :mod:`.gates`: per-head gates (a pre-hook on the attention's output projection), head counts
+  per layer;
 - :mod:`.surgery`: structural removal and growth that return new models, uneven heads per
-  layer (:func:`build_gpt2` from a spec);
+  layer (:func:`build_model` from a spec);
 - :mod:`.growth`: where new heads go; :mod:`.importance`: gradient (Michel et al. 2019),
   entropy, activation, magnitude and random estimators, iterative pruning;
 - :mod:`.measure`: token NLL, perplexity, single-thread latency, parameter count;
@@ -20,6 +23,13 @@ from selfimprove.nn.transformer.checkpoint import (
     read_manifest,
     save_model,
 )
+from selfimprove.nn.transformer.family import (
+    FAMILIES,
+    AttentionFamily,
+    family_named,
+    family_of,
+    family_of_config,
+)
 from selfimprove.nn.transformer.gates import (
     HeadGates,
     attention_blocks,
@@ -34,6 +44,7 @@ from selfimprove.nn.transformer.growth import (
 from selfimprove.nn.transformer.hf import (
     gpt2_module,
     is_gpt2,
+    llama_module,
     load_pretrained,
     load_pretrained_tokenizer,
     new_config,
@@ -58,27 +69,37 @@ from selfimprove.nn.transformer.measure import (
 )
 from selfimprove.nn.transformer.surgery import (
     build_gpt2,
+    build_model,
     grow_heads,
+    grown_head_masks,
     model_spec,
     prune_heads,
 )
 
 __all__ = [
     "ESTIMATORS",
+    "FAMILIES",
     "FORMAT",
     "GROWTH_STRATEGIES",
+    "AttentionFamily",
     "HeadGates",
     "PruneStep",
     "SavedModel",
     "attention_blocks",
     "build_gpt2",
+    "build_model",
     "count_parameters",
+    "family_named",
+    "family_of",
+    "family_of_config",
     "gpt2_module",
     "grow_heads",
+    "grown_head_masks",
     "head_dim",
     "head_importance",
     "heads_per_layer",
     "is_gpt2",
+    "llama_module",
     "load_model",
     "load_pretrained",
     "load_pretrained_tokenizer",

@@ -1,4 +1,4 @@
-"""GPT-2 checkpoints with uneven heads: safetensors weights + a JSON manifest with the sha256.
+"""Checkpoints with uneven heads (GPT-2, Llama): safetensors + a JSON manifest with the sha256.
 
 The manifest holds :func:`model_spec` (config and heads per layer), so the architecture is
 rebuilt from data alone; the weights are plain tensors in safetensors (never pickle), written
@@ -22,7 +22,7 @@ from selfimprove.checkpoints import (
 )
 from selfimprove.errors import CheckpointError
 from selfimprove.nn.modules import state_to_bytes
-from selfimprove.nn.transformer.surgery import build_gpt2, model_spec
+from selfimprove.nn.transformer.surgery import build_model, model_spec
 from selfimprove.store import clean_json
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def load_model(path: Path) -> GPT2LMHeadModel:
     manifest = read_manifest(path)
     data = read_verified(path.with_suffix(".safetensors"), manifest["sha256"], what=str(path))
     state = state_from_bytes(data, source=str(path))
-    model = build_gpt2(manifest["spec"])
+    model = build_model(manifest["spec"])
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -1,14 +1,17 @@
-"""Per-head gates on GPT-2 attention, written by hand.
+"""Per-head gates on transformer attention, written by hand.
 
-transformers 5 removed ``head_mask`` and ``prune_heads`` from GPT-2 (a ``head_mask`` argument is
-silently ignored), so gating is done here: a forward pre-hook on each block's ``attn.c_proj``
-scales each head's slice of that projection's input. That input is the attention output with
-the heads side by side, ``(B, T, h * d)``, head ``i`` in columns ``i*d : (i+1)*d`` (transformers
-reshapes ``(B, h, T, d) -> (B, T, h, d) -> (B, T, h*d)``). Multiplying a head's slice by 0 is
-exactly removing it (its ``c_proj`` rows then add nothing), which is what
-:func:`selfimprove.plasticity.prune_heads` does structurally; the two must give the same logits.
+transformers 5 removed ``head_mask`` and ``prune_heads`` (a ``head_mask`` argument is silently
+ignored), so gating is done here: a forward pre-hook on each layer's output projection (GPT-2's
+``attn.c_proj``, Llama's ``self_attn.o_proj``; see :mod:`.family`) scales each unit's slice of
+that projection's input. That input is the attention output with the heads side by side,
+``(B, T, H * d)``, head ``i`` in columns ``i*d : (i+1)*d`` (transformers reshapes
+``(B, H, T, d) -> (B, T, H, d) -> (B, T, H*d)``); a unit is ``r`` consecutive heads (``r = 1``
+for GPT-2, the query heads of one key/value group for Llama), columns ``u*r*d : (u+1)*r*d``.
+Multiplying a unit's slice by 0 is exactly removing it (its projection rows then add nothing),
+which is what :func:`~selfimprove.nn.transformer.prune_heads` does structurally; the two must
+give the same logits.
 
-A gate may be one value per head, ``(h,)``, or one per sequence and head, ``(B, h)``. The second
+A gate may be one value per unit, ``(U,)``, or one per sequence and unit, ``(B, U)``. The second
 form gives per-sequence gradients in one backward pass (sequence ``b``'s loss depends only on its
 own gates), which is what Michel et al. (2019)'s importance ``E_x |dL(x)/d xi_h|`` needs.
 """
@@ -23,7 +26,7 @@ import torch
 from torch import nn
 
 from selfimprove.errors import ConfigError
-from selfimprove.nn.transformer.hf import is_gpt2
+from selfimprove.nn.transformer.family import family_of
 
 if TYPE_CHECKING:
     from transformers import GPT2LMHeadModel
@@ -32,43 +35,43 @@ __all__ = ["HeadGates", "attention_blocks", "head_dim", "heads_per_layer", "tota
 
 
 def attention_blocks(model: GPT2LMHeadModel) -> list[Any]:
-    """The attention modules (``block.attn``) of a GPT-2 model, first layer first.
+    """The attention modules of a supported model (GPT-2's ``block.attn``, Llama's
+    ``layer.self_attn``), first layer first.
 
-    Typed ``Any``: ``GPT2Attention`` sets its attributes (``num_heads``, ``head_dim``,
-    ``c_attn``, ``c_proj``, ...) in ``__init__`` without annotations.
+    Typed ``Any``: transformers sets their attributes in ``__init__`` without annotations.
 
     Raises:
-        ConfigError: ``model`` is not a ``GPT2LMHeadModel``.
+        ConfigError: ``model``'s family is not supported (see :mod:`.family`).
     """
-    if not is_gpt2(model):
-        raise ConfigError(
-            f"head plasticity works on GPT-2-family models (GPT2LMHeadModel), "
-            f"not {type(model).__name__}."
-        )
-    return [block.attn for block in model.transformer.h]
+    return family_of(model).attention_modules(model)
 
 
 def heads_per_layer(model: GPT2LMHeadModel) -> list[int]:
-    """Number of attention heads in each layer (they may differ after surgery)."""
-    return [int(attn.num_heads) for attn in attention_blocks(model)]
+    """Number of heads (units: key/value groups for Llama) in each layer; they may differ
+    after surgery."""
+    family = family_of(model)
+    return [family.units(attn) for attn in family.attention_modules(model)]
 
 
 def total_heads(model: GPT2LMHeadModel) -> int:
-    """Number of attention heads in the whole model."""
+    """Number of heads (units) in the whole model."""
     return sum(heads_per_layer(model))
 
 
 def head_dim(model: GPT2LMHeadModel) -> int:
-    """Width of one head (the same in every layer; surgery never changes it)."""
-    return int(attention_blocks(model)[0].head_dim)
+    """Width of one attention head (the same in every layer; surgery never changes it)."""
+    family = family_of(model)
+    return family.head_dim(family.attention_modules(model)[0])
 
 
 class HeadGates:
-    """Multiplicative per-head gates, active inside a ``with`` block.
+    """Multiplicative per-head (per-unit) gates, active inside a ``with`` block.
 
     Args:
-        model: A GPT-2 model (not changed: hooks are added on entry and removed on exit).
-        values: One tensor per layer, ``(h_l,)`` or ``(B, h_l)``; default all ones. The tensors
+        model: A GPT-2 or Llama model (not changed: hooks are added on entry and removed on
+            exit).
+        values: One tensor per layer, ``(h_l,)`` or ``(B, h_l)`` with ``h_l`` the layer's units
+            (:func:`heads_per_layer`); default all ones. The tensors
             are used as given (so gradients flow to them when they require grad) and may be
             replaced through :attr:`values` while the block runs.
 
@@ -101,22 +104,24 @@ class HeadGates:
                 )
         self._handles: list[Any] = []
 
-    def _hook(self, layer: int, h: int, d: int) -> Any:
+    def _hook(self, layer: int, h: int, w: int) -> Any:
         def pre_hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
-            (x, *rest) = args  # x: (B, T, h*d), heads side by side
+            (x, *rest) = args  # x: (B, T, h*w), units side by side, w = r*d columns each
             g = self.values[layer].to(dtype=x.dtype, device=x.device)
             b, t = x.shape[0], x.shape[1]
             scale = g.view(1, 1, h, 1) if g.dim() == 1 else g.view(b, 1, h, 1)
-            return ((x.view(b, t, h, d) * scale).view(b, t, h * d), *rest)
+            return ((x.view(b, t, h, w) * scale).view(b, t, h * w), *rest)
 
         return pre_hook
 
     def __enter__(self) -> HeadGates:
         if self._handles:
             raise ConfigError("these gates are already attached; leave the first block first.")
-        for layer, attn in enumerate(attention_blocks(self.model)):
-            hook = self._hook(layer, int(attn.num_heads), int(attn.head_dim))
-            self._handles.append(attn.c_proj.register_forward_pre_hook(hook))
+        family = family_of(self.model)
+        for layer, attn in enumerate(family.attention_modules(self.model)):
+            width = family.heads_per_unit(attn) * family.head_dim(attn)
+            hook = self._hook(layer, family.units(attn), width)
+            self._handles.append(family.output_projection(attn).register_forward_pre_hook(hook))
         return self
 
     def __exit__(

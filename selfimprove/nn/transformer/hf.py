@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "gpt2_module",
     "is_gpt2",
+    "llama_module",
     "load_pretrained",
     "load_pretrained_tokenizer",
     "new_config",
@@ -49,20 +50,33 @@ def quiet() -> Iterator[None]:
             lg.setLevel(level)
 
 
+def _transformers_module(name: str) -> ModuleType:
+    try:
+        with quiet():
+            return importlib.import_module(name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"head plasticity needs transformers ({exc}); install it with "
+            "pip install 'selfimprove[lm]'."
+        ) from None
+
+
 def gpt2_module() -> ModuleType:
     """``transformers.models.gpt2.modeling_gpt2`` (imported quietly on first use).
 
     Raises:
         ConfigError: ``transformers`` is not installed.
     """
-    try:
-        with quiet():
-            return importlib.import_module("transformers.models.gpt2.modeling_gpt2")
-    except ImportError as exc:
-        raise ConfigError(
-            f"head plasticity needs transformers ({exc}); install it with "
-            "pip install 'selfimprove[lm]'."
-        ) from None
+    return _transformers_module("transformers.models.gpt2.modeling_gpt2")
+
+
+def llama_module() -> ModuleType:
+    """``transformers.models.llama.modeling_llama`` (imported quietly on first use).
+
+    Raises:
+        ConfigError: ``transformers`` is not installed.
+    """
+    return _transformers_module("transformers.models.llama.modeling_llama")
 
 
 def is_gpt2(model: object) -> bool:

@@ -1,18 +1,22 @@
 """Head importance, five estimators side by side, and importance-driven pruning plans.
 
 All estimators return one ``(h_l,)`` tensor per layer (higher = more important), measured on
-**training** windows only (validation decides, so it never steers which heads go):
+**training** windows only (validation decides, so it never steers which heads go). A "head" is
+a family's unit (:mod:`.family`): a GPT-2 head, or a Llama key/value group whose query heads'
+scores are combined as noted:
 
 - ``gradient`` (Michel, Levy & Neubig 2019): ``I_h = E_x |dL(x)/d xi_h|`` with a gate ``xi_h = 1``
   on every head (:class:`HeadGates` with one gate per sequence, so one backward pass gives every
   sequence's own gradient); the first-order estimate of the loss change when the head is removed.
 - ``entropy``: ``1 - mean normalised attention entropy``: a head that spreads its attention
   evenly over the past (entropy ``log(t+1)`` at position ``t``) scores 0, a sharply focused one
-  near 1. Attention is recomputed from the captured q and k (``softmax(q k^T * scale)``, causal),
-  so it does not depend on the attention kernel transformers picks.
-- ``activation``: mean L2 norm of the head's contribution to the residual stream,
+  near 1 (a group: the mean over its query heads). Attention is recomputed from the layer's
+  input (``softmax(q k^T * scale)``, causal, after Llama's rotary embedding), so it does not
+  depend on the attention kernel transformers picks.
+- ``activation``: mean L2 norm of the unit's contribution to the residual stream,
   ``||o_h W_proj[h]||`` per token (its output as the model actually adds it).
-- ``magnitude``: ``||W_q,h|| + ||W_k,h|| + ||W_v,h|| + ||W_proj,h||`` (Frobenius norms).
+- ``magnitude``: ``||W_q,h|| + ||W_k,h|| + ||W_v,h|| + ||W_proj,h||`` (Frobenius norms of the
+  unit's whole slices).
 - ``random``: seeded uniform scores: the floor every estimator must beat.
 
 Scores are normalised per layer to unit L2 norm (Michel et al.), then ranked globally.
@@ -30,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from selfimprove.errors import ConfigError
-from selfimprove.nn.transformer.gates import HeadGates, attention_blocks, heads_per_layer
+from selfimprove.nn.transformer.family import AttentionFamily, family_of
+from selfimprove.nn.transformer.gates import HeadGates, heads_per_layer
 from selfimprove.nn.transformer.measure import sequence_nll
 from selfimprove.nn.transformer.surgery import prune_heads
 from selfimprove.seeding import derive_seed
@@ -76,33 +81,45 @@ def _gradient(model: GPT2LMHeadModel, batches: Sequence[torch.Tensor]) -> list[t
 
 
 def _captured(
-    model: GPT2LMHeadModel, batches: Sequence[torch.Tensor], per_layer: Callable[..., torch.Tensor]
+    model: GPT2LMHeadModel,
+    batches: Sequence[torch.Tensor],
+    per_layer: Callable[[AttentionFamily, Any, torch.Tensor], torch.Tensor],
+    *,
+    at_projection: bool,
 ) -> list[torch.Tensor]:
-    """Run the batches with hooks that hand each layer's (attn, c_attn output, c_proj input)
-    to ``per_layer``, which returns a ``(h,)`` sum over the batch; returns the means."""
-    attns = attention_blocks(model)
-    counts = heads_per_layer(model)
-    acc = [torch.zeros(h, dtype=torch.float64) for h in counts]
-    stash: dict[int, torch.Tensor] = {}
+    """Run the batches with a hook on every layer that hands ``(family, attn, x)`` to
+    ``per_layer``, which returns a ``(h,)`` sum over the batch; returns the means.
+
+    ``x`` is the attention scores ``(B, U, r, T, T)`` (:meth:`AttentionFamily.attention_scores`,
+    from the attention module's input) or, with ``at_projection``, the output projection's input
+    ``(B, T, U * r * d)``.
+    """
+    family = family_of(model)
+    attns = family.attention_modules(model)
+    acc = [torch.zeros(family.units(a), dtype=torch.float64) for a in attns]
     handles: list[Any] = []
 
-    def keep_qkv(layer: int) -> Callable[..., None]:
-        def hook(module: Any, args: Any, output: torch.Tensor) -> None:
-            stash[layer] = output.detach()  # (B, T, 3*h*d)
+    def scores_hook(layer: int) -> Callable[..., None]:
+        def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            hidden = args[0] if args else kwargs["hidden_states"]  # (B, T, E)
+            scores = family.attention_scores(module, hidden.detach(), kwargs)
+            acc[layer] += per_layer(family, module, scores).double().cpu()
 
         return hook
 
-    def use_proj_input(layer: int) -> Callable[..., None]:
+    def projection_hook(layer: int) -> Callable[..., None]:
         def hook(module: Any, args: tuple[torch.Tensor, ...]) -> None:
-            score = per_layer(attns[layer], stash.pop(layer), args[0].detach())
-            acc[layer] += score.double().cpu()
+            acc[layer] += per_layer(family, attns[layer], args[0].detach()).double().cpu()
 
         return hook
 
     try:
         for layer, attn in enumerate(attns):
-            handles.append(attn.c_attn.register_forward_hook(keep_qkv(layer)))
-            handles.append(attn.c_proj.register_forward_pre_hook(use_proj_input(layer)))
+            if at_projection:
+                proj = family.output_projection(attn)
+                handles.append(proj.register_forward_pre_hook(projection_hook(layer)))
+            else:
+                handles.append(attn.register_forward_pre_hook(scores_hook(layer), with_kwargs=True))
         n = 0
         with torch.no_grad():
             for windows in batches:
@@ -114,41 +131,29 @@ def _captured(
     return [(a / n).float() for a in acc]
 
 
-def _entropy_one(attn: Any, qkv: torch.Tensor, proj_in: torch.Tensor) -> torch.Tensor:
-    h, d = int(attn.num_heads), int(attn.head_dim)
-    b, t, _ = qkv.shape
-    q, k, _v = qkv.float().split(h * d, dim=2)
-    q = q.view(b, t, h, d).transpose(1, 2)  # (B, h, T, d)
-    k = k.view(b, t, h, d).transpose(1, 2)  # (B, h, T, d)
-    scores = (q @ k.transpose(-1, -2)) * float(attn.scaling)  # (B, h, T, T)
+def _entropy_one(family: AttentionFamily, attn: Any, scores: torch.Tensor) -> torch.Tensor:
+    t = scores.shape[-1]  # scores: (B, U, r, T, T)
     causal = torch.ones(t, t, dtype=torch.bool, device=scores.device).tril()
     scores = scores.masked_fill(~causal, float("-inf"))
     p = scores.softmax(dim=-1)
-    ent = -(p * p.clamp_min(1e-12).log()).sum(dim=-1)  # (B, h, T)
+    ent = -(p * p.clamp_min(1e-12).log()).sum(dim=-1)  # (B, U, r, T)
     max_ent = torch.log(torch.arange(1, t + 1, dtype=torch.float32, device=scores.device))
-    norm = ent[:, :, 1:] / max_ent[1:]  # log(t+1) at position t; position 0 is skipped
-    return (1.0 - norm.mean(dim=-1)).sum(dim=0)  # (h,)
+    norm = ent[..., 1:] / max_ent[1:]  # log(t+1) at position t; position 0 is skipped
+    return (1.0 - norm.mean(dim=-1).mean(dim=-1)).sum(dim=0)  # (U,): a group's heads averaged
 
 
-def _activation_one(attn: Any, qkv: torch.Tensor, proj_in: torch.Tensor) -> torch.Tensor:
-    h, d = int(attn.num_heads), int(attn.head_dim)
+def _activation_one(family: AttentionFamily, attn: Any, proj_in: torch.Tensor) -> torch.Tensor:
+    w = family.output_weight(attn).float()  # (U, r*d, E)
+    h = w.shape[0]
     b, t, _ = proj_in.shape
-    o = proj_in.float().view(b, t, h, d)  # (B, T, h, d)
-    w = attn.c_proj.weight.detach().float().view(h, d, -1)  # (h, d, E)
-    contrib = torch.einsum("bthd,hde->bthe", o, w)  # (B, T, h, E)
-    return contrib.norm(dim=-1).mean(dim=1).sum(dim=0)  # (h,)
+    o = proj_in.float().view(b, t, h, w.shape[1])  # (B, T, U, r*d)
+    contrib = torch.einsum("bthd,hde->bthe", o, w)  # (B, T, U, E)
+    return contrib.norm(dim=-1).mean(dim=1).sum(dim=0)  # (U,)
 
 
 def _magnitude(model: GPT2LMHeadModel) -> list[torch.Tensor]:
-    out = []
-    for attn in attention_blocks(model):
-        h, d = int(attn.num_heads), int(attn.head_dim)
-        w = attn.c_attn.weight.detach().float()
-        qkv = w.view(w.shape[0], 3, h, d)  # (E, 3, h, d)
-        proj = attn.c_proj.weight.detach().float().view(h, d, -1)  # (h, d, E)
-        score = qkv.pow(2).sum(dim=(0, 3)).sqrt().sum(dim=0)  # (h,): ||Wq|| + ||Wk|| + ||Wv||
-        out.append((score + proj.pow(2).sum(dim=(1, 2)).sqrt()).cpu())
-    return out
+    family = family_of(model)
+    return [family.magnitude(attn) for attn in family.attention_modules(model)]
 
 
 def head_importance(
@@ -159,10 +164,10 @@ def head_importance(
     seed: int = 0,
     normalise: bool = True,
 ) -> list[torch.Tensor]:
-    """Importance of every head.
+    """Importance of every head (unit; a key/value group for Llama).
 
     Args:
-        model: A GPT-2 model (left unchanged; it runs in eval mode, its mode is restored).
+        model: A GPT-2 or Llama model (left unchanged; it runs in eval mode, its mode is restored).
         batches: Training windows, each ``(B, T + 1)``.
         method: One of :data:`ESTIMATORS`.
         seed: Seeds ``random``.
@@ -184,9 +189,9 @@ def head_importance(
         if method == "gradient":
             scores = _gradient(model, batches)
         elif method == "entropy":
-            scores = _captured(model, batches, _entropy_one)
+            scores = _captured(model, batches, _entropy_one, at_projection=False)
         elif method == "activation":
-            scores = _captured(model, batches, _activation_one)
+            scores = _captured(model, batches, _activation_one, at_projection=True)
         elif method == "magnitude":
             scores = _magnitude(model)
         else:
@@ -266,8 +271,8 @@ def prune_iteratively(
     """Remove ``n_remove`` heads in steps, re-scoring after each (a new model is returned).
 
     Args:
-        model: A GPT-2 model (left alone).
-        n_remove: Heads to remove in total.
+        model: A GPT-2 or Llama model (left alone).
+        n_remove: Heads (units) to remove in total.
         method: Importance estimator (see :data:`ESTIMATORS`).
         batches: Training windows for the estimator.
         step_fraction: Largest share of the input's heads removed per step (at least one head).

@@ -1,27 +1,16 @@
-"""Structural head surgery on GPT-2: remove heads, add heads, rebuild uneven models.
+"""Structural head surgery: remove heads, add heads, rebuild uneven models.
 
-Hand-written because transformers 5 dropped ``prune_heads`` for GPT-2. Every function returns a
-**new** model and leaves its input alone.
+Hand-written because transformers 5 dropped ``prune_heads``. Every function returns a **new**
+model and leaves its input alone. The per-layer layouts live in the families (:mod:`.family`:
+GPT-2's fused ``c_attn`` in :mod:`._gpt2`, Llama's q/k/v/o projections in :mod:`._llama`); a
+"head" here is a family's unit (a key/value group for Llama, q/k/v rows and ``o_proj`` columns
+sliced together). A layer keeps at least one unit.
 
-Layout (transformers 5.23, ``GPT2Attention``). ``c_attn`` and ``c_proj`` are ``Conv1D`` layers
-whose weights are stored ``(in, out)``:
-
-- ``c_attn.weight`` is ``(E, 3 * h * d)``: the q, k and v blocks side by side, each ``(E, h*d)``
-  with head ``i`` in columns ``i*d : (i+1)*d``; its bias is ``(3 * h * d,)`` in the same order;
-- ``c_proj.weight`` is ``(h * d, E)``: head ``i`` owns rows ``i*d : (i+1)*d``; its bias ``(E,)``
-  belongs to no head and is kept whole.
-
-``forward`` splits ``c_attn``'s output with ``split(self.split_size, dim=2)`` and reshapes with
-``view(..., -1, self.head_dim)``, and the attention scale is precomputed from ``head_dim``. So a
-layer with ``h`` heads runs when ``split_size = h * d`` and ``num_heads = h``, with ``head_dim``
-unchanged: layers may hold different numbers of heads. A layer keeps at least one head (a
-zero-width ``view(..., -1, d)`` is ambiguous and fails).
-
-Growth appends heads at the end of a layer. A new head's q, k, v weights are drawn (seeded)
+Growth appends units at the end of a layer. A new unit's q, k, v weights are drawn (seeded)
 with the standard deviation of the layer's existing q, k, v weights, its biases are zero, and its
-``c_proj`` rows are **zero**: its output adds nothing, so the model computes the same function
-at the moment of growth (up to float summation order), and it starts to matter as its ``c_proj``
-rows learn (they get a gradient at once; q, k, v follow).
+output-projection slice is **zero**: its output adds nothing, so the model computes the same
+function at the moment of growth (up to float summation order), and it starts to matter as that
+slice learns (it gets a gradient at once; q, k, v follow).
 """
 
 from __future__ import annotations
@@ -34,43 +23,26 @@ import torch
 from torch import nn
 
 from selfimprove.errors import ConfigError
-from selfimprove.nn.transformer.gates import attention_blocks, heads_per_layer
-from selfimprove.nn.transformer.hf import new_config, new_model, quiet
+from selfimprove.nn.transformer.family import (
+    AttentionFamily,
+    family_named,
+    family_of,
+    family_of_config,
+)
+from selfimprove.nn.transformer.hf import quiet
 from selfimprove.seeding import derive_seed
 
 if TYPE_CHECKING:
     from transformers import GPT2LMHeadModel
 
-__all__ = ["build_gpt2", "grow_heads", "model_spec", "prune_heads"]
-
-
-def _head_tensors(attn: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A layer's per-head weights as views: qkv ``(E, 3, h, d)``, qkv bias ``(3, h, d)``,
-    proj ``(h, d, E)``."""
-    h, d = int(attn.num_heads), int(attn.head_dim)
-    w = attn.c_attn.weight.detach()  # (E, 3*h*d)
-    b = attn.c_attn.bias.detach()  # (3*h*d,)
-    p = attn.c_proj.weight.detach()  # (h*d, E)
-    return w.view(w.shape[0], 3, h, d), b.view(3, h, d), p.view(h, d, p.shape[1])
-
-
-def _set_heads_(attn: Any, qkv: torch.Tensor, qkv_bias: torch.Tensor, proj: torch.Tensor) -> None:
-    """Replace a layer's head weights in place (only ever called on a fresh copy or build).
-
-    Args:
-        attn: The ``GPT2Attention`` to change.
-        qkv: ``(E, 3, h, d)``.
-        qkv_bias: ``(3, h, d)``.
-        proj: ``(h, d, E)``.
-    """
-    e, _, h, d = qkv.shape
-    attn.c_attn.weight = nn.Parameter(qkv.reshape(e, 3 * h * d).contiguous().clone())
-    attn.c_attn.bias = nn.Parameter(qkv_bias.reshape(3 * h * d).contiguous().clone())
-    attn.c_attn.nf = 3 * h * d
-    attn.c_proj.weight = nn.Parameter(proj.reshape(h * d, proj.shape[-1]).contiguous().clone())
-    attn.c_proj.nx = h * d
-    attn.num_heads = h
-    attn.split_size = h * d
+__all__ = [
+    "build_gpt2",
+    "build_model",
+    "grow_heads",
+    "grown_head_masks",
+    "model_spec",
+    "prune_heads",
+]
 
 
 def _check_layer(layer: int, n_layers: int) -> None:
@@ -82,7 +54,7 @@ def prune_heads(model: GPT2LMHeadModel, remove: Mapping[int, Sequence[int]]) -> 
     """A **new** model without the listed heads (the input is left alone).
 
     Args:
-        model: A GPT-2 model.
+        model: A GPT-2 or Llama model (Llama: the positions are key/value groups).
         remove: Layer -> positions of the heads to remove in that layer (current positions,
             ``0 .. h_l - 1``). Kept heads keep their order.
 
@@ -92,7 +64,8 @@ def prune_heads(model: GPT2LMHeadModel, remove: Mapping[int, Sequence[int]]) -> 
     Raises:
         ConfigError: Bad layer or head index, a repeated head, or a layer left with no head.
     """
-    counts = heads_per_layer(model)
+    family = family_of(model)
+    counts = _counts(family, model)
     for layer, heads in remove.items():
         _check_layer(layer, len(counts))
         idx = [int(i) for i in heads]
@@ -107,13 +80,10 @@ def prune_heads(model: GPT2LMHeadModel, remove: Mapping[int, Sequence[int]]) -> 
                 f"but removing {sorted(idx)} would leave none."
             )
     new = copy.deepcopy(model)
-    for layer, attn in enumerate(attention_blocks(new)):
+    for layer, attn in enumerate(family.attention_modules(new)):
         gone = {int(i) for i in remove.get(layer, ())}
-        if not gone:
-            continue
-        keep = torch.tensor([i for i in range(counts[layer]) if i not in gone])
-        qkv, bias, proj = _head_tensors(attn)
-        _set_heads_(attn, qkv[:, :, keep], bias[:, keep], proj[keep])
+        if gone:
+            family.keep_units_(attn, [i for i in range(counts[layer]) if i not in gone])
     return new
 
 
@@ -123,8 +93,8 @@ def grow_heads(
     """A **new** model with ``add[layer]`` function-preserving heads appended to each layer.
 
     Args:
-        model: A GPT-2 model (left alone).
-        add: Layer -> number of heads to add (0 allowed).
+        model: A GPT-2 or Llama model (left alone).
+        add: Layer -> number of heads (units) to add (0 allowed).
         seed: Seeds the new q, k, v weights (one generator per layer, from ``(seed, layer)``).
 
     Returns:
@@ -133,47 +103,98 @@ def grow_heads(
     Raises:
         ConfigError: Bad layer index or a negative count.
     """
-    counts = heads_per_layer(model)
+    family = family_of(model)
+    counts = _counts(family, model)
     for layer, n in add.items():
         _check_layer(layer, len(counts))
         if n < 0:
             raise ConfigError(f"layer {layer}: cannot add {n} heads; use a count >= 0.")
     new = copy.deepcopy(model)
     positions: dict[int, list[int]] = {}
-    for layer, attn in enumerate(attention_blocks(new)):
+    for layer, attn in enumerate(family.attention_modules(new)):
         n = int(add.get(layer, 0))
         if n == 0:
             continue
-        qkv, bias, proj = _head_tensors(attn)  # (E, 3, h, d), (3, h, d), (h, d, E)
-        e, _, h, d = qkv.shape
         gen = torch.Generator().manual_seed(derive_seed("grow_heads", seed, layer) % 2**63)
-        std = qkv.float().std(dim=(0, 2, 3)).cpu()  # (3,): one scale each for q, k and v
-        fresh = torch.randn(e, 3, n, d, generator=gen) * std.view(1, 3, 1, 1)
-        fresh = fresh.to(device=qkv.device, dtype=qkv.dtype)
-        qkv_new = torch.cat([qkv, fresh], dim=2)  # (E, 3, h+n, d)
-        bias_new = torch.cat([bias, bias.new_zeros(3, n, d)], dim=1)  # (3, h+n, d)
-        proj_new = torch.cat([proj, proj.new_zeros(n, d, proj.shape[-1])], dim=0)  # (h+n, d, E)
-        _set_heads_(attn, qkv_new, bias_new, proj_new)
-        positions[layer] = list(range(h, h + n))
+        family.append_units_(attn, n, gen)
+        positions[layer] = list(range(counts[layer], counts[layer] + n))
     return new, positions
 
 
+def grown_head_masks(
+    model: GPT2LMHeadModel, new_heads: Mapping[int, Sequence[int]]
+) -> dict[nn.Parameter, torch.Tensor]:
+    """Masks (1 on the listed heads' slices, 0 elsewhere) of the parameters that hold them,
+    e.g. to train only the heads :func:`grow_heads` added.
+
+    Args:
+        model: A GPT-2 or Llama model.
+        new_heads: Layer -> positions of the heads (units).
+
+    Returns:
+        Parameter -> mask of its shape (only parameters holding a listed head).
+
+    Raises:
+        ConfigError: A layer or position out of range.
+    """
+    family = family_of(model)
+    attns = family.attention_modules(model)
+    masks: dict[nn.Parameter, torch.Tensor] = {}
+    for layer, positions in new_heads.items():
+        _check_layer(layer, len(attns))
+        if not positions:
+            continue
+        units = family.units(attns[layer])
+        bad = [int(i) for i in positions if not 0 <= int(i) < units]
+        if bad:
+            raise ConfigError(f"layer {layer}: heads {bad} out of range [0, {units}).")
+        masks.update(family.unit_masks(attns[layer], [int(i) for i in positions]))
+    return masks
+
+
 def model_spec(model: GPT2LMHeadModel) -> dict[str, Any]:
-    """Plain data that rebuilds ``model``'s architecture: its config and heads per layer."""
+    """Plain data that rebuilds ``model``'s architecture: its config (whose ``model_type``
+    names the family) and heads (units) per layer."""
     config = model.config.to_dict()
-    return {"config": config, "heads_per_layer": heads_per_layer(model)}
+    return {"config": config, "heads_per_layer": _counts(family_of(model), model)}
+
+
+def build_model(spec: Mapping[str, Any]) -> GPT2LMHeadModel:
+    """An (untrained) model of the architecture in ``spec`` (from :func:`model_spec`), of the
+    family its config's ``model_type`` names (GPT-2 when it names none).
+
+    Layers with another head count than the config's are resized; the weights are meant to be
+    loaded afterwards. Initialisation draws from a forked RNG, so building a model never
+    changes the caller's random state.
+
+    Raises:
+        ConfigError: ``spec`` lacks ``config`` or ``heads_per_layer``, they disagree, or the
+            family is not supported.
+    """
+    try:
+        config_dict = dict(spec["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"a model spec needs 'config' and 'heads_per_layer' (from model_spec): {exc}"
+        ) from None
+    family = family_of_config({"model_type": "gpt2", **config_dict})
+    return _build(family, spec)
 
 
 def build_gpt2(spec: Mapping[str, Any]) -> GPT2LMHeadModel:
-    """An (untrained) GPT-2 of the architecture in ``spec`` (from :func:`model_spec`).
-
-    Layers with another head count than ``config.n_head`` are resized; the weights are
-    meant to be loaded afterwards. Initialisation draws from a forked RNG, so building a model
-    never changes the caller's random state.
+    """An (untrained) GPT-2 of the architecture in ``spec`` (see :func:`build_model`).
 
     Raises:
         ConfigError: ``spec`` lacks ``config`` or ``heads_per_layer``, or they disagree.
     """
+    return _build(family_named("gpt2"), spec)
+
+
+def _counts(family: AttentionFamily, model: nn.Module) -> list[int]:
+    return [family.units(attn) for attn in family.attention_modules(model)]
+
+
+def _build(family: AttentionFamily, spec: Mapping[str, Any]) -> GPT2LMHeadModel:
     try:
         config_dict = dict(spec["config"])
         heads = [int(h) for h in spec["heads_per_layer"]]
@@ -182,22 +203,19 @@ def build_gpt2(spec: Mapping[str, Any]) -> GPT2LMHeadModel:
             f"a model spec needs 'config' and 'heads_per_layer' (from model_spec): {exc}"
         ) from None
     with quiet():
-        cls_config = type(new_config())
-        config = cls_config.from_dict(config_dict)
-    if len(heads) != config.n_layer:
+        config = family.config_class().from_dict(config_dict)  # type: ignore[attr-defined]
+    n_layers = int(config.num_hidden_layers)
+    if len(heads) != n_layers:
         raise ConfigError(
-            f"heads_per_layer has {len(heads)} entries but the config has {config.n_layer} layers."
+            f"heads_per_layer has {len(heads)} entries but the config has {n_layers} layers."
         )
     if min(heads) < 1:
         raise ConfigError(f"every layer needs at least one head, but got {heads}.")
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), quiet():
         torch.manual_seed(0)
-        model = new_model(config)
-    for layer, attn in enumerate(attention_blocks(model)):
-        h = heads[layer]
-        if h == attn.num_heads:
-            continue
-        d, e = int(attn.head_dim), int(attn.embed_dim)
-        _set_heads_(attn, torch.zeros(e, 3, h, d), torch.zeros(3, h, d), torch.zeros(h, d, e))
+        model: GPT2LMHeadModel = family.model_class()(config)
+    for layer, attn in enumerate(family.attention_modules(model)):
+        if heads[layer] != family.units(attn):
+            family.resize_units_(attn, heads[layer])
     model.eval()
     return model
