@@ -11,6 +11,8 @@
   entropy, activation, magnitude and random estimators, iterative pruning;
 - :mod:`.measure`: token NLL, perplexity, single-thread latency, parameter count;
 - :mod:`.checkpoint`: a model folder as safetensors + manifest (sha256 checked);
+- :mod:`.pretrained`: ``save_pretrained`` folders plain transformers loads (uneven layers
+  padded with inert heads) and the padding removed again on load;
 - :mod:`.hf`: the one place that imports ``transformers`` (on first use).
 """
 
@@ -67,6 +69,7 @@ from selfimprove.nn.transformer.measure import (
     sequence_nll,
     token_nll,
 )
+from selfimprove.nn.transformer.pretrained import PADDING_KEY, save_pretrained, strip_padding
 from selfimprove.nn.transformer.surgery import (
     build_gpt2,
     build_model,
@@ -81,6 +84,7 @@ __all__ = [
     "FAMILIES",
     "FORMAT",
     "GROWTH_STRATEGIES",
+    "PADDING_KEY",
     "AttentionFamily",
     "HeadGates",
     "PruneStep",
@@ -116,8 +120,10 @@ __all__ = [
     "quiet",
     "read_manifest",
     "save_model",
+    "save_pretrained",
     "select_heads",
     "sequence_nll",
+    "strip_padding",
     "token_nll",
     "total_heads",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,7 @@ __all__ = [
     "load_pretrained_tokenizer",
     "new_config",
     "new_model",
+    "no_progress_bars",
     "quiet",
 ]
 
@@ -48,6 +49,20 @@ def quiet() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """Switch transformers' progress bars off for a block (the library never prints; the CLI
+    draws progress)."""
+    hf_logging = _transformers_module("transformers.utils.logging")
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _transformers_module(name: str) -> ModuleType:
@@ -99,33 +114,53 @@ def new_model(config: GPT2Config) -> GPT2LMHeadModel:
     return model
 
 
-def load_pretrained(name: str) -> GPT2LMHeadModel:
-    """A GPT-2-family model from a local folder or the local Hugging Face cache, never the network.
+def load_pretrained(name: str, *, families: Sequence[str] = ("gpt2",)) -> GPT2LMHeadModel:
+    """A model from a local folder or the local Hugging Face cache, never the network.
+
+    A folder written by :func:`~selfimprove.nn.transformer.save_pretrained` comes back with its
+    padding heads removed (:func:`~selfimprove.nn.transformer.strip_padding`), so its layers
+    hold their true, uneven head counts again.
 
     Args:
         name: A hub name (``distilgpt2``) already in the local cache, or a folder written by
             ``save_pretrained``.
+        families: The families accepted (see :mod:`.family`; the default is GPT-2 alone, what
+            the plasticity workbench measures today; ``("gpt2", "llama")`` takes both).
 
     Returns:
         The model, in eval mode.
 
     Raises:
-        NotFoundError: The weights are not available offline, or the model is not GPT-2-family.
+        NotFoundError: The weights are not available offline, or the model is not of an
+            accepted family.
     """
-    mod = gpt2_module()
-    hf_logging = importlib.import_module("transformers.utils.logging")
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # the library never prints; the CLI draws progress
+    # Imported here: the families and surgery import this module.
+    from selfimprove.nn.transformer.family import family_named, family_of_config
+    from selfimprove.nn.transformer.pretrained import strip_padding
+
+    accepted = [family_named(f) for f in families]
+    kinds = " or ".join(f.name for f in accepted)
+    transformers = _transformers_module("transformers")
     try:
-        with quiet():
-            model: GPT2LMHeadModel = mod.GPT2LMHeadModel.from_pretrained(
+        with quiet(), no_progress_bars():
+            config = transformers.AutoConfig.from_pretrained(name, local_files_only=True)
+            try:
+                family = family_of_config(config)
+            except ConfigError:
+                family = None
+            if family is None or family not in accepted:
+                raise NotFoundError(
+                    f"{name!r} holds a {getattr(config, 'model_type', '?')!r} model, not "
+                    f"{kinds}; use --model_name tiny, or a {kinds} folder."
+                )
+            model: GPT2LMHeadModel = family.model_class().from_pretrained(  # type: ignore[attr-defined]
                 name, local_files_only=True
             )
     except (OSError, ValueError) as exc:
         if Path(name).exists():
             first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
             raise NotFoundError(
-                f"folder {name!r} does not hold a GPT-2 model saved with save_pretrained "
+                f"folder {name!r} does not hold a {kinds} model saved with save_pretrained "
                 f"({first or type(exc).__name__}); use --model_name tiny."
             ) from None
         raise NotFoundError(
@@ -133,9 +168,7 @@ def load_pretrained(name: str) -> GPT2LMHeadModel:
             "Face cache, and nothing is downloaded here); use --model_name tiny, or a folder "
             "saved with save_pretrained."
         ) from None
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
+    model = strip_padding(model)
     model.eval()
     return model
 
