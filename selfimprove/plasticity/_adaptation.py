@@ -12,13 +12,21 @@ heads it removed (net of growth), weighted by how much of the perplexity toleran
 unused (``0.5 + 0.5 * margin``, so staying at the start's perplexity counts double a cycle that
 used the whole tolerance).
 
-Levels (:func:`adapt_levels`): after an accepted cycle the pruning level grows in proportion to
+Levels: the cycle's level comes from the search for the largest removal within the tolerance
+(:mod:`selfimprove.plasticity._search`). :func:`adapt_levels`, the older rule, is kept for
+callers of its own: after an accepted cycle the pruning level grows in proportion to
 the tolerance it left unused, ``level * (1 + margin)`` (x2 when perplexity did not rise at all,
 unchanged when the whole tolerance was used; at most :data:`MAX_PRUNING_LEVEL`), and with more
 than half the tolerance left the growth ratio shrinks by x0.8. A rejected cycle halves the
 pruning level, so the next cycle retries smaller; it leaves the growth ratio alone (new heads
 start silent and cannot repair in a few steps what pruning cost; they only cost the heads they
 add back). Pure functions: they return the new values and a label of the change.
+
+Growth (:func:`adapt_growth`): grown heads must earn their keep. After learning, every grown head
+is tested on probe windows and removed again unless it pays more than a pruned head cost
+(:func:`selfimprove.plasticity._selection.drop_unpaid_heads`); the next cycle grows in proportion
+to the share that paid (``ratio * kept / grown``), so a cycle in which no grown head paid turns
+growth off for the rest of the run.
 
 Memory (:class:`TransformationMemory`): every cycle's transformation (state before, strategy,
 level, growth, which heads went and where heads grew, outcome) is kept in a JSON file in the
@@ -52,6 +60,7 @@ __all__ = [
     "StrategyRatings",
     "Transformation",
     "TransformationMemory",
+    "adapt_growth",
     "adapt_levels",
     "cycle_reward",
 ]
@@ -191,6 +200,32 @@ def adapt_levels(
         level,
         growth_ratio,
         f"accepted, {margin:.0%} of the tolerance left: level * {1 + margin:.2f}",
+    )
+
+
+def adapt_growth(growth_ratio: float, *, grown: int, kept: int) -> tuple[float, str]:
+    """The next cycle's growth ratio from the evidence of this one's grown heads.
+
+    Args:
+        growth_ratio: Heads grown per head pruned this cycle.
+        grown: Heads grown this cycle.
+        kept: Grown heads that paid (kept after learning).
+
+    Returns:
+        ``(growth_ratio, label)``: unchanged when nothing was grown or every grown head paid,
+        else scaled by the share that paid (0 when none did: growth stops).
+    """
+    if grown <= 0 or growth_ratio <= 0:
+        return growth_ratio, "growth: nothing grown, ratio unchanged"
+    kept = min(max(0, kept), grown)
+    if kept == 0:
+        return 0.0, f"growth: none of the {grown} grown heads paid, growth off"
+    if kept == grown:
+        return growth_ratio, f"growth: all {grown} grown heads paid, ratio unchanged"
+    share = kept / grown
+    return (
+        growth_ratio * share,
+        f"growth: {kept} of {grown} grown heads paid, ratio * {share:.2f}",
     )
 
 

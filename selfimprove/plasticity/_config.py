@@ -39,8 +39,9 @@ class PlasticityConfig:
     Attributes:
         seed: Seeds every random choice (batches, growth, sampling, random importance).
         context: Tokens per window (capped at the model's positions).
-        perplexity_tolerance: Relative validation-perplexity increase over the run's start that
-            a cycle may leave (0.05 = 5 %).
+        perplexity_tolerance: Relative validation-perplexity increase a cycle may leave over
+            the run's start and, with ``accept_against_reference``, over the unpruned start
+            fine-tuned with the same steps (0.05 = 5 %).
         degeneration_threshold: Highest degeneration score a cycle may leave (see
             :mod:`selfimprove.plasticity._degeneration`).
         finetune_steps: Optimiser steps of the learn phase.
@@ -63,6 +64,13 @@ class PlasticityConfig:
         serving_batch: Sequences per timed call at the serving size (each ``context`` tokens);
             batch 1 is always timed too.
         measure_reference: Fine-tune the unpruned start with the same steps for the summary.
+        accept_against_reference: Keep a cycle only if it is also within the tolerance of the
+            unpruned start fine-tuned with the same steps and batches as the candidate (kept
+            and advanced beside the pruned model: one more fine-tuning per kept cycle); else
+            the start alone is the bar.
+        learn_when_resolved: When the search for the largest removal within the tolerance is
+            resolved (or no head is left to remove), the remaining cycles fine-tune the kept
+            model without pruning (judged by the same rule); else the run stops there.
         use_memory: Recall and store transformations in ``<home>/plasticity/memory.json``.
         tiny: Spec of ``tiny`` (architecture and pre-training).
         dashboard: Write ``dashboard.html`` at the end.
@@ -87,6 +95,8 @@ class PlasticityConfig:
     latency_repeats: int = 20
     serving_batch: int = 8
     measure_reference: bool = True
+    accept_against_reference: bool = True
+    learn_when_resolved: bool = True
     use_memory: bool = True
     tiny: TinySpec = field(default_factory=TinySpec)
     dashboard: bool = True
@@ -166,6 +176,11 @@ class CycleOutcome:
         reward: Reward given to the strategies.
         adaptation: Label of the level change.
         restored_sha256: sha256 of the checkpoint restored after a rejection.
+        reference_perplexity: The unpruned start fine-tuned with the candidate's steps and
+            batches (the bar with ``accept_against_reference``), else ``None``.
+        reference_steps: Fine-tuning steps that reference received.
+        heads_target: Heads the search asked this cycle to have removed in total (``None``
+            for a cycle that only learned).
     """
 
     cycle: int
@@ -195,6 +210,9 @@ class CycleOutcome:
     reward: float
     adaptation: str
     restored_sha256: str | None = None
+    reference_perplexity: float | None = None
+    reference_steps: int = 0
+    heads_target: int | None = None
 
 
 @dataclass(frozen=True)

@@ -4,30 +4,43 @@ Each step is a function with one job: it reads the run (:class:`RunContext`, fix
 run), the model as last accepted (:class:`RunState`), and what the earlier steps of the cycle
 returned; it writes its phase's record to ``metrics.jsonl`` and returns a small frozen result.
 Only :func:`decide` (keep or undo) and :func:`adapt` / :func:`record` change the run's state.
-The accept/reject rule itself is :func:`selfimprove.measure.lm_judge.judge_cycle`, a pure
-function of the cycle's figures. :func:`run_cycle` chains the steps.
+
+The decisions are pure functions of the cycle's figures, each with its reason:
+
+- how many heads go: :func:`selfimprove.plasticity._search.next_removal`, a search for the
+  largest total removal within the tolerance (expand while kept, bisect after a failure, stop
+  when the bracket is narrower than one head per layer; the remaining cycles only learn);
+- keep or undo: :func:`selfimprove.plasticity._acceptance.judge_candidate`, within the tolerance
+  of the start *and* of the unpruned start fine-tuned with the same steps and batches
+  (:class:`selfimprove.plasticity._reference.ReferenceTrack`, advanced beside the model);
+- how much to grow: :func:`selfimprove.plasticity._adaptation.adapt_growth`, in proportion to
+  the grown heads that paid.
+
+:func:`run_cycle` chains the steps.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
-from typing import TYPE_CHECKING
+import math
+from dataclasses import replace
 
 import torch
 
 from selfimprove.checkpoints import sha256_hex
 from selfimprove.measure.finetune import finetune_
-from selfimprove.measure.lm_judge import CycleFigures, CycleVerdict, judge_cycle
+from selfimprove.measure.lm_judge import CycleVerdict
 from selfimprove.nn.modules import state_to_bytes
 from selfimprove.nn.transformer.checkpoint import SavedModel, load_model, save_model
 from selfimprove.nn.transformer.gates import heads_per_layer
 from selfimprove.nn.transformer.growth import plan_growth
 from selfimprove.nn.transformer.importance import head_importance, prune_iteratively
 from selfimprove.nn.transformer.surgery import grow_heads
+from selfimprove.plasticity._acceptance import judge_candidate
 from selfimprove.plasticity._adaptation import (
-    MAX_PRUNING_LEVEL,
     Transformation,
-    adapt_levels,
+    adapt_growth,
     cycle_reward,
 )
 from selfimprove.plasticity._config import CycleOutcome
@@ -39,37 +52,52 @@ from selfimprove.plasticity._cycle_state import (
     RunContext,
     RunState,
 )
+from selfimprove.plasticity._reference import ReferenceTrack, finetune_seed
+from selfimprove.plasticity._search import RemovalSearch, next_removal, update_search
 from selfimprove.plasticity._selection import drop_unpaid_heads, screen_estimators
 from selfimprove.plasticity._slots import SlotBook
 from selfimprove.plasticity._workbench import snapshot, to_device, window_losses
 from selfimprove.seeding import derive_seed
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["adapt", "choose", "decide", "grow", "learn", "measure", "prune", "record", "run_cycle"]
 
 logger = logging.getLogger(__name__)
 
 
-def choose(ctx: RunContext, state: RunState, cycle: int) -> Choice | None:
-    """Choose the pruning level, the estimator and the growth (``None``: no head removable).
+def _search(ctx: RunContext, state: RunState) -> RemovalSearch:
+    """The run's removal search (made on the first cycle, from the starting model)."""
+    if state.search is None:
+        total = sum(ctx.original_heads)
+        state.search = RemovalSearch(
+            total=total,
+            removable=sum(max(0, h - ctx.config.min_heads_per_layer) for h in ctx.original_heads),
+            resolution=len(ctx.original_heads),
+            accepted=total - sum(heads_per_layer(state.model)),
+        )
+    return state.search
 
-    A remembered success from a similar state is reused; otherwise the level is the run's and
-    the ratings choose. A level that failed here before is halved.
+
+def choose(ctx: RunContext, state: RunState, cycle: int) -> Choice | None:
+    """Choose how many heads go, the estimator and the growth (``None``: the run stops).
+
+    The number of heads comes from the search for the largest removal within the tolerance
+    (:func:`next_removal`; the first cycle removes the initial level's share). A remembered
+    success from a similar state is reused (its strategies, and its level where the bracket
+    allows it); a remembered failure from a similar state caps the bracket. When the search
+    is resolved the cycle only learns (``n_prune == 0``), or with ``learn_when_resolved``
+    off the run stops.
     """
     cfg = ctx.config
     heads = heads_per_layer(state.model)
-    removable = sum(max(0, h - cfg.min_heads_per_layer) for h in heads)
-    if removable == 0:
-        return None
+    search = _search(ctx, state)
+    removed = search.total - sum(heads)
     fractions = [h / o for h, o in zip(heads, ctx.original_heads, strict=True)]
     rel_ppl = state.perplexity / ctx.start_perplexity
     hit = ctx.memory.recall(ctx.model_key, fractions, rel_ppl)
     g_why = ""
     if hit is not None:
-        p_strategy, c_level = hit.pruning_strategy, hit.pruning_level
-        g_strategy, c_ratio = hit.growth_strategy, hit.growth_ratio
+        p_strategy, g_strategy = hit.pruning_strategy, hit.growth_strategy
+        c_ratio = hit.growth_ratio
         why = (
             f"memory: reused {hit.run} cycle {hit.cycle} (reward {hit.reward:+.3f}) "
             "from a similar state"
@@ -77,17 +105,29 @@ def choose(ctx: RunContext, state: RunState, cycle: int) -> Choice | None:
     else:
         p_strategy, p_why = ctx.pruning.choose()
         g_strategy, g_why = ctx.growth.choose()
-        c_level, c_ratio = state.level, state.ratio
+        c_ratio = state.ratio
         why = f"pruning {p_why}; growth {g_why}"
     screen = cfg.screen_estimators and hit is None
     failed = [
-        t.pruning_level
+        removed + max(1, round(t.pruning_level * sum(heads)))
         for t in ctx.memory.failures(ctx.model_key, fractions, rel_ppl)
-        if (screen or t.pruning_strategy == p_strategy) and t.pruning_level <= c_level
+        if screen or t.pruning_strategy == p_strategy
     ]
-    if failed:
-        c_level = 0.5 * min(failed)
-        why += f"; memory: level {min(failed):.3g} failed here before, now {c_level:.3g}"
+    if failed and (search.rejected is None or min(failed) < search.rejected):
+        search = state.search = replace(search, rejected=min(failed))
+        why += f"; memory: {min(failed)} heads removed in total failed here before"
+    target, s_why = next_removal(search, first=round(state.level * search.total))
+    if hit is not None and target is not None:
+        recalled = removed + max(1, round(hit.pruning_level * sum(heads)))
+        if recalled <= search.upper:
+            target, s_why = recalled, f"memory: level {hit.pruning_level:.3g}"
+    if target is None:
+        if not cfg.learn_when_resolved:
+            logger.log(logging.INFO if ctx.verbose else logging.DEBUG, "cycle %d: %s", cycle, s_why)
+            return None
+        p_strategy, g_strategy, c_ratio, screen = "none", "none", 0.0, False
+        why = f"learn only: {s_why}"
+    n_prune = 0 if target is None else target - removed
     return Choice(
         cycle=cycle,
         seed=derive_seed(cfg.seed, "cycle", cycle),
@@ -96,13 +136,15 @@ def choose(ctx: RunContext, state: RunState, cycle: int) -> Choice | None:
         perplexity_before=state.perplexity,
         relative_perplexity=rel_ppl,
         pruning_strategy=p_strategy,
-        level=c_level,
+        level=n_prune / sum(heads),
         growth_strategy=g_strategy,
         ratio=c_ratio,
-        why=why,
+        why=why if target is None else f"{why}; {s_why}",
         growth_why=g_why,
         screen=screen,
-        n_prune=min(removable, max(1, round(c_level * sum(heads)))),
+        n_prune=n_prune,
+        target=target,
+        search_why=s_why,
     )
 
 
@@ -148,6 +190,8 @@ def prune(ctx: RunContext, state: RunState, choice: Choice, book: SlotBook) -> P
             **snapshot(model),
             "strategy": strategy,
             "level": choice.level,
+            "target": choice.target,
+            "search": state.search.to_dict() if state.search else None,
             "choice": why,
             "slots": slots_before,
             "importance": {"method": strategy, "scores": steps[0].importance},
@@ -158,6 +202,14 @@ def prune(ctx: RunContext, state: RunState, choice: Choice, book: SlotBook) -> P
         },
     )
     return Pruned(model=model, strategy=strategy, why=why, slots=pruned_slots, batches=batches)
+
+
+def keep_as_is(state: RunState, choice: Choice) -> tuple[Pruned, Grown]:
+    """A learn-only cycle's "pruned" and "grown" model: a copy of the current one."""
+    model = copy.deepcopy(state.model)
+    pruned = Pruned(model=model, strategy="none", why=choice.why, slots=[], batches=[])
+    grown = Grown(model=model, new_positions={}, planned=0, perplexity=state.perplexity, slots=[])
+    return pruned, grown
 
 
 def measure(ctx: RunContext, cycle: int, pruned: Pruned) -> float:
@@ -227,15 +279,21 @@ def learn(
     grown: Grown,
     book: SlotBook,
 ) -> Learned:
-    """Fine-tune the grown model, drop grown heads that do not pay, measure the candidate."""
+    """Fine-tune the grown model, drop grown heads that do not pay, measure the candidate and
+    the unpruned reference fine-tuned with the same steps and batches.
+
+    The fine-tuning seed depends only on the number of kept cycles (:func:`finetune_seed`), so
+    the reference of a cycle retried after a rollback is measured once.
+    """
     cfg, bench = ctx.config, ctx.bench
     ctx.phase(choice.cycle, "learn")
-    ft_seed = derive_seed(choice.seed, "finetune")
+    ft_seed = finetune_seed(cfg.seed, len(state.accepted_seeds))
+    ft_config = cfg.finetune_config(bench.context)
     model = grown.model
     result = finetune_(
         model,
         bench.data,
-        cfg.finetune_config(bench.context),
+        ft_config,
         seed=ft_seed,
         new_heads=grown.new_positions,
     )
@@ -252,6 +310,10 @@ def learn(
         model, dropped, pay = drop_unpaid_heads(model, dict(grown.new_positions), probe, head_cost)
         grown_slots = book.drop_(dropped, grown_slots)
     ppl_after = bench.perplexity(model)
+    ref_ppl: float | None = None
+    ref_steps = 0
+    if state.reference is not None:
+        ref_ppl, ref_steps = state.reference.candidate(ft_seed, bench, ft_config)
     test_after = bench.perplexity(model, "test")
     deg = bench.degeneration(model)
     (lat_before, serving_before), (lat_after, serving_after) = bench.latency(state.model, model)
@@ -264,6 +326,8 @@ def learn(
             **snap,
             "perplexity": ppl_after,
             "test_perplexity": test_after,
+            "reference_perplexity": ref_ppl,
+            "reference_steps": ref_steps,
             "degeneration": deg.score,
             "degeneration_report": deg.to_dict(),
             "latency_ms": lat_after,
@@ -293,32 +357,37 @@ def learn(
         serving_before_ms=serving_before,
         serving_after_ms=serving_after,
         snapshot=snap,
+        reference_perplexity=ref_ppl,
+        reference_steps=ref_steps,
     )
 
 
 def decide(
     ctx: RunContext, state: RunState, cycle: int, learned: Learned, book: SlotBook
 ) -> tuple[CycleVerdict, SavedModel | None, str | None]:
-    """Judge the candidate (:func:`judge_cycle`) and keep it or undo the cycle for real.
+    """Judge the candidate (:func:`judge_candidate`) and keep it or undo the cycle for real.
 
-    A kept candidate is saved as ``checkpoints/cycle_NNN`` and becomes the state's model; an
-    undone cycle reads the pre-cycle checkpoint back from disk (sha256 checked).
+    A kept candidate is saved as ``checkpoints/cycle_NNN`` and becomes the state's model (and
+    its reference the run's); an undone cycle reads the pre-cycle checkpoint back from disk
+    (sha256 checked).
 
     Returns:
         The verdict, the kept cycle's checkpoint (else ``None``), and the sha256 of the
         restored weights (``None`` when kept).
     """
     cfg = ctx.config
-    verdict = judge_cycle(
-        CycleFigures(
-            perplexity_start=ctx.start_perplexity,
-            perplexity_after=learned.perplexity,
-            degeneration=learned.degeneration.score,
-            tolerance=cfg.perplexity_tolerance,
-            degeneration_threshold=cfg.degeneration_threshold,
-        )
+    verdict = judge_candidate(
+        perplexity_start=ctx.start_perplexity,
+        perplexity_reference=learned.reference_perplexity,
+        perplexity_after=learned.perplexity,
+        degeneration=learned.degeneration.score,
+        tolerance=cfg.perplexity_tolerance,
+        degeneration_threshold=cfg.degeneration_threshold,
+        reference_steps=learned.reference_steps,
     )
     if verdict.accepted:
+        if state.reference is not None:
+            state.reference.advance(learned.finetune_seed)
         state.saved = save_model(
             learned.model,
             ctx.run_dir / "checkpoints" / f"cycle_{cycle:03d}",
@@ -337,31 +406,41 @@ def adapt(
     state: RunState,
     choice: Choice,
     pruned: Pruned,
+    grown: Grown,
     learned: Learned,
     verdict: CycleVerdict,
 ) -> tuple[float, str]:
-    """Reward the strategies, set the next level and ratio, remember the transformation.
+    """Reward the strategies, move the search's bracket, set the growth ratio, remember the
+    transformation (a learn-only cycle moves the bracket's margin only).
 
     Returns:
-        The reward and the label of the level change.
+        The reward and the label of the changes.
     """
     cfg = ctx.config
+    baseline = min(ctx.start_perplexity, learned.reference_perplexity or math.inf)
     reward = cycle_reward(
         accepted=verdict.accepted,
         heads_before=sum(choice.heads),
         heads_after=learned.snapshot["heads"],
-        perplexity_start=ctx.start_perplexity,
+        perplexity_start=baseline,
         perplexity_after=learned.perplexity,
         tolerance=cfg.perplexity_tolerance,
     )
+    search = _search(ctx, state)
+    removed = search.total - learned.snapshot["heads"]
+    state.search = update_search(
+        search, removed=removed, accepted=verdict.accepted, margin=verdict.margin
+    )
+    kept_grown = grown.planned - sum(len(v) for v in learned.dropped.values())
+    state.ratio, g_label = adapt_growth(choice.ratio, grown=grown.planned, kept=kept_grown)
+    _, next_why = next_removal(state.search, first=1)
+    done = "kept" if verdict.accepted else "rejected, retry smaller"
+    label = f"{done}: {removed} of {search.total} heads removed; next: {next_why}; {g_label}"
+    if choice.n_prune == 0:
+        return reward, label
     ctx.pruning.update(pruned.strategy, reward)
     if choice.n_grow:
         ctx.growth.update(choice.growth_strategy, reward)
-    level, ratio, label = adapt_levels(
-        choice.level, choice.ratio, accepted=verdict.accepted, margin=verdict.margin
-    )
-    state.level = min(MAX_PRUNING_LEVEL, max(level, 1 / max(1, sum(heads_per_layer(state.model)))))
-    state.ratio = ratio
     ctx.memory.add(
         Transformation(
             model=ctx.model_key,
@@ -406,7 +485,7 @@ def record(
         The cycle's outcome (also appended to ``state.outcomes``).
     """
     choice, pruned, ppl_pruned, grown, learned = step
-    reward, label = adapt(ctx, state, choice, pruned, learned, verdict)
+    reward, label = adapt(ctx, state, choice, pruned, grown, learned, verdict)
     snap = learned.snapshot
     outcome = CycleOutcome(
         cycle=choice.cycle,
@@ -436,6 +515,9 @@ def record(
         reward=reward,
         adaptation=label,
         restored_sha256=restored_sha,
+        reference_perplexity=learned.reference_perplexity,
+        reference_steps=learned.reference_steps,
+        heads_target=choice.target,
     )
     state.outcomes.append(outcome)
     ctx.log.write(
@@ -446,7 +528,10 @@ def record(
             "reason": verdict.reason,
             "reward": reward,
             "adaptation": label,
-            "next_pruning_level": state.level,
+            "search": state.search.to_dict() if state.search else None,
+            "reference_perplexity": learned.reference_perplexity,
+            "limit": verdict.limit,
+            "margin": verdict.margin,
             "next_growth_ratio": state.ratio,
             "restored_sha256": restored_sha,
             "checkpoint_sha256": state.saved.sha256,
@@ -462,6 +547,7 @@ def record(
         seed=choice.seed,
         start_perplexity=ctx.start_perplexity,
         saved=kept,
+        reference_perplexity=learned.reference_perplexity,
     )
     level = logging.INFO if ctx.verbose else logging.DEBUG
     logger.log(
@@ -476,7 +562,8 @@ def record(
 
 
 def run_cycle(ctx: RunContext, state: RunState, cycle: int) -> CycleOutcome | None:
-    """One cycle: choose -> prune -> measure -> grow -> learn -> decide -> record.
+    """One cycle: choose -> prune -> measure -> grow -> learn -> decide -> record (a cycle
+    after the search is resolved: choose -> learn -> decide -> record).
 
     Args:
         ctx: The run.
@@ -486,13 +573,20 @@ def run_cycle(ctx: RunContext, state: RunState, cycle: int) -> CycleOutcome | No
     Returns:
         The outcome, or ``None`` when no head is left to remove (the run stops).
     """
+    if ctx.config.accept_against_reference and state.reference is None:
+        # The first cycle starts from the run's start: the reference begins there too.
+        state.reference = ReferenceTrack.start(state.model, state.perplexity)
     choice = choose(ctx, state, cycle)
     if choice is None:
         return None
     book = state.book.copy()  # the cycle's slot ids; the run's change only if it is kept
-    pruned = prune(ctx, state, choice, book)
-    ppl_pruned = measure(ctx, cycle, pruned)
-    grown = grow(ctx, choice, pruned, ppl_pruned, book)
+    if choice.n_prune == 0:  # the search is resolved: this cycle only learns
+        pruned, grown = keep_as_is(state, choice)
+        ppl_pruned = state.perplexity
+    else:
+        pruned = prune(ctx, state, choice, book)
+        ppl_pruned = measure(ctx, cycle, pruned)
+        grown = grow(ctx, choice, pruned, ppl_pruned, book)
     learned = learn(ctx, state, choice, pruned, grown, book)
     verdict, kept, restored_sha = decide(ctx, state, cycle, learned, book)
     return record(

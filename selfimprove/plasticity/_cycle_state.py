@@ -21,6 +21,8 @@ from selfimprove.plasticity._config import CycleOutcome, PlasticityConfig
 from selfimprove.plasticity._degeneration import DegenerationReport
 from selfimprove.plasticity._ledger import PlasticityLedger
 from selfimprove.plasticity._metrics import MetricsLog
+from selfimprove.plasticity._reference import ReferenceTrack
+from selfimprove.plasticity._search import RemovalSearch
 from selfimprove.plasticity._slots import SlotBook
 from selfimprove.plasticity._workbench import Workbench
 
@@ -85,10 +87,13 @@ class RunState:
         perplexity: Its validation perplexity.
         saved: Its checkpoint on disk.
         book: Slot ids of its heads.
-        level: Next cycle's pruning level.
+        level: The first cycle's pruning level (later cycles' come from ``search``).
         ratio: Next cycle's growth ratio.
         accepted_seeds: Fine-tuning seeds of the kept cycles (the reference replays them).
         outcomes: Every cycle's outcome so far.
+        search: The bracket of heads removed in total (made by the first cycle).
+        reference: The unpruned start advanced with the kept cycles' steps (made by the first
+            cycle when the run judges against it).
     """
 
     model: GPT2LMHeadModel
@@ -99,11 +104,14 @@ class RunState:
     ratio: float
     accepted_seeds: list[int] = field(default_factory=list)
     outcomes: list[CycleOutcome] = field(default_factory=list)
+    search: RemovalSearch | None = None
+    reference: ReferenceTrack | None = None
 
 
 @dataclass(frozen=True)
 class Choice:
-    """What a cycle will try, and why (:func:`choose`)."""
+    """What a cycle will try, and why (:func:`choose`). ``n_prune == 0``: the cycle only
+    learns (the search is resolved); ``target``: heads removed in total after the cycle."""
 
     cycle: int
     seed: int
@@ -119,6 +127,8 @@ class Choice:
     growth_why: str
     screen: bool
     n_prune: int
+    target: int | None = None
+    search_why: str = ""
 
     @property
     def n_grow(self) -> int:
@@ -165,3 +175,5 @@ class Learned:
     serving_before_ms: float
     serving_after_ms: float
     snapshot: dict[str, Any]
+    reference_perplexity: float | None = None
+    reference_steps: int = 0

@@ -51,9 +51,13 @@ def _version_fields(saved: SavedModel) -> dict[str, Any]:
 
 
 def cycle_statistics(
-    outcome: CycleOutcome, verdict: CycleVerdict, start_perplexity: float
+    outcome: CycleOutcome,
+    verdict: CycleVerdict,
+    start_perplexity: float,
+    reference_perplexity: float | None = None,
 ) -> dict[str, Any]:
-    """The figures an experiment row keeps of a cycle (``before``/``after``: perplexity)."""
+    """The figures an experiment row keeps of a cycle (``before``/``after``: perplexity;
+    ``cycle_reference_perplexity``: the unpruned start fine-tuned with the same steps)."""
     return {
         "metric": "perplexity",
         "before": outcome.perplexity_before,
@@ -63,6 +67,7 @@ def cycle_statistics(
         "perplexity_pruned": outcome.perplexity_pruned,
         "perplexity_after": outcome.perplexity_after,
         "start_perplexity": start_perplexity,
+        "cycle_reference_perplexity": reference_perplexity,
         "limit": verdict.limit,
         "margin": verdict.margin,
         "test_after": outcome.test_perplexity_after,
@@ -149,6 +154,7 @@ class PlasticityLedger:
         seed: int,
         start_perplexity: float,
         saved: SavedModel | None,
+        reference_perplexity: float | None = None,
     ) -> ExperimentRecord:
         """Add one cycle's experiment and, if it was kept, its version (the new incumbent).
 
@@ -158,6 +164,8 @@ class PlasticityLedger:
             seed: The cycle's seed.
             start_perplexity: The run's starting validation perplexity (the rule's reference).
             saved: The kept cycle's checkpoint (``None`` for a rejected cycle).
+            reference_perplexity: The unpruned start fine-tuned with the cycle's steps, if
+                the rule judged against it.
 
         Returns:
             The experiment as stored.
@@ -169,7 +177,7 @@ class PlasticityLedger:
             "growth_strategy": outcome.growth_strategy,
             "growth_ratio": outcome.growth_ratio,
         }
-        statistics = cycle_statistics(outcome, verdict, start_perplexity)
+        statistics = cycle_statistics(outcome, verdict, start_perplexity, reference_perplexity)
         with self.store.batch():
             exp = self.store.add_experiment(
                 model_id=self.model_id,

@@ -239,9 +239,14 @@ def test_grown_heads_that_do_not_pay_are_removed_again(tiny_home: Path, tmp_path
     assert learn["heads"] == 24 and sum(len(s) for s in learn["slots"]) == 24
 
 
-def test_a_rejected_cycle_is_retried_at_half_the_level(tiny_home: Path, tmp_path: Path) -> None:
+def test_a_rejected_cycle_is_retried_in_the_middle_of_the_bracket(
+    tiny_home: Path, tmp_path: Path
+) -> None:
     _, results = _bare_cycles(tiny_home, tmp_path, 0.0, cycles=2, level=0.5, growth=0.5)
     first, second = results.cycles
     assert not first.accepted and "retry" in first.adaptation
-    assert (second.pruning_level, second.heads_pruned) == (0.25, 8)
-    assert second.growth_ratio == first.growth_ratio  # a rejection does not add growth
+    assert first.heads_target == 16 and "bisect: 0 kept, 16 failed" in first.adaptation
+    assert (second.pruning_level, second.heads_pruned, second.heads_target) == (0.25, 8, 8)
+    # Without fine-tuning the grown heads stay silent: none paid, so growth stops.
+    assert "none of the 8 grown heads paid" in first.adaptation
+    assert second.growth_ratio == 0.0
