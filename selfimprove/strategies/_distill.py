@@ -126,8 +126,12 @@ logger = logging.getLogger(__name__)
 COMPRESSION_OBJECTIVES = EFFICIENCY_OBJECTIVES
 #: Weight of the FitNets hint term by default (see ``benchmarks/distillation.py``).
 DEFAULT_HINT_WEIGHT = 0.0
-#: Weight of the attention-transfer term by default (see ``benchmarks/distillation.py``).
-DEFAULT_ATTENTION_WEIGHT = 0.0
+#: Weight of the attention-transfer term by default, as ``benchmarks/distillation.py``'s declared
+#: rule decided: on a tiny GPT-2 with half its heads pruned, taught by its parent for 150 steps,
+#: 0.1 lowered test perplexity in 6 of 6 seeds against soft targets alone (p 0.0005), by a
+#: median of only 0.05 % (validation: no difference), at ~8 % more time per step; 1 and 10 hurt
+#: (+0.27 %, +4 %).
+DEFAULT_ATTENTION_WEIGHT = 0.1
 #: Most training windows a language model's teachers are scored on.
 LM_HOLDOUT_WINDOWS = 256
 #: Windows per step of a language model's distillation, unless ``batch_size`` is given.

@@ -219,7 +219,9 @@ def test_alpha_zero_without_attention_is_plain_fine_tuning(
     """With the teacher's weight at 0 the loss hook computes finetune_'s own loss: the student is
     what finetune_ makes of the incumbent with the same seed, steps and rate."""
     incumbent, parent = _register(improver, task, parent_state)
-    cand = DistillStrategy().apply(incumbent, _context(task, (parent,), alpha=0.0, seed=4))
+    cand = DistillStrategy().apply(
+        incumbent, _context(task, (parent,), alpha=0.0, attention_weight=0.0, seed=4)
+    )
     reference = copy.deepcopy(incumbent.module)
     cfg = FinetuneConfig(
         steps=12, lr=FINETUNE_LR, batch_size=16, context=task.context, warmup_steps=1
@@ -304,3 +306,14 @@ def test_bad_attention_weight_is_refused(
         DistillConfig.from_params({"steps": 0})
     assert DistillConfig.from_params({}).attention_weight == DEFAULT_ATTENTION_WEIGHT
     assert DistillConfig.from_params({"attention_weight": "2.5"}).attention_weight == 2.5
+
+
+def test_the_default_weight_transfers_attention_between_gpt2s(
+    improver: SelfImprover, task: LanguageModelTask, parent_state: dict[str, torch.Tensor]
+) -> None:
+    """Without attention_weight in the params, a GPT-2 pair gets the measured default."""
+    incumbent, parent = _register(improver, task, parent_state)
+    cand = DistillStrategy().apply(incumbent, _context(task, (parent,), steps=2))
+    att = cand.details["attention"]
+    assert att["used"] is (DEFAULT_ATTENTION_WEIGHT > 0)
+    assert att["weight"] == DEFAULT_ATTENTION_WEIGHT
