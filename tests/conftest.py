@@ -45,6 +45,15 @@ def wine_task(name: str = "wine_test", target: float = 0.99) -> SupervisedTask:
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The machine-wide cache (``tiny``'s) is a folder of the session, never the user's own."""
+    with pytest.MonkeyPatch.context() as mp:
+        path = tmp_path_factory.mktemp("selfimprove_cache")
+        mp.setenv("SELFIMPROVE_CACHE", str(path))
+        yield path
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("SELFIMPROVE_DB", raising=False)

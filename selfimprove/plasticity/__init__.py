@@ -13,7 +13,8 @@ one a version) in the one :class:`~selfimprove.store.Store`. The pieces are usab
 - :func:`finetune_` (differential learning rates), :func:`degeneration_score`,
   :func:`perplexity`, :func:`measure_latency`;
 - :func:`load_corpus` (built-in ``pydoc`` text, a local file, an offline HF dataset),
-  :func:`load_tiny` (a small byte-level GPT-2 pre-trained and cached in the home folder);
+  :func:`load_tiny` (a small byte-level GPT-2 pre-trained on the corpus's training split,
+  cached once per machine in :func:`tiny_cache_dir`);
 - :func:`build_dashboard` (self-contained HTML), :class:`LanguageModelTask` (the ``Task`` the
   main loop's ``heads`` strategy works on).
 
@@ -70,7 +71,7 @@ from selfimprove.plasticity._degeneration import (
 )
 from selfimprove.plasticity._metrics import METRICS_FILE, read_metrics
 from selfimprove.plasticity._system import AdaptivePlasticitySystem
-from selfimprove.plasticity._tiny import load_tiny
+from selfimprove.plasticity._tiny import load_tiny, tiny_cache_dir
 from selfimprove.tasks.corpus import (
     BUILTIN_DATASET,
     ByteTokenizer,
@@ -149,6 +150,7 @@ __all__ = [
     "select_heads",
     "sequence_nll",
     "text_statistics",
+    "tiny_cache_dir",
     "tokenize_corpus",
     "total_heads",
 ]

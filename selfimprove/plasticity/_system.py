@@ -151,15 +151,16 @@ class AdaptivePlasticitySystem:
     ``results_`` the results.
 
     Args:
-        model_name: ``"tiny"`` (built and cached here), or a GPT-2 model name or folder
-            available offline.
+        model_name: ``"tiny"`` (pre-trained on the training split of ``dataset``, once per
+            machine: see :func:`load_tiny`), or a GPT-2 model name or folder available offline.
         dataset: ``None`` / ``"pydoc"`` (built-in), a text-file path, an offline Hugging Face
             dataset name, or a :class:`Corpus`.
         output_dir: Where ``run_YYYYmmdd-HHMMSS/`` folders are made.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         verbose: Log each phase at INFO (else DEBUG).
         config: Everything else (:class:`PlasticityConfig`).
-        home: Home folder (cached ``tiny``, the memory of transformations).
+        home: Home folder (the memory of transformations; ``tiny`` where the machine-wide
+            cache cannot be written).
         progress: Callback for progress events (the CLI draws its bars from it).
         store: The ledger the run's cycles are recorded in (used, not closed). ``None``: the
             home's store is opened for the run (``$SELFIMPROVE_DB`` if set, else

@@ -163,16 +163,26 @@ class Workbench:
 
 
 def _load_model(
-    model_name: str, config: PlasticityConfig, home: Path | None, emit: Callable[..., None]
+    model_name: str,
+    corpus: Corpus,
+    config: PlasticityConfig,
+    home: Path | None,
+    emit: Callable[..., None],
 ) -> tuple[GPT2LMHeadModel, Tokenizer]:
-    """The model called ``model_name`` and its tokenizer."""
+    """The model called ``model_name`` and its tokenizer (``tiny`` pre-trained on the training
+    split of ``corpus``, the run's own, when the cache does not hold it)."""
     tokenizer: Tokenizer
     if model_name == TINY_NAME:
         tokenizer = ByteTokenizer()
+        folder: list[str] = []
         model = load_tiny(
             config.tiny,
+            corpus=corpus,
             home=home,
-            progress=lambda s, n, loss: emit("pretrain", step=s, steps=n, loss=loss),
+            on_pretrain=lambda path: folder.append(str(path)),
+            progress=lambda s, n, loss: emit(
+                "pretrain", step=s, steps=n, loss=loss, corpus=corpus.name, folder=folder[0]
+            ),
         )
     else:
         model = load_pretrained(model_name)
@@ -222,8 +232,10 @@ def load_workbench(
         dataset: ``None`` / ``"pydoc"``, a text-file path, an offline HF dataset, a Corpus.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         config: The run's settings.
-        home: Home folder (the cached ``tiny``).
-        emit: Progress callback (``emit("pretrain", step=..., steps=..., loss=...)``).
+        home: Home folder (where ``tiny`` is cached when the machine-wide cache is not
+            writable).
+        emit: Progress callback (``emit("pretrain", step=..., steps=..., loss=..., corpus=...,
+            folder=...)`` while ``tiny`` is pre-trained on ``corpus`` into ``folder``).
 
     Returns:
         The workbench and the model on its device, in eval mode.
@@ -234,7 +246,9 @@ def load_workbench(
     """
     torch_device = resolve_device(device)
     corpus = dataset if isinstance(dataset, Corpus) else load_corpus(dataset)
-    model, tokenizer = _load_model(model_name, config, None if home is None else Path(home), emit)
+    model, tokenizer = _load_model(
+        model_name, corpus, config, None if home is None else Path(home), emit
+    )
     data = tokenize_corpus(corpus, tokenizer)
     context = min(config.context, int(model.config.n_positions))
     bench = Workbench(

@@ -1,4 +1,5 @@
-"""Shared fixtures: ``tiny`` pre-trained once per session into a temporary home, one short run.
+"""Shared fixtures: ``tiny`` pre-trained once per session (into the session's cache folder,
+``$SELFIMPROVE_CACHE`` set by tests/conftest.py), one short run.
 
 The test ``tiny`` is smaller than the default (64 dimensions, 64 positions, 300 steps) so the
 whole folder runs in about a minute on two cores; it keeps the reference shape of 4 layers x 8

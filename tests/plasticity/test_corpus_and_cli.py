@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from selfimprove.plasticity import (
     heads_per_layer,
     load_corpus,
     load_tiny,
+    tiny_cache_dir,
     tokenize_corpus,
 )
 from selfimprove.surfaces.cli.plasticity import _run_checks, _surgery_checks, app
@@ -75,13 +77,19 @@ def test_a_saved_gpt2_folder_loads_offline(
         )
 
 
-def test_tiny_is_cached_in_the_home_folder(tiny_home: Path, _tiny_cached: object) -> None:
+def test_tiny_is_cached_once_per_machine(tiny_home: Path, _tiny_cached: object) -> None:
     t0 = time.perf_counter()
     again = load_tiny(TEST_TINY, home=tiny_home)
     assert time.perf_counter() - t0 < 5.0  # loaded, not pre-trained again
-    folders = list((tiny_home / "plasticity" / "tiny").iterdir())
+    folders = [
+        f
+        for f in tiny_cache_dir().iterdir()  # the session's $SELFIMPROVE_CACHE (tests/conftest)
+        if not f.name.startswith(".")  # a staging folder of a pre-training under way
+        and json.loads((f / "model.json").read_text())["tiny_spec"] == TEST_TINY.to_dict()
+    ]
     assert len(folders) == 1
     assert {p.name for p in folders[0].iterdir()} == {"model.safetensors", "model.json"}
+    assert not (tiny_home / "plasticity" / "tiny").exists()
     for (k, a), (_, b) in zip(
         again.state_dict().items(),
         _tiny_cached.state_dict().items(),  # type: ignore[attr-defined]

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -28,7 +31,6 @@ from selfimprove.surfaces.cli.common import (
     is_compact,
     out,
     setup_logging,
-    working,
 )
 
 __all__ = ["app", "main"]
@@ -58,8 +60,9 @@ ModelOpt = Annotated[
     str,
     typer.Option(
         "--model-name",
-        help="'tiny' (pre-trained here, cached in the home folder) or a GPT-2 model available "
-        "offline (hub cache or save_pretrained folder).",
+        help="'tiny' (pre-trained on the --dataset's training split, once per machine: cached "
+        "in the user cache folder, or $SELFIMPROVE_CACHE) or a GPT-2 model available offline "
+        "(hub cache or save_pretrained folder).",
     ),
 ]
 DatasetOpt = Annotated[
@@ -101,23 +104,49 @@ def _quiet_transformers(verbose: bool) -> None:
     transformers_logging.set_verbosity_error()
 
 
+def _short_path(path: str) -> str:
+    """``path`` with the user's home directory written ``~``."""
+    try:
+        return "~" + os.sep + str(Path(path).relative_to(Path.home()))
+    except (ValueError, RuntimeError):
+        return path
+
+
 class _Bars:
-    """Rich progress bars fed by the system's progress events."""
+    """Rich progress bars fed by the system's progress events. Where stderr is not a terminal
+    (a log file, CI, ``--json`` output piped on) bars would draw nothing, so the pre-training of
+    ``tiny``, the one long wait, is reported as plain lines instead, every tenth of its steps."""
 
     def __init__(self, progress: Progress, cycles: int) -> None:
         self.progress = progress
         self.pretrain: Any = None
         self.cycles = progress.add_task("loading the model and data", total=cycles)
+        self.lines = not progress.console.is_terminal
+
+    def _pretrain(self, data: dict[str, Any]) -> None:
+        what = (
+            f"pre-training tiny on {data['corpus']} "
+            f"(once per machine, cached in {_short_path(data['folder'])})"
+        )
+        step, steps, loss = data["step"], data["steps"], data["loss"]
+        if self.lines:
+            if step in (1, steps) or step % max(1, steps // 10) == 0:
+                self.progress.console.print(
+                    f"{what}: step {step}/{steps} · loss {loss:.3f}",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            return
+        if self.pretrain is None:
+            self.pretrain = self.progress.add_task(escape(what), total=steps)
+        self.progress.update(
+            self.pretrain, completed=step, description=f"{escape(what)} · loss {loss:.3f}"
+        )
 
     def __call__(self, event: str, data: dict[str, Any]) -> None:
         if event == "pretrain":
-            if self.pretrain is None:
-                self.pretrain = self.progress.add_task("pre-training tiny", total=data["steps"])
-            self.progress.update(
-                self.pretrain,
-                completed=data["step"],
-                description=f"pre-training tiny · loss {data['loss']:.3f}",
-            )
+            self._pretrain(data)
         elif event == "phase":
             self.progress.update(
                 self.cycles,
@@ -125,6 +154,20 @@ class _Bars:
             )
         elif event == "cycle":
             self.progress.advance(self.cycles)
+
+
+@contextmanager
+def _bars(cycles: int) -> Iterator[_Bars]:
+    """Progress bars on stderr, gone when the work ends."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        yield _Bars(progress, cycles)
 
 
 def _run_system(
@@ -142,15 +185,7 @@ def _run_system(
 ) -> Any:
     from selfimprove.plasticity import AdaptivePlasticitySystem
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
-        bars = _Bars(progress, cycles)
+    with _bars(cycles) as bars:
         system = AdaptivePlasticitySystem(
             model_name,
             dataset,
@@ -422,10 +457,17 @@ def test(
     config = PlasticityConfig(
         seed=seed, context=64, finetune_steps=30, eval_windows=64, dashboard=dashboard
     )
-    probe_system = AdaptivePlasticitySystem(
-        model_name, dataset, output_dir, device, verbose, config=config, home=home
-    )
-    with working("loading the model and data ·"):
+    with _bars(cycles) as bars:
+        probe_system = AdaptivePlasticitySystem(
+            model_name,
+            dataset,
+            output_dir,
+            device,
+            verbose,
+            config=config,
+            home=home,
+            progress=bars,
+        )
         probe_system.setup()
     x = probe_system.val_[:2, :-1].to(probe_system.device_)  # (2, T)
     checks = _surgery_checks(probe_system.model_, x, seed)
