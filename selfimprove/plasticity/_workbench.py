@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from selfimprove.errors import ConfigError, NotFoundError
+from selfimprove.nn.device import resolve_device
 from selfimprove.nn.transformer.gates import heads_per_layer
 from selfimprove.nn.transformer.hf import load_pretrained, load_pretrained_tokenizer
 from selfimprove.nn.transformer.measure import (
@@ -48,27 +49,7 @@ from selfimprove.tasks.language import TINY_NAME
 if TYPE_CHECKING:
     from transformers import GPT2LMHeadModel
 
-__all__ = ["Workbench", "load_workbench", "resolve_device", "to_device", "window_losses"]
-
-
-def resolve_device(name: str) -> torch.device:
-    """The torch device called ``name`` (``"auto"``: CUDA when available).
-
-    Raises:
-        ConfigError: Unknown or unavailable device.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; use cpu, cuda or auto.") from None
-    if device.type == "cuda" and (
-        not torch.cuda.is_available()
-        or (device.index is not None and device.index >= torch.cuda.device_count())
-    ):
-        raise ConfigError(f"device {name!r} is not available here; use --device cpu.")
-    return device
+__all__ = ["Workbench", "load_workbench", "to_device", "window_losses"]
 
 
 def to_device(model: GPT2LMHeadModel, device: torch.device) -> GPT2LMHeadModel:

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from selfimprove.surfaces.cli.common import (
+    DeviceOpt,
     HomeOpt,
     JsonOpt,
     OneLineErrors,
@@ -82,7 +83,6 @@ DashboardOpt = Annotated[
     bool, typer.Option("--dashboard/--no-dashboard", help="Write dashboard.html in the run folder.")
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random choice.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")]
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
