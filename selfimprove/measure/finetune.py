@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from selfimprove.errors import ConfigError, DivergedError
-from selfimprove.nn.transformer.gates import attention_blocks
 from selfimprove.nn.transformer.measure import sequence_nll
+from selfimprove.nn.transformer.surgery import grown_head_masks
 from selfimprove.seeding import derive_seed
 from selfimprove.tasks.corpus import TokenData
 
@@ -112,7 +112,9 @@ class FinetuneResult:
 def new_head_masks(
     model: GPT2LMHeadModel, new_heads: Mapping[int, Sequence[int]]
 ) -> dict[nn.Parameter, torch.Tensor]:
-    """Masks (1 on new heads' slices, 0 elsewhere) of the parameters that hold new heads.
+    """Masks (1 on new heads' slices, 0 elsewhere) of the parameters that hold new heads, for
+    any family of :mod:`selfimprove.nn.transformer` (GPT-2, Llama): see
+    :func:`selfimprove.nn.transformer.surgery.grown_head_masks`.
 
     Args:
         model: The grown model.
@@ -121,25 +123,7 @@ def new_head_masks(
     Returns:
         Parameter -> mask of its shape (only parameters with a new head).
     """
-    masks: dict[nn.Parameter, torch.Tensor] = {}
-    attns = attention_blocks(model)
-    for layer, positions in new_heads.items():
-        if not positions:
-            continue
-        attn = attns[layer]
-        h, d = int(attn.num_heads), int(attn.head_dim)
-        w, b, p = attn.c_attn.weight, attn.c_attn.bias, attn.c_proj.weight
-        mw = torch.zeros_like(w).view(w.shape[0], 3, h, d)  # (E, 3, h, d)
-        mb = torch.zeros_like(b).view(3, h, d)
-        mp = torch.zeros_like(p).view(h, d, p.shape[1])  # (h, d, E)
-        idx = torch.tensor(list(positions))
-        mw[:, :, idx] = 1.0
-        mb[:, idx] = 1.0
-        mp[idx] = 1.0
-        masks[w] = mw.view_as(w)
-        masks[b] = mb.view_as(b)
-        masks[p] = mp.view_as(p)
-    return masks
+    return grown_head_masks(model, {k: v for k, v in new_heads.items() if v})
 
 
 def _lr_factor(step: int, config: FinetuneConfig) -> float:

@@ -239,7 +239,7 @@ def degeneration_score(
         ConfigError: Prompts and generations do not fit the model or the validation stream.
     """
     cfg = config or DegenerationConfig()
-    positions = int(getattr(getattr(model, "config", None), "n_positions", 0) or 0)
+    positions = int(getattr(getattr(model, "config", None), "max_position_embeddings", 0) or 0)
     if positions and cfg.prompt_tokens + cfg.new_tokens > positions:
         raise ConfigError(
             f"prompt_tokens + new_tokens = {cfg.prompt_tokens + cfg.new_tokens} exceeds the "

@@ -52,6 +52,10 @@ if TYPE_CHECKING:
 __all__ = ["Workbench", "load_workbench", "to_device", "window_losses"]
 
 
+#: The model families a plasticity run accepts from a folder (see ``selfimprove.nn.transformer``).
+PLASTICITY_FAMILIES = ("gpt2", "llama")
+
+
 def to_device(model: GPT2LMHeadModel, device: torch.device) -> GPT2LMHeadModel:
     """``model`` moved to ``device`` in place, in eval mode."""
     nn.Module.to(model, device)
@@ -166,7 +170,7 @@ def _load_model(
             ),
         )
     else:
-        model = load_pretrained(model_name)
+        model = load_pretrained(model_name, families=PLASTICITY_FAMILIES)
         try:
             tokenizer = HFTokenizer(load_pretrained_tokenizer(model_name))
         except NotFoundError:
@@ -231,7 +235,7 @@ def load_workbench(
         model_name, corpus, config, None if home is None else Path(home), emit
     )
     data = tokenize_corpus(corpus, tokenizer)
-    context = min(config.context, int(model.config.n_positions))
+    context = min(config.context, int(model.config.max_position_embeddings))
     bench = Workbench(
         config=config,
         device=torch_device,
@@ -239,7 +243,9 @@ def load_workbench(
         tokenizer=tokenizer,
         data=data,
         context=context,
-        degeneration_config=_fit_degeneration(config.degeneration, int(model.config.n_positions)),
+        degeneration_config=_fit_degeneration(
+            config.degeneration, int(model.config.max_position_embeddings)
+        ),
         val=data.windows("validation", context, config.eval_windows),
         test=data.windows("test", context, config.eval_windows),
     )
