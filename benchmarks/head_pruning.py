@@ -82,8 +82,8 @@ FIXED = ("random", "magnitude", "gradient")
 LEVELS = (0.2, 0.4, 0.6)
 #: The corpora, in report order: the one the benchmark was tuned on, then one it never saw.
 CORPORA = ("pydoc", "stdlib-docstrings")
-#: Where the second corpus is written: one fixed path, so its split never changes (see
-#: :func:`stdlib_docstrings`).
+#: Where the second corpus is written (a folder's split is seeded by its name, so the split
+#: never changes; see :func:`stdlib_docstrings`).
 CORPUS_FOLDER = Path(tempfile.gettempdir()) / "selfimprove-bench-corpora" / "stdlib-docstrings"
 #: Pure-Python standard-library modules (nothing happens on import) whose docstrings make the
 #: second corpus: one document per module.

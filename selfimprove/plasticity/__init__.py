@@ -46,10 +46,12 @@ from selfimprove.nn.transformer.measure import (
     sequence_nll,
 )
 from selfimprove.nn.transformer.surgery import build_gpt2, grow_heads, model_spec, prune_heads
+from selfimprove.plasticity._acceptance import judge_candidate
 from selfimprove.plasticity._adaptation import (
     StrategyRatings,
     Transformation,
     TransformationMemory,
+    adapt_growth,
     adapt_levels,
     cycle_reward,
 )
@@ -70,6 +72,8 @@ from selfimprove.plasticity._degeneration import (
     text_statistics,
 )
 from selfimprove.plasticity._metrics import METRICS_FILE, read_metrics
+from selfimprove.plasticity._reference import ReferenceTrack
+from selfimprove.plasticity._search import RemovalSearch, next_removal, update_search
 from selfimprove.plasticity._system import AdaptivePlasticitySystem
 from selfimprove.plasticity._tiny import load_tiny, tiny_cache_dir
 from selfimprove.tasks.corpus import (
@@ -114,6 +118,8 @@ __all__ = [
     "LanguageModelTask",
     "PlasticityConfig",
     "PlasticityResults",
+    "ReferenceTrack",
+    "RemovalSearch",
     "SavedModel",
     "StrategyRatings",
     "TinySpec",
@@ -121,6 +127,7 @@ __all__ = [
     "Tokenizer",
     "Transformation",
     "TransformationMemory",
+    "adapt_growth",
     "adapt_levels",
     "build_dashboard",
     "build_gpt2",
@@ -133,6 +140,7 @@ __all__ = [
     "head_dim",
     "head_importance",
     "heads_per_layer",
+    "judge_candidate",
     "load_corpus",
     "load_model",
     "load_results",
@@ -140,6 +148,7 @@ __all__ = [
     "mean_nll",
     "measure_latency",
     "model_spec",
+    "next_removal",
     "perplexity",
     "plan_growth",
     "prune_heads",
@@ -153,4 +162,5 @@ __all__ = [
     "tiny_cache_dir",
     "tokenize_corpus",
     "total_heads",
+    "update_search",
 ]

@@ -2,11 +2,14 @@
 
 One cycle, on the model as last accepted:
 
-1. **decide** the pruning level, the growth placement and ratio: a remembered successful
-   transformation from a similar state is reused, else the level comes from the last cycles
-   (:func:`~selfimprove.plasticity._adaptation.adapt_levels`) and the strategy ratings choose
-   the placement (:mod:`selfimprove.plasticity._adaptation`); every choice is logged with its
-   reason;
+1. **decide** how many heads to remove and the growth placement and ratio: a remembered
+   successful transformation from a similar state is reused, else the removal comes from a
+   search for the largest total removal within the tolerance
+   (:mod:`selfimprove.plasticity._search`: it expands while cycles are kept, bisects after a
+   rolled-back one, and stops when the bracket is narrower than one head per layer; the
+   remaining cycles only fine-tune), the growth ratio shrinks with the share of grown heads
+   that paid (off once none did) and the strategy ratings choose the placement
+   (:mod:`selfimprove.plasticity._adaptation`); every choice is logged with its reason;
 2. **prune** ``round(level * heads)`` heads (at least one) by importance on training windows,
    iteratively (steps of at most ``prune_step_fraction`` of the heads, re-scored after each),
    by structural surgery: fewer parameters, really. With ``screen_estimators`` (the default)
@@ -24,12 +27,14 @@ One cycle, on the model as last accepted:
    stays only where it pays); then measure
    validation perplexity, test perplexity (reported only), degeneration of seeded generations,
    parameters, and latency interleaved with the pre-cycle model;
-6. **decide**: :func:`selfimprove.measure.lm_judge.judge_cycle` keeps the cycle only if
-   validation perplexity is at most
-   ``start * (1 + perplexity_tolerance)`` (the *start* of the run, so small losses cannot pile
-   up cycle after cycle) and the degeneration score is at most ``degeneration_threshold``.
-   Otherwise it is undone for real: the pre-cycle checkpoint is read back from disk, its sha256
-   checked, and it becomes the model again, and the next cycle retries at half the level.
+6. **decide**: :func:`selfimprove.plasticity._acceptance.judge_candidate` keeps the cycle only
+   if validation perplexity is at most ``(1 + perplexity_tolerance)`` times both the *start* of
+   the run (so small losses cannot pile up cycle after cycle) and the *unpruned start
+   fine-tuned with the same steps and batches* (``accept_against_reference``, the default: a
+   pruned model must keep up with what the training alone would have given), and the
+   degeneration score is at most ``degeneration_threshold``. Otherwise it is undone for real:
+   the pre-cycle checkpoint is read back from disk, its sha256 checked, and it becomes the
+   model again, and the search retries a smaller removal.
 7. **record**: the strategies are rewarded, the next level set, the transformation remembered;
    the cycle becomes an experiment in the one store (``selfimprove history`` shows it) and a
    kept cycle a version pointing at its checkpoint (:mod:`selfimprove.plasticity._ledger`).

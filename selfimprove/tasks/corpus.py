@@ -357,9 +357,12 @@ def load_corpus(dataset: str | os.PathLike[str] | None = None, *, seed: int = 0)
     if path.is_file():
         return _split_documents(str(path), _file_documents(path), seed)
     if path.is_dir():
+        # Named (and its split seeded) by the folder's own name: a copied or moved folder
+        # splits the same way.
+        name = path.resolve().name or str(path)
         if any((path / marker).is_file() for marker in _SAVED_DATASET_MARKERS):
-            return _split_documents(str(path), _saved_dataset_documents(path), seed)
-        return _split_documents(str(path), _folder_documents(path), seed)
+            return _split_documents(name, _saved_dataset_documents(path), seed)
+        return _split_documents(name, _folder_documents(path), seed)
     if path.exists():
         raise ConfigError(f"dataset {raw!r} is neither a file nor a folder; pass a text file.")
     looks_like_path = os.sep in raw or raw.endswith((".txt", ".md", ".text"))

@@ -19,7 +19,7 @@ def test_the_head_pruning_runner_reports_both_corpora_and_the_growth_ablation(
     data = json.loads(path.read_text())
     assert set(data["results"]["per_corpus"]) == set(head_pruning.CORPORA)
     docs = data["results"]["corpora"]["stdlib-docstrings"]
-    assert docs["name"] == str(head_pruning.CORPUS_FOLDER) and min(docs["documents"]) >= 1
+    assert docs["name"] == head_pruning.CORPUS_FOLDER.name and min(docs["documents"]) >= 1
     for corpus, seeds in data["results"]["per_corpus"].items():
         seed = seeds["0"]
         a, b = seed["adaptive"], seed["adaptive_growth_ablation"]

@@ -557,7 +557,7 @@ def test_experiment_summaries_hold_what_meta_learning_reads(home: Path) -> None:
         durations={"strategy_s": 1.25},
     )
     store.add_experiment(model_id=m.id, strategy="train", cycle=2)  # nothing recorded yet
-    full, bare = store.list_experiments()
+    full, _ = store.list_experiments()
     summary, plain = store.list_experiment_summaries()
     assert summary.statistics == {k: v for k, v in stats.items() if k != "bootstrap"}
     assert summary.compute == {"seconds": 1.5, "epochs": 3.0}

@@ -32,6 +32,11 @@ def test_a_folder_of_text_files_is_split_by_file(tmp_path: Path) -> None:
     assert sorted(every) == sorted(texts.values())  # each file whole, once, in one split
     assert load_corpus(tmp_path / "corpus").fingerprint == corpus.fingerprint
     assert load_corpus(tmp_path / "corpus", seed=1).fingerprint != corpus.fingerprint
+    (tmp_path / "corpus").rename(tmp_path / "moved")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "moved").rename(tmp_path / "elsewhere" / "corpus")
+    moved = load_corpus(tmp_path / "elsewhere" / "corpus")  # same folder name, same split
+    assert moved.name == "corpus" and moved.fingerprint == corpus.fingerprint
     data = tokenize_corpus(corpus, ByteTokenizer())
     assert data.windows("validation", 32).shape[1] == 33
 

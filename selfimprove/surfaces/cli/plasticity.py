@@ -289,7 +289,11 @@ def run(
     ] = 0.5,
     tolerance: Annotated[
         float,
-        typer.Option("--tolerance", help="Allowed relative perplexity increase over the start."),
+        typer.Option(
+            "--tolerance",
+            help="Allowed relative perplexity increase over the start and over the unpruned "
+            "start fine-tuned with the same steps.",
+        ),
     ] = 0.05,
     steps: Annotated[
         int, typer.Option("--steps", min=0, max=1_000_000, help="Fine-tuning steps per cycle.")
@@ -307,7 +311,8 @@ def run(
 ) -> None:
     """Run prune -> measure -> grow -> learn cycles and write a run folder.
 
-    A cycle that leaves perplexity above start x (1 + tolerance) is undone from its checkpoint.
+    A cycle that leaves perplexity above (1 + tolerance) x the start, or x the unpruned start
+    fine-tuned with the same steps, is undone from its checkpoint.
 
     Example: selfimprove plasticity run --model-name tiny --dataset pydoc --cycles 3
 
