@@ -20,13 +20,13 @@ from torch import nn
 from selfimprove.errors import ConfigError, NotFoundError
 from selfimprove.nn.device import resolve_device
 from selfimprove.nn.transformer.gates import heads_per_layer
-from selfimprove.nn.transformer.hf import load_pretrained, load_pretrained_tokenizer
 from selfimprove.nn.transformer.measure import (
     count_parameters,
     measure_latency,
     perplexity,
     sequence_nll,
 )
+from selfimprove.nn.transformer.pretrained import load_pretrained, load_pretrained_tokenizer
 from selfimprove.plasticity._config import PlasticityConfig
 from selfimprove.plasticity._degeneration import (
     DegenerationConfig,

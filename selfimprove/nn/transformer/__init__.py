@@ -47,8 +47,6 @@ from selfimprove.nn.transformer.hf import (
     gpt2_module,
     is_gpt2,
     llama_module,
-    load_pretrained,
-    load_pretrained_tokenizer,
     new_config,
     new_model,
     quiet,
@@ -69,7 +67,13 @@ from selfimprove.nn.transformer.measure import (
     sequence_nll,
     token_nll,
 )
-from selfimprove.nn.transformer.pretrained import PADDING_KEY, save_pretrained, strip_padding
+from selfimprove.nn.transformer.pretrained import (
+    PADDING_KEY,
+    load_pretrained,
+    load_pretrained_tokenizer,
+    save_pretrained,
+    strip_padding,
+)
 from selfimprove.nn.transformer.surgery import (
     build_gpt2,
     build_model,

@@ -30,22 +30,30 @@ model comes back with its uneven, smaller layers.
 from __future__ import annotations
 
 import copy
+import importlib
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from selfimprove.errors import ConfigError
-from selfimprove.nn.transformer.family import family_of
-from selfimprove.nn.transformer.hf import no_progress_bars, quiet
+from selfimprove.errors import ConfigError, NotFoundError
+from selfimprove.nn.transformer.family import family_named, family_of, family_of_config
+from selfimprove.nn.transformer.hf import no_progress_bars, quiet, transformers_module
 from selfimprove.nn.transformer.surgery import prune_heads
 
 if TYPE_CHECKING:
     from transformers import GPT2LMHeadModel
 
-__all__ = ["PADDING_KEY", "save_pretrained", "strip_padding"]
+__all__ = [
+    "PADDING_KEY",
+    "load_pretrained",
+    "load_pretrained_tokenizer",
+    "save_pretrained",
+    "strip_padding",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -136,3 +144,79 @@ def strip_padding(model: GPT2LMHeadModel) -> GPT2LMHeadModel:
     stripped = prune_heads(model, remove) if remove else copy.deepcopy(model)
     delattr(stripped.config, PADDING_KEY)
     return stripped
+
+
+def load_pretrained(name: str, *, families: Sequence[str] = ("gpt2",)) -> GPT2LMHeadModel:
+    """A model from a local folder or the local Hugging Face cache, never the network.
+
+    A folder written by :func:`save_pretrained` comes back with its
+    padding heads removed (:func:`strip_padding`), so its layers
+    hold their true, uneven head counts again.
+
+    Args:
+        name: A hub name (``distilgpt2``) already in the local cache, or a folder written by
+            ``save_pretrained``.
+        families: The families accepted (see :mod:`.family`; the default is GPT-2 alone, what
+            the plasticity workbench measures today; ``("gpt2", "llama")`` takes both).
+
+    Returns:
+        The model, in eval mode.
+
+    Raises:
+        NotFoundError: The weights are not available offline, or the model is not of an
+            accepted family.
+    """
+    accepted = [family_named(f) for f in families]
+    kinds = " or ".join(f.name for f in accepted)
+    transformers = transformers_module("transformers")
+    try:
+        with quiet(), no_progress_bars():
+            config = transformers.AutoConfig.from_pretrained(name, local_files_only=True)
+            try:
+                family = family_of_config(config)
+            except ConfigError:
+                family = None
+            if family is None or family not in accepted:
+                raise NotFoundError(
+                    f"{name!r} holds a {getattr(config, 'model_type', '?')!r} model, not "
+                    f"{kinds}; use --model_name tiny, or a {kinds} folder."
+                )
+            model: GPT2LMHeadModel = family.model_class().from_pretrained(  # type: ignore[attr-defined]
+                name, local_files_only=True
+            )
+    except (OSError, ValueError) as exc:
+        if Path(name).exists():
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            raise NotFoundError(
+                f"folder {name!r} does not hold a {kinds} model saved with save_pretrained "
+                f"({first or type(exc).__name__}); use --model_name tiny."
+            ) from None
+        raise NotFoundError(
+            f"model {name!r} is not available offline (its weights are not in the local Hugging "
+            "Face cache, and nothing is downloaded here); use --model_name tiny, or a folder "
+            "saved with save_pretrained."
+        ) from None
+    model = strip_padding(model)
+    model.eval()
+    return model
+
+
+def load_pretrained_tokenizer(name: str) -> Any:
+    """The tokenizer saved beside a pretrained model, offline only.
+
+    Raises:
+        NotFoundError: No tokenizer is available offline.
+    """
+    try:
+        with quiet():
+            auto = importlib.import_module("transformers").AutoTokenizer
+            tokenizer = auto.from_pretrained(name, local_files_only=True)
+        if not tokenizer.encode("Hello world"):  # built from a config alone, with no vocabulary
+            raise ValueError("it has no vocabulary files")
+        return tokenizer
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NotFoundError(
+            f"the tokenizer of {name!r} is not available offline ({first[:160]}); "
+            "use --model_name tiny (byte-level, needs no tokenizer files)."
+        ) from None
