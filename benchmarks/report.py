@@ -31,7 +31,7 @@ SECTIONS = {
     6: "Honesty",
     7: "Reliability: processes sharing a store, and crashes",
     8: "Scale-out: the Ray executor",
-    9: "Distillation: soft targets and feature hints",
+    9: "Distillation: soft targets, feature hints and attention transfer",
 }
 _MODE_ORDER = {"full": 0, "quick": 1, "smoke": 2}
 
