@@ -21,9 +21,11 @@ lowers perplexity).
   perplexity stays
   within 5 % of the start *and* of the unpruned start fine-tuned the same steps on the same
   batches, the level searched for the largest removal within that tolerance, the cycles after
-  the search is resolved only learn), ``cycles`` cycles of ``steps / cycles`` fine-tuning steps
-  each: the same total (rejected cycles spend theirs too), at the same learning rate and
-  schedule as the reference and the fixed methods (the product's default, 3e-4 with warm-up).
+  the search is resolved only learn and are kept when they lower perplexity), ``cycles`` cycles
+  of ``steps / cycles`` fine-tuning steps each: the same total (rejected cycles spend theirs
+  too), at the same peak learning rate as the reference and the fixed methods (the product's
+  default, 3e-4), the cycles sharing one warm-up and cosine decay over the run as a single
+  fine-tuning does (``lr_schedule="run"``; each cycle's fresh optimiser warms up briefly).
   The reference the cycles are judged against costs the adaptive arm up to ``steps`` more
   fine-tuning steps of the unpruned model (recorded). It decides how many heads go; its point is
   compared with the fixed methods interpolated at the fraction it reached. The memory of

@@ -3,6 +3,10 @@
 Real gradient steps (AdamW) on seeded random windows of the **training** stream: linear
 warm-up, then cosine decay to 10 % of the peak rate, gradient-norm clipping, and a NaN guard.
 
+One schedule may span several calls (``schedule_start``, ``schedule_steps``): plasticity's
+cycles each fine-tune a stretch of one run-long decay, rather than restarting at the peak rate
+every cycle; each call still warms up its own fresh optimiser over its first steps.
+
 Why hand-written: a new head is a slice of a shared weight (columns of ``c_attn``, rows of
 ``c_proj``), and optimiser parameter groups work per tensor, not per slice. Scaling the
 gradient of the slice would not help either: Adam's step does not depend on the gradient's
@@ -56,6 +60,9 @@ class FinetuneConfig:
         warmup_steps: Linear warm-up steps (capped at a tenth of ``steps`` plus one).
         weight_decay: AdamW decoupled weight decay.
         clip_norm: Gradient-norm clip.
+        schedule_start: Position of this call's first step in a longer schedule (0: its start).
+        schedule_steps: Length of that schedule (0: this call's ``steps`` alone). The cosine
+            decay runs over it; the warm-up is this call's own.
     """
 
     steps: int = 100
@@ -66,6 +73,8 @@ class FinetuneConfig:
     warmup_steps: int = 10
     weight_decay: float = 0.0
     clip_norm: float = 1.0
+    schedule_start: int = 0
+    schedule_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -85,6 +94,14 @@ class FinetuneConfig:
             raise ConfigError(
                 "warmup_steps and weight_decay must be >= 0 and clip_norm > 0, but got "
                 f"{self.warmup_steps=}, {self.weight_decay=}, {self.clip_norm=}."
+            )
+        if self.schedule_start < 0 or (
+            self.schedule_steps and self.schedule_start + self.steps > self.schedule_steps
+        ):
+            raise ConfigError(
+                "schedule_start must be >= 0 and, with schedule_steps, schedule_start + steps <= "
+                f"schedule_steps, but got {self.schedule_start=}, {self.steps=}, "
+                f"{self.schedule_steps=}."
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,12 +144,14 @@ def new_head_masks(
 
 
 def _lr_factor(step: int, config: FinetuneConfig) -> float:
+    """The learning-rate factor of this call's ``step``: the schedule's cosine decay at its
+    position, times this call's own linear warm-up."""
     warm = min(config.warmup_steps, config.steps // 10 + 1)
-    if step < warm:
-        return (step + 1) / warm
-    span = max(1, config.steps - warm)
-    progress = (step - warm) / span
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    local = (step + 1) / warm if step < warm else 1.0
+    total = config.schedule_steps or config.steps
+    span = max(1, total - warm)
+    progress = min(max((config.schedule_start + step - warm) / span, 0.0), 1.0)
+    return local * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def finetune_(

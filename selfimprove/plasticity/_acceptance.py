@@ -11,6 +11,11 @@ has received (the kept cycles' and this one's; :mod:`selfimprove.plasticity._ref
   the start still binds where fine-tuning made the reference worse), and
 - its degeneration score is at most the threshold.
 
+A cycle that only learns (the search is resolved, nothing is pruned or grown) decides no
+architecture: :func:`judge_learning` keeps it when it lowered validation perplexity without
+degenerating, whatever the reference did (rolling it back would only throw the steps away and
+leave the model further behind).
+
 The verdict's limit is the lower of the two limits, its margin the smaller share of tolerance
 left. A pure function of plain numbers.
 """
@@ -20,7 +25,7 @@ from __future__ import annotations
 from selfimprove.measure.lm_judge import CycleFigures, CycleVerdict, judge_cycle
 from selfimprove.store.records import Decision
 
-__all__ = ["judge_candidate"]
+__all__ = ["judge_candidate", "judge_learning"]
 
 
 def judge_candidate(
@@ -84,4 +89,40 @@ def judge_candidate(
         reason=reason,
         limit=min(against_start.limit, against_ref.limit),
         margin=min(against_start.margin, against_ref.margin),
+    )
+
+
+def judge_learning(
+    *,
+    perplexity_before: float,
+    perplexity_after: float,
+    degeneration: float,
+    degeneration_threshold: float,
+    rule: CycleVerdict,
+) -> CycleVerdict:
+    """Keep or undo a learn-only cycle: kept when it lowered perplexity without degenerating.
+
+    Args:
+        perplexity_before: Validation perplexity of the model the cycle started from.
+        perplexity_after: The candidate's.
+        degeneration: The candidate's degeneration score.
+        degeneration_threshold: Highest degeneration score allowed.
+        rule: :func:`judge_candidate`'s verdict on the same candidate (its limit and margin
+            are kept; its figures are quoted in the reason).
+
+    Returns:
+        The decision and its reason.
+    """
+    better = perplexity_after <= perplexity_before
+    ok_deg = degeneration <= degeneration_threshold
+    reason = (
+        f"learn only: perplexity {perplexity_after:.4g} {'<=' if better else '>'} "
+        f"{perplexity_before:.4g} before the cycle; degeneration {degeneration:.3f} "
+        f"{'<=' if ok_deg else '>'} {degeneration_threshold:.3f} (the pruning rule: {rule.reason})"
+    )
+    return CycleVerdict(
+        decision=Decision.PROMOTE if better and ok_deg else Decision.REJECT,
+        reason=reason,
+        limit=rule.limit,
+        margin=rule.margin,
     )

@@ -20,6 +20,7 @@ from selfimprove.store import clean_json
 from selfimprove.tasks.language import TinySpec
 
 __all__ = [
+    "LR_SCHEDULES",
     "CycleOutcome",
     "PlasticityConfig",
     "PlasticityResults",
@@ -30,6 +31,9 @@ __all__ = [
 #: Called with an event name and its data: ``pretrain`` (step, steps, loss), ``phase`` (cycle,
 #: phase, max_cycles), ``cycle`` (the :class:`CycleOutcome`).
 Progress = Callable[[str, dict[str, Any]], None]
+
+#: How the learn phase's learning rate runs: over the whole run, or afresh every cycle.
+LR_SCHEDULES = ("run", "cycle")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,11 @@ class PlasticityConfig:
         finetune_steps: Optimiser steps of the learn phase.
         lr: Peak learning rate of the learn phase (3e-4: suits a pre-trained model; 1e-3 undoes
             part of ``tiny``'s pre-training in a few steps).
+        lr_schedule: ``"run"``: one warm-up and cosine decay spread over the run's cycles, each
+            cycle fine-tuning its stretch (cycle ``c`` of ``n`` takes steps ``(c - 1) * s`` to
+            ``c * s`` of ``n * s``) after a short warm-up of its fresh optimiser; ``"cycle"``:
+            every cycle its own full schedule from the peak rate. ``"run"`` is what a single
+            fine-tuning of the same steps does, so the run ends at a low rate.
         batch_size: Windows per fine-tuning step.
         new_head_lr_multiplier: Learning-rate factor of grown heads.
         importance_batches: Batches of training windows per importance estimate.
@@ -63,10 +72,11 @@ class PlasticityConfig:
         latency_repeats: Timed repeats per model.
         serving_batch: Sequences per timed call at the serving size (each ``context`` tokens);
             batch 1 is always timed too.
-        measure_reference: Fine-tune the unpruned start with the same steps for the summary.
+        measure_reference: Report the final model against the unpruned reference (the run's
+            own, or fine-tuned at the end with the same plan when no cycle was judged by it).
         accept_against_reference: Keep a cycle only if it is also within the tolerance of the
-            unpruned start fine-tuned with the same steps and batches as the candidate (kept
-            and advanced beside the pruned model: one more fine-tuning per kept cycle); else
+            unpruned start fine-tuned with the same steps, batches and rates as the candidate
+            (kept and advanced beside the pruned model: one more fine-tuning per cycle); else
             the start alone is the bar.
         learn_when_resolved: When the search for the largest removal within the tolerance is
             resolved (or no head is left to remove), the remaining cycles fine-tune the kept
@@ -82,6 +92,7 @@ class PlasticityConfig:
     degeneration_threshold: float = DEGENERATE
     finetune_steps: int = 100
     lr: float = FINETUNE_LR
+    lr_schedule: str = "run"
     batch_size: int = 16
     new_head_lr_multiplier: float = 5.0
     importance_batches: int = 4
@@ -125,12 +136,22 @@ class PlasticityConfig:
                 "latency_repeats must be >= 3 and serving_batch >= 1, but got "
                 f"{self.latency_repeats=}, {self.serving_batch=}."
             )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(
+                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, but got "
+                f"{self.lr_schedule!r}."
+            )
         self.finetune_config(self.context)  # validates the fine-tuning fields
 
-    def finetune_config(self, context: int) -> FinetuneConfig:
-        """The learn phase's :class:`FinetuneConfig` for windows of ``context`` tokens."""
+    def finetune_config(self, context: int, *, cycle: int = 1, cycles: int = 1) -> FinetuneConfig:
+        """The learn phase's :class:`FinetuneConfig` for windows of ``context`` tokens, for
+        cycle ``cycle`` of a run of ``cycles`` (see ``lr_schedule``)."""
+        steps = self.finetune_steps
+        over_run = self.lr_schedule == "run"
         return FinetuneConfig(
-            steps=self.finetune_steps,
+            steps=steps,
+            schedule_start=(cycle - 1) * steps if over_run else 0,
+            schedule_steps=max(cycles, cycle) * steps if over_run else 0,
             lr=self.lr,
             batch_size=self.batch_size,
             context=context,

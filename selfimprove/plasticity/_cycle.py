@@ -11,8 +11,9 @@ The decisions are pure functions of the cycle's figures, each with its reason:
   largest total removal within the tolerance (expand while kept, bisect after a failure, stop
   when the bracket is narrower than one head per layer; the remaining cycles only learn);
 - keep or undo: :func:`selfimprove.plasticity._acceptance.judge_candidate`, within the tolerance
-  of the start *and* of the unpruned start fine-tuned with the same steps and batches
-  (:class:`selfimprove.plasticity._reference.ReferenceTrack`, advanced beside the model);
+  of the start *and* of the unpruned start fine-tuned with the same steps, batches and rates
+  (:class:`selfimprove.plasticity._reference.ReferenceTrack`, advanced beside the model); a
+  learn-only cycle is kept when it lowered perplexity (:func:`judge_learning`);
 - how much to grow: :func:`selfimprove.plasticity._adaptation.adapt_growth`, in proportion to
   the grown heads that paid.
 
@@ -37,7 +38,7 @@ from selfimprove.nn.transformer.gates import heads_per_layer
 from selfimprove.nn.transformer.growth import plan_growth
 from selfimprove.nn.transformer.importance import head_importance, prune_iteratively
 from selfimprove.nn.transformer.surgery import grow_heads
-from selfimprove.plasticity._acceptance import judge_candidate
+from selfimprove.plasticity._acceptance import judge_candidate, judge_learning
 from selfimprove.plasticity._adaptation import (
     Transformation,
     adapt_growth,
@@ -280,15 +281,15 @@ def learn(
     book: SlotBook,
 ) -> Learned:
     """Fine-tune the grown model, drop grown heads that do not pay, measure the candidate and
-    the unpruned reference fine-tuned with the same steps and batches.
+    the unpruned reference fine-tuned one cycle further with the same seed and rates.
 
-    The fine-tuning seed depends only on the number of kept cycles (:func:`finetune_seed`), so
-    the reference of a cycle retried after a rollback is measured once.
+    The fine-tuning seed is the cycle's (:func:`finetune_seed`), its learning rates its stretch
+    of the run's schedule (``lr_schedule``); the reference is fine-tuned with both.
     """
     cfg, bench = ctx.config, ctx.bench
     ctx.phase(choice.cycle, "learn")
-    ft_seed = finetune_seed(cfg.seed, len(state.accepted_seeds))
-    ft_config = cfg.finetune_config(bench.context)
+    ft_seed = finetune_seed(cfg.seed, choice.cycle)
+    ft_config = cfg.finetune_config(bench.context, cycle=choice.cycle, cycles=ctx.max_cycles)
     model = grown.model
     result = finetune_(
         model,
@@ -363,9 +364,16 @@ def learn(
 
 
 def decide(
-    ctx: RunContext, state: RunState, cycle: int, learned: Learned, book: SlotBook
+    ctx: RunContext,
+    state: RunState,
+    cycle: int,
+    learned: Learned,
+    book: SlotBook,
+    *,
+    learn_only: bool = False,
 ) -> tuple[CycleVerdict, SavedModel | None, str | None]:
-    """Judge the candidate (:func:`judge_candidate`) and keep it or undo the cycle for real.
+    """Judge the candidate (:func:`judge_candidate`; a learn-only cycle by
+    :func:`judge_learning`) and keep it or undo the cycle for real.
 
     A kept candidate is saved as ``checkpoints/cycle_NNN`` and becomes the state's model (and
     its reference the run's); an undone cycle reads the pre-cycle checkpoint back from disk
@@ -385,7 +393,16 @@ def decide(
         degeneration_threshold=cfg.degeneration_threshold,
         reference_steps=learned.reference_steps,
     )
+    if learn_only:
+        verdict = judge_learning(
+            perplexity_before=state.perplexity,
+            perplexity_after=learned.perplexity,
+            degeneration=learned.degeneration.score,
+            degeneration_threshold=cfg.degeneration_threshold,
+            rule=verdict,
+        )
     if verdict.accepted:
+        state.reference_plan.append((learned.finetune_seed, cycle))
         if state.reference is not None:
             state.reference.advance(learned.finetune_seed)
         state.saved = save_model(
@@ -394,7 +411,6 @@ def decide(
             extra={"cycle": cycle},
         )
         state.model, state.perplexity, state.book = learned.model, learned.perplexity, book
-        state.accepted_seeds.append(learned.finetune_seed)
         return verdict, state.saved, None
     # Undo for real: the pre-cycle weights come back from disk, checksum verified.
     state.model = to_device(load_model(state.saved.weights.with_suffix("")), ctx.bench.device)
@@ -588,7 +604,9 @@ def run_cycle(ctx: RunContext, state: RunState, cycle: int) -> CycleOutcome | No
         ppl_pruned = measure(ctx, cycle, pruned)
         grown = grow(ctx, choice, pruned, ppl_pruned, book)
     learned = learn(ctx, state, choice, pruned, grown, book)
-    verdict, kept, restored_sha = decide(ctx, state, cycle, learned, book)
+    verdict, kept, restored_sha = decide(
+        ctx, state, cycle, learned, book, learn_only=choice.n_prune == 0
+    )
     return record(
         ctx, state, (choice, pruned, ppl_pruned, grown, learned), verdict, kept, restored_sha
     )

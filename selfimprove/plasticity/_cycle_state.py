@@ -89,11 +89,12 @@ class RunState:
         book: Slot ids of its heads.
         level: The first cycle's pruning level (later cycles' come from ``search``).
         ratio: Next cycle's growth ratio.
-        accepted_seeds: Fine-tuning seeds of the kept cycles (the reference replays them).
+        reference_plan: ``(seed, cycle)`` of the kept cycles' fine-tuning: what the final model
+            received, and what the summary replays on the unpruned start when no track was kept.
         outcomes: Every cycle's outcome so far.
         search: The bracket of heads removed in total (made by the first cycle).
-        reference: The unpruned start advanced with the kept cycles' steps (made by the first
-            cycle when the run judges against it).
+        reference: The unpruned start advanced with the kept cycles' fine-tuning (made by the
+            first cycle when the run judges against it).
     """
 
     model: GPT2LMHeadModel
@@ -102,7 +103,7 @@ class RunState:
     book: SlotBook
     level: float
     ratio: float
-    accepted_seeds: list[int] = field(default_factory=list)
+    reference_plan: list[tuple[int, int]] = field(default_factory=list)
     outcomes: list[CycleOutcome] = field(default_factory=list)
     search: RemovalSearch | None = None
     reference: ReferenceTrack | None = None

@@ -1,15 +1,15 @@
 """The unpruned reference a run is judged against, advanced alongside the pruned model.
 
 Fine-tuning alone lowers perplexity; a pruned model is only as good as the unpruned model would
-have been after the *same* steps on the *same* batches. :class:`ReferenceTrack` keeps that
-model: the run's start fine-tuned with the seeds of the kept cycles, in order (exactly what the
-run's final model received). For a cycle it fine-tunes a copy one cycle further, with the
-cycle's fine-tuning seed, and measures it (:meth:`ReferenceTrack.candidate`); a kept cycle makes
-that copy the reference (:meth:`ReferenceTrack.advance`), a rolled-back one leaves it pending.
+have been after the *same* fine-tuning. :class:`ReferenceTrack` keeps that model: the run's start
+fine-tuned cycle by cycle with each cycle's seed and place in the run's learning-rate schedule.
+For a cycle it fine-tunes a copy one cycle further and measures it
+(:meth:`ReferenceTrack.candidate`); a kept cycle makes that copy the reference
+(:meth:`ReferenceTrack.advance`), a rolled-back one leaves it pending: the reference receives
+exactly the steps, batches and learning rates the final model received.
 
-A cycle's fine-tuning seed depends only on how many cycles were kept before it
-(:func:`finetune_seed`), so a cycle retried after a rollback fine-tunes on the same batches and
-reuses the pending reference: the reference costs one fine-tuning per kept cycle, not per cycle.
+A cycle's fine-tuning seed depends on the run's seed and the cycle's number
+(:func:`finetune_seed`): a cycle retried after a rollback fine-tunes on new batches.
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ if TYPE_CHECKING:
 __all__ = ["ReferenceTrack", "finetune_seed"]
 
 
-def finetune_seed(run_seed: int, kept: int) -> int:
-    """The fine-tuning seed of the cycle that follows ``kept`` kept cycles."""
-    return derive_seed(run_seed, "finetune", kept + 1)
+def finetune_seed(run_seed: int, cycle: int) -> int:
+    """The fine-tuning seed of cycle ``cycle`` (from 1) of a run seeded ``run_seed``."""
+    return derive_seed(run_seed, "finetune", cycle)
 
 
 @dataclass
 class ReferenceTrack:
-    """The unpruned start fine-tuned with the kept cycles' steps and seeds.
+    """The unpruned start fine-tuned with the kept cycles' steps, seeds and rates.
 
     Attributes:
         model: The reference model (unpruned).
@@ -49,7 +49,9 @@ class ReferenceTrack:
     perplexity: float
     steps: int = 0
     seeds: list[int] = field(default_factory=list)
-    _pending: tuple[int, GPT2LMHeadModel, float, int] | None = field(default=None, repr=False)
+    _pending: tuple[int, FinetuneConfig, GPT2LMHeadModel, float, int] | None = field(
+        default=None, repr=False
+    )
 
     @classmethod
     def start(cls, model: GPT2LMHeadModel, perplexity: float) -> ReferenceTrack:
@@ -57,7 +59,7 @@ class ReferenceTrack:
         return cls(model=copy.deepcopy(model).eval(), perplexity=perplexity)
 
     def candidate(self, seed: int, bench: Workbench, config: FinetuneConfig) -> tuple[float, int]:
-        """The reference one cycle further: fine-tuned with ``seed`` (cached per seed).
+        """The reference one cycle further: fine-tuned with ``seed`` and ``config`` (cached).
 
         Args:
             seed: The cycle's fine-tuning seed.
@@ -67,15 +69,15 @@ class ReferenceTrack:
         Returns:
             Its validation perplexity and the steps it received in total.
         """
-        if self._pending is not None and self._pending[0] == seed:
-            return self._pending[2], self._pending[3]
+        if self._pending is not None and self._pending[:2] == (seed, config):
+            return self._pending[3], self._pending[4]
         model = copy.deepcopy(self.model)
         steps = 0
         if config.steps > 0:
             steps = finetune_(model, bench.data, config, seed=seed).steps
         model.eval()
         ppl = bench.perplexity(model) if steps else self.perplexity
-        self._pending = (seed, model, ppl, self.steps + steps)
+        self._pending = (seed, config, model, ppl, self.steps + steps)
         return ppl, self.steps + steps
 
     def advance(self, seed: int) -> None:
@@ -86,6 +88,6 @@ class ReferenceTrack:
         """
         if self._pending is None or self._pending[0] != seed:
             raise RuntimeError(f"no reference candidate for seed {seed} was measured")
-        _, self.model, self.perplexity, self.steps = self._pending
+        _, _, self.model, self.perplexity, self.steps = self._pending
         self.seeds.append(seed)
         self._pending = None

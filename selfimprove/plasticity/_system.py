@@ -30,8 +30,9 @@ One cycle, on the model as last accepted:
 6. **decide**: :func:`selfimprove.plasticity._acceptance.judge_candidate` keeps the cycle only
    if validation perplexity is at most ``(1 + perplexity_tolerance)`` times both the *start* of
    the run (so small losses cannot pile up cycle after cycle) and the *unpruned start
-   fine-tuned with the same steps and batches* (``accept_against_reference``, the default: a
-   pruned model must keep up with what the training alone would have given), and the
+   fine-tuned with the same steps, batches and learning rates* (``accept_against_reference``,
+   the default: a pruned model must keep up with what the training alone would have given;
+   a cycle that only learns is kept when it lowered perplexity), and the
    degeneration score is at most ``degeneration_threshold``. Otherwise it is undone for real:
    the pre-cycle checkpoint is read back from disk, its sha256 checked, and it becomes the
    model again, and the search retries a smaller removal.
@@ -47,8 +48,9 @@ beside the accepted checkpoints (``checkpoints/cycle_NNN``), ``summary.json``, a
 memory and, optionally, ``dashboard.html``.
 
 The summary is honest about what extra training alone does: with ``measure_reference`` the
-*unpruned* starting model is fine-tuned with exactly the steps (and seeds) the final model
-received, and the final model's perplexity is reported against it as well as against the start.
+*unpruned* starting model is fine-tuned with exactly the steps, seeds and learning rates the
+final model received, and the final model's perplexity is reported against it as well as
+against the start.
 
 Efficiency, the right way up: ``(heads_start / heads) * (perplexity_start / perplexity)``;
 higher is better and 1.0 means "as good per head as the start" (the seed's "perplexity per
@@ -415,20 +417,25 @@ class AdaptivePlasticitySystem:
         }
 
     def _measure_reference(
-        self, original: GPT2LMHeadModel, state: RunState, final_ppl: float
+        self, original: GPT2LMHeadModel, state: RunState, final_ppl: float, cycles: int
     ) -> dict[str, Any] | None:
-        """The unpruned start fine-tuned with the kept cycles' steps and seeds, or ``None``."""
-        cfg, bench = self.config, self.bench_
-        if not (cfg.measure_reference and state.accepted_seeds):
+        """The unpruned start fine-tuned with the kept cycles' steps, seeds and rates, or
+        ``None``: the run's own reference track when it kept one, else replayed here."""
+        cfg, bench, plan = self.config, self.bench_, state.reference_plan
+        if not (cfg.measure_reference and plan):
             return None
-        ref_model = copy.deepcopy(original)
-        for s in state.accepted_seeds:
-            finetune_(ref_model, bench.data, cfg.finetune_config(bench.context), seed=s)
+        if state.reference is not None and state.reference.seeds == [s for s, _ in plan]:
+            ref_model = state.reference.model
+        else:
+            ref_model = copy.deepcopy(original)
+            for s, c in plan:
+                ft = cfg.finetune_config(bench.context, cycle=c, cycles=cycles)
+                finetune_(ref_model, bench.data, ft, seed=s)
         ref_model.eval()
         ref_ppl = bench.perplexity(ref_model)
         return {
-            "what": "the unpruned start fine-tuned with the same steps and seeds",
-            "finetune_steps": cfg.finetune_steps * len(state.accepted_seeds),
+            "what": "the unpruned start fine-tuned with the same steps, seeds and rates",
+            "finetune_steps": cfg.finetune_steps * len(plan),
             "perplexity": ref_ppl,
             "test_perplexity": bench.perplexity(ref_model, "test"),
             "final_vs_reference": final_ppl / ref_ppl,
@@ -441,7 +448,7 @@ class AdaptivePlasticitySystem:
         original = self.model_
         final = self._measure_final(ctx, state)
         self.model_ = state.model
-        reference = self._measure_reference(original, state, final["perplexity"])
+        reference = self._measure_reference(original, state, final["perplexity"], ctx.max_cycles)
         ctx.log.write(0, "final", {**final, "reference": reference, "stopped": stopped})
         ctx.ledger.finish(reference)
         atomic_write_json(

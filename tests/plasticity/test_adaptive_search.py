@@ -19,7 +19,7 @@ from selfimprove.plasticity import (
     heads_per_layer,
     read_metrics,
 )
-from selfimprove.plasticity._acceptance import judge_candidate
+from selfimprove.plasticity._acceptance import judge_candidate, judge_learning
 from selfimprove.plasticity._adaptation import MAX_PRUNING_LEVEL, adapt_growth
 from selfimprove.plasticity._search import RemovalSearch, next_removal, update_search
 
@@ -58,6 +58,28 @@ def test_a_candidate_within_both_is_kept_and_the_tighter_bar_sets_the_margin() -
 
 
 # ---------------------------------------------------------------- the search (pure)
+
+
+@pytest.mark.parametrize(
+    ("after", "degeneration", "kept"),
+    [(9.9, 0.0, True), (10.0, 0.0, True), (10.1, 0.0, False), (9.9, 0.5, False)],
+)
+def test_a_learn_only_cycle_is_kept_when_it_learned(
+    after: float, degeneration: float, kept: bool
+) -> None:
+    # Far above the reference (9.0 + 5 % = 9.45): the pruning rule would undo all of these.
+    rule = _judge(after, reference=9.0)
+    assert not rule.accepted
+    verdict = judge_learning(
+        perplexity_before=10.0,
+        perplexity_after=after,
+        degeneration=degeneration,
+        degeneration_threshold=0.35,
+        rule=rule,
+    )
+    assert verdict.accepted is kept
+    assert verdict.reason.startswith("learn only: perplexity") and rule.reason in verdict.reason
+    assert (verdict.limit, verdict.margin) == (rule.limit, rule.margin)
 
 
 def test_the_search_expands_bisects_and_resolves() -> None:
@@ -225,7 +247,10 @@ def test_after_the_search_resolves_the_cycles_only_learn(tiny_home: Path, tmp_pa
     assert "no head left below" in first.adaptation
     assert second.heads_target is None and second.heads_pruned == 0
     assert second.choice.startswith("learn only: resolved at 4 of 32 heads removed")
-    assert second.accepted and second.heads_after == 28 and second.reference_steps == 10
+    assert second.heads_after == 28 and second.reference_steps == 10
+    # Kept only if it learned something (judge_learning), whatever the tolerance says.
+    assert second.accepted is (second.perplexity_after <= first.perplexity_after)
+    assert second.reason.startswith("learn only: perplexity")
     assert results.dashboard is not None and results.dashboard.exists()
     phases = [(r["cycle"], r["phase"]) for r in read_metrics(results.run_dir)]
     assert (2, "learn") in phases and (2, "prune") not in phases
