@@ -129,6 +129,10 @@ class SelfImprovementConfig:
             (set when the cycle is created; Linux only): with glibc's default of one per
             thread, resident memory kept growing over long runs. ``None``: leave malloc as it
             is.
+        malloc_mmap_threshold_mib: Blocks of at least this many MiB are mmapped and returned to
+            the system when freed (glibc; set when the cycle is created): glibc's own,
+            self-raising threshold let freed large buffers stay resident, so memory jumped by
+            tens of MiB between cycles. ``None``: leave malloc as it is.
         threads: Torch intra-op threads an experiment's work trains with, wherever it runs.
             A matrix product's rounding follows the thread count, so it is a setting of its
             own, not the machine's core count: the same seed then gives the same decisions on
@@ -163,6 +167,7 @@ class SelfImprovementConfig:
     train_seconds: float = 60.0
     observe_refresh_every: int = 10
     malloc_arenas: int | None = 2
+    malloc_mmap_threshold_mib: int | None = 4
     threads: int = 1
     executor: str = "local"
     ray_address: str | None = None
@@ -184,6 +189,13 @@ class SelfImprovementConfig:
             raise ConfigError(f"train_epochs must be >= 1, but got {self.train_epochs=}.")
         if self.train_seconds <= 0:
             raise ConfigError(f"train_seconds must be > 0, but got {self.train_seconds=}.")
+        if self.malloc_mmap_threshold_mib is not None and not (
+            1 <= self.malloc_mmap_threshold_mib <= 32
+        ):
+            raise ConfigError(
+                "malloc_mmap_threshold_mib must be in [1, 32] (glibc's largest) or None (leave "
+                f"malloc as it is), but got {self.malloc_mmap_threshold_mib=}."
+            )
         if self.malloc_arenas is not None and not 1 <= self.malloc_arenas <= 64:
             raise ConfigError(
                 f"malloc_arenas must be in [1, 64] or None (leave malloc as it is), but got "

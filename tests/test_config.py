@@ -73,3 +73,17 @@ def test_malloc_arenas_are_bounded_and_applied_once() -> None:
     applied = limit_malloc_arenas(2)
     assert applied == sys.platform.startswith("linux")  # glibc here; nothing elsewhere
     assert limit_malloc_arenas(4) == applied  # once per process: the first number stays
+
+
+def test_the_mmap_threshold_is_bounded_and_pinned_once() -> None:
+    import sys
+
+    from selfimprove._malloc import pin_mmap_threshold
+
+    for bad in (0, 33):
+        with pytest.raises(ConfigError, match=r"malloc_mmap_threshold_mib must be in \[1, 32\]"):
+            SelfImprovementConfig(malloc_mmap_threshold_mib=bad)
+    assert SelfImprovementConfig(malloc_mmap_threshold_mib=None).malloc_mmap_threshold_mib is None
+    pinned = pin_mmap_threshold(4)
+    assert pinned == sys.platform.startswith("linux")  # glibc here; nothing elsewhere
+    assert pin_mmap_threshold(8) == pinned  # once per process

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from selfimprove._malloc import limit_malloc_arenas
+from selfimprove._malloc import limit_malloc_arenas, pin_mmap_threshold
 from selfimprove.brain.hormones import HormoneEvent, HormoneSystemController
 from selfimprove.brain.planning import (
     KINDS,
@@ -121,6 +121,8 @@ class ImprovementCycle:
         self.seed = seed
         if config.malloc_arenas is not None:  # flat memory over long runs (selfimprove._malloc)
             limit_malloc_arenas(config.malloc_arenas)
+        if config.malloc_mmap_threshold_mib is not None:
+            pin_mmap_threshold(config.malloc_mmap_threshold_mib)
         self.rules = rules or TaskRules()
         saved = self.store.load_state("hormones")
         self.hormone_system = hormone_system or (
