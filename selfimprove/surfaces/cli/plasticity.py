@@ -296,7 +296,13 @@ def run(
         ),
     ] = 0.05,
     steps: Annotated[
-        int, typer.Option("--steps", min=0, max=1_000_000, help="Fine-tuning steps per cycle.")
+        int,
+        typer.Option(
+            "--steps",
+            min=0,
+            max=1_000_000,
+            help="Fine-tuning steps per cycle (one learning-rate schedule over all cycles).",
+        ),
     ] = 100,
     context: Annotated[
         int, typer.Option("--context", min=8, max=65_536, help="Tokens per window.")
@@ -312,7 +318,9 @@ def run(
     """Run prune -> measure -> grow -> learn cycles and write a run folder.
 
     A cycle that leaves perplexity above (1 + tolerance) x the start, or x the unpruned start
-    fine-tuned with the same steps, is undone from its checkpoint.
+    fine-tuned with the same steps, is undone from its checkpoint. Once the largest removal
+    within the tolerance is found, the remaining cycles only fine-tune, kept when they lower
+    perplexity. The cycles share one learning-rate warm-up and decay.
 
     Example: selfimprove plasticity run --model-name tiny --dataset pydoc --cycles 3
 
