@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from selfimprove.config import (
@@ -42,6 +41,7 @@ from selfimprove.surfaces.cli.common import (
     handle_errors,
     is_compact,
     out,
+    progress_bars,
     setup_logging,
     working,
 )
@@ -277,14 +277,7 @@ def run(
             with working("registering the built-in models (weak first incumbents) ·"):
                 added = system.improver.ensure_builtin_models()
             err.print(f"registered {', '.join(added)}")
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-        ) as bar:
+        with progress_bars() as bar:
             job = bar.add_task("cycle 1", total=cycles)
             for i in range(cycles):
                 h = system.hormone_system.get_hormone_levels()

@@ -16,7 +16,14 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from typer.core import TyperGroup
 
 from selfimprove.config import check_device_name
@@ -43,6 +50,7 @@ __all__ = [
     "handle_errors",
     "is_compact",
     "out",
+    "progress_bars",
     "setup_logging",
     "working",
 ]
@@ -158,6 +166,19 @@ def working(description: str) -> Iterator[None]:
     ) as progress:
         progress.add_task("", total=None)
         yield
+
+
+def progress_bars() -> Progress:
+    """Counted progress bars on stderr (what, bar, done/total, time elapsed), gone when the
+    work ends; use as a context manager and add a task per bar."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
 
 
 def setup_logging(verbose: bool) -> None:

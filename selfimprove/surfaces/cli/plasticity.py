@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from selfimprove.surfaces.cli.common import (
@@ -27,10 +27,10 @@ from selfimprove.surfaces.cli.common import (
     JsonOpt,
     OneLineErrors,
     VerboseOpt,
-    err,
     handle_errors,
     is_compact,
     out,
+    progress_bars,
     setup_logging,
 )
 
@@ -159,14 +159,7 @@ class _Bars:
 @contextmanager
 def _bars(cycles: int) -> Iterator[_Bars]:
     """Progress bars on stderr, gone when the work ends."""
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
+    with progress_bars() as progress:
         yield _Bars(progress, cycles)
 
 
@@ -471,7 +464,9 @@ def test(
         seed=seed, context=64, finetune_steps=30, eval_windows=64, dashboard=dashboard
     )
     with _bars(cycles) as bars:
-        probe_system = AdaptivePlasticitySystem(
+        # One system: the surgery checks work on copies, so the run starts from the same model
+        # and data without loading them again.
+        system = AdaptivePlasticitySystem(
             model_name,
             dataset,
             output_dir,
@@ -480,22 +475,10 @@ def test(
             config=config,
             home=home,
             progress=bars,
-        )
-        probe_system.setup()
-    x = probe_system.val_[:2, :-1].to(probe_system.device_)  # (2, T)
-    checks = _surgery_checks(probe_system.model_, x, seed)
-    system = _run_system(
-        model_name=model_name,
-        dataset=dataset,
-        output_dir=output_dir,
-        cycles=cycles,
-        pruning_level=0.2,
-        growth_ratio=0.5,
-        config=config,
-        device=device,
-        home=home,
-        verbose=verbose,
-    )
+        ).setup()
+        x = system.val_[:2, :-1].to(system.device_)  # (2, T)
+        checks = _surgery_checks(system.model_, x, seed)
+        system.run_adaptive_optimization(cycles, 0.2, 0.5)
     checks += _run_checks(system, config, x)
     if not _report_checks(checks, system.results_, as_json):
         raise typer.Exit(1)
