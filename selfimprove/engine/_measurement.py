@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from selfimprove.errors import ConfigError
-from selfimprove.measure.stats import Change, as_direction
+from selfimprove.measure.stats import Change, as_direction, mann_whitney_p
 from selfimprove.objectives import Direction
 from selfimprove.store import CapabilityRecord
 
@@ -78,7 +78,7 @@ def sample_significance(
         used, p_value = "deterministic", 0.0 if b[0] != a[0] else 1.0
     elif test == "mann_whitney":
         used = "mann_whitney_u"
-        p_value = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+        p_value = mann_whitney_p(a, b, "two-sided")
     else:
         used = "welch_t"
         p_value = float(stats.ttest_ind(a, b, equal_var=False).pvalue)

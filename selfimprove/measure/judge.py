@@ -44,7 +44,7 @@ from typing import Any
 
 from selfimprove.config import JudgeConfig
 from selfimprove.measure.evaluation import Evaluation
-from selfimprove.measure.stats import paired_test
+from selfimprove.measure.stats import mann_whitney_p, paired_test
 from selfimprove.objectives import (
     DETERMINISTIC_OBJECTIVES,
     EFFICIENCY_OBJECTIVES,
@@ -229,9 +229,7 @@ class Judge:
                 b_s, a_s = incumbent.samples(g.name), candidate.samples(g.name)
                 if g.name == "latency_ms" and b_s is not None and a_s is not None:
                     # Timings are noisy: a guard fails only on a significant slowdown.
-                    from scipy import stats
-
-                    p = float(stats.mannwhitneyu(a_s, b_s, alternative="greater").pvalue)
+                    p = mann_whitney_p(a_s, b_s, "greater")
                     info["p_value"] = p
                     info["passed"] = p >= self.config.alpha
                 else:

@@ -70,3 +70,23 @@ def test_paired_test_counts_discordant_pairs_for_accuracy() -> None:
     after = np.array([1.0] * 20)
     name, p = stats.paired_test(acc, before, after)
     assert name == "mcnemar_exact" and p == pytest.approx(0.5**10)
+
+
+def test_mann_whitney_is_exact_for_small_samples_even_when_values_tie() -> None:
+    # Five after, five before, every after below every before: exactly 2 / C(10, 5) two-sided,
+    # whether or not two timings happen to be equal (scipy alone falls back to the normal
+    # approximation, 0.0119, on any tie).
+    before = [5.0, 6.0, 7.0, 8.0, 9.0]
+    assert stats.mann_whitney_p([1.0, 2.0, 3.0, 4.0, 4.5], before, "two-sided") == pytest.approx(
+        2 / 252
+    )
+    assert stats.mann_whitney_p([1.0, 1.0, 2.0, 3.0, 4.0], before, "two-sided") == pytest.approx(
+        2 / 252
+    )
+    assert stats.mann_whitney_p([1.0, 1.0, 2.0, 3.0, 4.0], before, "less") == pytest.approx(1 / 252)
+    # A tie across the groups is not a complete separation: larger than the extreme
+    assert stats.mann_whitney_p([1.0, 2.0, 3.0, 4.0, 5.0], before, "less") > 1 / 252
+    # Large samples use the asymptotic test and still see a clear shift
+    rng = np.random.default_rng(0)
+    big = rng.normal(size=60)
+    assert stats.mann_whitney_p(big - 1.0, big, "less") < 1e-5
