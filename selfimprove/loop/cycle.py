@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import heapq
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -68,6 +69,7 @@ from selfimprove.measure.evaluation import Evaluation
 from selfimprove.meta.bandit import StrategyBandit
 from selfimprove.meta.gain import GAIN_MODEL_NAME, GainAdvisor
 from selfimprove.registry import ModelHome
+from selfimprove.store import ModelRecord
 from selfimprove.strategies import STRATEGIES, Budget
 from selfimprove.tasks import effective_search_space, is_external, resolve_task
 
@@ -79,6 +81,23 @@ logger = logging.getLogger(__name__)
 #: model waits adds half of its base priority, so no weak model is starved for long; a model
 #: never tried counts as having waited this long, so every model gets an early turn).
 MAX_WAIT = 10
+
+
+def _priority(
+    severity: float, impact: float, hormone: float, boost: float, expected: float, waiting: int
+) -> float:
+    """A planned task's priority (one expression, so that ranking and building agree): the
+    weakness's part, the brain's part, and the fair-share wait."""
+    return _weakness_part(severity, impact) * (hormone * boost * expected) * (1 + 0.5 * waiting)
+
+
+def _weakness_part(severity: float, impact: float) -> float:
+    return severity * impact
+
+
+def _severity(gap: float) -> tuple[float, float]:
+    """A weakness's severity (its gap, capped at 1) and seed 002's impact of its level."""
+    return min(1.0, gap) if math.isfinite(gap) else 1.0, severity_level(gap)[1]
 
 
 class ImprovementCycle:
@@ -156,8 +175,17 @@ class ImprovementCycle:
         #: Per model, the strategies that refused an incumbent version (``not_applicable``).
         self.refused: dict[str, dict[str, int]] = {}
         self._searchable: dict[tuple[str, int], bool] = {}
+        #: Per model: what its weaknesses were found on, the observation, and the weaknesses
+        #: with the strategies that may serve them (see :meth:`_served`).
+        self._served_memo: dict[
+            str, tuple[tuple[Any, ...], Observation, list[tuple[Weakness, tuple[str, ...], float]]]
+        ] = {}
+        #: The gain model's predictions for the predictor under ``"predictor"``.
+        self._predicted: dict[Any, Any] = {}
         self.plan_history = PlanHistory(self.store)
         self._observed: dict[str, tuple[Evaluation, Observation]] = {}
+        #: The ledger's models as last read, by id (see :meth:`_current_models`).
+        self._models: dict[int, ModelRecord] = {}
         #: Called with each cycle's outcomes after it is learnt from (e.g. to refresh a neural
         #: alternative whose model was just promoted).
         self.on_outcomes: Callable[[list[ExperimentOutcome]], None] | None = None
@@ -198,7 +226,7 @@ class ImprovementCycle:
         records = (
             [
                 m
-                for m in self.store.list_models()
+                for m in self._current_models()
                 # a model another process is registering has no incumbent yet
                 if not is_external(m.task) and m.incumbent_version_id is not None
             ]
@@ -231,6 +259,25 @@ class ImprovementCycle:
             evals[m.name] = ev
             self._observed[m.name] = (ev, obs[m.name])
         return obs, evals
+
+    def _current_models(self) -> list[ModelRecord]:
+        """Every model of the ledger, oldest first: the records read before, and read again
+        only for the models that are new or whose incumbent changed since (a model's name,
+        task and family never change; :meth:`~selfimprove.store.Store.model_heads` tells)."""
+        heads = self.store.model_heads()
+        known = self._models
+        stale = [
+            i
+            for i, name, inc in heads
+            if (m := known.get(i)) is None or m.name != name or m.incumbent_version_id != inc
+        ]
+        if stale:
+            # by ids while few (a query's parameters are bounded), else all of them
+            fresh = self.store.list_models(ids=stale if len(stale) <= 500 else None)
+            known.update((m.id, m) for m in fresh)
+        if len(known) != len(heads):  # a model is gone from the ledger
+            self._models = known = {i: known[i] for i, _, _ in heads}
+        return [known[i] for i, _, _ in heads]
 
     # ------------------------------------------------------------------ plan
     def strategies_for(self, kind: str) -> list[str]:
@@ -337,31 +384,20 @@ class ImprovementCycle:
         env: dict[str, float],
         waiting: int = MAX_WAIT,
         active: Sequence[Trigger] | None = None,
+        memo: dict[Any, Any] | None = None,
     ) -> ModelImprovementTask:
         """The task of ``strategy`` serving ``w``, with its priority: severity × impact ×
-        hormone × trigger boost × expected gain × fair-share wait."""
-        context = (w.kind, obs.family)
-        family = STRATEGIES[strategy].family
-        severity = min(1.0, w.gap) if math.isfinite(w.gap) else 1.0
-        _, impact = severity_level(w.gap)
-        hormone = (
-            self.hormone_system.priority_multiplier(w.kind) if self.config.hormone_driven else 1.0
+        hormone × trigger boost × expected gain × fair-share wait (``memo``: the factors one
+        plan shares, see :meth:`_factors`)."""
+        severity, impact, hormone, (boost, trigger_ids), expected = self._factors(
+            w, obs, strategy, env, active, {} if memo is None else memo
         )
-        boost, trigger_ids = (
-            self.genetic_system.boost(family, env, active)
-            if self.config.genetic_enhanced
-            else (1.0, [])
-        )
-        est = self.bandit.expected(context, strategy)
-        if self.gain.trusted:
-            est = self._predicted_reward(w, obs, strategy)
-        expected = 1.0 + 10.0 * max(0.0, est)
         return ModelImprovementTask(
             model_id=obs.model,
             kind=w.kind,
             strategy=strategy,
             objective=w.objective,
-            priority=severity * impact * hormone * boost * expected * (1 + 0.5 * waiting),
+            priority=_priority(severity, impact, hormone, boost, expected, waiting),
             reason=w.reason,
             severity=severity,
             impact=impact,
@@ -372,45 +408,136 @@ class ImprovementCycle:
             waiting=waiting,
         )
 
+    def _factors(
+        self,
+        w: Weakness,
+        obs: Observation,
+        strategy: str,
+        env: dict[str, float],
+        active: Sequence[Trigger] | None,
+        memo: dict[Any, Any],
+    ) -> tuple[float, float, float, tuple[float, list[str]], float]:
+        """Severity, impact, hormone multiplier, trigger boost (with the triggers' ids) and
+        expected-gain factor of a task. What depends only on the kind, the strategy's family or
+        the bandit's context is computed once per ``memo`` (one plan: the same brain state)."""
+        severity, impact = _severity(w.gap)
+        if ("hormone", w.kind) not in memo:
+            memo["hormone", w.kind] = (
+                self.hormone_system.priority_multiplier(w.kind)
+                if self.config.hormone_driven
+                else 1.0
+            )
+        family = STRATEGIES[strategy].family
+        if ("boost", family) not in memo:
+            memo["boost", family] = (
+                self.genetic_system.boost(family, env, active)
+                if self.config.genetic_enhanced
+                else (1.0, [])
+            )
+        if self.gain.trusted:
+            est = self._predicted_reward(w, obs, strategy)
+        else:
+            key = ("expected", w.kind, obs.family, strategy)
+            if key not in memo:
+                memo[key] = self.bandit.expected((w.kind, obs.family), strategy)
+            est = memo[key]
+        expected = 1.0 + 10.0 * max(0.0, est)
+        return severity, impact, memo["hormone", w.kind], memo["boost", family], expected
+
     def _predicted_reward(self, w: Weakness, obs: Observation, strategy: str) -> float:
-        inc = self.home.registry.incumbent(obs.model)
-        return self.gain.predicted_reward(
-            strategy=strategy,
-            kind=w.kind,
-            family=obs.family,
-            parameters=float(inc.metrics.get("parameters") or math.nan),
-            gap=obs.primary.gap(obs.value) if obs.primary.target is not None else math.nan,
-            epochs=float(self.budget().epochs),
-            objective=w.objective,
-            default_epochs=float(self.budget().epochs),
+        """The gain model's expected reward of the task, remembered while the same predictor
+        is loaded (its inputs are the incumbent version's, the weakness's and the budget's)."""
+        epochs = float(self.budget().epochs)
+        if self._predicted.get("predictor") is not self.gain.predictor:
+            self._predicted = {"predictor": self.gain.predictor}
+        key = (obs.model, obs.version, obs.family, w.kind, w.objective, strategy, epochs)
+        if key not in self._predicted:
+            inc = self.home.registry.incumbent(obs.model)
+            self._predicted[key] = self.gain.predicted_reward(
+                strategy=strategy,
+                kind=w.kind,
+                family=obs.family,
+                parameters=float(inc.metrics.get("parameters") or math.nan),
+                gap=obs.primary.gap(obs.value) if obs.primary.target is not None else math.nan,
+                epochs=epochs,
+                objective=w.objective,
+                default_epochs=epochs,
+            )
+        value: float = self._predicted[key]
+        return value
+
+    def _served(
+        self,
+        obs: Observation,
+        stalled: int,
+        strongest: Mapping[str, Observation],
+        streaks: Mapping[str, int],
+    ) -> tuple[Observation, list[tuple[Weakness, tuple[str, ...], float]]]:
+        """The model's weaknesses with the strategies that may serve them (none: left out) and
+        their part of the priority (severity × impact), and the observation they were found on.
+        Remembered per model until anything they depend on changes: the observation, its
+        stalled training, its task's strongest incumbent, its rejection streaks, the strategies
+        that refused it (:attr:`refused`), the rules, or the registered strategies."""
+        key = (
+            obs,
+            stalled,
+            strongest.get(obs.task),
+            tuple(sorted(streaks.items())),
+            tuple(sorted(self.refused.get(obs.model, {}).items())),
+            self.rules,
+            len(STRATEGIES),
+            self.config.cross_model_distillation,
         )
+        seen = self._served_memo.get(obs.model)
+        if seen is not None and seen[0] == key:
+            return seen[1], seen[2]
+        stalled_obs = replace(obs, training_stalled=stalled)
+        found = [
+            self.served_by(w, stalled_obs, streaks)
+            for w in find_weaknesses(
+                stalled_obs,
+                (),
+                self.rules,
+                distill=self.config.cross_model_distillation,
+                best_by_task=strongest,
+            )
+        ]
+        served = []
+        for w, arms in found:
+            if arms:
+                served.append((w, tuple(arms), _weakness_part(*_severity(w.gap))))
+        self._served_memo[obs.model] = (key, stalled_obs, served)
+        return stalled_obs, served
 
     def plan(
-        self, observations: dict[str, Observation], env: dict[str, float]
+        self,
+        observations: dict[str, Observation],
+        env: dict[str, float],
+        *,
+        limit: int | None = None,
     ) -> list[ModelImprovementTask]:
         """Tasks for this cycle, highest priority first, at most one per model (pure given the
-        observations, the environment and the brain state)."""
+        observations, the environment and the brain state); ``limit``: only the first so many
+        (the same ones, built without building the rest).
+
+        Only the chosen tasks are built: every weakness's priority is a product of factors the
+        plan computes once per kind, strategy family and bandit context, and a model's
+        weaknesses are found again only when what they depend on changed (:meth:`_served`):
+        at 10,000 models the plan took 0.20 s a cycle before."""
         peers = list(observations.values())
         waited, stalled, streaks = self.history()
         strongest = strongest_by_task(peers)
         active = self.genetic_system.get_active_triggers(env)  # the same for every model
-        served: list[tuple[Weakness, Observation, int]] = []
+        served: list[tuple[Weakness, Observation, int, float]] = []
         groups: dict[tuple[tuple[str, str], tuple[str, ...]], list[int]] = {}
         for obs in peers:
             waiting = min(MAX_WAIT, waited.get(obs.model, MAX_WAIT))
-            obs = replace(obs, training_stalled=stalled.get(obs.model, 0))
-            for w in find_weaknesses(
-                obs,
-                peers,
-                self.rules,
-                distill=self.config.cross_model_distillation,
-                best_by_task=strongest,
-            ):
-                w, arms = self.served_by(w, obs, streaks.get(obs.model, {}))
-                if arms:
-                    key = ((w.kind, obs.family), tuple(arms))
-                    groups.setdefault(key, []).append(len(served))
-                    served.append((w, obs, waiting))
+            stalled_obs, found = self._served(
+                obs, stalled.get(obs.model, 0), strongest, streaks.get(obs.model, {})
+            )
+            for w, arms, part in found:
+                groups.setdefault(((w.kind, obs.family), arms), []).append(len(served))
+                served.append((w, stalled_obs, waiting, part))
         # One Thompson draw per weakness, drawn together for each (context, arms) in the order
         # first met (the same observations and brain state: the same draws).
         chosen: dict[int, str] = {}
@@ -419,15 +546,31 @@ class ImprovementCycle:
                 context, options, len(members), temperature=self._temperature()
             )
             chosen.update(zip(members, picks, strict=True))
-        best: dict[str, ModelImprovementTask] = {}
-        for i, (w, obs, waiting) in enumerate(served):
-            task = self.priced(w, obs, chosen[i], env, waiting, active)
-            if obs.model not in best or task.priority > best[obs.model].priority:
-                best[obs.model] = task
-        for custom in self.queue:  # the user's tasks replace the planned ones
-            if custom.model_id in observations:
-                best[custom.model_id] = custom
-        return sorted(best.values(), key=lambda t: (-t.priority, t.model_id))
+        memo: dict[Any, Any] = {}
+        best: dict[str, tuple[float, int]] = {}  # per model: the first highest priority
+        for i, (w, obs, waiting, part) in enumerate(served):
+            key = ("brain", w.kind, obs.family, chosen[i])
+            brain = memo.get(key) if not self.gain.trusted else None
+            if brain is None:
+                _, _, hormone, (boost, _), expected = self._factors(
+                    w, obs, chosen[i], env, active, memo
+                )
+                brain = memo[key] = hormone * boost * expected
+            priority = part * brain * (1 + 0.5 * waiting)
+            if obs.model not in best or priority > best[obs.model][0]:
+                best[obs.model] = (priority, i)
+        custom = {t.model_id: t for t in self.queue if t.model_id in observations}
+        ranked = [(-p, name) for name, (p, _) in best.items() if name not in custom]
+        ranked += [(-t.priority, name) for name, t in custom.items()]
+        top = heapq.nsmallest(limit, ranked) if limit is not None else sorted(ranked)
+        tasks = []
+        for _, name in top:
+            if name in custom:
+                tasks.append(custom[name])
+                continue
+            w, obs, waiting, _ = served[best[name][1]]
+            tasks.append(self.priced(w, obs, chosen[best[name][1]], env, waiting, active, memo))
+        return tasks
 
     def custom_task(
         self,
@@ -566,7 +709,7 @@ class ImprovementCycle:
         active = (
             self.genetic_system.get_active_triggers(env) if self.config.genetic_enhanced else []
         )
-        tasks = self.plan(observations, env)[: self.config.max_concurrent_improvements]
+        tasks = self.plan(observations, env, limit=self.config.max_concurrent_improvements)
         chosen = {t.model_id for t in tasks}
         self.queue = [t for t in self.queue if t.model_id not in chosen]
         logger.info(

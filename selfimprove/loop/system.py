@@ -189,10 +189,15 @@ class SelfImprovingNeuralSystem:
 
     # ------------------------------------------------------------------ planning
     def plan(
-        self, observations: dict[str, Observation], env: dict[str, float]
+        self,
+        observations: dict[str, Observation],
+        env: dict[str, float],
+        *,
+        limit: int | None = None,
     ) -> list[ModelImprovementTask]:
-        """Tasks for this cycle, highest priority first (see :meth:`ImprovementCycle.plan`)."""
-        return self.cycle.plan(observations, env)
+        """Tasks for this cycle, highest priority first; ``limit``: only the first so many (see
+        :meth:`ImprovementCycle.plan`)."""
+        return self.cycle.plan(observations, env, limit=limit)
 
     async def generate_improvement_tasks(self) -> list[ModelImprovementTask]:
         """Observe every model and return this cycle's tasks, highest priority first."""

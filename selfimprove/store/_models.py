@@ -129,6 +129,14 @@ class ModelRepository(Database):
         with self.read() as s:
             return [to_record(ModelRecord, r) for r in s.execute(q)]
 
+    def model_heads(self) -> list[tuple[int, str, int | None]]:
+        """Every model's id, name and incumbent version id, oldest first, as plain tuples: what
+        a cycle needs to tell which of its models changed (10,000 in a few milliseconds, where
+        :meth:`list_models` takes tens)."""
+        q = select(ModelRow.id, ModelRow.name, ModelRow.incumbent_version_id).order_by(ModelRow.id)
+        with self.read() as s:
+            return [(int(i), str(name), inc) for i, name, inc in s.execute(q)]
+
     # ------------------------------------------------------------------ versions
     def add_version(
         self,

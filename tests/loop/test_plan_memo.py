@@ -1,0 +1,126 @@
+"""The plan at scale: remembered weaknesses and shared factors give exactly the plan built from
+scratch, ``limit`` gives its first tasks, and a changed observation is planned afresh."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from selfimprove.brain.planning import Observation
+from selfimprove.config import SelfImprovementConfig
+from selfimprove.loop.system import SelfImprovingNeuralSystem
+from selfimprove.objectives import Direction, Objective
+
+#: A version's fields a copy of it keeps.
+COPIED = "model_id params metrics checkpoint_path manifest_path sha256 size_bytes strategy origin"
+ACC = Objective("accuracy", Direction.MAXIMIZE, target=0.97, ideal=1.0)
+
+
+def _system(home: Path) -> SelfImprovingNeuralSystem:
+    config = SelfImprovementConfig(auto_start=False, train_epochs=2)
+    return SelfImprovingNeuralSystem(home=home, config=config, seed=3)
+
+
+def _observations(n: int) -> dict[str, Observation]:
+    """``n`` models, half over three shared tasks, spread over the planner's rules: training
+    (< 0.75), architecture ([0.75, 0.85)), short of target, at target, slow, weaker than a
+    peer."""
+    out = {}
+    for i in range(n):
+        value = 0.55 + 0.45 * ((i * 37) % n) / n
+        latency = 250.0 if i % 7 == 0 else 1.0
+        name = f"m{i:03d}"
+        task = f"task{i % 3}" if i % 2 else f"own{i}"  # half have no stronger peer
+        out[name] = Observation(name, task, "fam", ACC, value, latency, 1)
+    return out
+
+
+def _plans(s: SelfImprovingNeuralSystem, obs: dict[str, Observation], fresh: bool) -> list:
+    plans = []
+    for _ in range(3):
+        if fresh:
+            s.cycle._served_memo.clear()
+        plans.append([t.to_dict() for t in s.plan(obs, {})])
+    return plans
+
+
+def test_a_remembered_plan_is_the_plan_built_from_scratch(tmp_path: Path) -> None:
+    obs = _observations(60)
+    a, b = _system(tmp_path / "a"), _system(tmp_path / "b")
+    try:
+        remembered, fresh = _plans(a, obs, fresh=False), _plans(b, obs, fresh=True)
+        assert remembered == fresh
+        assert len(remembered[0]) > 40  # most models have a weakness a strategy serves
+        kinds = {t["kind"] for t in remembered[0]}
+        assert {"training", "architecture", "optimisation", "distillation"} <= kinds
+        # the draws differ between plans (Thompson sampling), the memo does not freeze them
+        assert any(p != remembered[0] for p in remembered[1:])
+    finally:
+        a.close()
+        b.close()
+
+
+def test_limit_gives_the_first_tasks_of_the_whole_plan(tmp_path: Path) -> None:
+    obs = _observations(40)
+    a, b = _system(tmp_path / "a"), _system(tmp_path / "b")
+    try:
+        for k in (1, 3, 100):
+            whole = b.plan(obs, {})
+            assert a.plan(obs, {}, limit=k) == whole[:k]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_changed_observation_is_planned_afresh(tmp_path: Path) -> None:
+    obs = _observations(12)
+    s = _system(tmp_path)
+    try:
+        before = {t.model_id: t for t in s.plan(obs, {})}
+        name = next(
+            n
+            for n, t in before.items()
+            if t.kind == "training" and obs[n].latency_ms < 200 and obs[n].task.startswith("own")
+        )
+        obs[name] = dataclasses.replace(obs[name], value=0.8, version=2)  # now [0.75, 0.85)
+        after = {t.model_id: t for t in s.plan(obs, {})}
+        assert after[name].kind == "architecture" and "0.800" in after[name].reason
+        obs[name] = dataclasses.replace(obs[name], value=0.999, version=3)  # the task's best
+        after = {t.model_id: t for t in s.plan(obs, {})}
+        assert name not in after or after[name].kind != "architecture"
+    finally:
+        s.close()
+
+
+def test_a_cycle_sees_models_and_incumbents_another_process_wrote(tmp_path: Path) -> None:
+    from selfimprove.store import VersionStatus
+    from tests.conftest import wine_task
+
+    task = wine_task()
+    torch.manual_seed(0)
+    module = task.build({"width": 8, "depth": 1})
+    a, b = _system(tmp_path), _system(tmp_path)  # two processes' objects on one ledger
+    try:
+        a.improver.register_model("one", task, module, {"width": 8, "depth": 1})
+        assert set(a.cycle.observe()[0]) == {"one"}
+        assert [h[1] for h in a.store.model_heads()] == ["one"]
+        b.improver.register_model("two", task, module, {"width": 8, "depth": 1})
+        obs, _ = a.cycle.observe()
+        assert set(obs) == {"one", "two"} and obs["one"].version == 1
+        # the other process moves one's incumbent to a new version
+        model = b.store.get_model("one")
+        v1 = b.store.get_version(model, 1)
+        v2 = b.store.add_version(
+            **{k: getattr(v1, k) for k in COPIED.split()},
+            number=b.store.reserve_version_number(model.id),
+            parent_id=v1.id,
+            status=VersionStatus.INCUMBENT,
+        )
+        obs, _ = a.cycle.observe()
+        assert obs["one"].version == v2.number == 2 and obs["two"].version == 1
+        assert a.store.model_heads()[0] == (model.id, "one", v2.id)
+    finally:
+        a.close()
+        b.close()
