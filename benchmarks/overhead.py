@@ -156,10 +156,16 @@ def _count_transactions() -> tuple[list[float], Callable[[], None]]:
     return totals, stop
 
 
-def _timed_method(obj: Any, name: str, evaluator: _TimedEvaluator | None = None) -> list[float]:
+def _timed_method(
+    obj: Any,
+    name: str,
+    evaluator: _TimedEvaluator | None = None,
+    totals: list[float] | None = None,
+) -> list[float]:
     """Add up the seconds spent in ``obj.<name>`` from now on: ``[seconds, of which in the
-    evaluator]`` (the second only when ``evaluator`` is given)."""
-    totals = [0.0, 0.0]
+    evaluator]`` (the second only when ``evaluator`` is given), into ``totals`` when given
+    (several methods counted as one phase)."""
+    totals = [0.0, 0.0] if totals is None else totals
     inner: Callable[..., Any] = getattr(obj, name)
 
     def timed(*args: Any, **kwargs: Any) -> Any:
@@ -205,7 +211,13 @@ def measure_overhead(n: int, cfg: Config, workdir: Path) -> dict[str, Any]:
             "meta-learning": _timed_method(system.cycle.learner, "learn_about_learning"),
             "save brain state": _timed_method(system.cycle.learner, "save_brain"),
             "checkpoint writes": _timed_method(system.improver.registry, "save_version"),
+            "promote / reject": _timed_method(system.improver.registry, "promote"),
+            "experiment start (incumbent loaded, recorded running)": _timed_method(
+                system.cycle.loop, "prepare"
+            ),
+            "brain environment": _timed_method(system.cycle.brain_state, "environment"),
         }
+        _timed_method(system.improver.registry, "reject", totals=probes["promote / reject"])
         rows = _time_cycles(system, evaluator, cfg.cycles + 1, probes)
         for r in rows:
             log.info(
@@ -680,11 +692,13 @@ def _overhead_why(cycles: Sequence[dict[str, Any]]) -> str:
     ranked = sorted(parts.items(), key=lambda kv: -kv[1])
     tx = float(np.median([c["store_transactions"] for c in cycles]))
     tx_s = float(np.median([c["store_transaction_s"] for c in cycles]))
-    listed = ", ".join(f"{k} {v:.2f} s" for k, v in ranked if v >= 0.01)
+    listed = ", ".join(f"{k} {1e3 * v:.0f} ms" for k, v in ranked if v >= 0.0005)
+    rest = over - sum(parts.values())
     return (
-        f"of a {wall:.2f} s cycle, {over:.2f} s is outside training and evaluation: {listed}; "
-        f"{tx:.0f} store transactions took {tx_s:.2f} s. The largest part is where the next "
-        "work should start."
+        f"of a {wall:.2f} s cycle, {1e3 * over:.0f} ms is outside training and evaluation: "
+        f"{listed}, the rest {1e3 * max(rest, 0.0):.0f} ms (the experiment's ledger rows and "
+        f"events, recovery, thread hand-offs); {tx:.0f} store transactions took "
+        f"{1e3 * tx_s:.0f} ms of it. The largest part is where the next work should start."
     )
 
 

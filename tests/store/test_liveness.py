@@ -63,6 +63,14 @@ def test_a_running_experiment_has_this_process_as_owner_and_a_beating_heart(home
     finished = store.get_experiment(exp.id).heartbeat_at
     time.sleep(0.2)
     assert store.get_experiment(exp.id).heartbeat_at == finished  # only running ones beat
+    # the thread idles between experiments and beats again for the next one
+    beating = [t for t in threading.enumerate() if t.name == "selfimprove-heartbeat"]
+    assert len(beating) == 1
+    second = store.add_experiment(model_id=m.id, strategy="train", status=ExperimentStatus.RUNNING)
+    while store.get_experiment(second.id).heartbeat_at == second.heartbeat_at:
+        assert time.monotonic() < deadline + 10, "the heartbeat never moved again"
+        time.sleep(0.05)
+    assert [t for t in threading.enumerate() if t.name == "selfimprove-heartbeat"] == beating
     store.close()
     assert not any(t.name == "selfimprove-heartbeat" for t in threading.enumerate())
 
