@@ -48,6 +48,7 @@ __all__ = [
     "TaskRules",
     "Weakness",
     "WeaknessType",
+    "distillation_weakness",
     "find_weaknesses",
     "severity_for_gap",
     "severity_level",
@@ -338,17 +339,23 @@ def find_weaknesses(
             if best_by_task is not None
             else strongest_by_task([q for q in peers if q.task == obs.task]).get(obs.task)
         )
-        if strongest is not None and p.is_better(strongest.value, v):
-            best = strongest
-            gap = p.relative_improvement(v, best.value)
-            out.append(
-                Weakness(
-                    obs.model,
-                    "distillation",
-                    p.name,
-                    gap,
-                    f"{best.model} is stronger ({best.value:.4g} vs {v:.4g})",
-                    teacher=best.model,
-                )
-            )
+        taught = distillation_weakness(obs, strongest)
+        if taught is not None:
+            out.append(taught)
     return out
+
+
+def distillation_weakness(obs: Observation, strongest: Observation | None) -> Weakness | None:
+    """The distillation weakness of a model whose task has a stronger incumbent (``strongest``,
+    see :func:`strongest_by_task`), else ``None``."""
+    p, v = obs.primary, obs.value
+    if strongest is None or not p.is_better(strongest.value, v):
+        return None
+    return Weakness(
+        obs.model,
+        "distillation",
+        p.name,
+        p.relative_improvement(v, strongest.value),
+        f"{strongest.model} is stronger ({strongest.value:.4g} vs {v:.4g})",
+        teacher=strongest.model,
+    )

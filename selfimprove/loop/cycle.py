@@ -42,6 +42,7 @@ from selfimprove.brain.planning import (
     Observation,
     TaskRules,
     Weakness,
+    distillation_weakness,
     find_weaknesses,
     severity_level,
     strongest_by_task,
@@ -175,11 +176,10 @@ class ImprovementCycle:
         #: Per model, the strategies that refused an incumbent version (``not_applicable``).
         self.refused: dict[str, dict[str, int]] = {}
         self._searchable: dict[tuple[str, int], bool] = {}
-        #: Per model: what its weaknesses were found on, the observation, and the weaknesses
-        #: with the strategies that may serve them (see :meth:`_served`).
-        self._served_memo: dict[
-            str, tuple[tuple[Any, ...], Observation, list[tuple[Weakness, tuple[str, ...], float]]]
-        ] = {}
+        #: Per model: what its weaknesses were found on, the observation, the weaknesses with the
+        #: strategies that may serve them, and its distillation weakness with the strongest
+        #: incumbent it was found against (see :meth:`_served`).
+        self._served_memo: dict[str, tuple[Any, ...]] = {}
         #: The gain model's predictions for the predictor under ``"predictor"``.
         self._predicted: dict[Any, Any] = {}
         self.plan_history = PlanHistory(self.store)
@@ -476,38 +476,48 @@ class ImprovementCycle:
         """The model's weaknesses with the strategies that may serve them (none: left out) and
         their part of the priority (severity × impact), and the observation they were found on.
         Remembered per model until anything they depend on changes: the observation, its
-        stalled training, its task's strongest incumbent, its rejection streaks, the strategies
-        that refused it (:attr:`refused`), the rules, or the registered strategies."""
+        stalled training, its rejection streaks, the strategies that refused it
+        (:attr:`refused`), the rules, or the registered strategies; its distillation weakness
+        also until its task's strongest incumbent changes (a new best of a task with many
+        models would otherwise have every one of them planned afresh)."""
         key = (
             obs,
             stalled,
-            strongest.get(obs.task),
             tuple(sorted(streaks.items())),
             tuple(sorted(self.refused.get(obs.model, {}).items())),
             self.rules,
             len(STRATEGIES),
-            self.config.cross_model_distillation,
         )
         seen = self._served_memo.get(obs.model)
-        if seen is not None and seen[0] == key:
-            return seen[1], seen[2]
-        stalled_obs = replace(obs, training_stalled=stalled)
-        found = [
-            self.served_by(w, stalled_obs, streaks)
-            for w in find_weaknesses(
-                stalled_obs,
-                (),
-                self.rules,
-                distill=self.config.cross_model_distillation,
-                best_by_task=strongest,
+        if seen is None or seen[0] != key:
+            stalled_obs = (
+                obs if obs.training_stalled == stalled else replace(obs, training_stalled=stalled)
             )
-        ]
-        served = []
-        for w, arms in found:
+            own = find_weaknesses(stalled_obs, (), self.rules, distill=False)
+            seen = (key, stalled_obs, self._servable(own, stalled_obs, streaks), None, [])
+            self._served_memo[obs.model] = seen
+        _, stalled_obs, own_served, teacher, taught = seen
+        if self.config.cross_model_distillation:
+            best = strongest.get(obs.task)
+            now = None if best is None else (best.model, best.value)
+            if now != teacher:
+                w = distillation_weakness(stalled_obs, best)
+                taught = [] if w is None else self._servable([w], stalled_obs, streaks)
+                self._served_memo[obs.model] = (key, stalled_obs, own_served, now, taught)
+            return stalled_obs, own_served + taught
+        return stalled_obs, own_served
+
+    def _servable(
+        self, weaknesses: list[Weakness], obs: Observation, streaks: Mapping[str, int]
+    ) -> list[tuple[Weakness, tuple[str, ...], float]]:
+        """``weaknesses`` as served (:meth:`served_by`) with their arms and severity × impact;
+        those no strategy serves are left out."""
+        out = []
+        for w in weaknesses:
+            served, arms = self.served_by(w, obs, streaks)
             if arms:
-                served.append((w, tuple(arms), _weakness_part(*_severity(w.gap))))
-        self._served_memo[obs.model] = (key, stalled_obs, served)
-        return stalled_obs, served
+                out.append((served, tuple(arms), _weakness_part(*_severity(served.gap))))
+        return out
 
     def plan(
         self,

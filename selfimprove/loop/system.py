@@ -358,7 +358,8 @@ class SelfImprovingNeuralSystem:
                 await asyncio.wait_for(self._stop.wait(), timeout=self.config.improvement_interval)
 
     async def stop_self_improvement_loop(self) -> None:
-        """Stop the background loop after the cycle in progress, and release the workers."""
+        """Stop the background loop after the cycle in progress, and release the workers and
+        the store's heartbeat thread."""
         self._touch()
         if self._stop is not None:
             self._stop.set()
@@ -366,6 +367,7 @@ class SelfImprovingNeuralSystem:
             await self._loop_task
             self._loop_task = None
         self.executor.close()
+        self.store.release_heartbeat()
 
     async def force_improvement_cycle(self) -> SelfImprovementMetrics | None:
         """Run a cycle now, even while the background loop sleeps (never two at once)."""

@@ -124,3 +124,28 @@ def test_a_cycle_sees_models_and_incumbents_another_process_wrote(tmp_path: Path
     finally:
         a.close()
         b.close()
+
+
+def test_a_new_best_of_a_task_is_the_teacher_of_its_weaker_models(tmp_path: Path) -> None:
+    obs = _observations(30)
+    first = dict(obs)
+    s = _system(tmp_path)
+    try:
+        before = [t for t in s.plan(obs, {}) if t.kind == "distillation"]
+        assert before
+        task = obs[before[0].model_id].task
+        obs["star"] = Observation("star", task, "fam", ACC, 0.9999, 1.0, 1)
+        after = {t.model_id: t for t in s.plan(obs, {}) if t.kind == "distillation"}
+        taught = [t for t in after.values() if obs[t.model_id].task == task]
+        assert taught and all(t.reason.startswith("star is stronger") for t in taught)
+        fresh = _system(tmp_path / "fresh")
+        try:
+            fresh.plan(first, {})  # the same plans before: the same draws
+            fresh.plan(obs, {})
+            assert [t.to_dict() for t in fresh.plan(obs, {})] == [
+                t.to_dict() for t in s.plan(obs, {})
+            ]
+        finally:
+            fresh.close()
+    finally:
+        s.close()
