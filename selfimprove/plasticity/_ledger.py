@@ -27,7 +27,8 @@ from selfimprove.tasks import EXTERNAL_TASK_PREFIX
 
 __all__ = ["FAMILY", "STRATEGY", "PlasticityLedger"]
 
-#: The model family and experiment strategy plasticity records under.
+#: The model family recorded when the caller names none, and the experiment strategy
+#: plasticity records under.
 FAMILY = "gpt2"
 STRATEGY = "plasticity"
 
@@ -111,6 +112,7 @@ class PlasticityLedger:
         run_dir: Path,
         start: dict[str, Any],
         saved: SavedModel,
+        family: str = FAMILY,
     ) -> PlasticityLedger:
         """Add the run's model and its starting version (the incumbent).
 
@@ -121,6 +123,7 @@ class PlasticityLedger:
             run_dir: The run folder.
             start: Measurements of the starting model (heads, parameters, perplexity…).
             saved: The starting checkpoint.
+            family: The attention family (``gpt2``, ``llama``), recorded as the model's family.
 
         Returns:
             The ledger of the run.
@@ -130,7 +133,7 @@ class PlasticityLedger:
             model = store.add_model(
                 _unique_name(store, base),
                 task=f"{EXTERNAL_TASK_PREFIX}language-model:{dataset}",
-                family=FAMILY,
+                family=family,
                 description=f"plasticity run {run_dir} ({model_name} on {dataset})",
             )
             version = store.add_version(

@@ -75,6 +75,7 @@ from selfimprove.config import resolve_home
 from selfimprove.errors import ConfigError
 from selfimprove.measure.finetune import finetune_
 from selfimprove.nn.transformer.checkpoint import save_model
+from selfimprove.nn.transformer.family import family_of
 from selfimprove.nn.transformer.gates import heads_per_layer
 from selfimprove.plasticity._adaptation import (
     GROWTH_PRIORS,
@@ -333,6 +334,7 @@ class AdaptivePlasticitySystem:
             run_dir=run_dir,
             start=start,
             saved=saved,
+            family=family_of(original).name,
         )
         ctx = RunContext(
             bench=bench,

@@ -8,6 +8,7 @@ import torch
 
 from selfimprove.nn.transformer import family_of, heads_per_layer
 from selfimprove.plasticity import AdaptivePlasticitySystem
+from selfimprove.store import Store
 from tests.nn._tiny_transformers import tiny_llama
 
 from .conftest import short_config
@@ -28,6 +29,12 @@ def test_a_llama_folder_runs_a_cycle_pruning_key_value_groups(tmp_path: Path) ->
     )
     (cycle,) = results.cycles
     assert family_of(system.model_).name == "llama"
+    # the ledger records the run's model under its own family
+    store = Store(home=tmp_path / "home")
+    try:
+        assert [m.family for m in store.list_models()] == ["llama"]
+    finally:
+        store.close()
     assert results.start["heads"] == 8
     if cycle.accepted:  # groups went, and q/k/v/o stayed consistent: the model still runs
         assert sum(heads_per_layer(system.model_)) == cycle.heads_after < 8
