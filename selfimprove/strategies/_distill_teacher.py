@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfimprove.errors import ConfigError
+from selfimprove.nn.device import CPU, cpu_only, module_device
 
 __all__ = [
     "KINDS",
@@ -206,9 +207,14 @@ def eval_mode(modules: Sequence[nn.Module]) -> Iterator[None]:
 
 @torch.no_grad()
 def batched_outputs(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)`` in batches; the caller holds eval mode. ``no_grad`` rather than
-    ``inference_mode``: these tensors later enter the student's autograd graph as targets."""
-    return torch.cat([module(x[i : i + _BATCH]) for i in range(0, len(x), _BATCH)])
+    """``module(x)`` in batches, run where ``module`` is (an int8 teacher stays on the CPU
+    beside a student on CUDA) and returned on ``x``'s device; the caller holds eval mode.
+    ``no_grad`` rather than ``inference_mode``: these tensors later enter the student's
+    autograd graph as targets."""
+    where = CPU if cpu_only(module) else module_device(module)
+    return torch.cat(
+        [module(x[i : i + _BATCH].to(where)).to(x.device) for i in range(0, len(x), _BATCH)]
+    )
 
 
 def _row_keys(x: torch.Tensor) -> list[bytes]:
