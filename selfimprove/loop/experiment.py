@@ -346,7 +346,7 @@ class ImprovementLoop:
         """The experiment's inputs, or the outcome when the incumbent cannot be loaded."""
         model = self.store.get_model(name)
         try:
-            inc = self.registry.load(name)
+            inc = self.registry.load_record(model)  # the incumbent just read, verified
         except (CheckpointError, NotFoundError) as exc:
             self.store.add_event("checkpoint_error", str(exc), model_id=model.id)
             logger.error("%s left alone: %s", name, exc)
