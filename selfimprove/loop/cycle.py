@@ -32,7 +32,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from selfimprove._malloc import limit_malloc_arenas, pin_mmap_threshold
 from selfimprove.brain.hormones import HormoneEvent, HormoneSystemController
@@ -94,6 +94,20 @@ def _priority(
 
 def _weakness_part(severity: float, impact: float) -> float:
     return severity * impact
+
+
+#: A weakness as served: the weakness, the strategies that may serve it, severity x impact.
+_ServedWeakness = tuple[Weakness, tuple[str, ...], float]
+
+
+class _Served(NamedTuple):
+    """A model's weaknesses as served (weakness, its arms, severity x impact), remembered."""
+
+    key: tuple[Any, ...]  # what they were found on (see ImprovementCycle._served)
+    observation: Observation  # the observation, with its stalled training
+    own: tuple[_ServedWeakness, ...]
+    teacher: tuple[str, float] | None = None  # the strongest incumbent taught against
+    taught: tuple[_ServedWeakness, ...] = ()
 
 
 def _severity(gap: float) -> tuple[float, float]:
@@ -176,12 +190,11 @@ class ImprovementCycle:
         #: Per model, the strategies that refused an incumbent version (``not_applicable``).
         self.refused: dict[str, dict[str, int]] = {}
         self._searchable: dict[tuple[str, int], bool] = {}
-        #: Per model: what its weaknesses were found on, the observation, the weaknesses with the
-        #: strategies that may serve them, and its distillation weakness with the strongest
-        #: incumbent it was found against (see :meth:`_served`).
-        self._served_memo: dict[str, tuple[Any, ...]] = {}
-        #: The gain model's predictions for the predictor under ``"predictor"``.
-        self._predicted: dict[Any, Any] = {}
+        #: Per model: its weaknesses as served, remembered (see :meth:`_served`).
+        self._served_memo: dict[str, _Served] = {}
+        #: The gain model's predictions, made by the predictor in :attr:`_predicted_by`.
+        self._predicted: dict[tuple[Any, ...], float] = {}
+        self._predicted_by: object = None
         self.plan_history = PlanHistory(self.store)
         self._observed: dict[str, tuple[Evaluation, Observation]] = {}
         #: The ledger's models as last read, by id (see :meth:`_current_models`).
@@ -448,8 +461,8 @@ class ImprovementCycle:
         """The gain model's expected reward of the task, remembered while the same predictor
         is loaded (its inputs are the incumbent version's, the weakness's and the budget's)."""
         epochs = float(self.budget().epochs)
-        if self._predicted.get("predictor") is not self.gain.predictor:
-            self._predicted = {"predictor": self.gain.predictor}
+        if self._predicted_by is not self.gain.predictor:
+            self._predicted, self._predicted_by = {}, self.gain.predictor
         key = (obs.model, obs.version, obs.family, w.kind, w.objective, strategy, epochs)
         if key not in self._predicted:
             inc = self.home.registry.incumbent(obs.model)
@@ -463,8 +476,7 @@ class ImprovementCycle:
                 objective=w.objective,
                 default_epochs=epochs,
             )
-        value: float = self._predicted[key]
-        return value
+        return self._predicted[key]
 
     def _served(
         self,
@@ -472,7 +484,7 @@ class ImprovementCycle:
         stalled: int,
         strongest: Mapping[str, Observation],
         streaks: Mapping[str, int],
-    ) -> tuple[Observation, list[tuple[Weakness, tuple[str, ...], float]]]:
+    ) -> tuple[Observation, tuple[_ServedWeakness, ...]]:
         """The model's weaknesses with the strategies that may serve them (none: left out) and
         their part of the priority (severity × impact), and the observation they were found on.
         Remembered per model until anything they depend on changes: the observation, its
@@ -489,35 +501,33 @@ class ImprovementCycle:
             len(STRATEGIES),
         )
         seen = self._served_memo.get(obs.model)
-        if seen is None or seen[0] != key:
+        if seen is None or seen.key != key:
             stalled_obs = (
                 obs if obs.training_stalled == stalled else replace(obs, training_stalled=stalled)
             )
             own = find_weaknesses(stalled_obs, (), self.rules, distill=False)
-            seen = (key, stalled_obs, self._servable(own, stalled_obs, streaks), None, [])
+            seen = _Served(key, stalled_obs, self._servable(own, stalled_obs, streaks))
+        if not self.config.cross_model_distillation:
             self._served_memo[obs.model] = seen
-        _, stalled_obs, own_served, teacher, taught = seen
-        if self.config.cross_model_distillation:
-            best = strongest.get(obs.task)
-            now = None if best is None else (best.model, best.value)
-            if now != teacher:
-                w = distillation_weakness(stalled_obs, best)
-                taught = [] if w is None else self._servable([w], stalled_obs, streaks)
-                self._served_memo[obs.model] = (key, stalled_obs, own_served, now, taught)
-            return stalled_obs, own_served + taught
-        return stalled_obs, own_served
+            return seen.observation, seen.own
+        best = strongest.get(obs.task)
+        teacher = None if best is None else (best.model, best.value)
+        if teacher != seen.teacher:
+            w = distillation_weakness(seen.observation, best)
+            taught = () if w is None else self._servable([w], seen.observation, streaks)
+            seen = seen._replace(teacher=teacher, taught=taught)
+        self._served_memo[obs.model] = seen
+        return seen.observation, seen.own + seen.taught
 
     def _servable(
         self, weaknesses: list[Weakness], obs: Observation, streaks: Mapping[str, int]
-    ) -> list[tuple[Weakness, tuple[str, ...], float]]:
+    ) -> tuple[_ServedWeakness, ...]:
         """``weaknesses`` as served (:meth:`served_by`) with their arms and severity × impact;
         those no strategy serves are left out."""
-        out = []
-        for w in weaknesses:
-            served, arms = self.served_by(w, obs, streaks)
-            if arms:
-                out.append((served, tuple(arms), _weakness_part(*_severity(served.gap))))
-        return out
+        pairs = [self.served_by(w, obs, streaks) for w in weaknesses]
+        return tuple(
+            (w, tuple(arms), _weakness_part(*_severity(w.gap))) for w, arms in pairs if arms
+        )
 
     def plan(
         self,
@@ -560,12 +570,14 @@ class ImprovementCycle:
         best: dict[str, tuple[float, int]] = {}  # per model: the first highest priority
         for i, (w, obs, waiting, part) in enumerate(served):
             key = ("brain", w.kind, obs.family, chosen[i])
-            brain = memo.get(key) if not self.gain.trusted else None
+            brain = memo.get(key)
             if brain is None:
                 _, _, hormone, (boost, _), expected = self._factors(
                     w, obs, chosen[i], env, active, memo
                 )
-                brain = memo[key] = hormone * boost * expected
+                brain = hormone * boost * expected
+                if not self.gain.trusted:  # the gain model's part is the model's own
+                    memo[key] = brain
             priority = part * brain * (1 + 0.5 * waiting)
             if obs.model not in best or priority > best[obs.model][0]:
                 best[obs.model] = (priority, i)

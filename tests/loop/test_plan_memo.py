@@ -3,7 +3,9 @@ scratch, ``limit`` gives its first tasks, and a changed observation is planned a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -21,6 +23,17 @@ ACC = Objective("accuracy", Direction.MAXIMIZE, target=0.97, ideal=1.0)
 def _system(home: Path) -> SelfImprovingNeuralSystem:
     config = SelfImprovementConfig(auto_start=False, train_epochs=2)
     return SelfImprovingNeuralSystem(home=home, config=config, seed=3)
+
+
+@contextlib.contextmanager
+def _systems(*homes: Path) -> Iterator[list[SelfImprovingNeuralSystem]]:
+    """One system per home (the same home twice: two processes' objects on one ledger),
+    closed afterwards."""
+    with contextlib.ExitStack() as stack:
+        systems = [_system(h) for h in homes]
+        for s in systems:
+            stack.callback(s.close)
+        yield systems
 
 
 def _observations(n: int) -> dict[str, Observation]:
@@ -48,8 +61,7 @@ def _plans(s: SelfImprovingNeuralSystem, obs: dict[str, Observation], fresh: boo
 
 def test_a_remembered_plan_is_the_plan_built_from_scratch(tmp_path: Path) -> None:
     obs = _observations(60)
-    a, b = _system(tmp_path / "a"), _system(tmp_path / "b")
-    try:
+    with _systems(tmp_path / "a", tmp_path / "b") as (a, b):
         remembered, fresh = _plans(a, obs, fresh=False), _plans(b, obs, fresh=True)
         assert remembered == fresh
         assert len(remembered[0]) > 40  # most models have a weakness a strategy serves
@@ -57,27 +69,19 @@ def test_a_remembered_plan_is_the_plan_built_from_scratch(tmp_path: Path) -> Non
         assert {"training", "architecture", "optimisation", "distillation"} <= kinds
         # the draws differ between plans (Thompson sampling), the memo does not freeze them
         assert any(p != remembered[0] for p in remembered[1:])
-    finally:
-        a.close()
-        b.close()
 
 
 def test_limit_gives_the_first_tasks_of_the_whole_plan(tmp_path: Path) -> None:
     obs = _observations(40)
-    a, b = _system(tmp_path / "a"), _system(tmp_path / "b")
-    try:
+    with _systems(tmp_path / "a", tmp_path / "b") as (a, b):
         for k in (1, 3, 100):
             whole = b.plan(obs, {})
             assert a.plan(obs, {}, limit=k) == whole[:k]
-    finally:
-        a.close()
-        b.close()
 
 
 def test_a_changed_observation_is_planned_afresh(tmp_path: Path) -> None:
     obs = _observations(12)
-    s = _system(tmp_path)
-    try:
+    with _systems(tmp_path) as (s,):
         before = {t.model_id: t for t in s.plan(obs, {})}
         name = next(
             n
@@ -90,8 +94,6 @@ def test_a_changed_observation_is_planned_afresh(tmp_path: Path) -> None:
         obs[name] = dataclasses.replace(obs[name], value=0.999, version=3)  # the task's best
         after = {t.model_id: t for t in s.plan(obs, {})}
         assert name not in after or after[name].kind != "architecture"
-    finally:
-        s.close()
 
 
 def test_a_cycle_sees_models_and_incumbents_another_process_wrote(tmp_path: Path) -> None:
@@ -101,8 +103,7 @@ def test_a_cycle_sees_models_and_incumbents_another_process_wrote(tmp_path: Path
     task = wine_task()
     torch.manual_seed(0)
     module = task.build({"width": 8, "depth": 1})
-    a, b = _system(tmp_path), _system(tmp_path)  # two processes' objects on one ledger
-    try:
+    with _systems(tmp_path, tmp_path) as (a, b):  # two processes' objects on one ledger
         a.improver.register_model("one", task, module, {"width": 8, "depth": 1})
         assert set(a.cycle.observe()[0]) == {"one"}
         assert [h[1] for h in a.store.model_heads()] == ["one"]
@@ -121,16 +122,12 @@ def test_a_cycle_sees_models_and_incumbents_another_process_wrote(tmp_path: Path
         obs, _ = a.cycle.observe()
         assert obs["one"].version == v2.number == 2 and obs["two"].version == 1
         assert a.store.model_heads()[0] == (model.id, "one", v2.id)
-    finally:
-        a.close()
-        b.close()
 
 
 def test_a_new_best_of_a_task_is_the_teacher_of_its_weaker_models(tmp_path: Path) -> None:
     obs = _observations(30)
     first = dict(obs)
-    s = _system(tmp_path)
-    try:
+    with _systems(tmp_path, tmp_path / "fresh") as (s, fresh):
         before = [t for t in s.plan(obs, {}) if t.kind == "distillation"]
         assert before
         task = obs[before[0].model_id].task
@@ -138,14 +135,6 @@ def test_a_new_best_of_a_task_is_the_teacher_of_its_weaker_models(tmp_path: Path
         after = {t.model_id: t for t in s.plan(obs, {}) if t.kind == "distillation"}
         taught = [t for t in after.values() if obs[t.model_id].task == task]
         assert taught and all(t.reason.startswith("star is stronger") for t in taught)
-        fresh = _system(tmp_path / "fresh")
-        try:
-            fresh.plan(first, {})  # the same plans before: the same draws
-            fresh.plan(obs, {})
-            assert [t.to_dict() for t in fresh.plan(obs, {})] == [
-                t.to_dict() for t in s.plan(obs, {})
-            ]
-        finally:
-            fresh.close()
-    finally:
-        s.close()
+        fresh.plan(first, {})  # the same plans before: the same draws
+        fresh.plan(obs, {})
+        assert [t.to_dict() for t in fresh.plan(obs, {})] == [t.to_dict() for t in s.plan(obs, {})]
