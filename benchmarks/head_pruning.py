@@ -360,6 +360,8 @@ def _adaptive_arm(
                 "strategy": c.pruning_strategy,
                 "level": c.pruning_level,
                 "heads_target": c.heads_target,
+                "skipped_targets": list(c.skipped_targets),
+                "forecast": c.forecast,
                 "growth": c.growth_strategy,
                 "ratio": c.growth_ratio,
                 "pruned": c.heads_pruned,
@@ -576,9 +578,11 @@ def _points(v: float) -> str:
 
 def _path(cycles: Sequence[Mapping[str, Any]]) -> str:
     """The search's path: heads removed in total asked of each cycle, ✓ kept / ✗ rolled back
-    (``learn``: a cycle that only fine-tuned)."""
+    (``learn``: a cycle that only fine-tuned); before them, in brackets with ⊘, the larger
+    totals the cycle did not fine-tune because their forecast failed."""
     return " ".join(
-        f"{'learn' if c['heads_target'] is None else c['heads_target']}"
+        "".join(f"({t}⊘) " for t in c.get("skipped_targets", ()))
+        + f"{'learn' if c['heads_target'] is None else c['heads_target']}"
         f"{'✓' if c['accepted'] else '✗'}"
         for c in cycles
     )
@@ -661,8 +665,10 @@ def _report_corpus(rec: Record, cfg: Config, corpus: str, seeds: Mapping[str, An
         rows,
         "Each cycle is kept only if perplexity stays within 5 % of the start and of the unpruned "
         "start fine-tuned with the same steps and batches; the figure here is against the "
-        f"{cfg.steps}-step reference, as for the others. In brackets: steps the adaptive run "
-        "spent fine-tuning its own unpruned reference.",
+        f"{cfg.steps}-step reference, as for the others. A candidate whose forecast gap after "
+        "fine-tuning (from its damage before fine-tuning and the share the run's earlier cycles "
+        "left) exceeds the tolerance is not fine-tuned: (n⊘) in the search path. In brackets: "
+        "steps the adaptive run spent fine-tuning its own unpruned reference.",
     )
     ablated = {k: s for k, s in seeds.items() if s.get("adaptive_growth_ablation")}
     if ablated:

@@ -78,6 +78,11 @@ class PlasticityConfig:
             unpruned start fine-tuned with the same steps, batches and rates as the candidate
             (kept and advanced beside the pruned model: one more fine-tuning per cycle); else
             the start alone is the bar.
+        forecast_before_learning: Before fine-tuning a pruned candidate, forecast its gap to
+            the same-steps reference from its one-shot damage and the share of damage the run's
+            earlier cycles left (:mod:`selfimprove.plasticity._forecast`); a candidate forecast
+            to fail is not fine-tuned (no steps spent) and the same cycle tries a smaller
+            removal. Needs ``accept_against_reference`` and ``finetune_steps`` > 0.
         learn_when_resolved: When the search for the largest removal within the tolerance is
             resolved (or no head is left to remove), the remaining cycles fine-tune the kept
             model without pruning (judged by the same rule); else the run stops there.
@@ -107,6 +112,7 @@ class PlasticityConfig:
     serving_batch: int = 8
     measure_reference: bool = True
     accept_against_reference: bool = True
+    forecast_before_learning: bool = True
     learn_when_resolved: bool = True
     use_memory: bool = True
     tiny: TinySpec = field(default_factory=TinySpec)
@@ -202,6 +208,9 @@ class CycleOutcome:
         reference_steps: Fine-tuning steps that reference received.
         heads_target: Heads the search asked this cycle to have removed in total (``None``
             for a cycle that only learned).
+        forecast: The forecast that let the candidate be fine-tuned (``None``: none made).
+        skipped_targets: Larger totals this cycle tried first and did not fine-tune, because
+            their forecast failed (``forecast_before_learning``).
     """
 
     cycle: int
@@ -234,6 +243,8 @@ class CycleOutcome:
     reference_perplexity: float | None = None
     reference_steps: int = 0
     heads_target: int | None = None
+    forecast: str | None = None
+    skipped_targets: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

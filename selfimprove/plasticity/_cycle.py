@@ -1,15 +1,21 @@
-"""One plasticity cycle as steps: choose -> prune -> measure -> grow -> learn -> decide -> record.
+"""One plasticity cycle as steps: choose -> prune -> measure -> forecast -> grow -> learn ->
+decide -> record.
 
 Each step is a function with one job: it reads the run (:class:`RunContext`, fixed for the
 run), the model as last accepted (:class:`RunState`), and what the earlier steps of the cycle
 returned; it writes its phase's record to ``metrics.jsonl`` and returns a small frozen result.
-Only :func:`decide` (keep or undo) and :func:`adapt` / :func:`record` change the run's state.
+Only :func:`decide` (keep or undo) and :func:`adapt` / :func:`record` change the run's state,
+and :func:`run_cycle` when a candidate's forecast fails (the search's bracket).
 
 The decisions are pure functions of the cycle's figures, each with its reason:
 
 - how many heads go: :func:`selfimprove.plasticity._search.next_removal`, a search for the
   largest total removal within the tolerance (expand while kept, bisect after a failure, stop
   when the bracket is narrower than one head per layer; the remaining cycles only learn);
+- worth fine-tuning: :func:`selfimprove.plasticity._forecast.forecast_gap`, the candidate's
+  gap to the same-steps reference forecast from its one-shot damage and the share of damage
+  the run's earlier cycles left; a candidate forecast to fail spends no steps, the search counts
+  its total as failed and the same cycle tries a smaller one;
 - keep or undo: :func:`selfimprove.plasticity._acceptance.judge_candidate`, within the tolerance
   of the start *and* of the unpruned start fine-tuned with the same steps, batches and rates
   (:class:`selfimprove.plasticity._reference.ReferenceTrack`, advanced beside the model); a
@@ -53,6 +59,7 @@ from selfimprove.plasticity._cycle_state import (
     RunContext,
     RunState,
 )
+from selfimprove.plasticity._forecast import Forecast, forecast_gap, recoveries
 from selfimprove.plasticity._reference import ReferenceTrack, finetune_seed
 from selfimprove.plasticity._search import RemovalSearch, next_removal, update_search
 from selfimprove.plasticity._selection import drop_unpaid_heads, screen_estimators
@@ -60,7 +67,18 @@ from selfimprove.plasticity._slots import SlotBook
 from selfimprove.plasticity._workbench import snapshot, to_device, window_losses
 from selfimprove.seeding import derive_seed
 
-__all__ = ["adapt", "choose", "decide", "grow", "learn", "measure", "prune", "record", "run_cycle"]
+__all__ = [
+    "adapt",
+    "choose",
+    "decide",
+    "forecast",
+    "grow",
+    "learn",
+    "measure",
+    "prune",
+    "record",
+    "run_cycle",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +237,51 @@ def measure(ctx: RunContext, cycle: int, pruned: Pruned) -> float:
     ppl = ctx.bench.perplexity(pruned.model)
     ctx.log.write(cycle, "measure", {**snapshot(pruned.model), "perplexity": ppl})
     return ppl
+
+
+def forecast(
+    ctx: RunContext, state: RunState, choice: Choice, ppl_pruned: float
+) -> Forecast | None:
+    """The pruned candidate's gap to the reference after fine-tuning, forecast from its
+    one-shot damage and the run's earlier cycles (:func:`forecast_gap`; ``None`` when
+    ``forecast_before_learning`` is off, there is no reference, or no step to save)."""
+    cfg = ctx.config
+    if not cfg.forecast_before_learning or state.reference is None or cfg.finetune_steps == 0:
+        return None
+    history = recoveries(
+        [
+            (
+                o.accepted,
+                o.heads_pruned,
+                o.perplexity_before,
+                o.perplexity_pruned,
+                o.perplexity_after,
+                o.reference_perplexity,
+            )
+            for o in state.outcomes
+        ],
+        ctx.start_perplexity,
+    )
+    fc = forecast_gap(
+        history,
+        gap_before=math.log(state.perplexity / state.reference.perplexity),
+        damage=math.log(ppl_pruned / state.perplexity),
+        tolerance=cfg.perplexity_tolerance,
+    )
+    ctx.log.write(
+        choice.cycle,
+        "forecast",
+        {
+            "target": choice.target,
+            "perplexity_pruned": ppl_pruned,
+            "gap": fc.gap,
+            "limit": fc.limit,
+            "share": fc.share,
+            "worth_learning": fc.worth_learning,
+            "reason": fc.reason,
+        },
+    )
+    return fc
 
 
 def grow(
@@ -484,6 +547,9 @@ def record(
     verdict: CycleVerdict,
     kept: SavedModel | None,
     restored_sha: str | None,
+    *,
+    forecast: str | None = None,
+    skipped: tuple[int, ...] = (),
 ) -> CycleOutcome:
     """Learn from the cycle (:func:`adapt`) and write its outcome: the decision record in
     ``metrics.jsonl``, the experiment (and, if kept, the version) in the store.
@@ -496,6 +562,8 @@ def record(
         verdict: The rule's decision.
         kept: The kept cycle's checkpoint, or ``None``.
         restored_sha: sha256 of the weights restored after a rejection.
+        forecast: The forecasts of the cycle's candidates, in words (``None``: none made).
+        skipped: Totals the cycle did not fine-tune because their forecast failed.
 
     Returns:
         The cycle's outcome (also appended to ``state.outcomes``).
@@ -534,6 +602,8 @@ def record(
         reference_perplexity=learned.reference_perplexity,
         reference_steps=learned.reference_steps,
         heads_target=choice.target,
+        forecast=forecast,
+        skipped_targets=skipped,
     )
     state.outcomes.append(outcome)
     ctx.log.write(
@@ -593,20 +663,43 @@ def run_cycle(ctx: RunContext, state: RunState, cycle: int) -> CycleOutcome | No
         # The first cycle starts from the run's start: the reference begins there too.
         state.reference = ReferenceTrack.start(state.model, state.perplexity)
     choice = choose(ctx, state, cycle)
-    if choice is None:
-        return None
-    book = state.book.copy()  # the cycle's slot ids; the run's change only if it is kept
-    if choice.n_prune == 0:  # the search is resolved: this cycle only learns
-        pruned, grown = keep_as_is(state, choice)
-        ppl_pruned = state.perplexity
-    else:
+    skipped: list[int] = []
+    told: list[str] = []
+    while choice is not None:
+        book = state.book.copy()  # the cycle's slot ids; the run's change only if it is kept
+        if choice.n_prune == 0:  # the search is resolved: this cycle only learns
+            pruned, grown = keep_as_is(state, choice)
+            ppl_pruned, fc = state.perplexity, None
+            break
         pruned = prune(ctx, state, choice, book)
         ppl_pruned = measure(ctx, cycle, pruned)
-        grown = grow(ctx, choice, pruned, ppl_pruned, book)
+        fc = forecast(ctx, state, choice, ppl_pruned)
+        if fc is None or fc.worth_learning:
+            grown = grow(ctx, choice, pruned, ppl_pruned, book)
+            break
+        # Not worth its steps: the search counts the total as failed; try a smaller one.
+        target = int(choice.target or 0)
+        skipped.append(target)
+        told.append(f"not fine-tuned {target} heads removed: {fc.reason}")
+        state.search = update_search(
+            _search(ctx, state), removed=target, accepted=False, margin=0.0
+        )
+        choice = choose(ctx, state, cycle)
+    if choice is None:
+        return None
     learned = learn(ctx, state, choice, pruned, grown, book)
     verdict, kept, restored_sha = decide(
         ctx, state, cycle, learned, book, learn_only=choice.n_prune == 0
     )
+    if fc is not None:
+        told.append(f"fine-tuned {choice.target} heads removed: {fc.reason}")
     return record(
-        ctx, state, (choice, pruned, ppl_pruned, grown, learned), verdict, kept, restored_sha
+        ctx,
+        state,
+        (choice, pruned, ppl_pruned, grown, learned),
+        verdict,
+        kept,
+        restored_sha,
+        forecast="; ".join(told) or None,
+        skipped=tuple(skipped),
     )

@@ -126,7 +126,9 @@ def _marks(prune: dict[str, Any], grow: dict[str, Any]) -> dict[str, list[tuple[
 
 
 def _heatmaps(go: Any, make_subplots: Any, records: list[dict[str, Any]]) -> Any | None:
-    prunes = [r for r in records if r["phase"] == "prune"]
+    # A cycle whose larger candidates were forecast to fail pruned more than once: the
+    # candidate it fine-tuned is the last.
+    prunes = list({r["cycle"]: r for r in records if r["phase"] == "prune"}.values())
     if not prunes:
         return None
     grows = {r["cycle"]: r for r in records if r["phase"] == "grow"}

@@ -187,6 +187,7 @@ def _one_cycle(
         "screen_estimators": False,
         "use_memory": False,
         "dashboard": False,
+        "forecast_before_learning": False,  # these cycles are about the judge: fine-tune them
     }
     base.update(overrides)
     system = AdaptivePlasticitySystem("tiny", None, out, config=short_config(**base), home=home)

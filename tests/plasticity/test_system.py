@@ -74,6 +74,7 @@ def test_run_folder_holds_metrics_checkpoints_summary_and_dashboard(
         assert [p for cyc, p in phases if cyc == c] == [
             "prune",
             "measure",
+            "forecast",
             "grow",
             "learn",
             "decision",
