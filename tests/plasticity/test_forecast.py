@@ -21,6 +21,8 @@ from selfimprove.plasticity._forecast import (
     forecast_gap,
     recoveries,
 )
+from selfimprove.surfaces.cli.common import out
+from selfimprove.surfaces.cli.plasticity import _print_summary
 
 from .conftest import short_config
 from .test_adaptive_search import SHORT_GENERATIONS
@@ -139,3 +141,7 @@ def test_a_candidate_forecast_to_fail_spends_no_steps_and_a_smaller_one_is_tried
     ).run_adaptive_optimization(max_cycles=1, initial_pruning_level=0.5, initial_growth_ratio=0.0)
     assert off.cycles[0].heads_target == 16 and off.cycles[0].skipped_targets == ()
     assert off.cycles[0].forecast is None
+    # The CLI's summary says which removals were not fine-tuned, and why.
+    with out.capture() as captured:
+        _print_summary(results)
+    assert "cycle 1: not fine-tuned 16 heads removed: forecast" in captured.get()

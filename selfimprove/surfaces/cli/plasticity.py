@@ -234,6 +234,8 @@ def _cycle_table(cycles: Sequence[Any], width: int | None = None) -> Table:
 def _print_summary(results: Any) -> None:
     out.print(_cycle_table(results.cycles))
     for c in results.cycles:
+        if c.skipped_targets and c.forecast:  # larger removals forecast to fail: no steps spent
+            out.print(f"cycle {c.cycle}: {c.forecast}", highlight=False)
         out.print(f"cycle {c.cycle}: {c.reason}", highlight=False)
     s, f, ref = results.start, results.final, results.reference
     out.print(
@@ -311,7 +313,9 @@ def run(
     """Run prune -> measure -> grow -> learn cycles and write a run folder.
 
     A cycle that leaves perplexity above (1 + tolerance) x the start, or x the unpruned start
-    fine-tuned with the same steps, is undone from its checkpoint. Once the largest removal
+    fine-tuned with the same steps, is undone from its checkpoint; a pruned candidate whose
+    forecast (its damage before fine-tuning, and the share earlier cycles left) already exceeds
+    the tolerance is not fine-tuned, and a smaller removal is tried. Once the largest removal
     within the tolerance is found, the remaining cycles only fine-tune, kept when they lower
     perplexity. The cycles share one learning-rate warm-up and decay.
 
