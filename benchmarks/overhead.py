@@ -207,7 +207,7 @@ def measure_overhead(n: int, cfg: Config, workdir: Path) -> dict[str, Any]:
         # Where the time outside training and evaluation goes (instrumented, not changed).
         probes = {
             "observe (less evaluation)": _timed_method(system.cycle, "observe", evaluator),
-            "plan": _timed_method(system.cycle, "plan"),
+            "plan": _timed_method(system.cycle.planner, "plan"),
             "meta-learning": _timed_method(system.cycle.learner, "learn_about_learning"),
             "save brain state": _timed_method(system.cycle.learner, "save_brain"),
             "checkpoint writes": _timed_method(system.improver.registry, "save_version"),
@@ -403,7 +403,9 @@ def measure_memory(cfg: Config, workdir: Path) -> dict[str, Any]:
             # Two experiments every cycle (the planner would stop paying for a model after
             # three rejections in a row: the ledger must keep growing for this measurement).
             for name in ("digits", "neural_sort"):
-                system.cycle.enqueue(system.cycle.custom_task(name, strategy="train"))
+                system.cycle.planner.enqueue(
+                    system.cycle.planner.custom_task(name, strategy="train")
+                )
             system.run_cycle_sync(models=["digits", "neural_sort"])
             if c % cfg.sample_every == 0 or c == 1:
                 gc.collect()

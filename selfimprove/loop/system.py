@@ -197,7 +197,7 @@ class SelfImprovingNeuralSystem:
     ) -> list[ModelImprovementTask]:
         """Tasks for this cycle, highest priority first; ``limit``: only the first so many (see
         :meth:`ImprovementCycle.plan`)."""
-        return self.cycle.plan(observations, env, limit=limit)
+        return self.cycle.planner.plan(observations, env, limit=limit)
 
     async def generate_improvement_tasks(self) -> list[ModelImprovementTask]:
         """Observe every model and return this cycle's tasks, highest priority first."""
@@ -216,7 +216,7 @@ class SelfImprovingNeuralSystem:
         objective: str | None = None,
     ) -> ModelImprovementTask:
         """A user's task, validated but not queued (see :meth:`add_custom_improvement_task`)."""
-        return self.cycle.custom_task(
+        return self.cycle.planner.custom_task(
             model_id, improvement_type, priority, strategy=strategy, objective=objective
         )
 
@@ -247,7 +247,7 @@ class SelfImprovingNeuralSystem:
         task = self.custom_task(
             model_id, improvement_type, priority, strategy=strategy, objective=objective
         )
-        self.cycle.enqueue(task)
+        self.cycle.planner.enqueue(task)
         return task
 
     # ------------------------------------------------------------------ execution

@@ -54,7 +54,7 @@ def _plans(s: SelfImprovingNeuralSystem, obs: dict[str, Observation], fresh: boo
     plans = []
     for _ in range(3):
         if fresh:
-            s.cycle._served_memo.clear()
+            s.cycle.planner._served_memo.clear()
         plans.append([t.to_dict() for t in s.plan(obs, {})])
     return plans
 

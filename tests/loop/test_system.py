@@ -96,7 +96,7 @@ def test_custom_task_goes_first_with_the_users_priority(tmp_path: Path) -> None:
     assert planned[0] == task
     s.run_cycle_sync()
     assert s.improvement_history[-1]["strategy"] == "retrain"
-    assert s.cycle.queue == []  # consumed
+    assert s.cycle.planner.queue == []  # consumed
     with pytest.raises(NotFoundError):
         asyncio.run(s.add_custom_improvement_task("nope", "training"))
     with pytest.raises(ConfigError, match="improvement_type"):
@@ -451,7 +451,7 @@ def test_the_system_counts_stalled_training_from_the_ledger(
     finished("train", Decision.REJECT, ExperimentStatus.COMPLETED)
     finished("evolve", Decision.REJECT, ExperimentStatus.COMPLETED)  # not training: no count
     finished("tune", None, ExperimentStatus.FAILED)
-    assert s.cycle.history()[1] == {"wine": 2}
+    assert s.cycle.planner.history()[1] == {"wine": 2}
     obs, _ = s.cycle.observe()
     (task_,) = s.plan(obs, {})
     assert "training stalled" in task_.reason
@@ -459,15 +459,15 @@ def test_the_system_counts_stalled_training_from_the_ledger(
     # evolve searches the task's space (or, without one, a space inferred around the
     # incumbent's build_mlp params); grow grows the incumbent
     assert task_.strategy in ("evolve", "grow")
-    assert s.cycle.searchable(obs["wine"])
+    assert s.cycle.planner.searchable(obs["wine"])
     # A strategy that refused this incumbent version is not planned again for it; with no
     # architecture strategy left, the training strategies serve the weakness.
-    s.cycle.refused["wine"] = {"grow": obs["wine"].version, "evolve": obs["wine"].version}
+    s.cycle.planner.refused["wine"] = {"grow": obs["wine"].version, "evolve": obs["wine"].version}
     (task_,) = s.plan(obs, {})
     assert task_.kind == "training" and "no architecture strategy applies" in task_.reason
-    s.cycle.refused.clear()
+    s.cycle.planner.refused.clear()
     finished("evolve", Decision.PROMOTE, ExperimentStatus.COMPLETED)  # any promotion resets
-    assert s.cycle.history()[1] == {"wine": 0}
+    assert s.cycle.planner.history()[1] == {"wine": 0}
 
 
 def test_a_strategy_the_judge_keeps_rejecting_on_a_model_is_no_longer_planned(
@@ -493,8 +493,10 @@ def test_a_strategy_the_judge_keeps_rejecting_on_a_model_is_no_longer_planned(
     obs, _ = s.cycle.observe()
     rejected("evolve", REJECTION_LIMIT)
     rejected("grow", REJECTION_LIMIT - 1)
-    assert s.cycle.history()[2] == {"wine": {"evolve": REJECTION_LIMIT, "grow": 2}}
-    arms = s.cycle.usable_arms("architecture", obs["wine"], s.cycle.history()[2]["wine"])
+    assert s.cycle.planner.history()[2] == {"wine": {"evolve": REJECTION_LIMIT, "grow": 2}}
+    arms = s.cycle.planner.usable_arms(
+        "architecture", obs["wine"], s.cycle.planner.history()[2]["wine"]
+    )
     assert arms == ["grow"]  # evolve is spent on this model, grow is not yet
     rejected("grow", 1)
     for strategy in ("train", "retrain", "tune"):
@@ -503,7 +505,7 @@ def test_a_strategy_the_judge_keeps_rejecting_on_a_model_is_no_longer_planned(
     assert s.plan(obs, {}) == []
     e = s.store.add_experiment(model_id=model.id, strategy="train", cycle=2)
     s.store.update_experiment(e.id, status=ExperimentStatus.COMPLETED, decision=Decision.PROMOTE)
-    assert s.cycle.history()[2] == {"wine": {}}  # a promotion is a new situation
+    assert s.cycle.planner.history()[2] == {"wine": {}}  # a promotion is a new situation
     assert len(s.plan(obs, {})) == 1
 
 
