@@ -311,27 +311,27 @@ class Registry:
         model = self.store.get_model(name)
         version = self.verify(name, number)
         crash_point("before_promote")
-        self.store.set_incumbent(
-            model.id,
-            version.id,
-            old_status=VersionStatus.BACKUP,
-            replacing=replacing.id if replacing is not None else None,
-        )
-        self.store.add_event(
-            "promote",
-            f"{name} v{number} is the incumbent",
-            model_id=model.id,
-            payload={"version": number},
-        )
+        with self.store.batch():  # the pointer and its event together, or neither
+            self.store.set_incumbent(
+                model.id,
+                version.id,
+                old_status=VersionStatus.BACKUP,
+                replacing=replacing.id if replacing is not None else None,
+            )
+            self.store.add_event(
+                "promote",
+                f"{name} v{number} is the incumbent",
+                model_id=model.id,
+                payload={"version": number},
+            )
         self.apply_retention(model)
         return self.store.version_by_id(version.id)
 
-    def reject(self, name: str, number: int) -> None:
-        """Mark a candidate rejected (its weights are kept under the retention policy)."""
-        model = self.store.get_model(name)
-        version = self.store.get_version(model, number)
+    def reject(self, version: VersionRecord) -> None:
+        """Mark a candidate rejected: one write, part of the caller's batch if any. Its weights
+        are kept under the retention policy: call :meth:`apply_retention` once the rejection
+        is committed (files are never deleted inside a transaction that may roll back)."""
         self.store.set_version_status(version.id, VersionStatus.REJECTED)
-        self.apply_retention(model)
 
     def rollback(self, name: str, to: int | None = None) -> VersionRecord:
         """Restore a previous version as the incumbent.

@@ -14,9 +14,9 @@
    (:mod:`selfimprove.loop.work`: in this process, or on a Ray cluster), the driver judges and
    commits what comes back, in task order;
 4. **learn** in task order (:mod:`selfimprove.loop.learning`): bandit reward = realised gain per
-   compute second; trigger fitness; hormone events; a ``SelfImprovementMetrics`` row; insights,
-   the engine's weaknesses and changelog, the gain model; hormones decay one cycle; triggers
-   evolve every ``EVOLVE_EVERY`` cycles; the brain state is saved in the store.
+   compute second; trigger fitness; hormone events; hormones decay one cycle; triggers evolve
+   every ``EVOLVE_EVERY`` cycles; a ``SelfImprovementMetrics`` row and the brain state saved in
+   one transaction; then insights, the engine's weaknesses and changelog, the gain model.
 
 The judge alone decides what is promoted; hormones, triggers and the bandit only choose what to
 try and how much to spend. :class:`~selfimprove.loop.improver.SelfImprover` runs this cycle;
@@ -365,7 +365,6 @@ class ImprovementCycle:
         )
         if self.on_outcomes is not None:
             await asyncio.to_thread(self.on_outcomes, list(outcomes))
-        self.learner.save_brain()
         return metrics
 
     def close(self) -> None:

@@ -462,36 +462,41 @@ class ImprovementLoop:
                 self.registry.promote(name, version.number, replacing=inc.version)
             except IncumbentChangedError as exc:  # another process promoted meanwhile
                 judgement = superseded(judgement, str(exc))
-        if judgement.promoted:
-            self._record(model, cand_eval, version.id, plan.cycle, "promoted")
-        else:
-            self.registry.reject(name, version.number)
         t3 = time.perf_counter()
-        self.store.update_experiment(
-            exp_id,
-            status=ExperimentStatus.COMPLETED,
-            decision=judgement.decision,
-            reason=judgement.reason,
-            statistics={**judgement.statistics, "strategy_details": cand.details},
-            candidate_version_id=version.id,
-            compute={
-                "epochs": cand.cost.epochs,
-                "seconds": cand.cost.seconds,
-                "worker": result.worker,
-            },
-            durations={
-                "strategy_s": result.seconds,
-                "evaluate_s": t2 - t1,
-                "commit_s": t3 - t2,
-                "total_s": result.seconds + (t3 - t1),
-            },
-        )
-        self.store.add_event(
-            judgement.decision.value,
-            f"{name} v{version.number}: {judgement.reason}",
-            model_id=model.id,
-            payload={"experiment": exp_id, "version": version.number},
-        )
+        # What the decision leaves in the ledger, in one transaction: the promoted version's
+        # measurements or the candidate's rejection, the experiment's record and its event.
+        with self.store.batch():
+            if judgement.promoted:
+                self._record(model, cand_eval, version.id, plan.cycle, "promoted")
+            else:
+                self.registry.reject(version)
+            self.store.update_experiment(
+                exp_id,
+                status=ExperimentStatus.COMPLETED,
+                decision=judgement.decision,
+                reason=judgement.reason,
+                statistics={**judgement.statistics, "strategy_details": cand.details},
+                candidate_version_id=version.id,
+                compute={
+                    "epochs": cand.cost.epochs,
+                    "seconds": cand.cost.seconds,
+                    "worker": result.worker,
+                },
+                durations={
+                    "strategy_s": result.seconds,
+                    "evaluate_s": t2 - t1,
+                    "commit_s": t3 - t2,
+                    "total_s": result.seconds + (t3 - t1),
+                },
+            )
+            self.store.add_event(
+                judgement.decision.value,
+                f"{name} v{version.number}: {judgement.reason}",
+                model_id=model.id,
+                payload={"experiment": exp_id, "version": version.number},
+            )
+        if not judgement.promoted:
+            self.registry.apply_retention(model)  # a rejected candidate's weights, by policy
         logger.info(
             "%s cycle %d: %s (%s)", name, plan.cycle, judgement.decision.value, judgement.reason
         )

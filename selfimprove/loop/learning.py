@@ -156,7 +156,8 @@ class CycleLearner:
         reported: list[ExperimentOutcome],
     ) -> SelfImprovementMetrics:
         """Learn from a cycle's outcomes in task order (deterministic), tick the hormones,
-        evolve the triggers when due, record the cycle's metrics and learn about learning.
+        evolve the triggers when due, record the cycle's metrics with the brain's state (one
+        transaction) and learn about learning.
 
         Args:
             cycle: The cycle number.
@@ -185,15 +186,18 @@ class CycleLearner:
             memory_usage=psutil.Process().memory_info().rss / 2**20,
             timestamp=utcnow(),
         )
-        self.store.add_cycle_metrics(
-            **asdict(metrics),
-            extra={
-                "tasks": [t.to_dict() for t in tasks],
-                "outcomes": [
-                    {"model": o.model, "status": o.status, "decision": o.decision} for o in outcomes
-                ],
-            },
-        )
+        with self.store.batch():  # the cycle's row and the brain it leaves, together
+            self.store.add_cycle_metrics(
+                **asdict(metrics),
+                extra={
+                    "tasks": [t.to_dict() for t in tasks],
+                    "outcomes": [
+                        {"model": o.model, "status": o.status, "decision": o.decision}
+                        for o in outcomes
+                    ],
+                },
+            )
+            self.save_brain()
         self.learn_about_learning(cycle, metrics, reported)
         return metrics
 
