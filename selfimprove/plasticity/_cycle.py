@@ -648,8 +648,9 @@ def record(
 
 
 def run_cycle(ctx: RunContext, state: RunState, cycle: int) -> CycleOutcome | None:
-    """One cycle: choose -> prune -> measure -> grow -> learn -> decide -> record (a cycle
-    after the search is resolved: choose -> learn -> decide -> record).
+    """One cycle: choose -> prune -> measure -> forecast -> grow -> learn -> decide -> record
+    (a candidate forecast to fail goes back to choose, with the search's bracket below it; a
+    cycle after the search is resolved: choose -> learn -> decide -> record).
 
     Args:
         ctx: The run.
