@@ -666,6 +666,7 @@ def run_cycle(ctx: RunContext, state: RunState, cycle: int) -> CycleOutcome | No
     choice = choose(ctx, state, cycle)
     skipped: list[int] = []
     told: list[str] = []
+    bound = _search(ctx, state).rejected  # what fine-tuned cycles found, before this cycle
     while choice is not None:
         book = state.book.copy()  # the cycle's slot ids; the run's change only if it is kept
         if choice.n_prune == 0:  # the search is resolved: this cycle only learns
@@ -678,7 +679,9 @@ def run_cycle(ctx: RunContext, state: RunState, cycle: int) -> CycleOutcome | No
         if fc is None or fc.worth_learning:
             grown = grow(ctx, choice, pruned, ppl_pruned, book)
             break
-        # Not worth its steps: the search counts the total as failed; try a smaller one.
+        # Not worth its steps: within this cycle the search counts the total as failed and
+        # tries a smaller one. Only fine-tuned cycles bound the search for good: the next
+        # cycle forecasts again, with what this one's fine-tuning teaches about recovery.
         target = int(choice.target or 0)
         skipped.append(target)
         told.append(f"not fine-tuned {target} heads removed: {fc.reason}")
@@ -686,6 +689,8 @@ def run_cycle(ctx: RunContext, state: RunState, cycle: int) -> CycleOutcome | No
             _search(ctx, state), removed=target, accepted=False, margin=0.0
         )
         choice = choose(ctx, state, cycle)
+    if skipped:
+        state.search = replace(_search(ctx, state), rejected=bound)
     if choice is None:
         return None
     learned = learn(ctx, state, choice, pruned, grown, book)
