@@ -82,7 +82,8 @@ class PlasticityConfig:
             the same-steps reference from its one-shot damage and the share of damage the run's
             earlier cycles left (:mod:`selfimprove.plasticity._forecast`); a candidate forecast
             to fail is not fine-tuned (no steps spent) and the same cycle tries a smaller
-            removal. Needs ``accept_against_reference`` and ``finetune_steps`` > 0.
+            removal; a later cycle may forecast the larger one again. Needs
+            ``accept_against_reference`` and ``finetune_steps`` > 0.
         learn_when_resolved: When the search for the largest removal within the tolerance is
             resolved (or no head is left to remove), the remaining cycles fine-tune the kept
             model without pruning (judged by the same rule); else the run stops there.

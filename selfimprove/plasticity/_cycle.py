@@ -14,8 +14,8 @@ The decisions are pure functions of the cycle's figures, each with its reason:
   when the bracket is narrower than one head per layer; the remaining cycles only learn);
 - worth fine-tuning: :func:`selfimprove.plasticity._forecast.forecast_gap`, the candidate's
   gap to the same-steps reference forecast from its one-shot damage and the share of damage
-  the run's earlier cycles left; a candidate forecast to fail spends no steps, the search counts
-  its total as failed and the same cycle tries a smaller one;
+  the run's earlier cycles left; a candidate forecast to fail spends no steps, and the same
+  cycle tries a smaller one (a forecast bounds the search only within its cycle);
 - keep or undo: :func:`selfimprove.plasticity._acceptance.judge_candidate`, within the tolerance
   of the start *and* of the unpruned start fine-tuned with the same steps, batches and rates
   (:class:`selfimprove.plasticity._reference.ReferenceTrack`, advanced beside the model); a

@@ -20,10 +20,11 @@ anyway (``measure``), and one cycle of fine-tuning leaves a fairly steady share 
   one; every cycle the run fine-tunes moves the estimate.
 
 :func:`forecast_gap` says whether the forecast stays within ``log(1 + tolerance)``: a candidate
-that does not is not fine-tuned; the search treats its total as failed and the same cycle tries
-a smaller one. :func:`recoveries` reads the history from the run's cycle outcomes. Both are pure
-functions of plain numbers. Hand-written: this is the run's own measurement model, not a
-general-purpose estimator.
+that does not is not fine-tuned; for the rest of its cycle the search treats its total as failed
+and tries a smaller one. Only fine-tuned cycles bound the search for good: the next cycle may
+forecast the larger total again, with a share its own fine-tuning has moved. :func:`recoveries`
+reads the history from the run's cycle outcomes. Both are pure functions of plain numbers.
+Written by hand: this is the run's own measurement model, not a general-purpose estimator.
 """
 
 from __future__ import annotations
