@@ -55,7 +55,7 @@ from selfimprove.loop.learning import (
     CycleLearner,
     SelfImprovementMetrics,
 )
-from selfimprove.loop.planner import MAX_WAIT, Planner
+from selfimprove.loop.planner import Planner
 from selfimprove.measure.evaluation import Evaluation
 from selfimprove.meta.bandit import StrategyBandit
 from selfimprove.meta.gain import GAIN_MODEL_NAME, GainAdvisor
@@ -64,7 +64,7 @@ from selfimprove.store import ModelRecord
 from selfimprove.strategies import Budget
 from selfimprove.tasks import is_external
 
-__all__ = ["EVOLVE_EVERY", "MAX_WAIT", "ImprovementCycle", "SelfImprovementMetrics"]
+__all__ = ["EVOLVE_EVERY", "ImprovementCycle", "SelfImprovementMetrics"]
 
 logger = logging.getLogger(__name__)
 

@@ -4,14 +4,13 @@ forecast learns the share of one-shot damage that fine-tuning leaves from the ru
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from selfimprove.plasticity import AdaptivePlasticitySystem, read_metrics
+from selfimprove.plasticity import read_metrics
 from selfimprove.plasticity._forecast import (
     MAX_SHARE,
     PRIOR_SHARE,
@@ -24,8 +23,7 @@ from selfimprove.plasticity._forecast import (
 from selfimprove.surfaces.cli.common import out
 from selfimprove.surfaces.cli.plasticity import _print_summary
 
-from .conftest import short_config
-from .test_adaptive_search import SHORT_GENERATIONS
+from .test_adaptive_search import _one_cycle
 
 LIMIT = math.log1p(0.05)
 
@@ -94,20 +92,8 @@ def test_recoveries_read_gaps_against_the_reference_of_the_kept_cycles() -> None
 def test_a_candidate_forecast_to_fail_spends_no_steps_and_a_smaller_one_is_tried(
     tiny_home: Path, tmp_path: Path
 ) -> None:
-    config = short_config(
-        finetune_steps=10,
-        eval_windows=32,
-        latency_repeats=3,
-        degeneration=SHORT_GENERATIONS,
-        perplexity_tolerance=0.005,
-        screen_estimators=False,
-        use_memory=False,
-        dashboard=False,
-    )
-    system = AdaptivePlasticitySystem("tiny", None, tmp_path, config=config, home=tiny_home)
-    results = system.run_adaptive_optimization(
-        max_cycles=1, initial_pruning_level=0.5, initial_growth_ratio=0.0
-    )
+    short = {"finetune_steps": 10, "perplexity_tolerance": 0.005}
+    _, results = _one_cycle(tiny_home, tmp_path, forecast_before_learning=True, **short)
     (cycle,) = results.cycles
     # Half the heads at once: +2.3 % before fine-tuning, half of it forecast to stay, more than
     # 0.5 % allows: not fine-tuned.
@@ -133,13 +119,7 @@ def test_a_candidate_forecast_to_fail_spends_no_steps_and_a_smaller_one_is_tried
     fine_tuned = cycle.heads_target
     assert decision["search"]["rejected"] == (None if cycle.accepted else fine_tuned)
     # Switched off, the same cycle fine-tunes the large candidate.
-    off = AdaptivePlasticitySystem(
-        "tiny",
-        None,
-        tmp_path / "off",
-        config=replace(config, forecast_before_learning=False),
-        home=tiny_home,
-    ).run_adaptive_optimization(max_cycles=1, initial_pruning_level=0.5, initial_growth_ratio=0.0)
+    _, off = _one_cycle(tiny_home, tmp_path / "off", forecast_before_learning=False, **short)
     assert off.cycles[0].heads_target == 16 and off.cycles[0].skipped_targets == ()
     assert off.cycles[0].forecast is None
     # The CLI's summary says which removals were not fine-tuned, and why.
